@@ -1,0 +1,77 @@
+"""Builds the one extension, ``stylegan_ops._C``, from ``csrc/``.
+
+C++ CPU kernels are always built. CUDA kernels are built when the installed torch is a
+CUDA build and nvcc is found under ``CUDA_HOME``; a visible GPU is *not* required, so
+CI machines without one still compile and link every kernel.
+
+Environment:
+  STYLEGAN_OPS_CUDA      "1" forces the CUDA kernels (error if impossible), "0" skips
+                         them, unset decides automatically.
+  TORCH_CUDA_ARCH_LIST   target architectures; defaults to "9.0" (Hopper) when no GPU
+                         is visible to pick it from.
+  MAX_JOBS               parallel compile jobs (ninja).
+"""
+
+import glob
+import os
+
+import torch
+from setuptools import setup
+from torch.utils import cpp_extension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("csrc")
+
+
+def _cuda_decision():
+    """Returns (build_cuda, reason)."""
+    switch = os.environ.get("STYLEGAN_OPS_CUDA", "").strip()
+    if switch not in ("", "0", "1"):
+        raise SystemExit(f"STYLEGAN_OPS_CUDA must be '0', '1' or unset, got {switch!r}")
+    if switch == "0":
+        return False, "skipped: STYLEGAN_OPS_CUDA=0"
+    missing = []
+    if torch.version.cuda is None:
+        missing.append(f"torch {torch.__version__} is not a CUDA build")
+    nvcc = os.path.join(cpp_extension.CUDA_HOME or "", "bin", "nvcc")
+    if cpp_extension.CUDA_HOME is None or not os.path.exists(nvcc):
+        missing.append(f"nvcc not found (CUDA_HOME={cpp_extension.CUDA_HOME})")
+    if missing:
+        if switch == "1":
+            raise SystemExit("STYLEGAN_OPS_CUDA=1 but CUDA kernels cannot be built: " + "; ".join(missing))
+        return False, "; ".join(missing)
+    return True, f"torch CUDA {torch.version.cuda}, nvcc at {nvcc}"
+
+
+def _extension():
+    build_cuda, reason = _cuda_decision()
+    sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
+    cxx_flags = ["-O3"]
+    define_macros = []
+    if not build_cuda:
+        print(f"stylegan_ops: building C++ CPU kernels only ({reason})", flush=True)
+        return cpp_extension.CppExtension(
+            "stylegan_ops._C", sources, extra_compile_args={"cxx": cxx_flags}, define_macros=define_macros
+        )
+
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
+    arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "from the visible GPU")
+    print(f"stylegan_ops: building C++ CPU and CUDA kernels ({reason}; TORCH_CUDA_ARCH_LIST={arch_list})", flush=True)
+    sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
+    define_macros += [("WITH_CUDA", None), ("STYLEGAN_OPS_CUDA_ARCH_LIST", f'"{arch_list}"')]
+    # -lineinfo keeps compute-sanitizer reports readable at no runtime cost; no fast-math:
+    # the tolerances in DESIGN.md leave no room for approximate rsqrt/division.
+    nvcc_flags = ["-O3", "-lineinfo"]
+    return cpp_extension.CUDAExtension(
+        "stylegan_ops._C",
+        sources,
+        extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+        define_macros=define_macros,
+    )
+
+
+setup(
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension},
+)

@@ -1,0 +1,156 @@
+"""A StyleGAN generator assembled from the seed's modules.
+
+mapping (z -> w) -> w per block (``num_ws`` of them, with truncation and style mixing)
+-> learned constant 4x4 -> two SynthesisBlocks per resolution (the first of each level
+above 4x4 upsamples) -> 1x1 to-RGB.
+"""
+
+import torch
+import torch.nn as nn
+
+from stylegan_ops.nn.modules import MappingNetwork, SynthesisBlock
+
+NOISE_MODES = ("random", "const", "none")
+
+
+def _is_power_of_two(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0 and value & (value - 1) == 0
+
+
+class Generator(nn.Module):
+    """StyleGAN generator.
+
+    Args:
+        z_dim, w_dim: latent sizes.
+        resolution: output side, a power of two in [4, 1024].
+        img_channels: output channels.
+        mapping_layers: depth of the mapping network.
+        backend: op backend of every SynthesisBlock ("auto", "eager", "native", "triton").
+        channel_base, channel_max: channels at resolution r are ``min(channel_base // r, channel_max)``
+            (defaults: 512 up to 32x32, then 256, 128, 64, 32, 16 at 64..1024).
+        normalize_z: pixel-normalise z before mapping.
+        w_avg_beta: decay of the moving average of w updated in training mode (truncation target).
+    """
+
+    def __init__(
+        self,
+        z_dim=512,
+        w_dim=512,
+        resolution=1024,
+        img_channels=3,
+        mapping_layers=8,
+        backend="auto",
+        *,
+        channel_base=16384,
+        channel_max=512,
+        normalize_z=True,
+        w_avg_beta=0.995,
+    ):
+        super().__init__()
+        if not _is_power_of_two(resolution) or not 4 <= resolution <= 1024:
+            raise ValueError(f"resolution must be a power of two in [4, 1024], got {resolution!r}")
+        for name, value in (("z_dim", z_dim), ("w_dim", w_dim), ("img_channels", img_channels),
+                            ("mapping_layers", mapping_layers), ("channel_base", channel_base),
+                            ("channel_max", channel_max)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not 0.0 <= w_avg_beta <= 1.0:
+            raise ValueError(f"w_avg_beta must be in [0, 1], got {w_avg_beta!r}")
+        if channel_base // resolution < 1:
+            raise ValueError(f"channel_base={channel_base} leaves no channels at resolution {resolution}")
+
+        self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
+        self.w_avg_beta = w_avg_beta
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, normalize_z=normalize_z)
+
+        def channels(res):
+            return min(channel_base // res, channel_max)
+
+        self.const = nn.Parameter(torch.randn(channels(4), 4, 4))
+        blocks, block_resolutions = [], []
+        in_channels = channels(4)
+        for log2_res in range(2, resolution.bit_length()):
+            res = 2**log2_res
+            for use_upsample in (res > 4, False):
+                blocks.append(SynthesisBlock(in_channels, channels(res), w_dim, use_upsample, backend))
+                block_resolutions.append(res)
+                in_channels = channels(res)
+        self.blocks = nn.ModuleList(blocks)
+        self.block_resolutions = tuple(block_resolutions)
+        self.to_rgb = nn.Conv2d(in_channels, img_channels, kernel_size=1)
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+        for i, res in enumerate(block_resolutions):
+            self.register_buffer(f"noise_const_{i}", torch.randn(1, 1, res, res))
+
+    @property
+    def num_ws(self) -> int:
+        """How many w vectors a forward consumes: one per SynthesisBlock."""
+        return len(self.blocks)
+
+    @property
+    def backend(self) -> str:
+        return self.blocks[0].backend
+
+    @backend.setter
+    def backend(self, backend: str) -> None:
+        for block in self.blocks:
+            block.backend = backend
+
+    def map(self, z, *, truncation_psi=1.0, truncation_cutoff=None, mix_z=None, crossover=None):
+        """z (N, z_dim) -> ws (N, num_ws, w_dim).
+
+        Blocks ``crossover`` and later take their w from ``mix_z`` (style mixing); blocks
+        before ``truncation_cutoff`` (all if None) are pulled toward ``w_avg`` by
+        ``truncation_psi`` (1: no truncation, 0: every z maps to w_avg). In training mode
+        the batch's mean w updates ``w_avg``.
+        """
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be a tensor of shape (N, {self.z_dim}), got {getattr(z, 'shape', type(z))}")
+        if (mix_z is None) != (crossover is None):
+            raise ValueError("style mixing needs both mix_z and crossover (or neither)")
+        cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+        if not 0 <= cutoff <= self.num_ws:
+            raise ValueError(f"truncation_cutoff must be in [0, {self.num_ws}], got {truncation_cutoff!r}")
+
+        w = self.mapping(z)
+        if self.training:
+            with torch.no_grad():
+                self.w_avg.copy_(w.detach().mean(dim=0).to(self.w_avg.dtype).lerp(self.w_avg, self.w_avg_beta))
+        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if mix_z is not None:
+            if not isinstance(mix_z, torch.Tensor) or mix_z.shape != z.shape:
+                raise ValueError(f"mix_z must have z's shape {tuple(z.shape)}, got {getattr(mix_z, 'shape', type(mix_z))}")
+            if isinstance(crossover, bool) or not isinstance(crossover, int) or not 0 <= crossover <= self.num_ws:
+                raise ValueError(f"crossover must be an int in [0, {self.num_ws}], got {crossover!r}")
+            ws[:, crossover:] = self.mapping(mix_z).unsqueeze(1)
+        if truncation_psi != 1:
+            w_avg = self.w_avg.to(ws.dtype)
+            ws[:, :cutoff] = w_avg.lerp(ws[:, :cutoff], truncation_psi)
+        return ws
+
+    def synthesize(self, ws, *, noise_mode="random"):
+        """ws (N, num_ws, w_dim) -> images (N, img_channels, resolution, resolution).
+
+        noise_mode: "random" (fresh noise per call), "const" (the stored per-block noise
+        buffers, so repeated calls agree) or "none" (no noise).
+        """
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if not isinstance(ws, torch.Tensor) or ws.dim() != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(
+                f"ws must be a tensor of shape (N, {self.num_ws}, {self.w_dim}), got {getattr(ws, 'shape', type(ws))}"
+            )
+        batch = ws.shape[0]
+        x = self.const.unsqueeze(0).expand(batch, -1, -1, -1).to(ws.dtype)
+        for i, block in enumerate(self.blocks):
+            noise = None
+            if noise_mode == "const":
+                noise = getattr(self, f"noise_const_{i}").to(ws.dtype).expand(batch, -1, -1, -1)
+            x = block(x, ws[:, i], noise, randomize_noise=noise_mode == "random")
+        return self.to_rgb(x)
+
+    def forward(self, z, *, truncation_psi=1.0, truncation_cutoff=None, mix_z=None, crossover=None,
+                noise_mode="random"):
+        ws = self.map(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                      mix_z=mix_z, crossover=crossover)
+        return self.synthesize(ws, noise_mode=noise_mode)

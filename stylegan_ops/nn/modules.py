@@ -1,0 +1,114 @@
+"""The seed's modules with the same constructor arguments, forward signatures and parameter
+names, so a ``state_dict`` moves between the seed's classes and these with ``strict=True``.
+
+``SynthesisBlock`` runs its upsample + conv and its noise + AdaIN + LeakyReLU through the
+fused ops; ``backend`` picks their implementation and never changes a parameter.
+"""
+
+import torch
+import torch.nn as nn
+
+from stylegan_ops.ops import noise_adain_lrelu, upsample_conv2d
+
+LRELU_SLOPE = 0.2
+INSTANCE_NORM_EPS = 1e-5  # nn.InstanceNorm2d's default, which the seed uses
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: ``num_layers`` x (Linear, LeakyReLU(0.2)).
+
+    ``normalize_z`` (not in the seed, off by default) rescales each z to unit RMS first,
+    StyleGAN's pixel norm.
+    """
+
+    def __init__(self, z_dim, w_dim, num_layers=8, *, normalize_z=False):
+        super().__init__()
+        self.z_dim = z_dim
+        self.w_dim = w_dim
+        self.num_layers = num_layers
+        self.normalize_z = normalize_z
+        layers = []
+        for i in range(num_layers):
+            layers += [nn.Linear(z_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(LRELU_SLOPE)]
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, z):
+        if self.normalize_z:
+            z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+        return self.network(z)
+
+
+class AdaIN(nn.Module):
+    """``style_scale(w) * instance_norm(x) + style_bias(w)``, as in the seed.
+
+    The scale's bias starts at 1 (StyleGAN's init, so a fresh block passes normalised
+    activations through); the seed's default init differs, which no state_dict notices.
+    """
+
+    def __init__(self, channels, w_dim):
+        super().__init__()
+        self.channels = channels
+        self.w_dim = w_dim
+        self.instance_norm = nn.InstanceNorm2d(channels, affine=False)
+        self.style_scale_transform = nn.Linear(w_dim, channels)
+        self.style_bias_transform = nn.Linear(w_dim, channels)
+        nn.init.ones_(self.style_scale_transform.bias)
+
+    def styles(self, w):
+        """(style_scale, style_bias), each (N, channels)."""
+        return self.style_scale_transform(w), self.style_bias_transform(w)
+
+    def forward(self, x, w):
+        style_scale, style_bias = self.styles(w)
+        return style_scale[:, :, None, None] * self.instance_norm(x) + style_bias[:, :, None, None]
+
+
+class NoiseInjection(nn.Module):
+    """``x + weight * noise`` with a learned per-channel weight (zero at init); noise=None draws N(0, 1)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x, noise=None):
+        if noise is None:
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        return x + self.weight * noise
+
+
+class SynthesisBlock(nn.Module):
+    """[nearest 2x upsample] -> 3x3 conv -> noise -> AdaIN -> LeakyReLU(0.2).
+
+    The upsample and its conv run as one ``upsample_conv2d``; noise, AdaIN and the
+    activation as one ``noise_adain_lrelu``. Change ``block.backend`` at any time.
+    """
+
+    def __init__(self, in_channels, out_channels, w_dim, use_upsample=True, backend="auto"):
+        super().__init__()
+        self.use_upsample = use_upsample
+        self.backend = backend
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
+        self.noise_injection = NoiseInjection(out_channels)
+        self.adain = AdaIN(out_channels, w_dim)
+        self.activation = nn.LeakyReLU(LRELU_SLOPE)
+
+    def forward(self, x, w, noise=None, *, randomize_noise=True):
+        """``noise``: (N, 1, H', W') or None; None draws fresh noise unless ``randomize_noise`` is False,
+        in which case no noise is added."""
+        if self.use_upsample:
+            x = upsample_conv2d(x, self.conv.weight, self.conv.bias, backend=self.backend)
+        else:
+            x = self.conv(x)
+        if noise is None and randomize_noise:
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        style_scale, style_bias = self.adain.styles(w)
+        return noise_adain_lrelu(
+            x,
+            noise,
+            self.noise_injection.weight.to(x.dtype),
+            style_scale.to(x.dtype),
+            style_bias.to(x.dtype),
+            eps=INSTANCE_NORM_EPS,
+            negative_slope=LRELU_SLOPE,
+            backend=self.backend,
+        )

@@ -1,0 +1,47 @@
+"""Argument checks shared by the ops: every message names the argument and what was expected."""
+
+import numbers
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _format_shape(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_tensor(op: str, name: str, tensor, shape) -> None:
+    """``tensor`` is a floating tensor of ``shape`` (a tuple of ints or names; names match any size)."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be float16, bfloat16, float32 or float64, got {tensor.dtype}")
+    mismatch = tensor.dim() != len(shape) or any(
+        isinstance(want, int) and got != want for got, want in zip(tensor.shape, shape)
+    )
+    if mismatch:
+        raise ValueError(f"{op}: {name} must have shape {_format_shape(shape)}, got {_format_shape(tuple(tensor.shape))}")
+
+
+def check_same_device_and_dtype(op: str, reference_name: str, reference: torch.Tensor, **others) -> None:
+    """Every tensor in ``others`` (None skipped) is on ``reference``'s device with its dtype."""
+    for name, tensor in others.items():
+        if tensor is None:
+            continue
+        if tensor.device != reference.device:
+            raise RuntimeError(
+                f"{op}: {name} is on {tensor.device} but {reference_name} is on {reference.device}; "
+                "all tensors must be on one device"
+            )
+        if tensor.dtype != reference.dtype:
+            raise TypeError(
+                f"{op}: {name} has dtype {tensor.dtype} but {reference_name} has {reference.dtype}; "
+                "all tensors must have one dtype"
+            )
+
+
+def check_real(op: str, name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
+    return float(value)

@@ -1,0 +1,106 @@
+"""Oracles for the tests, independent of the package under test.
+
+* The seed tutorial's modules, transcribed as written (comments dropped), to check that
+  state_dicts and outputs carry over.
+* A plain reference function per op, written from DESIGN.md's formulas with explicit
+  mean/variance, not from the package's eager backend.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ---- the seed's modules --------------------------------------------------------------------
+class SeedMappingNetwork(nn.Module):
+    def __init__(self, z_dim, w_dim, num_layers=8):
+        super().__init__()
+        self.z_dim = z_dim
+        self.w_dim = w_dim
+        self.num_layers = num_layers
+        layers = []
+        current_dim = z_dim
+        for i in range(num_layers):
+            layers.append(nn.Linear(current_dim, w_dim))
+            layers.append(nn.LeakyReLU(0.2))
+            current_dim = w_dim
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, z):
+        w = self.network(z)
+        return w
+
+
+class SeedAdaIN(nn.Module):
+    def __init__(self, channels, w_dim):
+        super().__init__()
+        self.channels = channels
+        self.w_dim = w_dim
+        self.instance_norm = nn.InstanceNorm2d(channels, affine=False)
+        self.style_scale_transform = nn.Linear(w_dim, channels)
+        self.style_bias_transform = nn.Linear(w_dim, channels)
+
+    def forward(self, x, w):
+        normalized_x = self.instance_norm(x)
+        style_scale = self.style_scale_transform(w)
+        style_bias = self.style_bias_transform(w)
+        style_scale = style_scale.view(-1, self.channels, 1, 1)
+        style_bias = style_bias.view(-1, self.channels, 1, 1)
+        transformed_x = style_scale * normalized_x + style_bias
+        return transformed_x
+
+
+class SeedNoiseInjection(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x, noise=None):
+        if noise is None:
+            batch, _, height, width = x.shape
+            noise = torch.randn(batch, 1, height, width, device=x.device, dtype=x.dtype)
+        return x + self.weight * noise
+
+
+class SeedSynthesisBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, w_dim, use_upsample=True):
+        super().__init__()
+        self.use_upsample = use_upsample
+        if self.use_upsample:
+            self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
+        self.noise_injection = SeedNoiseInjection(out_channels)
+        self.adain = SeedAdaIN(out_channels, w_dim)
+        self.activation = nn.LeakyReLU(0.2)
+
+    def forward(self, x, w, noise=None):
+        if self.use_upsample:
+            x = self.upsample(x)
+        x = self.conv(x)
+        x = self.noise_injection(x, noise=noise)
+        x = self.adain(x, w)
+        x = self.activation(x)
+        return x
+
+
+# ---- plain reference functions ---------------------------------------------------------------
+def noise_adain_lrelu_reference(x, noise, noise_weight, style_scale, style_bias, eps=1e-5, negative_slope=0.2):
+    """DESIGN.md §1, term by term."""
+    v = x if noise is None else x + noise_weight.reshape(1, -1, 1, 1) * noise
+    mean = v.mean(dim=(2, 3), keepdim=True)
+    var = (v - mean).square().mean(dim=(2, 3), keepdim=True)  # biased
+    n = (v - mean) / torch.sqrt(var + eps)
+    z = style_scale[:, :, None, None] * n + style_bias[:, :, None, None]
+    return torch.where(z >= 0, z, negative_slope * z)
+
+
+def upsample_conv2d_reference(x, weight, bias=None):
+    """Nearest 2x by repeat_interleave, then a 3x3 convolution with zero padding 1."""
+    upsampled = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    return F.conv2d(upsampled, weight, bias, padding=1)
+
+
+def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """‖out − ref‖ / ‖ref‖ in float64, the error measure of DESIGN.md §3."""
+    out, ref = out.double(), ref.double()
+    return ((out - ref).norm() / ref.norm().clamp_min(1e-300)).item()

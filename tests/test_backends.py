@@ -1,0 +1,72 @@
+"""Backend availability and the errors for backends that cannot run."""
+
+import os
+import warnings
+
+import pytest
+import torch
+
+import stylegan_ops as so
+from stylegan_ops import backends
+
+
+def test_eager_is_available_everywhere():
+    assert "eager" in so.available_backends("cpu")
+    assert "eager" in so.available_backends(torch.device("cpu"))
+    assert "eager" in so.available_backends("cuda")
+
+
+def test_available_backends_rejects_non_devices():
+    with pytest.raises(TypeError, match="device"):
+        so.available_backends(3)
+
+
+def test_unknown_backend_is_a_value_error():
+    x = torch.randn(1, 2, 4, 4)
+    with pytest.raises(ValueError, match="backend"):
+        so.upsample_conv2d(x, torch.randn(2, 2, 3, 3), backend="fastest")
+
+
+def test_triton_on_cpu_without_interpreter_says_why(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    reason = backends.unavailable_reason("triton", "cpu")
+    assert reason is not None and ("TRITON_INTERPRET" in reason or "not installed" in reason)
+    assert "triton" not in so.available_backends("cpu")
+
+
+def test_native_cuda_needs_cuda_kernels():
+    info = so.build_info()
+    reason = backends.unavailable_reason("native", "cuda")
+    if not info["extension"]:
+        assert reason == info["error"]
+    elif info["cuda"] is None:
+        assert "without CUDA kernels" in reason
+    else:
+        assert reason is None
+
+
+def test_missing_implementation_raises_runtime_error_naming_it():
+    x = torch.randn(1, 2, 4, 4)
+    reason = backends.unavailable_reason("native", "cpu", "some_op", implemented=("eager",))
+    assert "no native implementation of some_op" in reason
+    with pytest.raises(RuntimeError, match="backend='native' cannot run"):
+        backends.resolve("native", x.device, "some_op", ("eager",))
+
+
+def test_auto_falls_back_to_eager_with_one_warning_per_cause():
+    backends._warned_causes.discard("stylegan_ops has no native implementation of other_op yet")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert backends.resolve("auto", torch.device("cpu"), "other_op", ("eager",)) == "eager"
+    messages = [str(w.message) for w in caught if "other_op" in str(w.message)]
+    assert len(messages) == 1 and "passes over 'native'" in messages[0]
+
+
+def test_build_info_reports_cuda_version_when_compiled_in():
+    info = so.build_info()
+    assert set(info) == {"extension", "error", "cuda", "cuda_arch_list"}
+    if os.environ.get("STYLEGAN_OPS_CUDA") == "1":  # CI forces the CUDA kernels in
+        assert info["extension"] and info["cuda"] is not None, info
+    if info["extension"] and torch.version.cuda is not None and info["cuda"] is not None:
+        assert info["cuda"].split(".")[0] == torch.version.cuda.split(".")[0]
