@@ -15,6 +15,15 @@
 #endif
 
 TORCH_LIBRARY(stylegan_ops, m) {
+  // y = leaky_relu(style_scale * instance_norm(x + noise_weight * noise) + style_bias); also returns the
+  // per-plane mean and rstd (N, C) (float32, float64 for float64), all that backward needs besides inputs.
+  m.def(
+      "noise_adain_lrelu(Tensor x, Tensor? noise, Tensor noise_weight, Tensor style_scale, Tensor style_bias, "
+      "float eps, float negative_slope) -> (Tensor y, Tensor mean, Tensor rstd)");
+  m.def(
+      "noise_adain_lrelu_backward(Tensor grad_y, Tensor x, Tensor? noise, Tensor noise_weight, Tensor style_scale, "
+      "Tensor style_bias, Tensor mean, Tensor rstd, float negative_slope) "
+      "-> (Tensor grad_x, Tensor grad_noise_weight, Tensor grad_style_scale, Tensor grad_style_bias)");
 }
 
 // A plain Python module whose import runs the static registrations above. Build facts are

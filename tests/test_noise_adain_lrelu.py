@@ -119,3 +119,151 @@ def test_bad_scalars(backend):
         so.noise_adain_lrelu(**GOOD, eps="small", backend=backend)
     with pytest.raises(TypeError, match="negative_slope"):
         so.noise_adain_lrelu(**GOOD, negative_slope=None, backend=backend)
+
+
+# ---- gradients -----------------------------------------------------------------------------------
+NAMES = ["x", "noise", "noise_weight", "style_scale", "style_bias"]
+GRAD_SUBSETS = [NAMES, ["x"], ["noise"], ["noise_weight"], ["style_scale", "style_bias"], ["x", "noise_weight"]]
+
+
+def _grads(fn, inputs, wrt, grad_y):
+    inputs = [t.detach().clone().requires_grad_(name in wrt) if t is not None else None for name, t in zip(NAMES, inputs)]
+    y = fn(*inputs)
+    chosen = [t for name, t in zip(NAMES, inputs) if name in wrt]
+    return y, torch.autograd.grad(y, chosen, grad_y)
+
+
+@pytest.mark.parametrize("wrt", GRAD_SUBSETS, ids="+".join)
+def test_gradients_float64_match_reference(backend, wrt):
+    inputs = make_inputs(2, 3, 6, 5)
+    grad_y = torch.randn(2, 3, 6, 5, dtype=torch.float64)
+    _, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, wrt, grad_y)
+    _, want = _grads(noise_adain_lrelu_reference, inputs, wrt, grad_y)
+    for name, g, r in zip(wrt, got, want):
+        assert rel_l2(g, r) < 1e-12, name
+
+
+def test_gradients_float32_match_float64_reference(backend):
+    inputs = make_inputs(2, 4, 16, 16, dtype=torch.float32)
+    grad_y = torch.randn(2, 4, 16, 16)
+    _, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)
+    _, want = _grads(noise_adain_lrelu_reference, [t.double() for t in inputs], NAMES, grad_y.double())
+    for name, g, r in zip(NAMES, got, want):
+        assert g.dtype == torch.float32
+        assert rel_l2(g, r) < 1e-4, name
+
+
+@pytest.mark.parametrize("dtype,fwd_tol,grad_tol", [(torch.float16, 2e-3, 5e-3), (torch.bfloat16, 1e-2, 2e-2)])
+def test_reduced_precision_against_float32_reference(backend, dtype, fwd_tol, grad_tol):
+    inputs = make_inputs(2, 3, 12, 12, dtype=dtype)
+    grad_y = torch.randn(2, 3, 12, 12, dtype=dtype)
+    y, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)
+    y_ref, want = _grads(noise_adain_lrelu_reference, [t.float() for t in inputs], NAMES, grad_y.float())
+    assert y.dtype == dtype and rel_l2(y, y_ref) < fwd_tol
+    for name, g, r in zip(NAMES, got, want):
+        assert g.dtype == dtype and rel_l2(g, r) < grad_tol, name
+
+
+def test_gradients_without_noise(backend):
+    x, _, weight, scale, bias = make_inputs()
+    grad_y = torch.randn_like(x)
+    for t in (x, weight, scale, bias):
+        t.requires_grad_()
+    y = so.noise_adain_lrelu(x, None, weight, scale, bias, backend=backend)
+    gx, gw, gs, gb = torch.autograd.grad(y, (x, weight, scale, bias), grad_y, allow_unused=True)
+    rx, rs, rb = torch.autograd.grad(noise_adain_lrelu_reference(x, None, weight, scale, bias), (x, scale, bias), grad_y)
+    assert gw is None  # as in eager: noise_weight takes no part without noise
+    assert rel_l2(gx, rx) < 1e-12 and rel_l2(gs, rs) < 1e-12 and rel_l2(gb, rb) < 1e-12
+
+
+def test_gradients_channels_last_and_broadcast_noise(backend):
+    x, noise, weight, scale, bias = make_inputs(2, 3, 6, 5)
+    x = x.contiguous(memory_format=torch.channels_last)
+    noise = noise[:1].expand(2, -1, -1, -1)
+    grad_y = torch.randn(2, 3, 6, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    y, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), (x, noise, weight, scale, bias), NAMES, grad_y)
+    _, want = _grads(noise_adain_lrelu_reference, (x, noise, weight, scale, bias), NAMES, grad_y)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    if backend != "eager":  # the fused backward writes dx in x's layout
+        assert got[0].is_contiguous(memory_format=torch.channels_last)
+    for name, g, r in zip(NAMES, got, want):
+        assert rel_l2(g, r) < 1e-12, name
+
+
+def test_gradcheck_and_gradgradcheck(backend):
+    inputs = [t.requires_grad_() for t in make_inputs(1, 2, 3, 4)]
+    fn = lambda *a: so.noise_adain_lrelu(*a, backend=backend)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+def test_backward_is_deterministic(backend):
+    inputs = make_inputs(2, 3, 9, 9, dtype=torch.float32)
+    grad_y = torch.randn(2, 3, 9, 9)
+    first = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)[1]
+    second = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)[1]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+# ---- torch.library integration -------------------------------------------------------------------
+LIBRARY_OPS = {"native": "noise_adain_lrelu", "triton": "noise_adain_lrelu_triton"}
+
+
+def test_opcheck(backend):
+    if backend == "eager":
+        pytest.skip("eager is plain PyTorch, not a library op")
+    op = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend]).default
+    for with_noise in (True, False):
+        x, noise, weight, scale, bias = make_inputs(2, 3, 4, 5, noise=with_noise)
+        args = (x.requires_grad_(), noise, weight.requires_grad_(), scale.requires_grad_(), bias, 1e-5, 0.2)
+        torch.library.opcheck(op, args)
+
+
+def test_torch_compile_fullgraph(backend):
+    torch._dynamo.reset()
+    fn = torch.compile(lambda *a: so.noise_adain_lrelu(*a, backend=backend), fullgraph=True, backend="aot_eager")
+    inputs = [t.requires_grad_() for t in make_inputs(2, 3, 5, 4)]
+    y = fn(*inputs)
+    grads = torch.autograd.grad(y.square().sum(), inputs)
+    y_ref = noise_adain_lrelu_reference(*inputs)
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), inputs)
+    assert rel_l2(y, y_ref) < 1e-12
+    for g, r in zip(grads, grads_ref):
+        assert rel_l2(g, r) < 1e-12
+
+
+# ---- GPU (skipped without one; run by the GPU suite) ---------------------------------------------
+GPU_BACKENDS = ["native", "triton"]
+GENERATOR_SHAPES = [(8, 512, 4, 4), (8, 512, 32, 32), (8, 256, 64, 64), (4, 64, 256, 256), (2, 16, 1024, 1024)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape", GENERATOR_SHAPES, ids=str)
+@pytest.mark.parametrize(
+    "dtype,fwd_tol,grad_tol", [(torch.float32, 1e-5, 1e-4), (torch.float16, 2e-3, 5e-3), (torch.bfloat16, 1e-2, 2e-2)]
+)
+def test_gpu_against_reference(gpu_backend, shape, dtype, fwd_tol, grad_tol):
+    ref_dtype = torch.float64 if dtype == torch.float32 else torch.float32
+    inputs = [t.cuda() for t in make_inputs(*shape, dtype=dtype)]
+    grad_y = torch.randn(shape, device="cuda", dtype=dtype)
+    y, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=gpu_backend), inputs, NAMES, grad_y)
+    y_ref, want = _grads(noise_adain_lrelu_reference, [t.to(ref_dtype) for t in inputs], NAMES, grad_y.to(ref_dtype))
+    assert rel_l2(y, y_ref) < fwd_tol
+    for name, g, r in zip(NAMES, got, want):
+        assert rel_l2(g, r) < grad_tol, name
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", GPU_BACKENDS)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_gpu_layouts_and_determinism(gpu_backend, memory_format):
+    inputs = [t.cuda() for t in make_inputs(4, 64, 33, 31, dtype=torch.float32)]
+    inputs[0] = inputs[0].contiguous(memory_format=memory_format)
+    grad_y = torch.randn(4, 64, 33, 31, device="cuda")
+    y, first = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=gpu_backend), inputs, NAMES, grad_y)
+    _, second = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=gpu_backend), inputs, NAMES, grad_y)
+    assert y.is_contiguous(memory_format=memory_format)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    y_ref = noise_adain_lrelu_reference(*[t.double() for t in inputs])
+    assert rel_l2(y, y_ref) < 1e-5

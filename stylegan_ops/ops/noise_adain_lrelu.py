@@ -1,13 +1,32 @@
-"""Noise injection + AdaIN + LeakyReLU: ``y = lrelu(s * instance_norm(x + a * noise) + b)``.
+r"""Noise injection + AdaIN + LeakyReLU: ``y = lrelu(s * instance_norm(x + a * noise) + b)``.
 
-``noise_adain_lrelu_ref`` is the eager twin (the seed's math, composed of PyTorch ops)
-and the ``eager`` backend.
+``noise_adain_lrelu_ref`` is the eager twin (the seed's math, composed of PyTorch ops) and
+the ``eager`` backend. ``native`` is ``torch.ops.stylegan_ops.noise_adain_lrelu`` (csrc/),
+``triton`` is ``torch.ops.stylegan_ops.noise_adain_lrelu_triton`` (stylegan_ops/triton/);
+both share the autograd formula below.
+
+Backward, per (n, c) plane of M = H*W elements. With v = x + a ξ, μ and σ² the plane's
+mean and biased variance, r = (σ² + eps)^-½, x̂ = (v − μ) r, z = s x̂ + b, y = lrelu(z):
+
+    g      = dy · (z > 0 ? 1 : slope)                   (LeakyReLU)
+    db     = Σ g,        ds = Σ g x̂                     (style affine)
+    dv     = s r (g − db/M − x̂ ds/M)                     (instance norm: dx̂ = s g, and
+                                                          ∂x̂/∂v projects out the mean and x̂)
+    dx     = dv,         dξ = Σ_c a_c dv_c,   da_c = Σ_{n,h,w} dv ξ
+
+So backward needs only x, noise, the inputs' small tensors and the per-plane μ, r saved by
+the forward: never x̂ or y. The kernels do two passes over a plane (Σ g and Σ g x̂, then dv);
+da is reduced per plane and then over the batch in a fixed order (deterministic, no atomics),
+dξ is a reduction of dx over channels done here with PyTorch ops.
+
+Double backward runs the same formula composed of differentiable PyTorch ops
+(``_backward_composite``), recomputing μ and r from v so their dependence on x is kept.
 """
 
 import torch
 import torch.nn.functional as F
 
-from stylegan_ops import backends
+from stylegan_ops import _extension, backends
 from stylegan_ops.ops._checks import check_real, check_same_device_and_dtype, check_tensor
 
 OP = "noise_adain_lrelu"
@@ -15,7 +34,7 @@ OP = "noise_adain_lrelu"
 
 def noise_adain_lrelu_ref(x, noise, noise_weight, style_scale, style_bias, eps=1e-5, negative_slope=0.2):
     """The seed's NoiseInjection -> InstanceNorm2d -> style affine -> LeakyReLU, op for op."""
-    memory_format = _memory_format(x)
+    memory_format = output_memory_format(x)
     if noise is not None:
         x = x + noise_weight.view(1, -1, 1, 1) * noise
     normalized = F.instance_norm(x, eps=eps)
@@ -23,11 +42,125 @@ def noise_adain_lrelu_ref(x, noise, noise_weight, style_scale, style_bias, eps=1
     return y.contiguous(memory_format=memory_format)
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
+def output_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last when x is (and is not also plain contiguous), else contiguous; csrc/ uses the same rule."""
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# ---- autograd, shared by the native and the Triton op ----------------------------------------
+def _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
+    """The module docstring's backward formula in differentiable PyTorch ops (for double backward)."""
+    v = x if noise is None else x + noise_weight.view(1, -1, 1, 1) * noise
+    mean = v.mean(dim=(2, 3), keepdim=True)
+    rstd = torch.rsqrt(v.var(dim=(2, 3), unbiased=False, keepdim=True) + eps)
+    xhat = (v - mean) * rstd
+    scale = style_scale[:, :, None, None]
+    z = scale * xhat + style_bias[:, :, None, None]
+    g = torch.where(z > 0, grad_y, grad_y * negative_slope)
+    grad_bias = g.sum(dim=(2, 3))
+    grad_scale = (g * xhat).sum(dim=(2, 3))
+    grad_v = scale * rstd * (g - g.mean(dim=(2, 3), keepdim=True) - xhat * (g * xhat).mean(dim=(2, 3), keepdim=True))
+    grad_noise_weight = None if noise is None else (grad_v * noise).sum(dim=(0, 2, 3))
+    return grad_v, grad_noise_weight, grad_scale, grad_bias
+
+
+def _setup_context(ctx, inputs, output):
+    x, noise, noise_weight, style_scale, style_bias, eps, negative_slope = inputs
+    _, mean, rstd = output
+    ctx.mark_non_differentiable(mean, rstd)
+    ctx.save_for_backward(x, noise, noise_weight, style_scale, style_bias, mean, rstd)
+    ctx.eps, ctx.negative_slope = eps, negative_slope
+
+
+def _autograd_backward(backward_op):
+    def backward(ctx, grad_y, _grad_mean, _grad_rstd):
+        x, noise, noise_weight, style_scale, style_bias, mean, rstd = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: keep the graph for higher derivatives
+            grad_x, grad_noise_weight, grad_scale, grad_bias = _backward_composite(
+                grad_y, x, noise, noise_weight, style_scale, style_bias, ctx.eps, ctx.negative_slope
+            )
+        else:
+            grad_x, grad_noise_weight, grad_scale, grad_bias = backward_op(
+                grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, ctx.negative_slope
+            )
+        grad_noise = None
+        if noise is not None and ctx.needs_input_grad[1]:
+            grad_noise = (grad_x * noise_weight.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+        if noise is None:
+            grad_noise_weight = None  # as in eager: noise_weight takes no part without noise
+        return grad_x, grad_noise, grad_noise_weight, grad_scale, grad_bias, None, None
+
+    return backward
+
+
+def _fake_forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
+    y = torch.empty_like(x, memory_format=output_memory_format(x))
+    mean = style_scale.new_empty(style_scale.shape, dtype=stats_dtype(x.dtype))
+    return y, mean, torch.empty_like(mean)
+
+
+def _fake_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope):
+    grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
+    return grad_x, torch.empty_like(noise_weight), torch.empty_like(style_scale), torch.empty_like(style_bias)
+
+
+def _register(forward_name, backward_name):
+    torch.library.register_fake(forward_name)(_fake_forward)
+    torch.library.register_fake(backward_name)(_fake_backward)
+    backward_op = getattr(torch.ops.stylegan_ops, backward_name.split("::")[1])
+    torch.library.register_autograd(forward_name, _autograd_backward(backward_op), setup_context=_setup_context)
+
+
+# ---- the Triton op ------------------------------------------------------------------------------
+@torch.library.custom_op("stylegan_ops::noise_adain_lrelu_triton", mutates_args=())
+def _triton_forward(
+    x: torch.Tensor,
+    noise: torch.Tensor | None,
+    noise_weight: torch.Tensor,
+    style_scale: torch.Tensor,
+    style_bias: torch.Tensor,
+    eps: float,
+    negative_slope: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from stylegan_ops.triton import noise_adain_lrelu as kernels
+
+    return kernels.forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope)
+
+
+@torch.library.custom_op("stylegan_ops::noise_adain_lrelu_triton_backward", mutates_args=())
+def _triton_backward(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    noise: torch.Tensor | None,
+    noise_weight: torch.Tensor,
+    style_scale: torch.Tensor,
+    style_bias: torch.Tensor,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    negative_slope: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from stylegan_ops.triton import noise_adain_lrelu as kernels
+
+    return kernels.backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope)
+
+
+_register("stylegan_ops::noise_adain_lrelu_triton", "stylegan_ops::noise_adain_lrelu_triton_backward")
+if _extension.is_loaded():
+    _register("stylegan_ops::noise_adain_lrelu", "stylegan_ops::noise_adain_lrelu_backward")
+# backends.resolve() checks that a backend can run (extension loaded, Triton present) before one is called.
+IMPLEMENTATIONS = {
+    "eager": noise_adain_lrelu_ref,
+    "native": lambda *args: torch.ops.stylegan_ops.noise_adain_lrelu(*args)[0],
+    "triton": lambda *args: torch.ops.stylegan_ops.noise_adain_lrelu_triton(*args)[0],
+}
+
+
+# ---- public function ------------------------------------------------------------------------------
 def _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
     check_tensor(OP, "x", x, ("N", "C", "H", "W"))
     n, c, h, w = x.shape
@@ -38,6 +171,8 @@ def _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_s
         )
     if noise is not None:
         check_tensor(OP, "noise", noise, (n, 1, h, w))
+    if not isinstance(noise_weight, torch.Tensor):
+        raise TypeError(f"{OP}: noise_weight must be a torch.Tensor, got {type(noise_weight).__name__}")
     check_tensor(OP, "noise_weight", noise_weight, (c,) if noise_weight.dim() == 1 else (1, c, 1, 1))
     check_tensor(OP, "style_scale", style_scale, (n, c))
     check_tensor(OP, "style_bias", style_bias, (n, c))
@@ -45,9 +180,6 @@ def _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_s
         OP, "x", x, noise=noise, noise_weight=noise_weight, style_scale=style_scale, style_bias=style_bias
     )
     return check_real(OP, "eps", eps), check_real(OP, "negative_slope", negative_slope)
-
-
-IMPLEMENTATIONS = {"eager": noise_adain_lrelu_ref}
 
 
 def noise_adain_lrelu(
@@ -65,10 +197,9 @@ def noise_adain_lrelu(
         backend: "auto", "eager", "native" or "triton".
 
     All tensors share one device and one floating dtype; statistics accumulate in float32
-    (float64 for float64). Returns a tensor of x's shape, dtype and memory format.
+    (float64 for float64). Returns a tensor of x's shape, dtype and memory format,
+    differentiable in every tensor argument.
     """
-    if not isinstance(noise_weight, torch.Tensor):
-        raise TypeError(f"{OP}: noise_weight must be a torch.Tensor, got {type(noise_weight).__name__}")
     eps, negative_slope = _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope)
     chosen = backends.resolve(backend, x.device, OP, IMPLEMENTATIONS)
     return IMPLEMENTATIONS[chosen](x, noise, noise_weight.reshape(-1), style_scale, style_bias, eps, negative_slope)

@@ -1,0 +1,233 @@
+// noise_adain_lrelu on CPU: one (n, c) plane per task of at::parallel_for.
+//
+// Each plane is gathered once (any layout, any floating dtype) into a contiguous buffer in
+// the op-math type (float for half/bfloat16/float, double for double); statistics and the
+// output are then computed from that buffer with at::vec::Vectorized. Variance is
+// two-pass (sum of squared deviations from the mean), so a large common offset keeps its
+// variance, and sums go through float chunks flushed into double.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../noise_adain_lrelu.h"
+
+namespace stylegan_ops {
+namespace {
+
+using at::vec::Vectorized;
+
+// Σ over [0, M) of a term given per vector (vec_term(i) covers i .. i+L-1) and per element
+// for the tail; lanes accumulate in acc_t for a chunk, chunks add up in double.
+template <typename acc_t, typename VecTerm, typename ScalarTerm>
+double chunked_sum(int64_t M, const VecTerm& vec_term, const ScalarTerm& scalar_term) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t L = Vec::size();
+  constexpr int64_t kChunk = 64 * L;
+  const int64_t vec_end = M - M % L;
+  double total = 0;
+  for (int64_t chunk = 0; chunk < vec_end; chunk += kChunk) {
+    Vec acc(acc_t(0));
+    const int64_t end = std::min(vec_end, chunk + kChunk);
+    for (int64_t i = chunk; i < end; i += L) acc += vec_term(i);
+    alignas(64) acc_t lanes[L];
+    acc.store(lanes);
+    for (int64_t l = 0; l < L; ++l) total += lanes[l];
+  }
+  for (int64_t i = vec_end; i < M; ++i) total += scalar_term(i);
+  return total;
+}
+
+template <typename acc_t>
+acc_t leaky_relu(acc_t z, acc_t slope) {
+  return z > acc_t(0) ? z : z * slope;
+}
+
+// v[i] = x[i] + a * noise[i] for one plane, into a contiguous op-math buffer.
+template <typename scalar_t, typename acc_t>
+void gather_plane(const scalar_t* x, int64_t x_hw, const scalar_t* noise, int64_t noise_hw, acc_t a, int64_t M,
+                  acc_t* v) {
+  if (noise == nullptr) {
+    for (int64_t i = 0; i < M; ++i) v[i] = acc_t(x[i * x_hw]);
+  } else {
+    for (int64_t i = 0; i < M; ++i) v[i] = acc_t(x[i * x_hw]) + a * acc_t(noise[i * noise_hw]);
+  }
+}
+
+// Two-pass mean and biased variance of buf[0 .. M).
+template <typename acc_t>
+std::pair<acc_t, acc_t> mean_and_variance(const acc_t* v, int64_t M) {
+  using Vec = Vectorized<acc_t>;
+  const acc_t mean = acc_t(
+      chunked_sum<acc_t>(M, [&](int64_t i) { return Vec::loadu(v + i); }, [&](int64_t i) { return v[i]; }) / M);
+  const Vec mean_vec(mean);
+  const double squares = chunked_sum<acc_t>(
+      M,
+      [&](int64_t i) {
+        const Vec d = Vec::loadu(v + i) - mean_vec;
+        return d * d;
+      },
+      [&](int64_t i) { return (v[i] - mean) * (v[i] - mean); });
+  return {mean, acc_t(squares / M)};
+}
+
+template <typename scalar_t>
+void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise, const at::Tensor& noise_weight,
+                    const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope,
+                    at::Tensor& y, at::Tensor& mean_out, at::Tensor& rstd_out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  const PlaneView xv = plane_view(x), yv = plane_view(y);
+  const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
+  const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
+  const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
+  const scalar_t* a_ptr = noise_weight.const_data_ptr<scalar_t>();
+  const scalar_t* scale_ptr = style_scale.const_data_ptr<scalar_t>();
+  const scalar_t* bias_ptr = style_bias.const_data_ptr<scalar_t>();
+  scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
+  acc_t* mean_ptr = mean_out.mutable_data_ptr<acc_t>();
+  acc_t* rstd_ptr = rstd_out.mutable_data_ptr<acc_t>();
+  const acc_t slope = acc_t(negative_slope);
+
+  at::parallel_for(0, N * C, std::max<int64_t>(1, 32768 / M), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> v(M);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t n = plane / C, c = plane % C;
+      gather_plane(x_ptr + n * xv.n_stride + c * xv.c_stride, xv.hw_stride,
+                   noise_ptr ? noise_ptr + n * nv.n_stride : nullptr, nv.hw_stride, acc_t(a_ptr[c]), M, v.data());
+      const auto [mean, var] = mean_and_variance(v.data(), M);
+      const acc_t rstd = acc_t(1) / std::sqrt(var + acc_t(eps));
+      const acc_t gamma = acc_t(scale_ptr[plane]) * rstd, beta = acc_t(bias_ptr[plane]);
+      scalar_t* out = y_ptr + n * yv.n_stride + c * yv.c_stride;
+      for (int64_t i = 0; i < M; ++i) out[i * yv.hw_stride] = scalar_t(leaky_relu((v[i] - mean) * gamma + beta, slope));
+      mean_ptr[plane] = mean;
+      rstd_ptr[plane] = rstd;
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::optional<at::Tensor>& noise,
+                     const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
+                     const at::Tensor& mean_in, const at::Tensor& rstd_in, double negative_slope, at::Tensor& grad_x,
+                     at::Tensor& grad_noise_weight_per_plane, at::Tensor& grad_scale, at::Tensor& grad_bias) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Vec = Vectorized<acc_t>;
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  const PlaneView xv = plane_view(x), gyv = plane_view(grad_y), gxv = plane_view(grad_x);
+  const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
+  const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
+  const scalar_t* gy_ptr = grad_y.const_data_ptr<scalar_t>();
+  const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
+  const scalar_t* a_ptr = noise_weight.const_data_ptr<scalar_t>();
+  const scalar_t* scale_ptr = style_scale.const_data_ptr<scalar_t>();
+  const scalar_t* bias_ptr = style_bias.const_data_ptr<scalar_t>();
+  const acc_t* mean_ptr = mean_in.const_data_ptr<acc_t>();
+  const acc_t* rstd_ptr = rstd_in.const_data_ptr<acc_t>();
+  scalar_t* gx_ptr = grad_x.mutable_data_ptr<scalar_t>();
+  acc_t* ga_ptr = grad_noise_weight_per_plane.mutable_data_ptr<acc_t>();
+  scalar_t* gscale_ptr = grad_scale.mutable_data_ptr<scalar_t>();
+  scalar_t* gbias_ptr = grad_bias.mutable_data_ptr<scalar_t>();
+  const acc_t slope = acc_t(negative_slope);
+
+  at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / M), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> xhat(M), g(M);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t n = plane / C, c = plane % C;
+      const scalar_t* noise_plane = noise_ptr ? noise_ptr + n * nv.n_stride : nullptr;
+      gather_plane(x_ptr + n * xv.n_stride + c * xv.c_stride, xv.hw_stride, noise_plane, nv.hw_stride,
+                   acc_t(a_ptr[c]), M, xhat.data());
+      const acc_t mean = mean_ptr[plane], rstd = rstd_ptr[plane];
+      const acc_t gamma = acc_t(scale_ptr[plane]), beta = acc_t(bias_ptr[plane]);
+      const scalar_t* gy = gy_ptr + n * gyv.n_stride + c * gyv.c_stride;
+      for (int64_t i = 0; i < M; ++i) {
+        xhat[i] = (xhat[i] - mean) * rstd;
+        const acc_t dy = acc_t(gy[i * gyv.hw_stride]);
+        g[i] = gamma * xhat[i] + beta > acc_t(0) ? dy : dy * slope;
+      }
+      const acc_t sum_g = acc_t(chunked_sum<acc_t>(
+          M, [&](int64_t i) { return Vec::loadu(g.data() + i); }, [&](int64_t i) { return g[i]; }));
+      const acc_t sum_g_xhat = acc_t(chunked_sum<acc_t>(
+          M, [&](int64_t i) { return Vec::loadu(g.data() + i) * Vec::loadu(xhat.data() + i); },
+          [&](int64_t i) { return g[i] * xhat[i]; }));
+      // dv = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), overwriting g.
+      const acc_t k = gamma * rstd, mean_g = sum_g / M, mean_g_xhat = sum_g_xhat / M;
+      const Vec k_vec(k), mean_g_vec(mean_g), mean_g_xhat_vec(mean_g_xhat);
+      int64_t i = 0;
+      for (; i + Vec::size() <= M; i += Vec::size()) {
+        const Vec dv = k_vec * (Vec::loadu(g.data() + i) - mean_g_vec - Vec::loadu(xhat.data() + i) * mean_g_xhat_vec);
+        dv.store(g.data() + i);
+      }
+      for (; i < M; ++i) g[i] = k * (g[i] - mean_g - xhat[i] * mean_g_xhat);
+      scalar_t* gx = gx_ptr + n * gxv.n_stride + c * gxv.c_stride;
+      for (int64_t j = 0; j < M; ++j) gx[j * gxv.hw_stride] = scalar_t(g[j]);
+      double dv_dot_noise = 0;
+      if (noise_plane != nullptr) {
+        for (int64_t j = 0; j < M; ++j) dv_dot_noise += double(g[j]) * double(noise_plane[j * nv.hw_stride]);
+      }
+      ga_ptr[plane] = acc_t(dv_dot_noise);
+      gscale_ptr[plane] = scalar_t(sum_g_xhat);
+      gbias_ptr[plane] = scalar_t(sum_g);
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cpu(
+    const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in, const at::Tensor& noise_weight,
+    const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope) {
+  check_noise_adain_lrelu_args(x_in, noise_in, noise_weight, style_scale, style_bias);
+  const at::Tensor x = with_collapsible_hw(x_in);
+  const std::optional<at::Tensor> noise =
+      noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
+  const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
+  at::Tensor mean = at::empty({x.size(0), x.size(1)}, stats_options);
+  at::Tensor rstd = at::empty({x.size(0), x.size(1)}, stats_options);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_cpu", [&] {
+    forward_kernel<scalar_t>(x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(),
+                             eps, negative_slope, y, mean, rstd);
+  });
+  return {y, mean, rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_backward_cpu(
+    const at::Tensor& grad_y_in, const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in,
+    const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
+    const at::Tensor& mean, const at::Tensor& rstd, double negative_slope) {
+  check_noise_adain_lrelu_args(x_in, noise_in, noise_weight, style_scale, style_bias);
+  TORCH_CHECK(grad_y_in.sizes() == x_in.sizes() && grad_y_in.scalar_type() == x_in.scalar_type(),
+              "noise_adain_lrelu_backward: grad_y must match x in shape and dtype");
+  const auto stats = stats_dtype(x_in.scalar_type());
+  TORCH_CHECK(mean.sizes() == style_scale.sizes() && rstd.sizes() == style_scale.sizes() &&
+                  mean.scalar_type() == stats && rstd.scalar_type() == stats,
+              "noise_adain_lrelu_backward: mean and rstd must be (N, C) ", stats, " tensors from the forward");
+  const at::Tensor x = with_collapsible_hw(x_in), grad_y = with_collapsible_hw(grad_y_in);
+  const std::optional<at::Tensor> noise =
+      noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;
+  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
+  at::Tensor grad_a_per_plane = at::empty(style_scale.sizes(), mean.options());
+  at::Tensor grad_scale = at::empty(style_scale.sizes(), x.options());
+  at::Tensor grad_bias = at::empty(style_scale.sizes(), x.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_backward_cpu", [&] {
+    backward_kernel<scalar_t>(grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(),
+                              style_bias.contiguous(), mean.contiguous(), rstd.contiguous(), negative_slope, grad_x,
+                              grad_a_per_plane, grad_scale, grad_bias);
+  });
+  // Summing the per-plane partials over the batch in a fixed order keeps it deterministic.
+  at::Tensor grad_noise_weight = grad_a_per_plane.sum(0).to(x.scalar_type());
+  return {grad_x, grad_noise_weight, grad_scale, grad_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(stylegan_ops, CPU, m) {
+  m.impl("noise_adain_lrelu", &noise_adain_lrelu_cpu);
+  m.impl("noise_adain_lrelu_backward", &noise_adain_lrelu_backward_cpu);
+}
+
+}  // namespace stylegan_ops
