@@ -59,6 +59,25 @@ inline void check_noise_adain_lrelu_args(const at::Tensor& x, const std::optiona
   check(noise_weight, "noise_weight", {C});
   check(style_scale, "style_scale", {N, C});
   check(style_bias, "style_bias", {N, C});
+  TORCH_CHECK(N * C < (int64_t(1) << 31), "noise_adain_lrelu: N*C must be below 2^31 (one block per plane), got ",
+              N * C);
+}
+
+inline void check_noise_adain_lrelu_backward_args(const at::Tensor& grad_y, const at::Tensor& x,
+                                                  const std::optional<at::Tensor>& noise,
+                                                  const at::Tensor& noise_weight, const at::Tensor& style_scale,
+                                                  const at::Tensor& style_bias, const at::Tensor& mean,
+                                                  const at::Tensor& rstd) {
+  check_noise_adain_lrelu_args(x, noise, noise_weight, style_scale, style_bias);
+  TORCH_CHECK(grad_y.sizes() == x.sizes() && grad_y.scalar_type() == x.scalar_type() && grad_y.device() == x.device(),
+              "noise_adain_lrelu_backward: grad_y must match x in shape, dtype and device, got ", grad_y.sizes(), " ",
+              grad_y.scalar_type());
+  const auto stats = stats_dtype(x.scalar_type());
+  for (const auto* t : {&mean, &rstd}) {
+    TORCH_CHECK(t->sizes() == style_scale.sizes() && t->scalar_type() == stats && t->device() == x.device(),
+                "noise_adain_lrelu_backward: mean and rstd must be (N, C) ", stats,
+                " tensors from the forward on x's device");
+  }
 }
 
 }  // namespace stylegan_ops

@@ -199,13 +199,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
     const at::Tensor& grad_y_in, const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in,
     const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
     const at::Tensor& mean, const at::Tensor& rstd, double negative_slope) {
-  check_noise_adain_lrelu_args(x_in, noise_in, noise_weight, style_scale, style_bias);
-  TORCH_CHECK(grad_y_in.sizes() == x_in.sizes() && grad_y_in.scalar_type() == x_in.scalar_type(),
-              "noise_adain_lrelu_backward: grad_y must match x in shape and dtype");
-  const auto stats = stats_dtype(x_in.scalar_type());
-  TORCH_CHECK(mean.sizes() == style_scale.sizes() && rstd.sizes() == style_scale.sizes() &&
-                  mean.scalar_type() == stats && rstd.scalar_type() == stats,
-              "noise_adain_lrelu_backward: mean and rstd must be (N, C) ", stats, " tensors from the forward");
+  check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd);
   const at::Tensor x = with_collapsible_hw(x_in), grad_y = with_collapsible_hw(grad_y_in);
   const std::optional<at::Tensor> noise =
       noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;

@@ -1,0 +1,348 @@
+// noise_adain_lrelu on CUDA: one thread block per (n, c) plane.
+//
+// A plane of M <= kItems * kMaxThreads elements is read once into registers (kItems per
+// thread): two-pass statistics from registers, then y written from registers. Larger planes
+// (StyleGAN reaches 1024x1024) sweep the plane twice: per-thread Welford statistics merged
+// across the block with Chan's formula, then a second read to write y; a block per plane
+// still fills an H100 there because N*C >= 128 at those sizes in StyleGAN.
+// The crossover (4096 elements = 64x64) is where the register cache reaches 8 values per
+// thread at 512 threads; it is a reasoned choice and has not been tuned on a GPU yet.
+//
+// Reductions are warp shuffles then one shared-memory step, in a fixed order: the same
+// inputs give bitwise the same outputs and gradients (no atomics). Half and bfloat16 are
+// computed in float; offsets are 64-bit.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "../noise_adain_lrelu.h"
+
+namespace stylegan_ops {
+namespace {
+
+constexpr int kItems = 8;
+constexpr int kMaxThreads = 512;
+constexpr int64_t kMaxCachedPlane = int64_t(kItems) * kMaxThreads;
+constexpr int kWarp = 32;
+
+template <typename T>
+__device__ T warp_sum(T v) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Sum over the block, returned to every thread. `shared` holds kMaxThreads / kWarp values.
+template <typename T>
+__device__ T block_sum(T v, T* shared) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = blockDim.x / kWarp;
+  v = warp_sum(v);
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = warp_sum(lane < warps ? shared[lane] : T(0));
+    if (lane == 0) shared[0] = v;
+  }
+  __syncthreads();
+  const T total = shared[0];
+  __syncthreads();  // shared may be reused right after
+  return total;
+}
+
+template <typename T>
+struct Welford {
+  T count, mean, m2;
+};
+
+// Chan et al.: merge two partial (count, mean, M2) summaries.
+template <typename T>
+__device__ Welford<T> merge(Welford<T> a, Welford<T> b) {
+  const T count = a.count + b.count;
+  if (count == T(0)) return a;
+  const T delta = b.mean - a.mean, share = b.count / count;
+  return {count, a.mean + delta * share, a.m2 + b.m2 + delta * delta * a.count * share};
+}
+
+template <typename T>
+__device__ Welford<T> block_welford(Welford<T> w, T* shared) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = blockDim.x / kWarp;
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    Welford<T> other{__shfl_down_sync(0xffffffffu, w.count, offset), __shfl_down_sync(0xffffffffu, w.mean, offset),
+                     __shfl_down_sync(0xffffffffu, w.m2, offset)};
+    w = merge(w, other);
+  }
+  if (lane == 0) {
+    shared[warp] = w.count;
+    shared[kWarp + warp] = w.mean;
+    shared[2 * kWarp + warp] = w.m2;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    w = lane < warps ? Welford<T>{shared[lane], shared[kWarp + lane], shared[2 * kWarp + lane]}
+                     : Welford<T>{T(0), T(0), T(0)};
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+      Welford<T> other{__shfl_down_sync(0xffffffffu, w.count, offset), __shfl_down_sync(0xffffffffu, w.mean, offset),
+                       __shfl_down_sync(0xffffffffu, w.m2, offset)};
+      w = merge(w, other);
+    }
+    if (lane == 0) {
+      shared[0] = w.mean;
+      shared[1] = w.m2;
+      shared[2] = w.count;
+    }
+  }
+  __syncthreads();
+  const Welford<T> total{shared[2], shared[0], shared[1]};
+  __syncthreads();
+  return total;
+}
+
+struct Plane {  // one (n, c) plane of a tensor, H*W flattened with one stride
+  int64_t base, hw_stride;
+};
+
+__device__ inline Plane plane_of(const PlaneView& v, int64_t n, int64_t c) {
+  return {n * v.n_stride + c * v.c_stride, v.hw_stride};
+}
+
+template <typename scalar_t, typename acc_t>
+__device__ inline acc_t load_v(const scalar_t* x, Plane xp, const scalar_t* noise, Plane np, acc_t a, int64_t i) {
+  acc_t v = acc_t(x[xp.base + i * xp.hw_stride]);
+  if (noise != nullptr) v += a * acc_t(noise[np.base + i * np.hw_stride]);
+  return v;
+}
+
+template <typename acc_t>
+__device__ inline acc_t leaky_relu(acc_t z, acc_t slope) {
+  return z > acc_t(0) ? z : z * slope;
+}
+
+template <typename scalar_t, bool kCached>
+__global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
+                               PlaneView nv, const scalar_t* __restrict__ noise_weight,
+                               const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
+                               scalar_t* __restrict__ y, PlaneView yv, at::opmath_type<scalar_t>* __restrict__ mean_out,
+                               at::opmath_type<scalar_t>* __restrict__ rstd_out, int64_t C, int64_t M, double eps,
+                               double negative_slope) {
+  using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t shared[3 * kWarp];
+  const int64_t plane = blockIdx.x, n = plane / C, c = plane % C;
+  const Plane xp = plane_of(xv, n, c), np = plane_of(nv, n, 0), yp = plane_of(yv, n, c);
+  const acc_t a = noise != nullptr ? acc_t(noise_weight[c]) : acc_t(0);
+  const acc_t slope = acc_t(negative_slope);
+  acc_t mean, rstd;
+  if constexpr (kCached) {
+    acc_t v[kItems];
+    acc_t sum = 0;
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
+      v[k] = i < M ? load_v(x, xp, noise, np, a, i) : acc_t(0);
+      sum += v[k];
+    }
+    mean = block_sum(sum, shared) / acc_t(M);
+    acc_t squares = 0;
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
+      const acc_t d = v[k] - mean;
+      squares += i < M ? d * d : acc_t(0);
+    }
+    rstd = acc_t(1) / sqrt(block_sum(squares, shared) / acc_t(M) + acc_t(eps));
+    const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
+      if (i < M) y[yp.base + i * yp.hw_stride] = scalar_t(leaky_relu((v[k] - mean) * gamma + beta, slope));
+    }
+  } else {
+    Welford<acc_t> w{0, 0, 0};
+    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
+      const acc_t v = load_v(x, xp, noise, np, a, i);
+      w.count += acc_t(1);
+      const acc_t delta = v - w.mean;
+      w.mean += delta / w.count;
+      w.m2 += delta * (v - w.mean);
+    }
+    w = block_welford(w, shared);
+    mean = w.mean;
+    rstd = acc_t(1) / sqrt(w.m2 / acc_t(M) + acc_t(eps));
+    const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
+    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
+      const acc_t v = load_v(x, xp, noise, np, a, i);
+      y[yp.base + i * yp.hw_stride] = scalar_t(leaky_relu((v - mean) * gamma + beta, slope));
+    }
+  }
+  if (threadIdx.x == 0) {
+    mean_out[plane] = mean;
+    rstd_out[plane] = rstd;
+  }
+}
+
+// Backward for one plane (derivation: stylegan_ops/ops/noise_adain_lrelu.py):
+// pass 1 reduces Σg and Σg·x̂, pass 2 writes dv and reduces Σdv·ξ.
+template <typename scalar_t, bool kCached>
+__global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
+                                PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
+                                const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
+                                const scalar_t* __restrict__ style_bias,
+                                const at::opmath_type<scalar_t>* __restrict__ mean_in,
+                                const at::opmath_type<scalar_t>* __restrict__ rstd_in, scalar_t* __restrict__ grad_x,
+                                PlaneView gxv, at::opmath_type<scalar_t>* __restrict__ grad_a_per_plane,
+                                scalar_t* __restrict__ grad_scale, scalar_t* __restrict__ grad_bias, int64_t C,
+                                int64_t M, double negative_slope) {
+  using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t shared[kWarp];
+  const int64_t plane = blockIdx.x, n = plane / C, c = plane % C;
+  const Plane xp = plane_of(xv, n, c), np = plane_of(nv, n, 0), gyp = plane_of(gyv, n, c), gxp = plane_of(gxv, n, c);
+  const acc_t a = noise != nullptr ? acc_t(noise_weight[c]) : acc_t(0);
+  const acc_t slope = acc_t(negative_slope), mean = mean_in[plane], rstd = rstd_in[plane];
+  const acc_t gamma = acc_t(style_scale[plane]), beta = acc_t(style_bias[plane]);
+  // (x̂, g) at element i: normalised input and the gradient through the LeakyReLU.
+  auto terms = [&](int64_t i, acc_t& xhat, acc_t& g) {
+    xhat = (load_v(x, xp, noise, np, a, i) - mean) * rstd;
+    const acc_t dy = acc_t(grad_y[gyp.base + i * gyp.hw_stride]);
+    g = gamma * xhat + beta > acc_t(0) ? dy : dy * slope;
+  };
+  acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
+  if constexpr (kCached) {
+    acc_t xhat[kItems], g[kItems];
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
+      xhat[k] = g[k] = acc_t(0);
+      if (i < M) terms(i, xhat[k], g[k]);
+      sum_g += g[k];
+      sum_g_xhat += g[k] * xhat[k];
+    }
+    sum_g = block_sum(sum_g, shared);
+    sum_g_xhat = block_sum(sum_g_xhat, shared);
+    const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
+      if (i < M) {
+        const acc_t dv = k_scale * (g[k] - mean_g - xhat[k] * mean_g_xhat);
+        grad_x[gxp.base + i * gxp.hw_stride] = scalar_t(dv);
+        if (noise != nullptr) dv_noise += dv * acc_t(noise[np.base + i * np.hw_stride]);
+      }
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
+      acc_t xhat, g;
+      terms(i, xhat, g);
+      sum_g += g;
+      sum_g_xhat += g * xhat;
+    }
+    sum_g = block_sum(sum_g, shared);
+    sum_g_xhat = block_sum(sum_g_xhat, shared);
+    const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
+    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
+      acc_t xhat, g;
+      terms(i, xhat, g);
+      const acc_t dv = k_scale * (g - mean_g - xhat * mean_g_xhat);
+      grad_x[gxp.base + i * gxp.hw_stride] = scalar_t(dv);
+      if (noise != nullptr) dv_noise += dv * acc_t(noise[np.base + i * np.hw_stride]);
+    }
+  }
+  dv_noise = block_sum(dv_noise, shared);
+  if (threadIdx.x == 0) {
+    grad_a_per_plane[plane] = dv_noise;
+    grad_scale[plane] = scalar_t(sum_g_xhat);
+    grad_bias[plane] = scalar_t(sum_g);
+  }
+}
+
+// Threads per block: for a cached plane just enough warps to hold it kItems per thread.
+int threads_for(int64_t M) {
+  if (M > kMaxCachedPlane) return kMaxThreads;
+  const int64_t needed = (M + kItems - 1) / kItems;
+  return int(std::max<int64_t>(kWarp, (needed + kWarp - 1) / kWarp * kWarp));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
+    const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in, const at::Tensor& noise_weight,
+    const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope) {
+  check_noise_adain_lrelu_args(x_in, noise_in, noise_weight, style_scale, style_bias);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = with_collapsible_hw(x_in);
+  const std::optional<at::Tensor> noise =
+      noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
+  const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
+  at::Tensor mean = at::empty({N, C}, stats_options), rstd = at::empty({N, C}, stats_options);
+  if (N * C == 0) return {y, mean, rstd};
+  const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
+  const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
+    auto launch = [&](auto kernel) {
+      kernel<<<static_cast<unsigned>(N * C), threads_for(M), 0, stream>>>(
+          x.const_data_ptr<scalar_t>(), plane_view(x), noise_ptr, nv, a.const_data_ptr<scalar_t>(),
+          scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
+          plane_view(y), mean.mutable_data_ptr<acc_t>(), rstd.mutable_data_ptr<acc_t>(), C, M, eps, negative_slope);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (M <= kMaxCachedPlane) {
+      launch(forward_kernel<scalar_t, true>);
+    } else {
+      launch(forward_kernel<scalar_t, false>);
+    }
+  });
+  return {y, mean, rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_backward_cuda(
+    const at::Tensor& grad_y_in, const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in,
+    const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
+    const at::Tensor& mean, const at::Tensor& rstd, double negative_slope) {
+  check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = with_collapsible_hw(x_in), grad_y = with_collapsible_hw(grad_y_in);
+  const std::optional<at::Tensor> noise =
+      noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
+  at::Tensor grad_a_per_plane = at::zeros({N, C}, mean.options());
+  at::Tensor grad_scale = at::empty({N, C}, x.options()), grad_bias = at::empty({N, C}, x.options());
+  if (N * C > 0) {
+    const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
+    const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
+    const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_backward_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
+      auto launch = [&](auto kernel) {
+        kernel<<<static_cast<unsigned>(N * C), threads_for(M), 0, stream>>>(
+            grad_y.const_data_ptr<scalar_t>(), plane_view(grad_y), x.const_data_ptr<scalar_t>(), plane_view(x),
+            noise_ptr, nv, a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(),
+            bias.const_data_ptr<scalar_t>(), mean_c.const_data_ptr<acc_t>(), rstd_c.const_data_ptr<acc_t>(),
+            grad_x.mutable_data_ptr<scalar_t>(), plane_view(grad_x), grad_a_per_plane.mutable_data_ptr<acc_t>(),
+            grad_scale.mutable_data_ptr<scalar_t>(), grad_bias.mutable_data_ptr<scalar_t>(), C, M, negative_slope);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      if (M <= kMaxCachedPlane) {
+        launch(backward_kernel<scalar_t, true>);
+      } else {
+        launch(backward_kernel<scalar_t, false>);
+      }
+    });
+  }
+  // Per-plane partials summed over the batch in a fixed order: deterministic.
+  return {grad_x, grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(stylegan_ops, CUDA, m) {
+  m.impl("noise_adain_lrelu", &noise_adain_lrelu_cuda);
+  m.impl("noise_adain_lrelu_backward", &noise_adain_lrelu_backward_cuda);
+}
+
+}  // namespace stylegan_ops
