@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../noise_adain_lrelu.h"
@@ -43,9 +44,27 @@ double chunked_sum(int64_t M, const VecTerm& vec_term, const ScalarTerm& scalar_
   return total;
 }
 
+// Vectorized<acc_t> of p[i * stride .. (i + L - 1) * stride], converted to acc_t.
+template <typename acc_t, typename scalar_t, typename Stride>
+Vectorized<acc_t> gather_vec(const scalar_t* p, int64_t i, Stride stride) {
+  alignas(64) acc_t lanes[Vectorized<acc_t>::size()];
+  for (int64_t l = 0; l < Vectorized<acc_t>::size(); ++l) lanes[l] = acc_t(p[(i + l) * stride]);
+  return Vectorized<acc_t>::loadu(lanes);
+}
+
 template <typename acc_t>
 acc_t leaky_relu(acc_t z, acc_t slope) {
   return z > acc_t(0) ? z : z * slope;
+}
+
+// Calls body(stride) with a compile-time 1 when stride == 1, so unit-stride loops vectorise.
+template <typename Body>
+void with_unit_stride(bool unit, int64_t stride, const Body& body) {
+  if (unit) {
+    body(std::integral_constant<int64_t, 1>());
+  } else {
+    body(stride);
+  }
 }
 
 // v[i] = x[i] + a * noise[i] for one plane, into a contiguous op-math buffer.
@@ -53,7 +72,11 @@ template <typename scalar_t, typename acc_t>
 void gather_plane(const scalar_t* x, int64_t x_hw, const scalar_t* noise, int64_t noise_hw, acc_t a, int64_t M,
                   acc_t* v) {
   if (noise == nullptr) {
-    for (int64_t i = 0; i < M; ++i) v[i] = acc_t(x[i * x_hw]);
+    with_unit_stride(x_hw == 1, x_hw, [&](auto xs) {
+      for (int64_t i = 0; i < M; ++i) v[i] = acc_t(x[i * xs]);
+    });
+  } else if (x_hw == 1 && noise_hw == 1) {
+    for (int64_t i = 0; i < M; ++i) v[i] = acc_t(x[i]) + a * acc_t(noise[i]);
   } else {
     for (int64_t i = 0; i < M; ++i) v[i] = acc_t(x[i * x_hw]) + a * acc_t(noise[i * noise_hw]);
   }
@@ -104,7 +127,9 @@ void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise,
       const acc_t rstd = acc_t(1) / std::sqrt(var + acc_t(eps));
       const acc_t gamma = acc_t(scale_ptr[plane]) * rstd, beta = acc_t(bias_ptr[plane]);
       scalar_t* out = y_ptr + n * yv.n_stride + c * yv.c_stride;
-      for (int64_t i = 0; i < M; ++i) out[i * yv.hw_stride] = scalar_t(leaky_relu((v[i] - mean) * gamma + beta, slope));
+      with_unit_stride(yv.hw_stride == 1, yv.hw_stride, [&](auto ys) {
+        for (int64_t i = 0; i < M; ++i) out[i * ys] = scalar_t(leaky_relu((v[i] - mean) * gamma + beta, slope));
+      });
       mean_ptr[plane] = mean;
       rstd_ptr[plane] = rstd;
     }
@@ -145,11 +170,13 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
       const acc_t mean = mean_ptr[plane], rstd = rstd_ptr[plane];
       const acc_t gamma = acc_t(scale_ptr[plane]), beta = acc_t(bias_ptr[plane]);
       const scalar_t* gy = gy_ptr + n * gyv.n_stride + c * gyv.c_stride;
-      for (int64_t i = 0; i < M; ++i) {
-        xhat[i] = (xhat[i] - mean) * rstd;
-        const acc_t dy = acc_t(gy[i * gyv.hw_stride]);
-        g[i] = gamma * xhat[i] + beta > acc_t(0) ? dy : dy * slope;
-      }
+      with_unit_stride(gyv.hw_stride == 1, gyv.hw_stride, [&](auto gys) {
+        for (int64_t i = 0; i < M; ++i) {
+          xhat[i] = (xhat[i] - mean) * rstd;
+          const acc_t dy = acc_t(gy[i * gys]);
+          g[i] = gamma * xhat[i] + beta > acc_t(0) ? dy : dy * slope;
+        }
+      });
       const acc_t sum_g = acc_t(chunked_sum<acc_t>(
           M, [&](int64_t i) { return Vec::loadu(g.data() + i); }, [&](int64_t i) { return g[i]; }));
       const acc_t sum_g_xhat = acc_t(chunked_sum<acc_t>(
@@ -165,10 +192,16 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
       }
       for (; i < M; ++i) g[i] = k * (g[i] - mean_g - xhat[i] * mean_g_xhat);
       scalar_t* gx = gx_ptr + n * gxv.n_stride + c * gxv.c_stride;
-      for (int64_t j = 0; j < M; ++j) gx[j * gxv.hw_stride] = scalar_t(g[j]);
+      with_unit_stride(gxv.hw_stride == 1, gxv.hw_stride, [&](auto gxs) {
+        for (int64_t j = 0; j < M; ++j) gx[j * gxs] = scalar_t(g[j]);
+      });
       double dv_dot_noise = 0;
       if (noise_plane != nullptr) {
-        for (int64_t j = 0; j < M; ++j) dv_dot_noise += double(g[j]) * double(noise_plane[j * nv.hw_stride]);
+        with_unit_stride(nv.hw_stride == 1, nv.hw_stride, [&](auto ns) {
+          dv_dot_noise = chunked_sum<acc_t>(
+              M, [&](int64_t j) { return Vec::loadu(g.data() + j) * gather_vec<acc_t>(noise_plane, j, ns); },
+              [&](int64_t j) { return g[j] * acc_t(noise_plane[j * ns]); });
+        });
       }
       ga_ptr[plane] = acc_t(dv_dot_noise);
       gscale_ptr[plane] = scalar_t(sum_g_xhat);
