@@ -59,7 +59,7 @@ def _cpu_vector_flags():
         return [], "portable (no /proc/cpuinfo)"
     if not {"avx2", "fma", "f16c"} <= flags:
         return [], "portable (no AVX2/FMA/F16C)"
-    return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"], "AVX2+FMA"
+    return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"], "AVX2+FMA+F16C"
 
 
 def _extension():

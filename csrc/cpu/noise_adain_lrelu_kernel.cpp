@@ -8,6 +8,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
@@ -52,9 +53,16 @@ Vectorized<acc_t> gather_vec(const scalar_t* p, int64_t i, Stride stride) {
   return Vectorized<acc_t>::loadu(lanes);
 }
 
-template <typename acc_t>
-acc_t leaky_relu(acc_t z, acc_t slope) {
-  return z > acc_t(0) ? z : z * slope;
+// Branch-free (the sign of z is a coin flip, a branch mispredicts half the time); NaN stays NaN.
+template <typename Vec>
+Vec leaky_relu(Vec z, Vec slope) {
+  return Vec::blendv(z * slope, z, z > Vec(0));
+}
+
+// g = dy where z = gamma * xhat + beta > 0, else dy * slope: the gradient through the LeakyReLU.
+template <typename Vec>
+Vec leaky_relu_grad(Vec dy, Vec xhat, Vec gamma, Vec beta, Vec slope) {
+  return Vec::blendv(dy * slope, dy, gamma * xhat + beta > Vec(0));
 }
 
 // Calls body(stride) with a compile-time 1 when stride == 1, so unit-stride loops vectorise.
@@ -104,6 +112,7 @@ void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise,
                     const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope,
                     at::Tensor& y, at::Tensor& mean_out, at::Tensor& rstd_out) {
   using acc_t = at::opmath_type<scalar_t>;
+  using Vec = Vectorized<acc_t>;
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
   const PlaneView xv = plane_view(x), yv = plane_view(y);
   const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
@@ -115,7 +124,7 @@ void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise,
   scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
   acc_t* mean_ptr = mean_out.mutable_data_ptr<acc_t>();
   acc_t* rstd_ptr = rstd_out.mutable_data_ptr<acc_t>();
-  const acc_t slope = acc_t(negative_slope);
+  const Vec slope_v = Vec(acc_t(negative_slope));
 
   at::parallel_for(0, N * C, std::max<int64_t>(1, 32768 / M), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> v(M);
@@ -125,10 +134,12 @@ void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise,
                    noise_ptr ? noise_ptr + n * nv.n_stride : nullptr, nv.hw_stride, acc_t(a_ptr[c]), M, v.data());
       const auto [mean, var] = mean_and_variance(v.data(), M);
       const acc_t rstd = acc_t(1) / std::sqrt(var + acc_t(eps));
-      const acc_t gamma = acc_t(scale_ptr[plane]) * rstd, beta = acc_t(bias_ptr[plane]);
+      const Vec mean_v = Vec(mean), gamma_v = Vec(acc_t(scale_ptr[plane]) * rstd);
+      const Vec beta_v = Vec(acc_t(bias_ptr[plane]));
+      at::vec::map([&](Vec x) { return leaky_relu((x - mean_v) * gamma_v + beta_v, slope_v); }, v.data(), v.data(), M);
       scalar_t* out = y_ptr + n * yv.n_stride + c * yv.c_stride;
       with_unit_stride(yv.hw_stride == 1, yv.hw_stride, [&](auto ys) {
-        for (int64_t i = 0; i < M; ++i) out[i * ys] = scalar_t(leaky_relu((v[i] - mean) * gamma + beta, slope));
+        for (int64_t i = 0; i < M; ++i) out[i * ys] = scalar_t(v[i]);
       });
       mean_ptr[plane] = mean;
       rstd_ptr[plane] = rstd;
@@ -158,7 +169,7 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
   acc_t* ga_ptr = grad_noise_weight_per_plane.mutable_data_ptr<acc_t>();
   scalar_t* gscale_ptr = grad_scale.mutable_data_ptr<scalar_t>();
   scalar_t* gbias_ptr = grad_bias.mutable_data_ptr<scalar_t>();
-  const acc_t slope = acc_t(negative_slope);
+  const Vec slope_v = Vec(acc_t(negative_slope));
 
   at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / M), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> xhat(M), g(M);
@@ -171,12 +182,12 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
       const acc_t gamma = acc_t(scale_ptr[plane]), beta = acc_t(bias_ptr[plane]);
       const scalar_t* gy = gy_ptr + n * gyv.n_stride + c * gyv.c_stride;
       with_unit_stride(gyv.hw_stride == 1, gyv.hw_stride, [&](auto gys) {
-        for (int64_t i = 0; i < M; ++i) {
-          xhat[i] = (xhat[i] - mean) * rstd;
-          const acc_t dy = acc_t(gy[i * gys]);
-          g[i] = gamma * xhat[i] + beta > acc_t(0) ? dy : dy * slope;
-        }
+        for (int64_t i = 0; i < M; ++i) g[i] = acc_t(gy[i * gys]);
       });
+      const Vec mean_v(mean), rstd_v(rstd), gamma_v(gamma), beta_v(beta);
+      at::vec::map([&](Vec v) { return (v - mean_v) * rstd_v; }, xhat.data(), xhat.data(), M);
+      at::vec::map2([&](Vec dy, Vec xh) { return leaky_relu_grad(dy, xh, gamma_v, beta_v, slope_v); }, g.data(),
+                    g.data(), xhat.data(), M);
       const acc_t sum_g = acc_t(chunked_sum<acc_t>(
           M, [&](int64_t i) { return Vec::loadu(g.data() + i); }, [&](int64_t i) { return g[i]; }));
       const acc_t sum_g_xhat = acc_t(chunked_sum<acc_t>(
@@ -185,12 +196,8 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
       // dv = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), overwriting g.
       const acc_t k = gamma * rstd, mean_g = sum_g / M, mean_g_xhat = sum_g_xhat / M;
       const Vec k_vec(k), mean_g_vec(mean_g), mean_g_xhat_vec(mean_g_xhat);
-      int64_t i = 0;
-      for (; i + Vec::size() <= M; i += Vec::size()) {
-        const Vec dv = k_vec * (Vec::loadu(g.data() + i) - mean_g_vec - Vec::loadu(xhat.data() + i) * mean_g_xhat_vec);
-        dv.store(g.data() + i);
-      }
-      for (; i < M; ++i) g[i] = k * (g[i] - mean_g - xhat[i] * mean_g_xhat);
+      at::vec::map2([&](Vec gi, Vec xh) { return k_vec * (gi - mean_g_vec - xh * mean_g_xhat_vec); }, g.data(),
+                    g.data(), xhat.data(), M);
       scalar_t* gx = gx_ptr + n * gxv.n_stride + c * gxv.c_stride;
       with_unit_stride(gxv.hw_stride == 1, gxv.hw_stride, [&](auto gxs) {
         for (int64_t j = 0; j < M; ++j) gx[j * gxs] = scalar_t(g[j]);
