@@ -25,6 +25,14 @@ DTYPES = [torch.float32, torch.bfloat16] if CUDA else [torch.float32]
 BACKENDS = ["eager", "compile", "native", "triton"]
 
 
+def _triton_version():
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
+
+
 def _inputs(shape, dtype, requires_grad):
     n, c, h, w = shape
     make = lambda *s: torch.randn(*s, device=DEVICE, dtype=dtype, requires_grad=requires_grad)  # noqa: E731
@@ -67,6 +75,8 @@ def test_noise_adain_lrelu(benchmark, shape, dtype, backend, direction):
         moved += 2 * x_bytes
     benchmark.extra_info.update(
         device=torch.cuda.get_device_name() if CUDA else "cpu",
+        torch=torch.__version__,
+        triton=_triton_version(),
         shape=list(shape),
         dtype=str(dtype),
         backend=backend,

@@ -1,0 +1,29 @@
+"""A small run of every CUDA kernel, for compute-sanitizer (memcheck, racecheck).
+
+Covers the register-cached and the swept plane paths, every dtype, with and without noise,
+NCHW and channels_last, forward and backward.
+"""
+
+import torch
+
+import stylegan_ops as so
+
+
+def main():
+    for shape in [(2, 3, 5, 7), (1, 2, 80, 80)]:  # 35 elements: cached path; 6400: swept path
+        for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+            for with_noise in (True, False):
+                for memory_format in (torch.contiguous_format, torch.channels_last):
+                    n, c, h, w = shape
+                    x = torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
+                    noise = torch.randn(n, 1, h, w, device="cuda", dtype=dtype) if with_noise else None
+                    params = [torch.randn(*s, device="cuda", dtype=dtype) for s in ((c,), (n, c), (n, c))]
+                    inputs = [x.requires_grad_(), *(p.requires_grad_() for p in params)]
+                    y = so.noise_adain_lrelu(x, noise, *params, backend="native")
+                    torch.autograd.grad(y, inputs, torch.randn_like(y), allow_unused=True)
+    torch.cuda.synchronize()
+    print("sanitizer run: all CUDA kernels launched")
+
+
+if __name__ == "__main__":
+    main()
