@@ -23,6 +23,10 @@ inline at::Tensor with_collapsible_hw(const at::Tensor& t) {
   return hw_collapses(t) ? t : t.contiguous();
 }
 
+inline std::optional<at::Tensor> with_collapsible_hw(const std::optional<at::Tensor>& t) {
+  return t ? std::optional<at::Tensor>(with_collapsible_hw(*t)) : std::nullopt;
+}
+
 inline PlaneView plane_view(const at::Tensor& t) {
   const int64_t hw_stride = t.size(3) == 1 ? t.stride(2) : t.stride(3);
   return {t.stride(0), t.stride(1), hw_stride};

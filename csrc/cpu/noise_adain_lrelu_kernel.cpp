@@ -222,8 +222,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cpu(
     const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope) {
   check_noise_adain_lrelu_args(x_in, noise_in, noise_weight, style_scale, style_bias);
   const at::Tensor x = with_collapsible_hw(x_in);
-  const std::optional<at::Tensor> noise =
-      noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;
+  const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
   const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
   at::Tensor mean = at::empty({x.size(0), x.size(1)}, stats_options);
@@ -241,8 +240,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
     const at::Tensor& mean, const at::Tensor& rstd, double negative_slope) {
   check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd);
   const at::Tensor x = with_collapsible_hw(x_in), grad_y = with_collapsible_hw(grad_y_in);
-  const std::optional<at::Tensor> noise =
-      noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;
+  const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
   at::Tensor grad_a_per_plane = at::empty(style_scale.sizes(), mean.options());
   at::Tensor grad_scale = at::empty(style_scale.sizes(), x.options());

@@ -268,8 +268,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
   check_noise_adain_lrelu_args(x_in, noise_in, noise_weight, style_scale, style_bias);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = with_collapsible_hw(x_in);
-  const std::optional<at::Tensor> noise =
-      noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;
+  const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
   const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
@@ -304,8 +303,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
   check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = with_collapsible_hw(x_in), grad_y = with_collapsible_hw(grad_y_in);
-  const std::optional<at::Tensor> noise =
-      noise_in ? std::optional<at::Tensor>(with_collapsible_hw(*noise_in)) : std::nullopt;
+  const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
   at::Tensor grad_a_per_plane = at::zeros({N, C}, mean.options());
