@@ -219,6 +219,18 @@ def test_opcheck(backend):
         torch.library.opcheck(op, args)
 
 
+def test_opcheck_backward_op(backend):
+    if backend == "eager":
+        pytest.skip("eager is plain PyTorch, not a library op")
+    forward = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend])
+    backward = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend] + "_backward").default
+    x, noise, weight, scale, bias = make_inputs(2, 3, 4, 5)
+    scale = scale.t().contiguous().t()  # transposed (N, C): the fake must not copy its strides
+    _, mean, rstd = forward(x, noise, weight, scale, bias, 1e-5, 0.2)
+    torch.library.opcheck(backward, (torch.randn_like(x), x, noise, weight, scale, bias, mean, rstd, 0.2),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
 def test_torch_compile_fullgraph(backend):
     torch._dynamo.reset()
     fn = torch.compile(lambda *a: so.noise_adain_lrelu(*a, backend=backend), fullgraph=True, backend="aot_eager")

@@ -106,7 +106,9 @@ def _fake_forward(x, noise, noise_weight, style_scale, style_bias, eps, negative
 
 def _fake_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope):
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
-    return grad_x, torch.empty_like(noise_weight), torch.empty_like(style_scale), torch.empty_like(style_bias)
+    # The kernels return fresh contiguous (C,) and (N, C) tensors whatever the inputs' strides.
+    grad_style = style_scale.new_empty(style_scale.shape)
+    return grad_x, noise_weight.new_empty(noise_weight.shape), grad_style, torch.empty_like(grad_style)
 
 
 def _register(forward_name, backward_name):
