@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include "layout.h"
+
 namespace stylegan_ops {
 
 // A 4-D tensor seen as N x C planes of H*W elements: element (n, c, i) of the plane lives at
@@ -30,13 +32,6 @@ inline std::optional<at::Tensor> with_collapsible_hw(const std::optional<at::Ten
 inline PlaneView plane_view(const at::Tensor& t) {
   const int64_t hw_stride = t.size(3) == 1 ? t.stride(2) : t.stride(3);
   return {t.stride(0), t.stride(1), hw_stride};
-}
-
-// Outputs take x's layout: channels_last when x is (and is not also plain contiguous), else
-// contiguous. stylegan_ops/ops/noise_adain_lrelu.py mirrors this rule for fake tensors.
-inline at::MemoryFormat output_memory_format(const at::Tensor& x) {
-  return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous() ? at::MemoryFormat::ChannelsLast
-                                                                               : at::MemoryFormat::Contiguous;
 }
 
 // Statistics (mean, rstd) and the per-plane gradient sums are float32, float64 for float64.

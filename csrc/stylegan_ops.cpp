@@ -24,6 +24,11 @@ TORCH_LIBRARY(stylegan_ops, m) {
       "noise_adain_lrelu_backward(Tensor grad_y, Tensor x, Tensor? noise, Tensor noise_weight, Tensor style_scale, "
       "Tensor style_bias, Tensor mean, Tensor rstd, float negative_slope) "
       "-> (Tensor grad_x, Tensor grad_noise_weight, Tensor grad_style_scale, Tensor grad_style_bias)");
+  // conv2d(nearest_upsample_2x(x), weight, bias, padding=1) as four 2x2 phase convolutions of x.
+  m.def("upsample_conv2d(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
+  m.def(
+      "upsample_conv2d_backward(Tensor grad_y, Tensor x, Tensor weight) "
+      "-> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
 }
 
 // A plain Python module whose import runs the static registrations above. Build facts are

@@ -55,3 +55,137 @@ BAD_INPUTS = [
 def test_bad_input_names_the_argument(backend, overrides, error, match):
     with pytest.raises(error, match=match):
         so.upsample_conv2d(**{**GOOD, **overrides}, backend=backend)
+
+
+# ---- layouts, gradients ----------------------------------------------------------------------------
+NAMES = ["x", "weight", "bias"]
+GRAD_SUBSETS = [NAMES, ["x"], ["weight"], ["bias"], ["weight", "bias"]]
+
+
+def _grads(fn, inputs, wrt, grad_y):
+    inputs = [t.detach().clone().requires_grad_(name in wrt) if t is not None else None for name, t in zip(NAMES, inputs)]
+    y = fn(*inputs)
+    chosen = [t for name, t in zip(NAMES, inputs) if name in wrt]
+    return y, torch.autograd.grad(y, chosen, grad_y)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_layouts_are_preserved(backend, memory_format):
+    x, weight, bias = make_inputs(2, 3, 4, 5, 6)
+    x = x.contiguous(memory_format=memory_format)
+    out = so.upsample_conv2d(x, weight, bias, backend=backend)
+    assert out.is_contiguous(memory_format=memory_format)
+    assert rel_l2(out, upsample_conv2d_reference(x, weight, bias)) < 1e-12
+
+
+def test_non_contiguous_inputs(backend):
+    x, weight, bias = make_inputs(2, 3, 4, 5, 6)
+    x_t = x.transpose(2, 3).contiguous().transpose(2, 3)
+    weight_t = weight.transpose(0, 1).contiguous().transpose(0, 1)
+    bias_s = torch.randn(8, dtype=torch.float64)[::2]
+    out = so.upsample_conv2d(x_t, weight_t, bias_s, backend=backend)
+    assert rel_l2(out, upsample_conv2d_reference(x, weight, bias_s)) < 1e-12
+
+
+@pytest.mark.parametrize("wrt", GRAD_SUBSETS, ids="+".join)
+def test_gradients_float64_match_reference(backend, wrt):
+    inputs = make_inputs(2, 3, 4, 5, 6)
+    grad_y = torch.randn(2, 4, 10, 12, dtype=torch.float64)
+    _, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, wrt, grad_y)
+    _, want = _grads(upsample_conv2d_reference, inputs, wrt, grad_y)
+    for name, g, r in zip(wrt, got, want):
+        assert rel_l2(g, r) < 1e-12, name
+
+
+def test_gradients_without_bias(backend):
+    x, weight, _ = make_inputs(2, 3, 4, 5, 6, bias=False)
+    grad_y = torch.randn(2, 4, 10, 12, dtype=torch.float64)
+    x.requires_grad_(), weight.requires_grad_()
+    gx, gw = torch.autograd.grad(so.upsample_conv2d(x, weight, None, backend=backend), (x, weight), grad_y)
+    rx, rw = torch.autograd.grad(upsample_conv2d_reference(x, weight, None), (x, weight), grad_y)
+    assert rel_l2(gx, rx) < 1e-12 and rel_l2(gw, rw) < 1e-12
+
+
+def test_gradients_float32_match_float64_reference(backend):
+    inputs = make_inputs(2, 8, 6, 9, 7, dtype=torch.float32)
+    grad_y = torch.randn(2, 6, 18, 14)
+    _, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, NAMES, grad_y)
+    _, want = _grads(upsample_conv2d_reference, [t.double() for t in inputs], NAMES, grad_y.double())
+    for name, g, r in zip(NAMES, got, want):
+        assert g.dtype == torch.float32 and rel_l2(g, r) < 1e-4, name
+
+
+@pytest.mark.parametrize("dtype,fwd_tol,grad_tol", [(torch.float16, 2e-3, 5e-3), (torch.bfloat16, 1e-2, 2e-2)])
+def test_reduced_precision_against_float32_reference(backend, dtype, fwd_tol, grad_tol):
+    inputs = make_inputs(2, 8, 6, 5, 5, dtype=dtype)
+    grad_y = torch.randn(2, 6, 10, 10, dtype=dtype)
+    y, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, NAMES, grad_y)
+    y_ref, want = _grads(upsample_conv2d_reference, [t.float() for t in inputs], NAMES, grad_y.float())
+    assert y.dtype == dtype and rel_l2(y, y_ref) < fwd_tol
+    for name, g, r in zip(NAMES, got, want):
+        assert g.dtype == dtype and rel_l2(g, r) < grad_tol, name
+
+
+def test_gradcheck_and_gradgradcheck(backend):
+    inputs = [t.requires_grad_() for t in make_inputs(1, 2, 3, 3, 2)]
+    fn = lambda *a: so.upsample_conv2d(*a, backend=backend)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+LIBRARY_OPS = {"native": "upsample_conv2d", "triton": "upsample_conv2d_triton"}
+
+
+def test_opcheck(backend):
+    if backend == "eager":
+        pytest.skip("eager is plain PyTorch, not a library op")
+    op = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend])
+    backward = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend] + "_backward").default
+    for with_bias in (True, False):
+        x, weight, bias = make_inputs(2, 3, 4, 3, 5, bias=with_bias)
+        torch.library.opcheck(op.default, (x.requires_grad_(), weight.requires_grad_(), bias))
+    grad_y = torch.randn(2, 4, 6, 10, dtype=torch.float64)
+    torch.library.opcheck(backward, (grad_y, x.detach(), weight.detach()),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+def test_torch_compile_fullgraph(backend):
+    torch._dynamo.reset()
+    fn = torch.compile(lambda *a: so.upsample_conv2d(*a, backend=backend), fullgraph=True, backend="aot_eager")
+    inputs = [t.requires_grad_() for t in make_inputs(2, 3, 4, 5, 4)]
+    y = fn(*inputs)
+    grads = torch.autograd.grad(y.square().sum(), inputs)
+    y_ref = upsample_conv2d_reference(*inputs)
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), inputs)
+    assert rel_l2(y, y_ref) < 1e-12
+    for g, r in zip(grads, grads_ref):
+        assert rel_l2(g, r) < 1e-12
+
+
+# ---- GPU (skipped without one; run by the GPU suite) ---------------------------------------------
+GPU_SHAPES = [(8, 512, 512, 8, 8), (8, 512, 512, 16, 16), (8, 512, 512, 32, 32), (8, 256, 128, 64, 64),
+              (2, 32, 16, 512, 512)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=str)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(
+    "dtype,fwd_tol,grad_tol", [(torch.float32, 1e-5, 1e-4), (torch.float16, 2e-3, 5e-3), (torch.bfloat16, 1e-2, 2e-2)]
+)
+def test_gpu_against_reference(gpu_backend, shape, memory_format, dtype, fwd_tol, grad_tol):
+    if gpu_backend not in so.available_backends("cuda"):
+        pytest.fail(f"{gpu_backend} cannot run on this GPU machine")
+    ref_dtype = torch.float64 if dtype == torch.float32 else torch.float32
+    x, weight, bias = (t.cuda() for t in make_inputs(*shape, dtype=dtype))
+    x = x.contiguous(memory_format=memory_format)
+    n, _, c_out, h, w = shape
+    grad_y = torch.randn(n, c_out, 2 * h, 2 * w, device="cuda", dtype=dtype)
+    y, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)
+    y_ref, want = _grads(upsample_conv2d_reference, [t.to(ref_dtype) for t in (x, weight, bias)], NAMES,
+                         grad_y.to(ref_dtype))
+    assert y.is_contiguous(memory_format=memory_format)
+    assert rel_l2(y, y_ref) < fwd_tol
+    for name, g, r in zip(NAMES, got, want):
+        assert rel_l2(g, r) < grad_tol, name

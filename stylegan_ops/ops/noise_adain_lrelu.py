@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from stylegan_ops import _extension, backends
 from stylegan_ops.ops._checks import check_real, check_same_device_and_dtype, check_tensor
+from stylegan_ops.ops._layout import output_memory_format
 
 OP = "noise_adain_lrelu"
 
@@ -40,12 +41,6 @@ def noise_adain_lrelu_ref(x, noise, noise_weight, style_scale, style_bias, eps=1
     normalized = F.instance_norm(x, eps=eps)
     y = F.leaky_relu(style_scale[:, :, None, None] * normalized + style_bias[:, :, None, None], negative_slope)
     return y.contiguous(memory_format=memory_format)
-
-
-def output_memory_format(x: torch.Tensor) -> torch.memory_format:
-    """channels_last when x is (and is not also plain contiguous), else contiguous; csrc/ uses the same rule."""
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def stats_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -1,13 +1,26 @@
-"""Nearest 2x upsample + 3x3 convolution (padding 1) without materialising the upsampled input.
+r"""Nearest 2x upsample + 3x3 convolution (padding 1) without materialising the upsampled input.
 
 ``upsample_conv2d_ref`` is the eager twin (interpolate, then conv2d) and the ``eager`` backend.
+``native`` is ``torch.ops.stylegan_ops.upsample_conv2d`` (csrc/upsample_conv2d.cpp: the four
+output phases as one 2x2 convolution with folded weights).
+
+Backward. The op is linear in x and in (weight, bias), so with up(x) the nearest upsampling:
+
+    dx = down_sum(conv_transpose2d(dy, weight, padding=1))   (down_sum: sum of each 2x2 block,
+                                                             the adjoint of up)
+    dW = conv2d_weight(up(x), dy)                          db = Σ_{n,h,w} dy
+
+The native backward op computes these in the phase domain (dy scattered into the stacked
+phase layout, one convolution backward, the folded-weight gradient unfolded to 3x3).
+Double backward runs the formulas above composed of differentiable PyTorch ops.
 """
 
 import torch
 import torch.nn.functional as F
 
-from stylegan_ops import backends
+from stylegan_ops import _extension, backends
 from stylegan_ops.ops._checks import check_same_device_and_dtype, check_tensor
+from stylegan_ops.ops._layout import output_memory_format
 
 OP = "upsample_conv2d"
 
@@ -17,15 +30,71 @@ def upsample_conv2d_ref(x, weight, bias=None):
     return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)
 
 
+# ---- autograd --------------------------------------------------------------------------------------
+def _backward_composite(grad_y, x, weight):
+    """The module docstring's backward formulas in differentiable PyTorch ops (for double backward)."""
+    n, c_in, h, w = x.shape
+    grad_up = F.conv_transpose2d(grad_y, weight, padding=1)
+    grad_x = grad_up.reshape(n, c_in, h, 2, w, 2).sum(dim=(3, 5))
+    grad_weight = torch.nn.grad.conv2d_weight(F.interpolate(x, scale_factor=2, mode="nearest"), weight.shape,
+                                              grad_y, padding=1)
+    return grad_x, grad_weight, grad_y.sum(dim=(0, 2, 3))
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+
+
+def _autograd_backward(backward_op):
+    def backward(ctx, grad_y):
+        x, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: keep the graph for higher derivatives
+            grad_x, grad_weight, grad_bias = _backward_composite(grad_y, x, weight)
+        else:
+            grad_x, grad_weight, grad_bias = backward_op(grad_y, x, weight)
+        return grad_x, grad_weight, grad_bias if ctx.has_bias else None
+
+    return backward
+
+
+def _fake_forward(x, weight, bias):
+    n, _, h, w = x.shape
+    return x.new_empty((n, weight.shape[0], 2 * h, 2 * w)).contiguous(memory_format=output_memory_format(x))
+
+
+def _fake_backward(grad_y, x, weight):
+    return (
+        torch.empty_like(x, memory_format=output_memory_format(x)),
+        weight.new_empty(weight.shape),
+        weight.new_empty(weight.shape[:1]),
+    )
+
+
+def _register(forward_name, backward_name):
+    torch.library.register_fake(forward_name)(_fake_forward)
+    torch.library.register_fake(backward_name)(_fake_backward)
+    backward_op = getattr(torch.ops.stylegan_ops, backward_name.split("::")[1])
+    torch.library.register_autograd(forward_name, _autograd_backward(backward_op), setup_context=_setup_context)
+
+
+if _extension.is_loaded():
+    _register("stylegan_ops::upsample_conv2d", "stylegan_ops::upsample_conv2d_backward")
+# backends.resolve() checks that a backend can run (extension loaded) before one is called.
+IMPLEMENTATIONS = {
+    "eager": upsample_conv2d_ref,
+    "native": lambda *args: torch.ops.stylegan_ops.upsample_conv2d(*args),
+}
+
+
+# ---- public function ------------------------------------------------------------------------------
 def _check_args(x, weight, bias):
     check_tensor(OP, "x", x, ("N", "C_in", "H", "W"))
     check_tensor(OP, "weight", weight, ("C_out", x.shape[1], 3, 3))
     if bias is not None:
         check_tensor(OP, "bias", bias, (weight.shape[0],))
     check_same_device_and_dtype(OP, "x", x, weight=weight, bias=bias)
-
-
-IMPLEMENTATIONS = {"eager": upsample_conv2d_ref}
 
 
 def upsample_conv2d(x, weight, bias=None, *, backend="auto"):
@@ -37,9 +106,9 @@ def upsample_conv2d(x, weight, bias=None, *, backend="auto"):
         bias: (C_out,) or None.
         backend: "auto", "eager", "native" or "triton".
 
-    Returns (N, C_out, 2H, 2W) in x's dtype. The kernels compute the four output phases
-    as 2x2 convolutions of x with folded weights: 16 instead of 36 multiply-adds per
-    input pixel and channel pair.
+    Returns (N, C_out, 2H, 2W) in x's dtype and memory format. The kernels compute the four
+    output phases as 2x2 convolutions of x with folded weights: 16 instead of 36
+    multiply-adds per input pixel and channel pair, and no upsampled tensor.
     """
     _check_args(x, weight, bias)
     chosen = backends.resolve(backend, x.device, OP, IMPLEMENTATIONS)

@@ -11,7 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
-from stylegan_ops.ops.noise_adain_lrelu import output_memory_format, stats_dtype
+from stylegan_ops.ops._layout import output_memory_format
+from stylegan_ops.ops.noise_adain_lrelu import stats_dtype
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
 CHUNK = 2048
