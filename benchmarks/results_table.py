@@ -16,7 +16,7 @@ def table(path):
         info = bench["extra_info"]
         key = (bench["name"].split("[")[0].removeprefix("test_"), tuple(info["shape"]), info["dtype"], info["direction"])
         rows[key][info["backend"]] = bench["stats"]["median"] * 1e3
-    backends = ["eager", "compile", "native", "triton"]
+    backends = ["eager", "compile", "four_conv", "native", "triton"]
     present = [b for b in backends if any(b in r for r in rows.values())]
     first = data["benchmarks"][0]["extra_info"]
     lines = [

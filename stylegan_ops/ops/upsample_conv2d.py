@@ -2,7 +2,8 @@ r"""Nearest 2x upsample + 3x3 convolution (padding 1) without materialising the 
 
 ``upsample_conv2d_ref`` is the eager twin (interpolate, then conv2d) and the ``eager`` backend.
 ``native`` is ``torch.ops.stylegan_ops.upsample_conv2d`` (csrc/upsample_conv2d.cpp: the four
-output phases as one 2x2 convolution with folded weights).
+output phases as one 2x2 convolution with folded weights), ``triton`` is
+``torch.ops.stylegan_ops.upsample_conv2d_triton`` (implicit GEMMs, stylegan_ops/triton/).
 
 Backward. The op is linear in x and in (weight, bias), so with up(x) the nearest upsampling:
 
@@ -28,6 +29,28 @@ OP = "upsample_conv2d"
 def upsample_conv2d_ref(x, weight, bias=None):
     """``conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)``."""
     return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)
+
+
+# ---- the phase decomposition (csrc/upsample_conv2d.cpp holds its C++ twin) ------------------------
+# _PHASE_TAPS[a][t][k]: how 3x3 tap k feeds 2x2 tap t of output phase a, along one axis.
+_PHASE_TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+
+def _accumulation_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def fold_weight(weight):
+    """(C_out, C_in, 3, 3) -> folded (2, 2, C_out, C_in, 2, 2) = (a, b, o, c, t, u), summed in float32."""
+    acc = _accumulation_dtype(weight.dtype)
+    taps = torch.tensor(_PHASE_TAPS, dtype=acc, device=weight.device)
+    return torch.einsum("atk,bul,oikl->aboitu", taps, taps, weight.to(acc)).to(weight.dtype)
+
+
+def unfold_weight_grad(grad_folded, c_out, c_in):
+    """The adjoint of fold_weight: (2, 2, C_out, C_in, 2, 2) gradient -> (C_out, C_in, 3, 3), in its dtype."""
+    taps = torch.tensor(_PHASE_TAPS, dtype=grad_folded.dtype, device=grad_folded.device)
+    return torch.einsum("atk,bul,aboitu->oikl", taps, taps, grad_folded.reshape(2, 2, c_out, c_in, 2, 2))
 
 
 # ---- autograd --------------------------------------------------------------------------------------
@@ -79,12 +102,31 @@ def _register(forward_name, backward_name):
     torch.library.register_autograd(forward_name, _autograd_backward(backward_op), setup_context=_setup_context)
 
 
+# ---- the Triton op ------------------------------------------------------------------------------
+@torch.library.custom_op("stylegan_ops::upsample_conv2d_triton", mutates_args=())
+def _triton_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    from stylegan_ops.triton import upsample_conv2d as kernels
+
+    return kernels.forward(x, weight, bias)
+
+
+@torch.library.custom_op("stylegan_ops::upsample_conv2d_triton_backward", mutates_args=())
+def _triton_backward(
+    grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from stylegan_ops.triton import upsample_conv2d as kernels
+
+    return kernels.backward(grad_y, x, weight)
+
+
+_register("stylegan_ops::upsample_conv2d_triton", "stylegan_ops::upsample_conv2d_triton_backward")
 if _extension.is_loaded():
     _register("stylegan_ops::upsample_conv2d", "stylegan_ops::upsample_conv2d_backward")
-# backends.resolve() checks that a backend can run (extension loaded) before one is called.
+# backends.resolve() checks that a backend can run (extension loaded, Triton present) before one is called.
 IMPLEMENTATIONS = {
     "eager": upsample_conv2d_ref,
     "native": lambda *args: torch.ops.stylegan_ops.upsample_conv2d(*args),
+    "triton": lambda *args: torch.ops.stylegan_ops.upsample_conv2d_triton(*args),
 }
 
 

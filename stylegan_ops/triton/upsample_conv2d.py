@@ -1,0 +1,202 @@
+"""Triton kernels of upsample_conv2d: implicit GEMMs over the four output phases.
+
+Folded weights Wf[a, b, t, u] (2x2 per phase, see stylegan_ops/ops/upsample_conv2d.py) are
+computed once per call in float32 and cast to the input dtype. With x̃(i, j) = x at
+(i + a - 1 + t, j + b - 1 + u), zero outside:
+
+    forward   y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u,c} x̃[n, c] Wf[a,b,t,u][c, o]
+                 GEMM per phase: M = N*H*W low-res pixels, N = C_out, K = 4 * C_in
+    dx        dx[n, c, i, j] = Σ_{a,b,t,u,o} dy[n, o, 2i'+a, 2j'+b] Wf[a,b,t,u][c, o],
+                 i' = i - a + 1 - t (one GEMM, K = 16 * C_out)
+    dWf       dWf[a,b,t,u][c, o] = Σ_{n,i,j} x̃[n, c] dy[n, o, 2i+a, 2j+b]
+                 16 GEMMs with K = N*H*W, split over SPLIT_K programs into float32
+                 partials summed in a fixed order (deterministic), then unfolded to 3x3.
+
+Every GEMM accumulates in float32 (float64 for float64) with ``input_precision="ieee"``, so
+float32 stays exact to float32 tolerance (no TF32). Tensors are addressed by their strides:
+NCHW and channels_last need no copy.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from stylegan_ops.ops._layout import output_memory_format
+from stylegan_ops.ops.upsample_conv2d import fold_weight, unfold_weight_grad
+
+# Triton's interpreter (CPU tests) runs one fixed small config; on GPU the kernels are autotuned.
+_INTERPRETED = dict(BLOCK_M=32, BLOCK_N=16, BLOCK_K=16)
+_GPU_CONFIGS = [
+    triton.Config(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk), num_warps=w, num_stages=s)
+    for bm, bn, bk, w, s in [(128, 128, 32, 8, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (64, 64, 64, 4, 3),
+                             (128, 128, 64, 8, 2), (64, 64, 32, 4, 4)]
+]
+
+
+@triton.jit
+def _dot(a, b, ACC: tl.constexpr, UPCAST: tl.constexpr):
+    """a @ b accumulated in ACC. UPCAST: multiply in ACC, for bfloat16 under the Triton
+    interpreter, whose tl.dot on bfloat16 operands returns garbage (seen with Triton 3.8)."""
+    if UPCAST:
+        a, b = a.to(ACC), b.to(ACC)
+    return tl.dot(a, b, input_precision="ieee", out_dtype=ACC)
+
+
+@triton.jit
+def _forward_kernel(
+    X, WF, BIAS, Y,
+    N, C_in, C_out, H, W,
+    x_n, x_c, x_h, x_w, y_n, y_c, y_h, y_w,
+    HAS_BIAS: tl.constexpr, ACC: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_m, pid_n, phase = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    a, b = phase // 2, phase % 2
+    pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    o = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    pix_ok, o_ok = pix < N * H * W, o < C_out
+    n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+    acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
+    for tap in tl.static_range(4):
+        t, u = tap // 2, tap % 2
+        ih, iw = i + a - 1 + t, j + b - 1 + u
+        in_ok = pix_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        x_row = X + n * x_n + ih.to(tl.int64) * x_h + iw.to(tl.int64) * x_w
+        w_tap = WF + ((phase * 4 + tap) * C_in).to(tl.int64) * C_out
+        for k0 in range(0, C_in, BLOCK_K):
+            c = k0 + tl.arange(0, BLOCK_K)
+            c_ok = c < C_in
+            xa = tl.load(x_row[:, None] + c[None, :].to(tl.int64) * x_c, mask=in_ok[:, None] & c_ok[None, :], other=0.0)
+            wb = tl.load(w_tap + c[:, None] * C_out + o[None, :], mask=c_ok[:, None] & o_ok[None, :], other=0.0)
+            acc += _dot(xa, wb, ACC, UPCAST)
+    if HAS_BIAS:
+        acc += tl.load(BIAS + o, mask=o_ok, other=0.0).to(ACC)[None, :]
+    oh, ow = (2 * i + a).to(tl.int64), (2 * j + b).to(tl.int64)
+    y_ptr = Y + (n * y_n + oh * y_h + ow * y_w)[:, None] + o[None, :].to(tl.int64) * y_c
+    tl.store(y_ptr, acc.to(Y.dtype.element_ty), mask=pix_ok[:, None] & o_ok[None, :])
+
+
+@triton.jit
+def _grad_x_kernel(
+    GY, WF, GX,
+    N, C_in, C_out, H, W,
+    gy_n, gy_c, gy_h, gy_w, gx_n, gx_c, gx_h, gx_w,
+    ACC: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_m, pid_n = tl.program_id(0), tl.program_id(1)
+    pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    c = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    pix_ok, c_ok = pix < N * H * W, c < C_in
+    n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+    acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
+    for phase_tap in tl.static_range(16):
+        phase, tap = phase_tap // 4, phase_tap % 4
+        a, b, t, u = phase // 2, phase % 2, tap // 2, tap % 2
+        si, sj = i - a + 1 - t, j - b + 1 - u  # low-res output pixel that read x[i, j] through this tap
+        src_ok = pix_ok & (si >= 0) & (si < H) & (sj >= 0) & (sj < W)
+        gy_row = GY + n * gy_n + (2 * si + a).to(tl.int64) * gy_h + (2 * sj + b).to(tl.int64) * gy_w
+        w_tap = WF + (phase_tap * C_in).to(tl.int64) * C_out
+        for k0 in range(0, C_out, BLOCK_K):
+            o = k0 + tl.arange(0, BLOCK_K)
+            o_ok = o < C_out
+            dya = tl.load(gy_row[:, None] + o[None, :].to(tl.int64) * gy_c, mask=src_ok[:, None] & o_ok[None, :],
+                          other=0.0)
+            wt = tl.load(w_tap + c[None, :] * C_out + o[:, None], mask=o_ok[:, None] & c_ok[None, :], other=0.0)
+            acc += _dot(dya, wt, ACC, UPCAST)
+    gx_ptr = GX + (n * gx_n + i.to(tl.int64) * gx_h + j.to(tl.int64) * gx_w)[:, None] + c[None, :].to(tl.int64) * gx_c
+    tl.store(gx_ptr, acc.to(GX.dtype.element_ty), mask=pix_ok[:, None] & c_ok[None, :])
+
+
+@triton.jit
+def _grad_weight_kernel(
+    X, GY, PARTIAL,
+    N, C_in, C_out, H, W, SPLIT_K,
+    x_n, x_c, x_h, x_w, gy_n, gy_c, gy_h, gy_w,
+    ACC: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_c, pid_o, pid_z = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    phase_tap, split = pid_z % 16, pid_z // 16
+    phase, tap = phase_tap // 4, phase_tap % 4
+    a, b, t, u = phase // 2, phase % 2, tap // 2, tap % 2
+    c = pid_c * BLOCK_M + tl.arange(0, BLOCK_M)
+    o = pid_o * BLOCK_N + tl.arange(0, BLOCK_N)
+    c_ok, o_ok = c < C_in, o < C_out
+    acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
+    for k0 in range(split * BLOCK_K, N * H * W, SPLIT_K * BLOCK_K):
+        pix = k0 + tl.arange(0, BLOCK_K)
+        n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+        ih, iw = i + a - 1 + t, j + b - 1 + u
+        pix_ok = pix < N * H * W
+        in_ok = pix_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        x_col = X + n * x_n + ih.to(tl.int64) * x_h + iw.to(tl.int64) * x_w
+        xt = tl.load(x_col[None, :] + c[:, None].to(tl.int64) * x_c, mask=c_ok[:, None] & in_ok[None, :], other=0.0)
+        gy_row = GY + n * gy_n + (2 * i + a).to(tl.int64) * gy_h + (2 * j + b).to(tl.int64) * gy_w
+        dy = tl.load(gy_row[:, None] + o[None, :].to(tl.int64) * gy_c, mask=pix_ok[:, None] & o_ok[None, :], other=0.0)
+        acc += _dot(xt, dy, ACC, UPCAST)
+    out = PARTIAL + ((split * 16 + phase_tap) * C_in).to(tl.int64) * C_out + c[:, None] * C_out + o[None, :]
+    tl.store(out, acc, mask=c_ok[:, None] & o_ok[None, :])
+
+
+_forward_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W"])(_forward_kernel)
+_grad_x_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W"])(_grad_x_kernel)
+# Each program stores (not adds) its partial tile, so autotuning reruns need no reset.
+_grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K"])(_grad_weight_kernel)
+
+
+# ---- launchers ------------------------------------------------------------------------------------
+def _dtypes(x):
+    """Kernel dtype arguments: the accumulation dtype, and whether to multiply in it (see _dot)."""
+    acc = tl.float64 if x.dtype == torch.float64 else tl.float32
+    return dict(ACC=acc, UPCAST=x.dtype == torch.bfloat16 and not x.is_cuda)
+
+
+def _fold(weight):
+    """(C_out, C_in, 3, 3) -> Wf (2, 2, 2, 2, C_in, C_out) = (a, b, t, u, c, o), contiguous, weight's dtype."""
+    return fold_weight(weight).permute(0, 1, 4, 5, 3, 2).contiguous()
+
+
+def _launch(kernel, autotuned, grid_of, on_gpu, *args, **kwargs):
+    if on_gpu:
+        autotuned[lambda meta: grid_of(meta["BLOCK_M"], meta["BLOCK_N"])](*args, **kwargs)
+    else:
+        kernel[grid_of(_INTERPRETED["BLOCK_M"], _INTERPRETED["BLOCK_N"])](*args, **kwargs, **_INTERPRETED)
+
+
+def forward(x, weight, bias):
+    n, c_in, h, w = x.shape
+    c_out = weight.shape[0]
+    y = torch.empty((n, c_out, 2 * h, 2 * w), device=x.device, dtype=x.dtype, memory_format=output_memory_format(x))
+    _launch(
+        _forward_kernel, _forward_autotuned,
+        lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_out, bn), 4), x.is_cuda,
+        x, _fold(weight), bias.contiguous() if bias is not None else x, y,
+        n, c_in, c_out, h, w, *x.stride(), *y.stride(),
+        HAS_BIAS=bias is not None, **_dtypes(x),
+    )
+    return y
+
+
+def backward(grad_y, x, weight):
+    n, c_in, h, w = x.shape
+    c_out = weight.shape[0]
+    folded = _fold(weight)
+    grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
+    _launch(
+        _grad_x_kernel, _grad_x_autotuned,
+        lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_in, bn)), x.is_cuda,
+        grad_y, folded, grad_x, n, c_in, c_out, h, w, *grad_y.stride(), *grad_x.stride(), **_dtypes(x),
+    )
+    # Enough K-splits that the 16 phase-tap GEMMs fill the GPU; partials reduce in a fixed order.
+    split_k = max(1, min(32, n * h * w // 1024)) if x.is_cuda else 1
+    acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    partial = torch.zeros((split_k, 2, 2, 2, 2, c_in, c_out), device=x.device, dtype=acc_dtype)
+    _launch(
+        _grad_weight_kernel, _grad_weight_autotuned,
+        lambda bm, bn: (triton.cdiv(c_in, bm), triton.cdiv(c_out, bn), 16 * split_k), x.is_cuda,
+        x, grad_y, partial, n, c_in, c_out, h, w, split_k, *x.stride(), *grad_y.stride(), **_dtypes(x),
+    )
+    grad_folded = partial.sum(dim=0).permute(0, 1, 5, 4, 2, 3)  # (a, b, o, c, t, u)
+    grad_weight = unfold_weight_grad(grad_folded, c_out, c_in).to(x.dtype)
+    return grad_x, grad_weight, grad_y.sum(dim=(0, 2, 3))
