@@ -24,8 +24,23 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
 
 
+def _cuda_home():
+    """The first CUDA toolkit with both nvcc and the runtime headers, or None.
+
+    torch guesses CUDA_HOME from the nvcc on PATH; where that nvcc is a wrapper script (say
+    /usr/local/bin/nvcc) the guess (/usr/local) has no headers, so the usual location follows.
+    """
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), cpp_extension.CUDA_HOME, "/usr/local/cuda"]
+    for home in filter(None, candidates):
+        if os.path.exists(os.path.join(home, "bin", "nvcc")) and os.path.exists(
+            os.path.join(home, "include", "cuda_runtime_api.h")
+        ):
+            return home
+    return None
+
+
 def _cuda_decision():
-    """Returns (build_cuda, reason)."""
+    """Returns (build_cuda, reason); points torch's extension builder at the toolkit it found."""
     switch = os.environ.get("STYLEGAN_OPS_CUDA", "").strip()
     if switch not in ("", "0", "1"):
         raise SystemExit(f"STYLEGAN_OPS_CUDA must be '0', '1' or unset, got {switch!r}")
@@ -34,14 +49,16 @@ def _cuda_decision():
     missing = []
     if torch.version.cuda is None:
         missing.append(f"torch {torch.__version__} is not a CUDA build")
-    nvcc = os.path.join(cpp_extension.CUDA_HOME or "", "bin", "nvcc")
-    if cpp_extension.CUDA_HOME is None or not os.path.exists(nvcc):
-        missing.append(f"nvcc not found (CUDA_HOME={cpp_extension.CUDA_HOME})")
+    home = _cuda_home()
+    if home is None:
+        missing.append(f"no CUDA toolkit with nvcc and headers (CUDA_HOME={os.environ.get('CUDA_HOME')}, "
+                       f"torch's guess {cpp_extension.CUDA_HOME})")
     if missing:
         if switch == "1":
             raise SystemExit("STYLEGAN_OPS_CUDA=1 but CUDA kernels cannot be built: " + "; ".join(missing))
         return False, "; ".join(missing)
-    return True, f"torch CUDA {torch.version.cuda}, nvcc at {nvcc}"
+    os.environ["CUDA_HOME"] = cpp_extension.CUDA_HOME = home
+    return True, f"torch CUDA {torch.version.cuda}, CUDA toolkit at {home}"
 
 
 def _cpu_vector_flags():

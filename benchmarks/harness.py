@@ -50,6 +50,8 @@ def run(benchmark, fn, args, grad_inputs, direction, **extra_info):
     for _ in range(3):  # compile, autotune and warm caches outside the timing
         step()
     benchmark.pedantic(step, rounds=20 if CUDA else 10, warmup_rounds=1)
+    if benchmark.stats is None:  # --benchmark-disable: ran once as a smoke test, nothing to record
+        return
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(
         device=torch.cuda.get_device_name() if CUDA else "cpu",

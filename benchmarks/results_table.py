@@ -1,4 +1,4 @@
-"""Markdown table of a pytest-benchmark JSON from test_bench_*.py: median ms per backend, speedup vs eager.
+"""Markdown table of a ``python -m stylegan_ops.bench --json`` result: median ms per backend and speedups.
 
     python benchmarks/results_table.py benchmarks/results/<file>.json
 """
@@ -7,28 +7,32 @@ import json
 import sys
 from collections import defaultdict
 
+BACKENDS = ("eager", "compile", "native", "triton")
+
 
 def table(path):
     with open(path) as f:
-        data = json.load(f)
+        result = json.load(f)
     rows = defaultdict(dict)
-    for bench in data["benchmarks"]:
-        info = bench["extra_info"]
-        key = (bench["name"].split("[")[0].removeprefix("test_"), tuple(info["shape"]), info["dtype"], info["direction"])
-        rows[key][info["backend"]] = bench["stats"]["median"] * 1e3
-    backends = ["eager", "compile", "four_conv", "native", "triton"]
-    present = [b for b in backends if any(b in r for r in rows.values())]
-    first = data["benchmarks"][0]["extra_info"]
+    for r in result["records"]:
+        rows[(r["op"], tuple(r["shape"]), r["dtype"], r["direction"])][r["backend"]] = r
+    present = [b for b in BACKENDS if any(b in by_backend for by_backend in rows.values())]
+    fast = [b for b in present if b not in ("eager", "compile")]
     lines = [
-        f"Device: {first['device']}; torch {first['torch']}, Triton {first['triton']}; {data['datetime'][:10]}",
+        f"{result['device']}; torch {result['torch']}, Triton {result['triton']}, CUDA {result['cuda']}; "
+        f"{result['date'][:10]}{' (--quick)' if result.get('quick') else ''}",
         "",
-        "| op | shape | dtype | direction | " + " | ".join(f"{b} ms" for b in present) + " | native vs eager |",
-        "| --- | --- | --- | --- | " + " | ".join("---" for _ in present) + " | --- |",
+        "| op | shape | dtype | direction | " + " | ".join(f"{b} ms" for b in present)
+        + "".join(f" | {b} vs eager | {b} vs compile" for b in fast) + " |",
+        "| --- | --- | --- | --- | " + " | ".join("---" for _ in present) + " | --- | ---" * len(fast) + " |",
     ]
-    for (op, shape, dtype, direction), medians in sorted(rows.items()):
-        cells = [f"{medians[b]:.3f}" if b in medians else "" for b in present]
-        speedup = f"{medians['eager'] / medians['native']:.2f}x" if "native" in medians else ""
-        lines.append(f"| {op} | {shape} | {dtype.removeprefix('torch.')} | {direction} | " + " | ".join(cells) + f" | {speedup} |")
+    for (op, shape, dtype, direction), by_backend in rows.items():
+        cells = [f"{by_backend[b]['median_ms']:.3f}" if b in by_backend else "" for b in present]
+        for b in fast:
+            for base in ("eager", "compile"):
+                ok = b in by_backend and base in by_backend
+                cells.append(f"{by_backend[base]['median_ms'] / by_backend[b]['median_ms']:.2f}x" if ok else "")
+        lines.append(f"| {op} | {shape} | {dtype} | {direction} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -2,21 +2,18 @@
 
     python -m pytest benchmarks/test_bench_noise_adain_lrelu.py --benchmark-json out.json
 
-Runs on CUDA when a GPU is visible (generator shapes, fp32 and bf16), else on CPU (the
-issue's CPU goal shapes, fp32). Each record carries effective GB/s in extra_info, counted
+Runs on CUDA when a GPU is visible (fp32 and bf16), else on CPU (fp32), at the shapes of
+``python -m stylegan_ops.bench``. Each record carries effective GB/s in extra_info, counted
 on the minimum traffic: read x and noise, write y (forward); plus read dy, write dx (backward).
 """
 
 import pytest
 import torch
 
-from harness import BACKENDS, CUDA, DEVICE, DIRECTIONS, DTYPES, op_function, run
+from harness import BACKENDS, DEVICE, DIRECTIONS, DTYPES, op_function, run
+from stylegan_ops.bench import SHAPES as SHAPES_BY_DEVICE
 
-SHAPES = (
-    [(8, 512, 16, 16), (8, 512, 32, 32), (8, 256, 64, 64), (8, 128, 128, 128), (8, 64, 256, 256), (2, 16, 1024, 1024)]
-    if CUDA
-    else [(4, 128, 64, 64), (8, 512, 8, 8), (2, 32, 128, 128)]
-)
+SHAPES = SHAPES_BY_DEVICE[(DEVICE, "noise_adain_lrelu")]
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)

@@ -3,7 +3,7 @@ four-conv2d phase composite, native, Triton.
 
     python -m pytest benchmarks/test_bench_upsample_conv2d.py --benchmark-json out.json
 
-GPU: the issue's bf16 channels_last generator shapes (and fp32); CPU: its fp32 goal shapes.
+Shapes of ``python -m stylegan_ops.bench``; channels_last, fp32 and bf16 on GPU; NCHW fp32 on CPU.
 TFLOP/s are counted both on the 16-tap phase algorithm (tflops_16) and on the 36-tap
 upsample-then-conv one (tflops_36); backward counts twice the forward's multiply-adds.
 """
@@ -13,14 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from harness import BACKENDS, CUDA, DEVICE, DIRECTIONS, DTYPES, op_function, run
+from stylegan_ops.bench import SHAPES as SHAPES_BY_DEVICE
 from stylegan_ops.ops.upsample_conv2d import fold_weight
 
 # (N, C_in, C_out, H, W) at the low resolution.
-SHAPES = (
-    [(8, 512, 512, 8, 8), (8, 512, 512, 16, 16), (8, 512, 512, 32, 32), (8, 256, 128, 64, 64)]
-    if CUDA
-    else [(4, 128, 128, 32, 32), (4, 512, 512, 8, 8), (2, 64, 64, 64, 64), (4, 256, 128, 16, 16)]
-)
+SHAPES = SHAPES_BY_DEVICE[(DEVICE, "upsample_conv2d")]
 
 
 def four_conv_composite(x, weight, bias):

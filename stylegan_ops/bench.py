@@ -1,0 +1,376 @@
+"""The main job: time every available backend of every op, and the whole generator, against eager.
+
+    python -m stylegan_ops.bench --quick --json out.json --plot out.png   # (stylegan-ops-bench)
+
+For each case (op, shape, dtype) and direction (``fwd``, ``fwd+bwd``) it runs eager, ``torch.compile``
+of the eager code, native and Triton (those that can run on the device), checks each result
+against eager (``max_rel_err``: the larger relative L2 error of the output and, for fwd+bwd,
+of all gradients taken together), times it (CUDA events or wall clock after synchronisation; warm-up
+first, median of the repetitions) and records peak memory on CUDA. Prints one progress line
+per measurement, a table at the end, and writes ``--json`` / ``--plot`` (matplotlib).
+
+The default is the full set for the device; ``--quick`` is a small set that finishes in a few
+minutes on a 2-core CPU.
+"""
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+import stylegan_ops as so
+from stylegan_ops.backends import unavailable_reason
+from stylegan_ops.ops import IMPLEMENTED_BACKENDS
+
+BACKENDS = ("eager", "compile", "native", "triton")
+DIRECTIONS = ("fwd", "fwd+bwd")
+
+# Shapes per (device type, op): noise_adain_lrelu (N, C, H, W); upsample_conv2d (N, C_in, C_out, H, W)
+# at the low resolution; generator (batch, resolution).
+SHAPES = {
+    ("cuda", "noise_adain_lrelu"): [(8, 512, 16, 16), (8, 512, 32, 32), (8, 256, 64, 64), (8, 128, 128, 128),
+                                    (8, 64, 256, 256), (2, 16, 1024, 1024)],
+    ("cuda", "upsample_conv2d"): [(8, 512, 512, 8, 8), (8, 512, 512, 16, 16), (8, 512, 512, 32, 32),
+                                  (8, 256, 128, 64, 64)],
+    ("cuda", "generator"): [(8, 256)],
+    ("cpu", "noise_adain_lrelu"): [(4, 128, 64, 64), (8, 512, 8, 8), (2, 32, 128, 128)],
+    ("cpu", "upsample_conv2d"): [(4, 128, 128, 32, 32), (4, 512, 512, 8, 8), (2, 64, 64, 64, 64),
+                                 (4, 256, 128, 16, 16)],
+    ("cpu", "generator"): [(2, 64)],
+}
+QUICK_SHAPES = {
+    ("cuda", "noise_adain_lrelu"): [(8, 512, 32, 32), (8, 128, 128, 128)],
+    ("cuda", "upsample_conv2d"): [(8, 512, 512, 16, 16)],
+    ("cuda", "generator"): [(4, 64)],
+    ("cpu", "noise_adain_lrelu"): [(8, 512, 8, 8), (2, 32, 128, 128)],
+    ("cpu", "upsample_conv2d"): [(4, 256, 128, 16, 16)],
+    ("cpu", "generator"): [(2, 32)],
+}
+OPS = ("noise_adain_lrelu", "upsample_conv2d", "generator")
+
+
+@dataclass
+class Case:
+    """One thing to time. ``make(backend)`` returns (fn, args, grad_indices): fwd+bwd differentiates
+    fn(*args) with respect to args[grad_indices] and ``parameters``."""
+
+    op: str
+    shape: tuple
+    dtype: torch.dtype
+    make: object
+    metrics: dict = field(default_factory=dict)  # name -> f(median seconds, direction)
+    parameters: tuple = ()
+
+
+def _randn(device, dtype, *shape):
+    return torch.randn(*shape, device=device, dtype=dtype)
+
+
+def _op_function(op, backend, device):
+    if backend == "compile":
+        return torch.compile(getattr(so.ops, f"{op}_ref"))
+    return lambda *args: getattr(so, op)(*args, backend=backend)
+
+
+def noise_adain_lrelu_case(shape, dtype, device):
+    n, c, h, w = shape
+    args = (_randn(device, dtype, n, c, h, w), _randn(device, dtype, n, 1, h, w), _randn(device, dtype, c),
+            _randn(device, dtype, n, c), _randn(device, dtype, n, c))
+    x_bytes = args[0].numel() * args[0].element_size()
+    noise_bytes = args[1].numel() * args[1].element_size()
+
+    def make(backend):
+        return _op_function("noise_adain_lrelu", backend, device), args, (0, 2, 3, 4)
+
+    def gbps(seconds, direction):  # minimum traffic: read x and noise, write y (+ read dy, write dx)
+        return (2 * x_bytes + noise_bytes + (2 * x_bytes if direction == "fwd+bwd" else 0)) / seconds / 1e9
+
+    return Case("noise_adain_lrelu", shape, dtype, make, {"gbps": gbps})
+
+
+def upsample_conv2d_case(shape, dtype, device):
+    n, c_in, c_out, h, w = shape
+    memory_format = torch.channels_last if device == "cuda" else torch.contiguous_format
+    args = (_randn(device, dtype, n, c_in, h, w).contiguous(memory_format=memory_format),
+            _randn(device, dtype, c_out, c_in, 3, 3), _randn(device, dtype, c_out))
+    macs = n * h * w * c_in * c_out
+
+    def make(backend):
+        return _op_function("upsample_conv2d", backend, device), args, (0, 1, 2)
+
+    def tflops(taps):  # forward counts taps multiply-adds per pixel and channel pair; backward twice that
+        return lambda seconds, direction: 2 * taps * macs * (3 if direction == "fwd+bwd" else 1) / seconds / 1e12
+
+    return Case("upsample_conv2d", shape, dtype, make, {"tflops": tflops(16), "tflops_36": tflops(36)})
+
+
+def generator_case(shape, dtype, device):
+    batch, resolution = shape
+    torch.manual_seed(0)
+    G = so.nn.Generator(resolution=resolution, backend="eager").to(device=device, dtype=dtype).eval()
+    z = _randn(device, dtype, batch, G.z_dim)
+
+    def make(backend):
+        G.backend = "eager" if backend == "compile" else backend
+        model = torch.compile(G) if backend == "compile" else G
+        return (lambda z: model(z, noise_mode="const")), (z,), ()
+
+    # fwd+bwd is a training step: the image and the gradients of every parameter are compared.
+    return Case("generator", shape, dtype, make, parameters=tuple(G.parameters()))
+
+
+CASE_BUILDERS = {"noise_adain_lrelu": noise_adain_lrelu_case, "upsample_conv2d": upsample_conv2d_case,
+                 "generator": generator_case}
+
+
+def _synchronize(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_ms(step, device, reps, warmup):
+    for _ in range(warmup):
+        step()
+    _synchronize(device)
+    times = []
+    for _ in range(reps):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def _peak_mem_bytes(step, device):
+    if device != "cuda":
+        return None
+    _synchronize(device)
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    step()
+    _synchronize(device)
+    return torch.cuda.max_memory_allocated() - before
+
+
+def _rel_l2(out, ref):
+    out, ref = out.detach().double(), ref.detach().double()
+    return ((out - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+
+
+def _grad_output(y):
+    """The same pseudo-random dy for every backend (dy = 1 would be degenerate: the sum of an
+    instance-normalised plane is constant, so its gradient is pure rounding noise)."""
+    generator = torch.Generator(device=y.device).manual_seed(0)
+    return torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+
+
+def _step(fn, args, grad_indices, parameters, direction):
+    """A callable running fn once (and its backward for fwd+bwd), returning [y, *grads]."""
+    training = direction == "fwd+bwd"
+    inputs = [a.detach().requires_grad_(i in grad_indices and training) for i, a in enumerate(args)]
+    targets = [inputs[i] for i in grad_indices] + list(parameters)
+    grad_output = []  # made on the first call, once y's shape is known
+
+    def step():
+        with torch.set_grad_enabled(training):
+            y = fn(*inputs)
+            if not training:
+                return [y]
+            if not grad_output:
+                grad_output.append(_grad_output(y))
+            return [y, *torch.autograd.grad(y, targets, grad_output[0])]
+
+    return step
+
+
+def _max_rel_err(outputs, reference):
+    """The larger of the output's relative L2 error and that of all gradients taken as one vector
+    (per tensor, a gradient that is zero in exact arithmetic, like a conv bias's in front of an
+    instance norm, would report pure rounding noise as a large relative error)."""
+    error = _rel_l2(outputs[0], reference[0])
+    if len(outputs) > 1:
+        flat = lambda tensors: torch.cat([t.detach().double().flatten() for t in tensors])  # noqa: E731
+        error = max(error, _rel_l2(flat(outputs[1:]), flat(reference[1:])))
+    return error
+
+
+def available(op, backend, device):
+    """None if ``backend`` can run ``op`` on ``device`` in a benchmark, else why not."""
+    if backend in ("eager", "compile"):
+        return None
+    ops = ("noise_adain_lrelu", "upsample_conv2d") if op == "generator" else (op,)
+    for name in ops:
+        reason = unavailable_reason(backend, device, name, IMPLEMENTED_BACKENDS[name])
+        if reason is not None:
+            return reason
+    if backend == "triton" and device == "cpu":
+        return "the Triton interpreter is for tests, not timings"
+    return None
+
+
+def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup=3, log=print, on_record=None):
+    """Measures every case x direction x backend; returns the JSON records. ``on_record(records)``
+    is called after each measurement (the CLI rewrites its JSON, so a run cut short keeps its data)."""
+    records = []
+    plan = [(case, direction, backend) for case in cases for direction in directions for backend in backends]
+    eager_results = {}
+    for index, (case, direction, backend) in enumerate(plan, 1):
+        label = f"[{index}/{len(plan)}] {case.op} {case.shape} {str(case.dtype).removeprefix('torch.')} {direction} {backend}"
+        reason = available(case.op, backend, device)
+        if reason is not None:
+            log(f"{label}: skipped ({reason})")
+            continue
+        fn, args, grad_indices = case.make(backend)
+        step = _step(fn, args, grad_indices, case.parameters, direction)
+        outputs = step()
+        key = (id(case), direction)
+        if backend == "eager":
+            eager_results[key] = outputs
+        reference = eager_results.get(key)
+        max_rel_err = _max_rel_err(outputs, reference) if reference is not None else None
+        median_ms = _median_ms(step, device, reps, warmup)
+        eager_ms = median_ms if backend == "eager" else next(
+            (r["median_ms"] for r in records if r["_key"] == key and r["backend"] == "eager"), None)
+        record = {
+            "_key": key,
+            "op": case.op,
+            "backend": backend,
+            "dtype": str(case.dtype).removeprefix("torch."),
+            "shape": list(case.shape),
+            "direction": direction,
+            "median_ms": median_ms,
+            "speedup_vs_eager": eager_ms / median_ms if eager_ms else None,
+            "max_rel_err": max_rel_err,
+            "peak_mem_bytes": _peak_mem_bytes(step, device),
+            **{name: metric(median_ms / 1e3, direction) for name, metric in case.metrics.items()},
+        }
+        records.append(record)
+        speedup = f"x{record['speedup_vs_eager']:.2f} vs eager" if record["speedup_vs_eager"] else ""
+        err = f"err {max_rel_err:.1e}" if max_rel_err is not None else ""
+        log(f"{label}: {median_ms:.3f} ms {speedup} {err}".rstrip())
+        if on_record is not None:
+            on_record(_public(records))
+    return _public(records)
+
+
+def _public(records):
+    return [{k: v for k, v in record.items() if k != "_key"} for record in records]
+
+
+def cases_for(device, ops, quick, dtypes):
+    shapes = QUICK_SHAPES if quick else SHAPES
+    return [CASE_BUILDERS[op](shape, dtype, device) for op in ops for dtype in dtypes for shape in shapes[(device, op)]]
+
+
+def table(records):
+    header = f"{'op':<18} {'shape':<22} {'dtype':<9} {'dir':<8} {'backend':<8} {'ms':>9} {'vs eager':>9} {'rel err':>8}"
+    lines = [header, "-" * len(header)]
+    for r in records:
+        speedup = f"{r['speedup_vs_eager']:.2f}x" if r["speedup_vs_eager"] else "-"
+        err = f"{r['max_rel_err']:.1e}" if r["max_rel_err"] is not None else "-"
+        lines.append(f"{r['op']:<18} {str(tuple(r['shape'])):<22} {r['dtype']:<9} {r['direction']:<8} "
+                     f"{r['backend']:<8} {r['median_ms']:>9.3f} {speedup:>9} {err:>8}")
+    return "\n".join(lines)
+
+
+def plot(records, path, title):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise SystemExit(f"--plot needs matplotlib ({error}); pip install matplotlib") from error
+    ops = sorted({r["op"] for r in records})
+    fig, axes = plt.subplots(len(ops), 1, figsize=(12, 3.5 * len(ops)), squeeze=False)
+    for ax, op in zip(axes[:, 0], ops):
+        rows = [r for r in records if r["op"] == op and r["speedup_vs_eager"]]
+        labels = sorted({(tuple(r["shape"]), r["dtype"], r["direction"]) for r in rows})
+        backends = [b for b in BACKENDS if any(r["backend"] == b for r in rows)]
+        width = 0.8 / max(1, len(backends))
+        for k, backend in enumerate(backends):
+            values = {(tuple(r["shape"]), r["dtype"], r["direction"]): r["speedup_vs_eager"]
+                      for r in rows if r["backend"] == backend}
+            ax.bar([i + k * width for i in range(len(labels))], [values.get(label, 0) for label in labels],
+                   width, label=backend)
+        ax.axhline(1.0, color="gray", linewidth=0.8)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))])
+        ax.set_xticklabels([f"{s}\n{d} {direction}" for s, d, direction in labels], fontsize=7)
+        ax.set_ylabel("speedup vs eager")
+        ax.set_title(op)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="stylegan-ops-bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small set (minutes on a 2-core CPU)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 20 on GPU, 5 on CPU)")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG of the speedups over eager")
+    args = parser.parse_args(argv)
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible")
+    ops = [op.strip() for op in args.ops.split(",") if op.strip()]
+    unknown = sorted(set(ops) - set(OPS))
+    if unknown:
+        raise SystemExit(f"--ops: unknown {unknown}; choose from {OPS}")
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    dtypes = [torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]
+    device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    print(f"stylegan_ops.bench on {device_name}: torch {torch.__version__}, build {so.build_info()}", flush=True)
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    header = {
+        "device": device_name,
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "cuda": torch.version.cuda,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "build": so.build_info(),
+    }
+
+    def write_json(records):
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({**header, "records": records}, f, indent=1)
+
+    started = time.perf_counter()
+    records = run(cases_for(device, ops, args.quick, dtypes), device,
+                  reps=args.reps or (20 if device == "cuda" else 5), log=lambda line: print(line, flush=True),
+                  on_record=write_json)
+    write_json(records)
+    print(table(records))
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    if args.plot:
+        plot(records, args.plot, f"stylegan_ops on {device_name} (torch {torch.__version__})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The benchmark CLI on tiny shapes: it runs, checks backends against eager and writes valid JSON and a plot."""
+
+import json
+
+import pytest
+import torch
+
+from stylegan_ops import bench
+
+TINY = {
+    ("cpu", "noise_adain_lrelu"): [(2, 3, 8, 8)],
+    ("cpu", "upsample_conv2d"): [(2, 4, 3, 6, 6)],
+    ("cpu", "generator"): [(1, 8)],
+}
+RECORD_KEYS = {"op", "backend", "dtype", "shape", "direction", "median_ms", "speedup_vs_eager", "max_rel_err",
+               "peak_mem_bytes"}
+
+
+def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "QUICK_SHAPES", TINY)
+    json_path, plot_path = tmp_path / "out.json", tmp_path / "out.png"
+    assert bench.main(["--quick", "--device", "cpu", "--reps", "1", "--json", str(json_path),
+                       "--plot", str(plot_path)]) == 0
+    result = json.loads(json_path.read_text())
+    assert {"device", "torch", "triton", "cuda", "date", "records"} <= set(result)
+    assert result["device"] == "cpu"
+    records = result["records"]
+    ran = {(r["op"], r["backend"], r["direction"]) for r in records}
+    for op in ("noise_adain_lrelu", "upsample_conv2d", "generator"):
+        for direction in ("fwd", "fwd+bwd"):
+            assert {(op, "eager", direction), (op, "compile", direction)} <= ran
+            if "native" in bench.IMPLEMENTED_BACKENDS.get(op, ("native",)) and bench.available(op, "native", "cpu") is None:
+                assert (op, "native", direction) in ran
+    for record in records:
+        assert RECORD_KEYS <= set(record)
+        assert record["median_ms"] > 0
+        assert record["max_rel_err"] < 1e-3, record  # every backend agrees with eager
+        if record["backend"] == "eager":
+            assert record["max_rel_err"] == 0 and record["speedup_vs_eager"] == pytest.approx(1.0)
+    assert any("gbps" in r for r in records) and any("tflops" in r for r in records)
+    assert plot_path.stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "[1/" in out and "vs eager" in out
+
+
+def test_bad_arguments_exit_with_a_message():
+    with pytest.raises(SystemExit, match="unknown"):
+        bench.main(["--ops", "noise,upsample"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            bench.main(["--device", "cuda"])
