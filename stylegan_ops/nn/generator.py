@@ -30,6 +30,7 @@ class Generator(nn.Module):
             (defaults: 512 up to 32x32, then 256, 128, 64, 32, 16 at 64..1024).
         normalize_z: pixel-normalise z before mapping.
         w_avg_beta: decay of the moving average of w updated in training mode (truncation target).
+        channels_last: keep activations and conv weights in channels_last (NHWC) memory format.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class Generator(nn.Module):
         channel_max=512,
         normalize_z=True,
         w_avg_beta=0.995,
+        channels_last=False,
     ):
         super().__init__()
         if not _is_power_of_two(resolution) or not 4 <= resolution <= 1024:
@@ -81,6 +83,8 @@ class Generator(nn.Module):
         self.register_buffer("w_avg", torch.zeros(w_dim))
         for i, res in enumerate(block_resolutions):
             self.register_buffer(f"noise_const_{i}", torch.randn(1, 1, res, res))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     @property
     def num_ws(self) -> int:
@@ -141,7 +145,7 @@ class Generator(nn.Module):
                 f"ws must be a tensor of shape (N, {self.num_ws}, {self.w_dim}), got {getattr(ws, 'shape', type(ws))}"
             )
         batch = ws.shape[0]
-        x = self.const.unsqueeze(0).expand(batch, -1, -1, -1).to(ws.dtype)
+        x = self.const.unsqueeze(0).expand(batch, -1, -1, -1).to(ws.dtype).contiguous(memory_format=self.memory_format)
         for i, block in enumerate(self.blocks):
             noise = None
             if noise_mode == "const":

@@ -7,6 +7,7 @@ fused ops; ``backend`` picks their implementation and never changes a parameter.
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from stylegan_ops.ops import noise_adain_lrelu, upsample_conv2d
 
@@ -55,8 +56,10 @@ class AdaIN(nn.Module):
         nn.init.ones_(self.style_scale_transform.bias)
 
     def styles(self, w):
-        """(style_scale, style_bias), each (N, channels)."""
-        return self.style_scale_transform(w), self.style_bias_transform(w)
+        """(style_scale, style_bias), each (N, channels), from one GEMM of w with both transforms stacked."""
+        weight = torch.cat([self.style_scale_transform.weight, self.style_bias_transform.weight])
+        bias = torch.cat([self.style_scale_transform.bias, self.style_bias_transform.bias])
+        return F.linear(w, weight, bias).chunk(2, dim=1)
 
     def forward(self, x, w):
         style_scale, style_bias = self.styles(w)
@@ -105,10 +108,42 @@ class SynthesisBlock(nn.Module):
         return noise_adain_lrelu(
             x,
             noise,
-            self.noise_injection.weight.to(x.dtype),
-            style_scale.to(x.dtype),
-            style_bias.to(x.dtype),
+            self.noise_injection.weight,
+            style_scale,
+            style_bias,
             eps=INSTANCE_NORM_EPS,
             negative_slope=LRELU_SLOPE,
             backend=self.backend,
         )
+
+
+def _has_seed_block_layout(module: nn.Module) -> bool:
+    conv = getattr(module, "conv", None)
+    return (
+        hasattr(module, "use_upsample")
+        and isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (3, 3)
+        and isinstance(getattr(getattr(module, "noise_injection", None), "weight", None), torch.Tensor)
+        and isinstance(getattr(getattr(module, "adain", None), "style_scale_transform", None), nn.Linear)
+    )
+
+
+def convert(module: nn.Module, backend: str) -> nn.Module:
+    """Sets ``backend`` on every stylegan_ops SynthesisBlock inside ``module``, in place, and
+    replaces every other module with the seed's SynthesisBlock layout (use_upsample, a 3x3 conv,
+    noise_injection, adain) by one of ours carrying its parameters. Returns ``module`` (or its
+    replacement, if ``module`` itself was such a block)."""
+    if isinstance(module, SynthesisBlock):
+        module.backend = backend
+        return module
+    if _has_seed_block_layout(module):
+        conv = module.conv
+        ours = SynthesisBlock(conv.in_channels, conv.out_channels, module.adain.style_scale_transform.in_features,
+                              use_upsample=module.use_upsample, backend=backend)
+        ours.load_state_dict(module.state_dict(), strict=True)
+        return ours.to(device=conv.weight.device, dtype=conv.weight.dtype).train(module.training)
+    for name, child in module.named_children():
+        replacement = convert(child, backend)
+        if replacement is not child:
+            setattr(module, name, replacement)
+    return module

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from stylegan_ops import _extension, backends
+from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_real, check_same_device_and_dtype, check_tensor
 from stylegan_ops.ops._layout import output_memory_format
 
@@ -195,8 +196,13 @@ def noise_adain_lrelu(
 
     All tensors share one device and one floating dtype; statistics accumulate in float32
     (float64 for float64). Returns a tensor of x's shape, dtype and memory format,
-    differentiable in every tensor argument.
+    differentiable in every tensor argument. Inside ``torch.autocast`` every tensor is first
+    cast to the autocast dtype.
     """
+    (x, noise, noise_weight, style_scale, style_bias), region = autocast_region(
+        x, noise, noise_weight, style_scale, style_bias
+    )
     eps, negative_slope = _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope)
     chosen = backends.resolve(backend, x.device, OP, IMPLEMENTATIONS)
-    return IMPLEMENTATIONS[chosen](x, noise, noise_weight.reshape(-1), style_scale, style_bias, eps, negative_slope)
+    with region:
+        return IMPLEMENTATIONS[chosen](x, noise, noise_weight.reshape(-1), style_scale, style_bias, eps, negative_slope)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from stylegan_ops import _extension, backends
+from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_same_device_and_dtype, check_tensor
 from stylegan_ops.ops._layout import output_memory_format
 
@@ -148,10 +149,13 @@ def upsample_conv2d(x, weight, bias=None, *, backend="auto"):
         bias: (C_out,) or None.
         backend: "auto", "eager", "native" or "triton".
 
-    Returns (N, C_out, 2H, 2W) in x's dtype and memory format. The kernels compute the four
+    Returns (N, C_out, 2H, 2W) in x's dtype and memory format (inside ``torch.autocast``, every
+    tensor is first cast to the autocast dtype). The kernels compute the four
     output phases as 2x2 convolutions of x with folded weights: 16 instead of 36
     multiply-adds per input pixel and channel pair, and no upsampled tensor.
     """
+    (x, weight, bias), region = autocast_region(x, weight, bias)
     _check_args(x, weight, bias)
     chosen = backends.resolve(backend, x.device, OP, IMPLEMENTATIONS)
-    return IMPLEMENTATIONS[chosen](x, weight, bias)
+    with region:
+        return IMPLEMENTATIONS[chosen](x, weight, bias)

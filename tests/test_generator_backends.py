@@ -1,0 +1,144 @@
+"""The generator on the fused ops: backends agree with eager, torch.compile, autocast,
+channels_last, converting seed models, and DistributedDataParallel (two CPU processes)."""
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import stylegan_ops as so
+from conftest import cpu_backend_or_skip
+from reference import SeedSynthesisBlock, rel_l2
+
+SMALL = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16, resolution=16)
+
+
+@pytest.fixture(params=["native", "triton"])
+def backend(request):
+    cpu_backend_or_skip(request.param, "noise_adain_lrelu")
+    return cpu_backend_or_skip(request.param, "upsample_conv2d")
+
+
+def make_generator(**kwargs):
+    torch.manual_seed(0)
+    G = so.nn.Generator(**{**SMALL, "backend": "eager", **kwargs})
+    for block in G.blocks:  # non-zero noise strength, so the noise path is exercised
+        torch.nn.init.uniform_(block.noise_injection.weight, 0.2, 0.6)
+    return G
+
+
+def image_and_grads(G, z):
+    img = G(z, noise_mode="const")
+    grad_img = torch.randn(img.shape, generator=torch.Generator().manual_seed(1)).to(img.dtype)
+    grads = torch.autograd.grad(img, list(G.parameters()), grad_img)
+    # All gradients as one vector: a conv bias in front of an instance norm has an exactly-zero
+    # gradient, whose per-tensor relative error would only measure rounding noise.
+    return img, torch.cat([g.flatten() for g in grads])
+
+
+def test_backends_agree_with_eager_float32(backend):
+    G = make_generator()
+    z = torch.randn(2, 16)
+    ref_img, ref_grads = image_and_grads(make_generator().double(), z.double())
+    G.backend = backend
+    img, grads = image_and_grads(G, z)
+    assert rel_l2(img, ref_img) < 1e-5
+    assert rel_l2(grads, ref_grads) < 1e-4
+
+
+def test_torch_compile_fullgraph(backend):
+    torch._dynamo.reset()
+    G = make_generator(backend=backend)
+    z = torch.randn(2, 16)
+    compiled = torch.compile(G, fullgraph=True, backend="aot_eager")
+    img = compiled(z, noise_mode="const")
+    assert rel_l2(img, G(z, noise_mode="const")) < 1e-6
+    grads = torch.autograd.grad(img.square().sum(), list(G.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_autocast_runs_fused_ops_in_bfloat16(backend):
+    torch.manual_seed(0)
+    block = so.nn.SynthesisBlock(8, 6, 16, use_upsample=True, backend=backend)
+    torch.nn.init.constant_(block.noise_injection.weight, 0.3)
+    x, w, noise = torch.randn(2, 8, 5, 5), torch.randn(2, 16), torch.randn(2, 1, 10, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = block(x, w, noise)
+        up = so.upsample_conv2d(x, block.conv.weight, block.conv.bias, backend=backend)
+    assert y.dtype == torch.bfloat16 and up.dtype == torch.bfloat16
+    block.backend = "eager"
+    assert rel_l2(y, block(x, w, noise)) < 2e-2
+
+
+@pytest.mark.parametrize("backend_name", ["eager", "native"])
+def test_channels_last_end_to_end(backend_name):
+    cpu_backend_or_skip(backend_name, "upsample_conv2d")
+    G = make_generator(backend=backend_name)
+    G_cl = make_generator(backend=backend_name, channels_last=True)
+    G_cl.load_state_dict(G.state_dict())
+    assert G_cl.blocks[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    z = torch.randn(2, 16)
+    img = G_cl(z, noise_mode="const")
+    assert img.is_contiguous(memory_format=torch.channels_last)
+    assert rel_l2(img, G(z, noise_mode="const")) < 1e-5
+
+
+def test_convert_swaps_backends_and_seed_blocks():
+    seed = torch.nn.Sequential(SeedSynthesisBlock(4, 6, 16, True), SeedSynthesisBlock(6, 6, 16, False))
+    with torch.no_grad():
+        for p in seed.parameters():
+            p.normal_()
+    x, w = torch.randn(2, 4, 5, 5), torch.randn(2, 16)
+    noises = [torch.randn(2, 1, 10, 10), torch.randn(2, 1, 10, 10)]
+    expected = seed[1](seed[0](x, w, noises[0]), w, noises[1])
+    converted = so.nn.convert(seed, "eager")
+    assert all(isinstance(m, so.nn.SynthesisBlock) and m.backend == "eager" for m in converted)
+    assert rel_l2(converted[1](converted[0](x, w, noises[0]), w, noises[1]), expected) < 1e-6
+    G = make_generator()
+    so.nn.convert(G, "native")
+    assert all(block.backend == "native" for block in G.blocks)
+
+
+# ---- DistributedDataParallel ---------------------------------------------------------------------
+STEPS, LR = 2, 0.05
+
+
+def _train(G, z, steps):
+    optimizer = torch.optim.SGD(G.parameters(), lr=LR)
+    for step in range(steps):
+        img = G(z[step], noise_mode="const")
+        loss = (img - 0.1).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def _ddp_worker(rank, world_size, init_file, z, out_dir):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    G = make_generator(backend="native")
+    ddp = torch.nn.parallel.DistributedDataParallel(G)
+    half = z.shape[1] // world_size
+    _train(ddp, z[:, rank * half : (rank + 1) * half], STEPS)
+    torch.save(G.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_equal_single_process_on_whole_batch(tmp_path):
+    cpu_backend_or_skip("native", "upsample_conv2d")
+    torch.manual_seed(3)
+    z = torch.randn(STEPS, 4, 16)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), z, str(tmp_path)), nprocs=2, join=True)
+    single = make_generator(backend="native")
+    _train(single, z, STEPS)
+    expected = single.state_dict()
+    initial = make_generator().state_dict()
+    for rank in range(2):
+        trained = torch.load(tmp_path / f"rank{rank}.pt")
+        for name, value in expected.items():
+            if name == "w_avg":  # DDP broadcasts rank 0's buffers; only the parameters are compared
+                continue
+            moved = (value - initial[name]).norm()
+            assert (trained[name] - value).norm() <= 1e-4 * moved + 1e-6, name
