@@ -72,6 +72,20 @@ def test_autocast_runs_fused_ops_in_bfloat16(backend):
     assert rel_l2(y, block(x, w, noise)) < 2e-2
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_autocast_generator(gpu_backend, dtype):
+    G = make_generator(backend=gpu_backend).cuda()
+    z = torch.randn(4, 16, device="cuda")
+    with torch.autocast("cuda", dtype=dtype):
+        img = G(z, noise_mode="const")
+        block_out = G.blocks[2](torch.randn(4, 16, 4, 4, device="cuda"), torch.randn(4, 16, device="cuda"))
+    assert block_out.dtype == dtype
+    G.backend = "eager"
+    assert rel_l2(img, G(z, noise_mode="const")) < 3e-2
+
+
 @pytest.mark.parametrize("backend_name", ["eager", "native"])
 def test_channels_last_end_to_end(backend_name):
     cpu_backend_or_skip(backend_name, "upsample_conv2d")
