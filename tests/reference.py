@@ -104,3 +104,11 @@ def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
     """‖out − ref‖ / ‖ref‖ in float64, the error measure of DESIGN.md §3."""
     out, ref = out.double(), ref.double()
     return ((out - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+
+
+def output_and_grads(fn, inputs, names, wrt, grad_y):
+    """(fn(*inputs), gradients of the inputs whose names are in ``wrt`` for output gradient grad_y),
+    on fresh copies of the inputs (None inputs stay None)."""
+    inputs = [t.detach().clone().requires_grad_(name in wrt) if t is not None else None for name, t in zip(names, inputs)]
+    y = fn(*inputs)
+    return y, torch.autograd.grad(y, [t for name, t in zip(names, inputs) if name in wrt], grad_y)

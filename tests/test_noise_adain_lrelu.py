@@ -5,7 +5,7 @@ import torch
 
 import stylegan_ops as so
 from conftest import cpu_backend_or_skip
-from reference import noise_adain_lrelu_reference, rel_l2
+from reference import noise_adain_lrelu_reference, output_and_grads, rel_l2
 
 OP = "noise_adain_lrelu"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -127,10 +127,7 @@ GRAD_SUBSETS = [NAMES, ["x"], ["noise"], ["noise_weight"], ["style_scale", "styl
 
 
 def _grads(fn, inputs, wrt, grad_y):
-    inputs = [t.detach().clone().requires_grad_(name in wrt) if t is not None else None for name, t in zip(NAMES, inputs)]
-    y = fn(*inputs)
-    chosen = [t for name, t in zip(NAMES, inputs) if name in wrt]
-    return y, torch.autograd.grad(y, chosen, grad_y)
+    return output_and_grads(fn, inputs, NAMES, wrt, grad_y)
 
 
 @pytest.mark.parametrize("wrt", GRAD_SUBSETS, ids="+".join)

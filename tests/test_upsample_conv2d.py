@@ -5,7 +5,7 @@ import torch
 
 import stylegan_ops as so
 from conftest import cpu_backend_or_skip
-from reference import rel_l2, upsample_conv2d_reference
+from reference import output_and_grads, rel_l2, upsample_conv2d_reference
 
 OP = "upsample_conv2d"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -63,10 +63,7 @@ GRAD_SUBSETS = [NAMES, ["x"], ["weight"], ["bias"], ["weight", "bias"]]
 
 
 def _grads(fn, inputs, wrt, grad_y):
-    inputs = [t.detach().clone().requires_grad_(name in wrt) if t is not None else None for name, t in zip(NAMES, inputs)]
-    y = fn(*inputs)
-    chosen = [t for name, t in zip(NAMES, inputs) if name in wrt]
-    return y, torch.autograd.grad(y, chosen, grad_y)
+    return output_and_grads(fn, inputs, NAMES, wrt, grad_y)
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

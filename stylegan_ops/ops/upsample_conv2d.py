@@ -23,6 +23,7 @@ from stylegan_ops import _extension, backends
 from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_same_device_and_dtype, check_tensor
 from stylegan_ops.ops._layout import output_memory_format
+from stylegan_ops.ops._library import register_op_pair
 
 OP = "upsample_conv2d"
 
@@ -97,10 +98,8 @@ def _fake_backward(grad_y, x, weight):
 
 
 def _register(forward_name, backward_name):
-    torch.library.register_fake(forward_name)(_fake_forward)
-    torch.library.register_fake(backward_name)(_fake_backward)
-    backward_op = getattr(torch.ops.stylegan_ops, backward_name.split("::")[1])
-    torch.library.register_autograd(forward_name, _autograd_backward(backward_op), setup_context=_setup_context)
+    register_op_pair(forward_name, backward_name, fake_forward=_fake_forward, fake_backward=_fake_backward,
+                     autograd_backward=_autograd_backward, setup_context=_setup_context)
 
 
 # ---- the Triton op ------------------------------------------------------------------------------
