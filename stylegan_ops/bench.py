@@ -223,9 +223,10 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
     """Measures every case x direction x backend; returns the JSON records. ``on_record(records)``
     is called after each measurement (the CLI rewrites its JSON, so a run cut short keeps its data)."""
     records = []
-    plan = [(case, direction, backend) for case in cases for direction in directions for backend in backends]
-    eager_results = {}
-    for index, (case, direction, backend) in enumerate(plan, 1):
+    plan = [(c, direction, backend) for c in range(len(cases)) for direction in directions for backend in backends]
+    eager = {}  # (case index, direction) -> (outputs, median ms) of the eager run, measured first
+    for index, (c, direction, backend) in enumerate(plan, 1):
+        case = cases[c]
         label = f"[{index}/{len(plan)}] {case.op} {case.shape} {str(case.dtype).removeprefix('torch.')} {direction} {backend}"
         reason = available(case.op, backend, device)
         if reason is not None:
@@ -234,16 +235,13 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
         fn, args, grad_indices = case.make(backend)
         step = _step(fn, args, grad_indices, case.parameters, direction)
         outputs = step()
-        key = (id(case), direction)
-        if backend == "eager":
-            eager_results[key] = outputs
-        reference = eager_results.get(key)
-        max_rel_err = _max_rel_err(outputs, reference) if reference is not None else None
         median_ms = _median_ms(step, device, reps, warmup)
-        eager_ms = median_ms if backend == "eager" else next(
-            (r["median_ms"] for r in records if r["_key"] == key and r["backend"] == "eager"), None)
-        record = {
-            "_key": key,
+        key = (c, direction)
+        if backend == "eager":
+            eager[key] = (outputs, median_ms)
+        eager_outputs, eager_ms = eager.get(key, (None, None))
+        max_rel_err = _max_rel_err(outputs, eager_outputs) if eager_outputs is not None else None
+        records.append({
             "op": case.op,
             "backend": backend,
             "dtype": str(case.dtype).removeprefix("torch."),
@@ -254,18 +252,13 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
             "max_rel_err": max_rel_err,
             "peak_mem_bytes": _peak_mem_bytes(step, device),
             **{name: metric(median_ms / 1e3, direction) for name, metric in case.metrics.items()},
-        }
-        records.append(record)
-        speedup = f"x{record['speedup_vs_eager']:.2f} vs eager" if record["speedup_vs_eager"] else ""
+        })
+        speedup = f"x{eager_ms / median_ms:.2f} vs eager" if eager_ms else ""
         err = f"err {max_rel_err:.1e}" if max_rel_err is not None else ""
         log(f"{label}: {median_ms:.3f} ms {speedup} {err}".rstrip())
         if on_record is not None:
-            on_record(_public(records))
-    return _public(records)
-
-
-def _public(records):
-    return [{k: v for k, v in record.items() if k != "_key"} for record in records]
+            on_record(records)
+    return records
 
 
 def cases_for(device, ops, quick, dtypes):
