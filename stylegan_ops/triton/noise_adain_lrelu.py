@@ -160,10 +160,26 @@ def _plane_strides(t):
     return t.stride(0), t.stride(1), t.stride(2) if t.shape[3] == 1 else t.stride(3)
 
 
-def _launch_config(m):
+# On GPU the launch is autotuned per plane size M: warps for a register-resident plane, chunk
+# and warps for a swept one. The interpreter (CPU tests) runs the heuristic config below.
+_SINGLE_BLOCK_CONFIGS = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
+_CHUNKED_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w) for b in (1024, 2048, 4096) for w in (4, 8, 16)]
+_AUTOTUNED = {
+    (kernel, single): triton.autotune(_SINGLE_BLOCK_CONFIGS if single else _CHUNKED_CONFIGS, key=["M"])(kernel)
+    for kernel in (_forward_kernel, _backward_kernel)
+    for single in (True, False)
+}
+
+
+def _launch(kernel, m, grid, *args, on_gpu, **kwargs):
+    """kernel[grid](*args, **kwargs) with SINGLE_BLOCK, BLOCK and num_warps chosen for planes of m elements."""
     single = m <= MAX_SINGLE_BLOCK
-    block = triton.next_power_of_2(m) if single else CHUNK
-    return dict(SINGLE_BLOCK=single, BLOCK=block, num_warps=max(1, min(16, block // 256)))
+    if on_gpu:
+        block = dict(BLOCK=triton.next_power_of_2(m)) if single else {}  # chunked: BLOCK is autotuned
+        _AUTOTUNED[(kernel, single)][grid](*args, **kwargs, SINGLE_BLOCK=single, **block)
+    else:
+        block = triton.next_power_of_2(m) if single else CHUNK
+        kernel[grid](*args, **kwargs, SINGLE_BLOCK=single, BLOCK=block, num_warps=max(1, min(16, block // 256)))
 
 
 def _acc(dtype):
@@ -179,11 +195,12 @@ def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope
     has_noise = noise is not None
     noise = _with_collapsible_hw(noise) if has_noise else x  # x: a placeholder pointer, never read
     noise_n, _, noise_hw = _plane_strides(noise)
-    _forward_kernel[(n * c,)](
+    _launch(
+        _forward_kernel, h * w, (n * c,),
         x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(), y, mean, rstd,
         c, h * w, *_plane_strides(x), noise_n, noise_hw, *_plane_strides(y),
         eps, negative_slope,
-        HAS_NOISE=has_noise, ACC=_acc(x.dtype), **_launch_config(h * w),
+        on_gpu=x.is_cuda, HAS_NOISE=has_noise, ACC=_acc(x.dtype),
     )
     return y, mean, rstd
 
@@ -198,11 +215,12 @@ def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd
     has_noise = noise is not None
     noise = _with_collapsible_hw(noise) if has_noise else x  # placeholder pointer, never read
     noise_n, _, noise_hw = _plane_strides(noise)
-    _backward_kernel[(n * c,)](
+    _launch(
+        _backward_kernel, h * w, (n * c,),
         grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(),
         mean.contiguous(), rstd.contiguous(), grad_x, grad_a, grad_scale, grad_bias,
         c, h * w, *_plane_strides(grad_y), *_plane_strides(x), noise_n, noise_hw, *_plane_strides(grad_x),
         negative_slope,
-        HAS_NOISE=has_noise, ACC=_acc(x.dtype), **_launch_config(h * w),
+        on_gpu=x.is_cuda, HAS_NOISE=has_noise, ACC=_acc(x.dtype),
     )
     return grad_x, grad_a.sum(dim=0).to(x.dtype), grad_scale, grad_bias
