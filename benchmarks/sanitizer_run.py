@@ -1,8 +1,9 @@
 """A small run of every CUDA kernel, for compute-sanitizer (memcheck, racecheck).
 
 noise_adain_lrelu: the register-cached and the swept plane paths, every dtype, with and
-without noise, NCHW and channels_last, forward and backward. upsample_conv2d (native: cuDNN
-behind the phase decomposition; triton): every dtype, both layouts, forward and backward.
+without noise, NCHW and channels_last, forward and backward. upsample_conv2d (native: the
+phase-conv and grad-weight kernels; triton): every dtype, both layouts, forward and backward, on
+a shape with partial pixel tiles and a partial second block of 64 channels on both sides.
 """
 
 import torch
@@ -23,11 +24,11 @@ def main():
                     y = so.noise_adain_lrelu(x, noise, *params, backend="native")
                     torch.autograd.grad(y, inputs, torch.randn_like(y), allow_unused=True)
     for backend in ("native", "triton"):
-        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
             for memory_format in (torch.contiguous_format, torch.channels_last):
-                x = torch.randn(2, 24, 5, 7, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
-                weight = torch.randn(40, 24, 3, 3, device="cuda", dtype=dtype)
-                bias = torch.randn(40, device="cuda", dtype=dtype)
+                x = torch.randn(2, 70, 9, 11, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
+                weight = torch.randn(66, 70, 3, 3, device="cuda", dtype=dtype)
+                bias = torch.randn(66, device="cuda", dtype=dtype)
                 inputs = [t.requires_grad_() for t in (x, weight, bias)]
                 y = so.upsample_conv2d(*inputs, backend=backend)
                 torch.autograd.grad(y, inputs, torch.randn_like(y))

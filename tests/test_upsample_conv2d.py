@@ -186,3 +186,34 @@ def test_gpu_against_reference(gpu_backend, shape, memory_format, dtype, fwd_tol
     assert rel_l2(y, y_ref) < fwd_tol
     for name, g, r in zip(NAMES, got, want):
         assert rel_l2(g, r) < grad_tol, name
+
+
+# Odd sizes on the GPU: partial tiles and channel blocks, 1x1 inputs, C not a multiple of 8 or 64.
+GPU_ODD_SHAPES = [(2, 3, 4, 5, 6), (1, 1, 1, 1, 1), (2, 5, 3, 7, 1), (1, 70, 66, 11, 13), (3, 130, 20, 9, 17)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+@pytest.mark.parametrize("shape", GPU_ODD_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype,fwd_tol,grad_tol", [(torch.float64, 1e-12, 1e-12), (torch.bfloat16, 1e-2, 2e-2)])
+def test_gpu_odd_shapes(gpu_backend, shape, dtype, fwd_tol, grad_tol):
+    ref_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    x, weight, bias = (t.cuda() for t in make_inputs(*shape, dtype=dtype))
+    n, _, c_out, h, w = shape
+    grad_y = torch.randn(n, c_out, 2 * h, 2 * w, device="cuda", dtype=dtype)
+    y, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)
+    y_ref, want = _grads(upsample_conv2d_reference, [t.to(ref_dtype) for t in (x, weight, bias)], NAMES,
+                         grad_y.to(ref_dtype))
+    assert rel_l2(y, y_ref) < fwd_tol
+    for name, g, r in zip(NAMES, got, want):
+        assert rel_l2(g, r) < grad_tol, name
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_backward_is_deterministic(gpu_backend):
+    x, weight, bias = (t.cuda() for t in make_inputs(4, 128, 96, 32, 32, dtype=torch.float32))
+    grad_y = torch.randn(4, 96, 64, 64, device="cuda")
+    first = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)[1]
+    second = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)[1]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))

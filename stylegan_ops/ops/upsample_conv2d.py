@@ -1,9 +1,10 @@
 r"""Nearest 2x upsample + 3x3 convolution (padding 1) without materialising the upsampled input.
 
 ``upsample_conv2d_ref`` is the eager twin (interpolate, then conv2d) and the ``eager`` backend.
-``native`` is ``torch.ops.stylegan_ops.upsample_conv2d`` (csrc/upsample_conv2d.cpp: the four
-output phases as one 2x2 convolution with folded weights), ``triton`` is
-``torch.ops.stylegan_ops.upsample_conv2d_triton`` (implicit GEMMs, stylegan_ops/triton/).
+``native`` is ``torch.ops.stylegan_ops.upsample_conv2d``: on CPU the four output phases as one
+2x2 oneDNN convolution with folded weights (csrc/cpu/), on CUDA implicit GEMMs on tensor cores
+(csrc/cuda/); ``triton`` is ``torch.ops.stylegan_ops.upsample_conv2d_triton`` (implicit GEMMs,
+stylegan_ops/triton/).
 
 Backward. The op is linear in x and in (weight, bias), so with up(x) the nearest upsampling:
 
@@ -11,8 +12,9 @@ Backward. The op is linear in x and in (weight, bias), so with up(x) the nearest
                                                              the adjoint of up)
     dW = conv2d_weight(up(x), dy)                          db = Σ_{n,h,w} dy
 
-The native backward op computes these in the phase domain (dy scattered into the stacked
-phase layout, one convolution backward, the folded-weight gradient unfolded to 3x3).
+The native and Triton backward ops compute these in the phase domain (dx as a phase convolution
+of dy with the transposed folded weights, the folded-weight gradient as a reduction over pixels,
+unfolded to 3x3).
 Double backward runs the formulas above composed of differentiable PyTorch ops.
 """
 
@@ -33,7 +35,7 @@ def upsample_conv2d_ref(x, weight, bias=None):
     return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)
 
 
-# ---- the phase decomposition (csrc/upsample_conv2d.cpp holds its C++ twin) ------------------------
+# ---- the phase decomposition (csrc/upsample_conv2d.h holds its C++ twin) ------------------------
 # _PHASE_TAPS[a][t][k]: how 3x3 tap k feeds 2x2 tap t of output phase a, along one axis.
 _PHASE_TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 

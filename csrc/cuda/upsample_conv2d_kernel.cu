@@ -1,0 +1,541 @@
+// upsample_conv2d on CUDA: implicit GEMMs in the phase domain, on tensor cores for float16 and
+// bfloat16 (WMMA m32n8k16, float32 accumulation) and on CUDA cores for float32 and float64
+// (exact: no TF32). The folding, Wf[a,b,t,u] (2x2 taps per output phase), is in
+// ../upsample_conv2d.h; with "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
+//
+//   forward  y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u} Σ_c Wf[a,b,t,u][o, c] · x[n, c] shifted by (a-1+t, b-1+u)
+//   dx       dx[n, c, i, j]      = Σ_{a,b,t,u} Σ_o Wf[a,b,t,u][o, c] · dy_ab[n, o] shifted by (1-a-t, 1-b-u)
+//   dWf      dWf[a,b,t,u][c, o]  = Σ_{n,i,j} x[n, c] shifted by (a-1+t, b-1+u) · dy_ab[n, o, i, j]
+//
+// where dy_ab[n, o, i, j] = dy[n, o, 2i+a, 2j+b] is one phase of the 2x gradient.
+//
+// The forward and dx are one kernel, phase_conv_kernel: a thread block owns 64 destination
+// channels of an 8x8 tile of low-resolution pixels in every destination phase, stages the
+// source tile with a one-pixel halo (and the 16 folded weight slabs) in shared memory for
+// BK source channels at a time, and each of the 16 (phase, tap) terms is a GEMM on a shifted
+// view of that one staged tile. The forward thus computes all four output phases from one
+// input tile and writes the interleaved 2x output directly; dx reads the four phases of dy
+// from one tile the same way. dWf is a reduction over pixels (grad_weight_kernel), split over
+// blocks into float32 partials that are summed in a fixed order: deterministic, no atomics.
+//
+// Fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile row is
+// one fragment column and shifted views are plain pointer offsets into the staged tile.
+// NCHW and channels_last are both read and written through their strides, no copy: staging
+// loads walk pixels fastest for NCHW and channels fastest for channels_last, so both are
+// coalesced along their contiguous dimension; channels_last needs no transposition at all.
+//
+// Not yet tuned on a GPU (nothing here has run on one yet): single-buffered staging, no
+// cp.async or ldmatrix, tile sizes picked by reasoning about registers and shared memory.
+//
+// STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
+// threads as CPU threads, WMMA replaced by the CUDA-core path), so CI checks every index of
+// these kernels without a GPU; the few CUDA-runtime calls sit in the #ifndef block below.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "../upsample_conv2d.h"
+
+#ifndef STYLEGAN_OPS_EMULATE_CUDA
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+#define STYLEGAN_OPS_TENSOR_CORES 1
+#endif
+
+namespace stylegan_ops {
+namespace {
+
+#ifndef STYLEGAN_OPS_EMULATE_CUDA
+using DeviceGuard = c10::cuda::CUDAGuard;
+
+int multiprocessor_count(const at::Tensor& t) {
+  int count = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, t.get_device()));
+  return count;
+}
+
+template <typename Kernel, typename... Args>
+void launch_kernel(Kernel kernel, dim3 grid, int threads, Args... args) {
+  kernel<<<grid, threads, 0, c10::cuda::getCurrentCUDAStream()>>>(args...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+#endif
+
+constexpr int kWarp = 32;
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * kWarp;
+constexpr int kFragM = 32;  // fragment rows: channels
+constexpr int kFragN = 8;   // fragment columns: pixels of one tile row (phase_conv) or channels (grad_weight)
+
+// The CUDA type with the bits of an ATen scalar type, for WMMA and shared memory.
+template <typename T>
+struct Native {
+  using type = T;
+};
+#ifdef STYLEGAN_OPS_TENSOR_CORES
+template <>
+struct Native<at::Half> {
+  using type = __half;
+};
+template <>
+struct Native<at::BFloat16> {
+  using type = __nv_bfloat16;
+};
+#endif
+
+// Storage -> accumulation type (torch builds with __CUDA_NO_HALF_CONVERSIONS__: no implicit ones).
+template <typename Acc, typename T>
+__device__ inline Acc to_acc(T v) {
+  return static_cast<Acc>(v);
+}
+#ifdef STYLEGAN_OPS_TENSOR_CORES
+template <>
+__device__ inline float to_acc<float, __half>(__half v) {
+  return __half2float(v);
+}
+template <>
+__device__ inline float to_acc<float, __nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+#endif
+
+// ---- warp-level C (32 x 8) += A (32 x K) · B (K x 8) -------------------------------------------
+// Both implementations take A and B from shared memory: A row-major (kAColMajor false: element
+// (m, k) at p[m * ldm + k]) or column-major (p[k * ldm + m]); B column-major (p[n * ldm + k]).
+// store() writes C row-major with leading dimension 8.
+
+// CUDA cores, exact in Acc: lane l owns row l of C. B is read from shared memory inside mma()
+// (all lanes read the same address: a broadcast), so load_b only records where it is.
+template <typename T, typename Acc, int K, bool kAColMajor>
+struct CudaCoreMma {
+  struct FragA {
+    Acc v[K];
+  };
+  struct FragB {
+    const T* p;
+    unsigned ldm;
+  };
+  struct FragC {
+    Acc v[kFragN];
+  };
+  static __device__ void zero(FragC& c) {
+#pragma unroll
+    for (int n = 0; n < kFragN; ++n) c.v[n] = Acc(0);
+  }
+  static __device__ void load_a(FragA& a, const T* p, unsigned ldm) {
+    const int lane = threadIdx.x % kWarp;
+#pragma unroll
+    for (int k = 0; k < K; ++k) a.v[k] = to_acc<Acc>(kAColMajor ? p[k * ldm + lane] : p[lane * ldm + k]);
+  }
+  static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { b = {p, ldm}; }
+  static __device__ void mma(FragC& c, const FragA& a, const FragB& b) {
+#pragma unroll
+    for (int n = 0; n < kFragN; ++n) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) c.v[n] += a.v[k] * to_acc<Acc>(b.p[n * b.ldm + k]);
+    }
+  }
+  static __device__ void store(Acc* p, const FragC& c) {
+    const int lane = threadIdx.x % kWarp;
+#pragma unroll
+    for (int n = 0; n < kFragN; ++n) p[lane * kFragN + n] = c.v[n];
+  }
+};
+
+#ifdef STYLEGAN_OPS_TENSOR_CORES
+// Tensor cores through WMMA m32n8k16 (float16/bfloat16 operands, float32 accumulation; sm_80+).
+// Shared-memory operands need 32-byte aligned fragment pointers and ldm a multiple of 8.
+template <typename T, bool kAColMajor>
+struct TensorCoreMma {
+  using ALayout = std::conditional_t<kAColMajor, nvcuda::wmma::col_major, nvcuda::wmma::row_major>;
+  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, kFragM, kFragN, 16, T, ALayout>;
+  using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, kFragM, kFragN, 16, T, nvcuda::wmma::col_major>;
+  using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, kFragM, kFragN, 16, float>;
+  static __device__ void zero(FragC& c) { nvcuda::wmma::fill_fragment(c, 0.0f); }
+  static __device__ void load_a(FragA& a, const T* p, unsigned ldm) { nvcuda::wmma::load_matrix_sync(a, p, ldm); }
+  static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { nvcuda::wmma::load_matrix_sync(b, p, ldm); }
+  static __device__ void mma(FragC& c, const FragA& a, const FragB& b) { nvcuda::wmma::mma_sync(c, a, b, c); }
+  static __device__ void store(float* p, const FragC& c) {
+    nvcuda::wmma::store_matrix_sync(p, c, kFragN, nvcuda::wmma::mem_row_major);
+  }
+};
+#endif
+
+// The warp GEMM for storage type T accumulating in Acc with k-step K.
+template <typename T, typename Acc, int K, bool kAColMajor>
+struct WarpMma {
+  using type = CudaCoreMma<T, Acc, K, kAColMajor>;
+};
+// The host pass and sm_80+ device passes see the tensor-core specialisations; older device
+// targets (only built when TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
+#if defined(STYLEGAN_OPS_TENSOR_CORES) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
+template <bool kAColMajor>
+struct WarpMma<__half, float, 16, kAColMajor> {
+  using type = TensorCoreMma<__half, kAColMajor>;
+};
+template <bool kAColMajor>
+struct WarpMma<__nv_bfloat16, float, 16, kAColMajor> {
+  using type = TensorCoreMma<__nv_bfloat16, kAColMajor>;
+};
+#endif
+
+// ---- forward and dx: phase_conv_kernel -------------------------------------------------------
+// A (N, C, H', W') tensor addressed through its strides, seen as `kPhases` phase grids of
+// H x W low-resolution pixels: phase (a, b) of pixel (i, j) is element (kScale*i + a, kScale*j + b),
+// with kScale = 2 for four phases and 1 for one.
+struct Strides {
+  int64_t n, c, h, w;
+};
+
+template <int kPhases>
+__device__ inline int64_t phase_offset(const Strides& s, int64_t n, int64_t c, int i, int j, int phase) {
+  constexpr int kScale = kPhases == 4 ? 2 : 1;
+  return n * s.n + c * s.c + int64_t(kScale * i + (phase >> 1)) * s.h + int64_t(kScale * j + (phase & 1)) * s.w;
+}
+
+// One of the 16 (phase, tap) terms a destination phase sums: which source phase it reads, the
+// shift of its view, and its folded weight slab (a, b, t, u) = 8a + 4b + 2t + u.
+struct Tap {
+  int src_phase, di, dj, slab;
+};
+
+// Forward (kDstPhases 4): destination phase q = (a, b), tap k = (t, u) of x.
+// dx (kDstPhases 1): k = (a, b, t, u), the dy phase (a, b) that read x[i, j] through tap (t, u).
+template <int kDstPhases>
+__device__ inline Tap tap_of(int q, int k) {
+  if constexpr (kDstPhases == 4) {
+    const int a = q >> 1, b = q & 1, t = k >> 1, u = k & 1;
+    return {0, a - 1 + t, b - 1 + u, 4 * q + k};
+  } else {
+    const int a = (k >> 3) & 1, b = (k >> 2) & 1, t = (k >> 1) & 1, u = k & 1;
+    return {k >> 2, 1 - a - t, 1 - b - u, k};
+  }
+}
+
+// Tile shapes of phase_conv_kernel for storage type T: BK source channels per stage (16 for the
+// 16-bit types: one WMMA k-step), so every stage is 32 bytes of each weight row.
+template <typename T>
+struct PhaseConvTile {
+  static constexpr int kBM = 2 * kFragM;  // destination channels per block
+  static constexpr int kTH = 8, kTW = kFragN;  // low-resolution pixel tile
+  static constexpr int kBK = 32 / int(sizeof(T));
+  static constexpr int kHaloPixels = (kTH + 2) * (kTW + 2);
+};
+
+// Grid: x = (n, tile row, tile column), y = block of 64 destination channels.
+// `weights` is (16, M_pad, K_pad): slab-major folded weights, zero-padded to whole blocks, so
+// weight stages are whole 16-byte vectors without bounds checks.
+template <typename scalar_t, int kSrcPhases, int kDstPhases>
+__global__ void __launch_bounds__(kThreads)
+    phase_conv_kernel(const scalar_t* __restrict__ src, Strides src_s, const scalar_t* __restrict__ weights,
+                      const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s, int H, int W,
+                      int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int tiles_h, int tiles_w,
+                      bool src_channels_inner, bool dst_channels_inner) {
+  using T = typename Native<scalar_t>::type;
+  using Tile = PhaseConvTile<T>;
+  using acc_t = at::opmath_type<scalar_t>;
+  using Mma = typename WarpMma<T, acc_t, Tile::kBK, /*kAColMajor=*/false>::type;
+  constexpr int kBM = Tile::kBM, kTH = Tile::kTH, kTW = Tile::kTW, kBK = Tile::kBK;
+  constexpr int kTaps = 16 / kDstPhases;                      // terms per destination phase
+  constexpr int kRowGroups = kWarps / (kDstPhases * 2);       // warps sharing one (phase, channel half)
+  constexpr int kRows = kTH / kRowGroups;                     // tile rows (fragments) per warp
+  constexpr int kWeightElems = 16 * kBM * kBK;
+  constexpr int kSrcElems = kSrcPhases * Tile::kHaloPixels * kBK;
+  static_assert(kWarps % (kDstPhases * 2) == 0 && kTH % kRowGroups == 0, "warp layout");
+  static_assert(kWarps * kFragM * kFragN * sizeof(acc_t) <= kWeightElems * sizeof(T), "epilogue scratch");
+  __shared__ __align__(128) T w_smem[kWeightElems];  // [slab][m][k]; reused as epilogue scratch
+  __shared__ __align__(128) T s_smem[kSrcElems];     // [src phase][halo row][halo col][k]
+
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int q = warp % kDstPhases;                    // destination phase of this warp
+  const int half = (warp / kDstPhases) % 2;           // which 32 of the block's 64 channels
+  const int row0 = (warp / (kDstPhases * 2)) * kRows; // first tile row of this warp
+  int tile = blockIdx.x;
+  const int tj = tile % tiles_w;
+  tile /= tiles_w;
+  const int ti = tile % tiles_h;
+  const int64_t n = tile / tiles_h;
+  const int i0 = ti * kTH, j0 = tj * kTW;
+  const int64_t m0 = int64_t(blockIdx.y) * kBM;
+
+  typename Mma::FragC acc[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) Mma::zero(acc[r]);
+
+  for (int64_t k0 = 0; k0 < K_pad; k0 += kBK) {
+    __syncthreads();  // the previous stage's fragments are loaded
+    // Weights: 16 slabs x 64 rows x kBK, each row 32 contiguous bytes of `weights`.
+    constexpr int kVecs = kWeightElems * int(sizeof(T)) / 16;
+    for (int v = threadIdx.x; v < kVecs; v += kThreads) {
+      const int row = v / 2, slab = row / kBM, m = row % kBM;
+      const int4* from =
+          reinterpret_cast<const int4*>(weights + (int64_t(slab) * M_pad + m0 + m) * K_pad + k0) + (v & 1);
+      reinterpret_cast<int4*>(w_smem)[v] = __ldg(from);
+    }
+    // Source tile with a one-pixel halo, zero outside the image and past K.
+    for (int e = threadIdx.x; e < kSrcElems; e += kThreads) {
+      int k, pixel;
+      if (src_channels_inner) {
+        k = e % kBK, pixel = e / kBK;
+      } else {
+        pixel = e % (kSrcPhases * Tile::kHaloPixels), k = e / (kSrcPhases * Tile::kHaloPixels);
+      }
+      const int phase = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
+      const int i = i0 - 1 + hp / (kTW + 2), j = j0 - 1 + hp % (kTW + 2);
+      T v{};  // zero bits: 0.0
+      if (i >= 0 && i < H && j >= 0 && j < W && k0 + k < K) {
+        v = reinterpret_cast<const T*>(src)[phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase)];
+      }
+      s_smem[pixel * kBK + k] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < kTaps; ++k) {
+      const Tap tap = tap_of<kDstPhases>(q, k);
+      typename Mma::FragA a;
+      Mma::load_a(a, w_smem + (tap.slab * kBM + half * kFragM) * kBK, kBK);
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const int hy = row0 + r + 1 + tap.di, hx = 1 + tap.dj;
+        typename Mma::FragB b;
+        Mma::load_b(b, s_smem + ((tap.src_phase * (kTH + 2) + hy) * (kTW + 2) + hx) * kBK, kBK);
+        Mma::mma(acc[r], a, b);
+      }
+    }
+  }
+
+  // Epilogue: each warp stages one 32 x 8 fragment at a time and writes it with bias, in
+  // channel-fastest order for channels_last destinations and pixel-fastest otherwise.
+  __syncthreads();
+  acc_t* scratch = reinterpret_cast<acc_t*>(w_smem) + warp * kFragM * kFragN;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    Mma::store(scratch, acc[r]);
+    __syncwarp();
+    const int i = i0 + row0 + r;
+    for (int e = lane; e < kFragM * kFragN; e += kWarp) {
+      const int m = dst_channels_inner ? e % kFragM : e / kFragN;
+      const int px = dst_channels_inner ? e / kFragM : e % kFragN;
+      const int64_t channel = m0 + half * kFragM + m;
+      const int j = j0 + px;
+      if (i < H && j < W && channel < M) {
+        acc_t value = scratch[m * kFragN + px];
+        if (bias != nullptr) value += static_cast<acc_t>(bias[channel]);
+        dst[phase_offset<kDstPhases>(dst_s, n, channel, i, j, q)] = static_cast<scalar_t>(value);
+      }
+    }
+    __syncwarp();
+  }
+}
+
+// ---- dWf: grad_weight_kernel -------------------------------------------------------------------
+// Block: 64 channels c of x x 64 channels o of dy, one phase (a, b), its four taps (one per warp
+// pair), over its share of the pixel tiles (kRows rows x 16 columns; a tile row is one 16-pixel
+// k-step). C[c][o] += A[c][pixel] (x shifted, column-major from the [pixel][c] tile) · B[pixel][o]
+// (dy, column-major from the [o][pixel] tile). Writes float partials [split][slab][c][o].
+template <typename T>
+struct GradWeightTile {
+  static constexpr int kBC = 2 * kFragM, kBO = 8 * kFragN;  // x channels, dy channels per block
+  static constexpr int kTW = 16;                            // pixels per tile row: one k-step
+  static constexpr int kRows = 8 / int(sizeof(T));          // tile rows: same shared memory for every T
+  static constexpr int kHaloW = kTW + 2;
+};
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    grad_weight_kernel(const scalar_t* __restrict__ x, Strides x_s, const scalar_t* __restrict__ grad_y,
+                       Strides gy_s, at::opmath_type<scalar_t>* __restrict__ partial, int H, int W, int64_t C_in,
+                       int64_t C_out, int64_t tiles, int tiles_h, int tiles_w, int splits,
+                       bool x_channels_inner, bool gy_channels_inner) {
+  using T = typename Native<scalar_t>::type;
+  using Tile = GradWeightTile<T>;
+  using acc_t = at::opmath_type<scalar_t>;
+  using Mma = typename WarpMma<T, acc_t, Tile::kTW, /*kAColMajor=*/true>::type;
+  constexpr int kBC = Tile::kBC, kBO = Tile::kBO, kTW = Tile::kTW, kRows = Tile::kRows, kHaloW = Tile::kHaloW;
+  constexpr int kXElems = (kRows + 2) * kHaloW * kBC;
+  constexpr int kDyElems = kBO * kRows * kTW;
+  constexpr int kOFrags = kBO / kFragN;
+  static_assert(kWarps * kFragM * kFragN * sizeof(acc_t) <= kXElems * sizeof(T), "epilogue scratch");
+  __shared__ __align__(128) T x_smem[kXElems];    // [halo row][halo col][c]; reused as epilogue scratch
+  __shared__ __align__(128) T dy_smem[kDyElems];  // [o][row][col]
+
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int tap = warp % 4, half = warp / 4;  // tap (t, u) and which 32 of the 64 x channels
+  const int phase = blockIdx.z % 4, split = blockIdx.z / 4;
+  const int a = phase >> 1, b = phase & 1, di = a - 1 + (tap >> 1), dj = b - 1 + (tap & 1);
+  const int64_t c0 = int64_t(blockIdx.x) * kBC, o0 = int64_t(blockIdx.y) * kBO;
+
+  typename Mma::FragC acc[kOFrags];
+#pragma unroll
+  for (int f = 0; f < kOFrags; ++f) Mma::zero(acc[f]);
+
+  for (int64_t tile = split; tile < tiles; tile += splits) {
+    const int tj = tile % tiles_w, ti = (tile / tiles_w) % tiles_h;
+    const int64_t n = tile / (int64_t(tiles_w) * tiles_h);
+    const int i0 = ti * kRows, j0 = tj * kTW;
+    __syncthreads();  // the previous tile's fragments are loaded
+    for (int e = threadIdx.x; e < kXElems; e += kThreads) {
+      const int c = x_channels_inner ? e % kBC : e / ((kRows + 2) * kHaloW);
+      const int hp = x_channels_inner ? e / kBC : e % ((kRows + 2) * kHaloW);
+      const int i = i0 - 1 + hp / kHaloW, j = j0 - 1 + hp % kHaloW;
+      T v{};  // zero bits: 0.0
+      if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
+        v = reinterpret_cast<const T*>(x)[phase_offset<1>(x_s, n, c0 + c, i, j, 0)];
+      }
+      x_smem[hp * kBC + c] = v;
+    }
+    for (int e = threadIdx.x; e < kDyElems; e += kThreads) {
+      const int o = gy_channels_inner ? e % kBO : e / (kRows * kTW);
+      const int p = gy_channels_inner ? e / kBO : e % (kRows * kTW);
+      const int i = i0 + p / kTW, j = j0 + p % kTW;
+      T v{};  // zero bits: 0.0
+      if (i < H && j < W && o0 + o < C_out) {
+        v = reinterpret_cast<const T*>(grad_y)[phase_offset<4>(gy_s, n, o0 + o, i, j, phase)];
+      }
+      dy_smem[o * (kRows * kTW) + p] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      typename Mma::FragA fa;
+      Mma::load_a(fa, x_smem + ((r + 1 + di) * kHaloW + 1 + dj) * kBC + half * kFragM, kBC);
+#pragma unroll
+      for (int f = 0; f < kOFrags; ++f) {
+        typename Mma::FragB fb;
+        Mma::load_b(fb, dy_smem + f * kFragN * (kRows * kTW) + r * kTW, kRows * kTW);
+        Mma::mma(acc[f], fa, fb);
+      }
+    }
+  }
+
+  __syncthreads();
+  acc_t* scratch = reinterpret_cast<acc_t*>(x_smem) + warp * kFragM * kFragN;
+  const int64_t slab = 4 * phase + tap;
+  acc_t* out = partial + (int64_t(split) * 16 + slab) * C_in * C_out;
+#pragma unroll
+  for (int f = 0; f < kOFrags; ++f) {
+    Mma::store(scratch, acc[f]);
+    __syncwarp();
+    for (int e = lane; e < kFragM * kFragN; e += kWarp) {
+      const int64_t c = c0 + half * kFragM + e / kFragN, o = o0 + f * kFragN + e % kFragN;
+      if (c < C_in && o < C_out) out[c * C_out + o] = scratch[e];
+    }
+    __syncwarp();
+  }
+}
+
+// ---- host --------------------------------------------------------------------------------------
+Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
+
+// Channels are the fastest-moving index (channels_last): stage and write channel-fastest.
+bool channels_inner(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) == 1; }
+
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// Folded weights as 16 slabs (a, b, t, u) of (rows, cols) matrices, zero-padded to whole
+// blocks: forward rows o, cols c; dx (transposed) rows c, cols o.
+at::Tensor slab_weights(const at::Tensor& weight, bool transposed, int64_t row_block, int64_t col_block) {
+  at::Tensor folded = fold_weight(weight);  // (a, b, o, c, t, u)
+  folded = transposed ? folded.permute({0, 1, 4, 5, 3, 2}) : folded.permute({0, 1, 4, 5, 2, 3});
+  folded = folded.reshape({16, folded.size(4), folded.size(5)});
+  const int64_t rows = folded.size(1), cols = folded.size(2);
+  return at::constant_pad_nd(folded, {0, round_up(cols, col_block) - cols, 0, round_up(rows, row_block) - rows})
+      .contiguous();
+}
+
+void check_grid(int64_t blocks, const char* what) {
+  TORCH_CHECK(blocks < (int64_t(1) << 31), "upsample_conv2d: ", what, " needs ", blocks,
+              " thread blocks along one grid axis, more than CUDA allows");
+}
+
+// Destination (N, M, kScale*H, kScale*W) = phase convolution of the source; see phase_conv_kernel.
+template <int kSrcPhases, int kDstPhases>
+void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                       at::Tensor& dst, bool transposed) {
+  const int64_t N = dst.size(0), M = dst.size(1), K = src.size(1);
+  const int H = int(dst.size(2) / (kDstPhases == 4 ? 2 : 1)), W = int(dst.size(3) / (kDstPhases == 4 ? 2 : 1));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "upsample_conv2d_cuda", [&] {
+    using Tile = PhaseConvTile<typename Native<scalar_t>::type>;
+    const at::Tensor slabs = slab_weights(weight, transposed, Tile::kBM, Tile::kBK);
+    const int tiles_h = int((H + Tile::kTH - 1) / Tile::kTH), tiles_w = int((W + Tile::kTW - 1) / Tile::kTW);
+    const int64_t blocks_x = N * tiles_h * tiles_w, blocks_y = slabs.size(1) / Tile::kBM;
+    check_grid(blocks_x, "the pixel tiles");
+    TORCH_CHECK(blocks_y < 65536, "upsample_conv2d: too many channels (", M, ")");
+    const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
+    launch_kernel(phase_conv_kernel<scalar_t, kSrcPhases, kDstPhases>, dim3(unsigned(blocks_x), unsigned(blocks_y)),
+                  kThreads, src.const_data_ptr<scalar_t>(), strides_of(src), slabs.const_data_ptr<scalar_t>(),
+                  bias ? bias_c.const_data_ptr<scalar_t>() : nullptr, dst.mutable_data_ptr<scalar_t>(),
+                  strides_of(dst), H, W, K, M, slabs.size(2), slabs.size(1), tiles_h, tiles_w, channels_inner(src),
+                  channels_inner(dst));
+  });
+}
+
+at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  check_upsample_conv2d_args(x, weight, bias);
+  const DeviceGuard guard(x.device());
+  const int64_t N = x.size(0), C_out = weight.size(0), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(H < (int64_t(1) << 30) && W < (int64_t(1) << 30), "upsample_conv2d: x is too large, got ", x.sizes());
+  at::Tensor y = at::empty({N, C_out, 2 * H, 2 * W}, x.options().memory_format(output_memory_format(x)));
+  if (y.numel() > 0) launch_phase_conv<1, 4>(x, weight, bias, y, /*transposed=*/false);
+  return y;
+}
+
+// dWf as float partials over `splits` pixel shares, summed in a fixed order, then unfolded to 3x3.
+at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, int64_t C_out) {
+  const int64_t N = x.size(0), C_in = x.size(1);
+  const int H = int(x.size(2)), W = int(x.size(3));
+  const auto acc_dtype = at::toOpMathType(x.scalar_type());
+  at::Tensor partial;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_conv2d_grad_weight_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    using Tile = GradWeightTile<typename Native<scalar_t>::type>;
+    const int tiles_h = (H + Tile::kRows - 1) / Tile::kRows, tiles_w = (W + Tile::kTW - 1) / Tile::kTW;
+    const int64_t tiles = N * tiles_h * tiles_w;
+    const int64_t c_blocks = (C_in + Tile::kBC - 1) / Tile::kBC, o_blocks = (C_out + Tile::kBO - 1) / Tile::kBO;
+    // Enough pixel shares for two blocks per SM, no more than there are tiles, at most 32.
+    const int64_t sms = multiprocessor_count(x);
+    const int splits = int(std::clamp<int64_t>((2 * sms + 4 * c_blocks * o_blocks - 1) / (4 * c_blocks * o_blocks),
+                                               1, std::min<int64_t>(32, tiles)));
+    check_grid(c_blocks, "the input channels");
+    TORCH_CHECK(o_blocks < 65536, "upsample_conv2d: too many output channels (", C_out, ")");
+    partial = at::empty({splits, 2, 2, 2, 2, C_in, C_out}, x.options().dtype(acc_dtype));
+    launch_kernel(grad_weight_kernel<scalar_t>, dim3(unsigned(c_blocks), unsigned(o_blocks), unsigned(4 * splits)),
+                  kThreads, x.const_data_ptr<scalar_t>(), strides_of(x), grad_y.const_data_ptr<scalar_t>(),
+                  strides_of(grad_y), partial.mutable_data_ptr<acc_t>(), H, W, C_in, C_out, tiles, tiles_h, tiles_w,
+                  splits, channels_inner(x), channels_inner(grad_y));
+  });
+  const at::Tensor grad_folded = partial.sum(0).permute({0, 1, 5, 4, 2, 3});  // (a, b, o, c, t, u)
+  return unfold_weight_grad(grad_folded, C_out, C_in).to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(const at::Tensor& grad_y,
+                                                                             const at::Tensor& x,
+                                                                             const at::Tensor& weight) {
+  check_upsample_conv2d_backward_args(grad_y, x, weight);
+  const DeviceGuard guard(x.device());
+  const int64_t C_out = weight.size(0);
+  TORCH_CHECK(x.size(2) < (int64_t(1) << 30) && x.size(3) < (int64_t(1) << 30), "upsample_conv2d: x is too large, got ",
+              x.sizes());
+  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x)));
+  if (grad_x.numel() > 0) launch_phase_conv<4, 1>(grad_y, weight, std::nullopt, grad_x, /*transposed=*/true);
+  at::Tensor grad_weight = x.numel() > 0 && C_out > 0 ? grad_weight_cuda(grad_y, x, C_out) : at::zeros_like(weight);
+  return {grad_x, grad_weight, grad_y.sum({0, 2, 3})};
+}
+
+}  // namespace
+
+#ifndef STYLEGAN_OPS_EMULATE_CUDA
+TORCH_LIBRARY_IMPL(stylegan_ops, CUDA, m) {
+  m.impl("upsample_conv2d", &upsample_conv2d_cuda);
+  m.impl("upsample_conv2d_backward", &upsample_conv2d_backward_cuda);
+}
+#endif
+
+}  // namespace stylegan_ops
