@@ -1,7 +1,8 @@
 """A small run of every CUDA kernel, for compute-sanitizer (memcheck, racecheck).
 
-noise_adain_lrelu: the register-cached and the swept plane paths, every dtype, with and
-without noise, NCHW and channels_last, forward and backward. upsample_conv2d (native: the
+noise_adain_lrelu: the register-cached and the swept plane paths, each by 16-byte vectors
+(NCHW, aligned planes) and by elements (channels_last, 35-element planes), every dtype, with and
+without noise, forward and backward. upsample_conv2d (native: the
 phase-conv and grad-weight kernels; triton): every dtype, both layouts, forward and backward, on
 a shape with partial pixel tiles and a partial second block of 64 channels on both sides.
 """
@@ -12,7 +13,7 @@ import stylegan_ops as so
 
 
 def main():
-    for shape in [(2, 3, 5, 7), (1, 2, 80, 80)]:  # 35 elements: cached path; 6400: swept path
+    for shape in [(2, 3, 5, 7), (2, 4, 8, 8), (1, 2, 80, 80)]:  # cached; cached, vectors; swept
         for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
             for with_noise in (True, False):
                 for memory_format in (torch.contiguous_format, torch.channels_last):

@@ -1,12 +1,12 @@
-"""The CUDA kernels of upsample_conv2d, run on the CPU.
+"""The CUDA kernels (csrc/cuda/), run on the CPU.
 
-csrc/cuda/upsample_conv2d_kernel.cu is compiled with the host compiler against
-tests/cuda_emulation/cuda_emulation.h (a thread block as CPU threads) and checked against the
-plain reference: every tile, halo, tap, channel block, pixel split and layout index of the
-forward, dx and d weight kernels runs here, without a GPU. float16/bfloat16 run the same tiles
-(BK = 16, the WMMA k-step) through the CUDA-core fragment code; the tensor-core (WMMA)
-fragment calls themselves are the one part only a GPU can check (tests/test_upsample_conv2d.py,
-GPU-marked).
+Each .cu file is compiled with the host compiler against tests/cuda_emulation/cuda_emulation.h
+(a thread block as CPU threads, warp shuffles through a per-warp buffer) and checked against
+the plain references: every tile, halo, tap, channel block, pixel split, vector width and layout
+index of the forward and backward kernels runs here, without a GPU. upsample_conv2d's
+float16/bfloat16 run the same tiles (BK = 16, the WMMA k-step) through the CUDA-core fragment
+code; the tensor-core (WMMA) fragment calls themselves, like the speed of anything, are left to
+the GPU-marked tests.
 """
 
 import pathlib
@@ -15,10 +15,9 @@ import pytest
 import torch
 import torch.utils.cpp_extension
 
-from reference import output_and_grads, rel_l2, upsample_conv2d_reference
+from reference import noise_adain_lrelu_reference, output_and_grads, rel_l2, upsample_conv2d_reference
 
 HERE = pathlib.Path(__file__).parent / "cuda_emulation"
-NAMES = ("x", "weight", "bias")
 # dtype: (reference dtype, forward tolerance, gradient tolerance) from DESIGN.md §3.
 TOLERANCES = {
     torch.float64: (torch.float64, 1e-12, 1e-12),
@@ -26,6 +25,7 @@ TOLERANCES = {
     torch.float16: (torch.float32, 2e-3, 5e-3),
     torch.bfloat16: (torch.float32, 1e-2, 2e-2),
 }
+UPSAMPLE_NAMES = ("x", "weight", "bias")
 # (N, C_in, C_out, H, W): partial 8x8 tiles and 16-wide grad-weight tiles, two channel blocks of
 # 64 on either side with a partial one, several K stages with a partial last one, a 1x1 input.
 SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (1, 1, 1, 1, 1)]
@@ -34,17 +34,18 @@ SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (1, 1, 1, 1, 1)]
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
     torch.utils.cpp_extension.load(
-        name="upsample_conv2d_emulated",
-        sources=[str(HERE / "upsample_conv2d_emulated.cpp")],
+        name="cuda_emulated",
+        sources=[str(HERE / "upsample_conv2d_emulated.cpp"), str(HERE / "noise_adain_lrelu_emulated.cpp")],
         extra_cflags=["-O2", "-std=c++20", "-DSTYLEGAN_OPS_EMULATE_CUDA"],
         extra_ldflags=["-pthread"],
-        build_directory=str(tmp_path_factory.mktemp("upsample_conv2d_emulated")),
+        build_directory=str(tmp_path_factory.mktemp("cuda_emulated")),
         is_python_module=False,
     )
     return torch.ops.stylegan_ops_emulated
 
 
-class EmulatedOp(torch.autograd.Function):
+# ---- upsample_conv2d ---------------------------------------------------------------------------
+class EmulatedUpsampleConv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ops, x, weight, bias):
         ctx.ops = ops
@@ -57,33 +58,35 @@ class EmulatedOp(torch.autograd.Function):
         return None, *ctx.ops.upsample_conv2d_backward(grad_y, x, weight)
 
 
-def check_against_reference(ops, x, weight, bias, grad_y):
-    ref_dtype, fwd_tol, grad_tol = TOLERANCES[x.dtype]
-    y, grads = output_and_grads(lambda *a: EmulatedOp.apply(ops, *a), (x, weight, bias), NAMES, NAMES, grad_y)
-    y_ref, grads_ref = output_and_grads(
-        upsample_conv2d_reference, [t.to(ref_dtype) for t in (x, weight, bias)], NAMES, NAMES, grad_y.to(ref_dtype)
-    )
-    assert y.dtype == x.dtype and rel_l2(y, y_ref) < fwd_tol
-    for name, g, r in zip(NAMES, grads, grads_ref):
-        assert g.dtype == x.dtype and rel_l2(g, r) < grad_tol, name
+def check_against_reference(emulated_fn, reference_fn, inputs, names, grad_y):
+    """Output and every gradient of emulated_fn vs reference_fn at DESIGN.md §3 tolerances."""
+    dtype = inputs[0].dtype
+    ref_dtype, fwd_tol, grad_tol = TOLERANCES[dtype]
+    y, grads = output_and_grads(emulated_fn, inputs, names, names, grad_y)
+    y_ref, grads_ref = output_and_grads(reference_fn, [t.to(ref_dtype) for t in inputs], names, names,
+                                        grad_y.to(ref_dtype))
+    assert y.dtype == dtype and rel_l2(y, y_ref) < fwd_tol
+    for name, g, r in zip(names, grads, grads_ref):
+        assert g.dtype == dtype and rel_l2(g, r) < grad_tol, name
     return y, grads
 
 
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
-def test_cuda_kernels_match_reference(emulated, dtype, shape, memory_format):
+def test_upsample_conv2d_matches_reference(emulated, dtype, shape, memory_format):
     n, c_in, c_out, h, w = shape
     x = torch.randn(n, c_in, h, w, dtype=dtype).contiguous(memory_format=memory_format)
     weight, bias = torch.randn(c_out, c_in, 3, 3, dtype=dtype), torch.randn(c_out, dtype=dtype)
     grad_y = torch.randn(n, c_out, 2 * h, 2 * w, dtype=dtype).contiguous(memory_format=memory_format)
-    y, (grad_x, _, _) = check_against_reference(emulated, x, weight, bias, grad_y)
+    y, (grad_x, _, _) = check_against_reference(lambda *a: EmulatedUpsampleConv2d.apply(emulated, *a),
+                                                upsample_conv2d_reference, (x, weight, bias), UPSAMPLE_NAMES, grad_y)
     if c_in > 1 and c_out > 1:
         assert y.is_contiguous(memory_format=memory_format)
         assert grad_x.is_contiguous(memory_format=memory_format)
 
 
-def test_cuda_kernels_strided_inputs_without_bias(emulated):
+def test_upsample_conv2d_strided_inputs_without_bias(emulated):
     """A sliced x (no layout the kernels special-case) and a stride-0 grad_y, as from y.sum()."""
     x = torch.randn(2, 24, 11, 19, dtype=torch.float64)[:, ::2, 1:, ::2]
     weight = torch.randn(66, 12, 3, 3, dtype=torch.float64)
@@ -96,3 +99,65 @@ def test_cuda_kernels_strided_inputs_without_bias(emulated):
     assert rel_l2(got[0], want[0]) < 1e-12 and rel_l2(got[1], want[1]) < 1e-12
     assert rel_l2(got[2], torch.full((66,), float(y[0, 0].numel() * 2), dtype=torch.float64)) == 0
 
+
+
+# ---- noise_adain_lrelu ---------------------------------------------------------------------------
+NOISE_NAMES = ("x", "noise", "noise_weight", "style_scale", "style_bias")
+
+
+class EmulatedNoiseAdainLrelu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ops, x, noise, noise_weight, style_scale, style_bias):
+        y, mean, rstd = ops.noise_adain_lrelu(x, noise, noise_weight, style_scale, style_bias, 1e-5, 0.2)
+        ctx.ops = ops
+        ctx.save_for_backward(x, noise, noise_weight, style_scale, style_bias, mean, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, noise, noise_weight, style_scale, style_bias, mean, rstd = ctx.saved_tensors
+        grad_x, grad_a, grad_scale, grad_bias = ctx.ops.noise_adain_lrelu_backward(
+            grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, 0.2)
+        grad_noise = (grad_x * noise_weight.view(1, -1, 1, 1)).sum(1, keepdim=True)
+        return None, grad_x, grad_noise, grad_a, grad_scale, grad_bias
+
+
+def noise_inputs(n, c, h, w, dtype, memory_format=torch.contiguous_format):
+    x = (torch.randn(n, c, h, w, dtype=dtype) * 3 + 100).contiguous(memory_format=memory_format)  # a large offset
+    params = [torch.randn(*shape, dtype=dtype) for shape in ((n, 1, h, w), (c,), (n, c), (n, c))]
+    return [x, *params]
+
+
+# (N, C, H, W): 35 elements (no whole vectors: element path), 8x8 (vectors, register cache),
+# 80x80 (vectors, swept: over 64x64), 67x61 (element path, swept).
+@pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 4, 8, 8), (1, 3, 80, 80), (1, 2, 67, 61)], ids=str)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_noise_adain_lrelu_matches_reference(emulated, dtype, shape, memory_format):
+    inputs = noise_inputs(*shape, dtype, memory_format)
+    grad_y = torch.randn(shape, dtype=dtype).contiguous(memory_format=memory_format)
+    y, grads = check_against_reference(lambda *a: EmulatedNoiseAdainLrelu.apply(emulated, *a),
+                                       noise_adain_lrelu_reference, inputs, NOISE_NAMES, grad_y)
+    assert y.is_contiguous(memory_format=memory_format) and grads[0].is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("case", ["no_noise", "strided_noise", "misaligned_views"])
+def test_noise_adain_lrelu_element_paths(emulated, case):
+    """Where the 16-byte vector path ends: no noise still vectorises; a strided noise, and planes
+    that start off a 16-byte boundary (a view one element in), take the element path."""
+    x, noise, noise_weight, style_scale, style_bias = noise_inputs(2, 3, 8, 8, torch.float64)
+    if case == "no_noise":
+        noise = None
+    elif case == "strided_noise":
+        noise = torch.randn(2, 1, 8, 16, dtype=torch.float64)[..., ::2]  # H, W collapse with stride 2
+    else:
+        x = torch.randn(2 * 3 * 64 + 1, dtype=torch.float64)[1:].view(2, 3, 8, 8)
+    grad_y = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    y, mean, rstd = emulated.noise_adain_lrelu(x, noise, noise_weight, style_scale, style_bias, 1e-5, 0.2)
+    got = emulated.noise_adain_lrelu_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, 0.2)
+    inputs = [t.clone().requires_grad_() for t in (x, noise_weight, style_scale, style_bias)]
+    y_ref = noise_adain_lrelu_reference(inputs[0], noise, *inputs[1:])
+    want = torch.autograd.grad(y_ref, inputs, grad_y, allow_unused=True)
+    assert rel_l2(y, y_ref) < 1e-12
+    for g, r in zip(got, want):
+        assert torch.equal(g, torch.zeros_like(g)) if r is None else rel_l2(g, r) < 1e-12  # no noise: d weight is 0

@@ -8,17 +8,25 @@
 // The crossover (4096 elements = 64x64) is where the register cache reaches 8 values per
 // thread at 512 threads; it is a reasoned choice and has not been tuned on a GPU yet.
 //
+// Planes that are contiguous and 16-byte aligned in every tensor of the call (NCHW, and every
+// StyleGAN plane size) move in 16-byte vectors of kVec = 16 / sizeof(scalar_t) elements, thread
+// t owning vectors t, t + blockDim, ...; anything else (channels_last, broadcast noise) moves
+// element by element through its strides, which for channels_last means reads C elements apart.
+//
 // Reductions are warp shuffles then one shared-memory step, in a fixed order: the same
 // inputs give bitwise the same outputs and gradients (no atomics). Half and bfloat16 are
 // computed in float; offsets are 64-bit.
+//
+// STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU (tests/cuda_emulation/); the CUDA
+// runtime calls are in runtime.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cmath>
+
 #include "../noise_adain_lrelu.h"
+#include "runtime.h"
 
 namespace stylegan_ops {
 namespace {
@@ -107,11 +115,47 @@ __device__ inline Plane plane_of(const PlaneView& v, int64_t n, int64_t c) {
   return {n * v.n_stride + c * v.c_stride, v.hw_stride};
 }
 
-template <typename scalar_t, typename acc_t>
-__device__ inline acc_t load_v(const scalar_t* x, Plane xp, const scalar_t* noise, Plane np, acc_t a, int64_t i) {
-  acc_t v = acc_t(x[xp.base + i * xp.hw_stride]);
-  if (noise != nullptr) v += a * acc_t(noise[np.base + i * np.hw_stride]);
-  return v;
+template <typename scalar_t, int kVec>
+struct alignas(sizeof(scalar_t) * kVec) Packed {
+  scalar_t v[kVec];
+};
+
+// Elements [i, i + kVec) of a plane: one 16-byte access for kVec > 1 (the plane is then
+// contiguous and aligned), else element i through the plane's stride.
+template <int kVec, typename scalar_t, typename acc_t>
+__device__ inline void load(const scalar_t* data, Plane p, int64_t i, acc_t (&out)[kVec]) {
+  if constexpr (kVec == 1) {
+    out[0] = acc_t(data[p.base + i * p.hw_stride]);
+  } else {
+    const Packed<scalar_t, kVec> packed = *reinterpret_cast<const Packed<scalar_t, kVec>*>(data + p.base + i);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) out[e] = acc_t(packed.v[e]);
+  }
+}
+
+template <int kVec, typename scalar_t, typename acc_t>
+__device__ inline void store(scalar_t* data, Plane p, int64_t i, const acc_t (&in)[kVec]) {
+  if constexpr (kVec == 1) {
+    data[p.base + i * p.hw_stride] = scalar_t(in[0]);
+  } else {
+    Packed<scalar_t, kVec> packed;
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) packed.v[e] = scalar_t(in[e]);
+    *reinterpret_cast<Packed<scalar_t, kVec>*>(data + p.base + i) = packed;
+  }
+}
+
+// v = x + a * noise for elements [i, i + kVec) of the plane.
+template <int kVec, typename scalar_t, typename acc_t>
+__device__ inline void load_v(const scalar_t* x, Plane xp, const scalar_t* noise, Plane np, acc_t a, int64_t i,
+                              acc_t (&v)[kVec]) {
+  load<kVec>(x, xp, i, v);
+  if (noise != nullptr) {
+    acc_t z[kVec];
+    load<kVec>(noise, np, i, z);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) v[e] += a * z[e];
+  }
 }
 
 template <typename acc_t>
@@ -119,7 +163,7 @@ __device__ inline acc_t leaky_relu(acc_t z, acc_t slope) {
   return z > acc_t(0) ? z : z * slope;
 }
 
-template <typename scalar_t, bool kCached>
+template <typename scalar_t, int kVec, bool kCached>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
                                PlaneView nv, const scalar_t* __restrict__ noise_weight,
                                const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
@@ -127,52 +171,69 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
                                at::opmath_type<scalar_t>* __restrict__ rstd_out, int64_t C, int64_t M, double eps,
                                double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
+  constexpr int kVecsPerThread = kItems / kVec;
   __shared__ acc_t shared[3 * kWarp];
-  const int64_t plane = blockIdx.x, n = plane / C, c = plane % C;
+  const int64_t plane = blockIdx.x, n = plane / C, c = plane % C, vectors = M / kVec;
   const Plane xp = plane_of(xv, n, c), np = plane_of(nv, n, 0), yp = plane_of(yv, n, c);
   const acc_t a = noise != nullptr ? acc_t(noise_weight[c]) : acc_t(0);
   const acc_t slope = acc_t(negative_slope);
   acc_t mean, rstd;
   if constexpr (kCached) {
-    acc_t v[kItems];
+    acc_t v[kVecsPerThread][kVec];
     acc_t sum = 0;
 #pragma unroll
-    for (int k = 0; k < kItems; ++k) {
-      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
-      v[k] = i < M ? load_v(x, xp, noise, np, a, i) : acc_t(0);
-      sum += v[k];
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      const int64_t vi = threadIdx.x + int64_t(k) * blockDim.x;
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) v[k][e] = acc_t(0);
+      if (vi < vectors) load_v<kVec>(x, xp, noise, np, a, vi * kVec, v[k]);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) sum += v[k][e];
     }
     mean = block_sum(sum, shared) / acc_t(M);
     acc_t squares = 0;
 #pragma unroll
-    for (int k = 0; k < kItems; ++k) {
-      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
-      const acc_t d = v[k] - mean;
-      squares += i < M ? d * d : acc_t(0);
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      const int64_t vi = threadIdx.x + int64_t(k) * blockDim.x;
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        const acc_t d = v[k][e] - mean;
+        squares += vi < vectors ? d * d : acc_t(0);
+      }
     }
     rstd = acc_t(1) / sqrt(block_sum(squares, shared) / acc_t(M) + acc_t(eps));
     const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
 #pragma unroll
-    for (int k = 0; k < kItems; ++k) {
-      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
-      if (i < M) y[yp.base + i * yp.hw_stride] = scalar_t(leaky_relu((v[k] - mean) * gamma + beta, slope));
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      const int64_t vi = threadIdx.x + int64_t(k) * blockDim.x;
+      if (vi >= vectors) continue;
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) v[k][e] = leaky_relu((v[k][e] - mean) * gamma + beta, slope);
+      store<kVec>(y, yp, vi * kVec, v[k]);
     }
   } else {
     Welford<acc_t> w{0, 0, 0};
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-      const acc_t v = load_v(x, xp, noise, np, a, i);
-      w.count += acc_t(1);
-      const acc_t delta = v - w.mean;
-      w.mean += delta / w.count;
-      w.m2 += delta * (v - w.mean);
+    for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
+      acc_t v[kVec];
+      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        w.count += acc_t(1);
+        const acc_t delta = v[e] - w.mean;
+        w.mean += delta / w.count;
+        w.m2 += delta * (v[e] - w.mean);
+      }
     }
     w = block_welford(w, shared);
     mean = w.mean;
     rstd = acc_t(1) / sqrt(w.m2 / acc_t(M) + acc_t(eps));
     const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-      const acc_t v = load_v(x, xp, noise, np, a, i);
-      y[yp.base + i * yp.hw_stride] = scalar_t(leaky_relu((v - mean) * gamma + beta, slope));
+    for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
+      acc_t v[kVec];
+      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) v[e] = leaky_relu((v[e] - mean) * gamma + beta, slope);
+      store<kVec>(y, yp, vi * kVec, v);
     }
   }
   if (threadIdx.x == 0) {
@@ -183,7 +244,7 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
 
 // Backward for one plane (derivation: stylegan_ops/ops/noise_adain_lrelu.py):
 // pass 1 reduces Σg and Σg·x̂, pass 2 writes dv and reduces Σdv·ξ.
-template <typename scalar_t, bool kCached>
+template <typename scalar_t, int kVec, bool kCached>
 __global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
                                 PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
                                 const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
@@ -194,57 +255,78 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView g
                                 scalar_t* __restrict__ grad_scale, scalar_t* __restrict__ grad_bias, int64_t C,
                                 int64_t M, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
+  constexpr int kVecsPerThread = kItems / kVec;
   __shared__ acc_t shared[kWarp];
-  const int64_t plane = blockIdx.x, n = plane / C, c = plane % C;
+  const int64_t plane = blockIdx.x, n = plane / C, c = plane % C, vectors = M / kVec;
   const Plane xp = plane_of(xv, n, c), np = plane_of(nv, n, 0), gyp = plane_of(gyv, n, c), gxp = plane_of(gxv, n, c);
   const acc_t a = noise != nullptr ? acc_t(noise_weight[c]) : acc_t(0);
   const acc_t slope = acc_t(negative_slope), mean = mean_in[plane], rstd = rstd_in[plane];
   const acc_t gamma = acc_t(style_scale[plane]), beta = acc_t(style_bias[plane]);
-  // (x̂, g) at element i: normalised input and the gradient through the LeakyReLU.
-  auto terms = [&](int64_t i, acc_t& xhat, acc_t& g) {
-    xhat = (load_v(x, xp, noise, np, a, i) - mean) * rstd;
-    const acc_t dy = acc_t(grad_y[gyp.base + i * gyp.hw_stride]);
-    g = gamma * xhat + beta > acc_t(0) ? dy : dy * slope;
-  };
-  acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
-  if constexpr (kCached) {
-    acc_t xhat[kItems], g[kItems];
+  // (x̂, g) for elements [i, i + kVec): normalised input and the gradient through the LeakyReLU.
+  auto terms = [&](int64_t i, acc_t(&xhat)[kVec], acc_t(&g)[kVec]) {
+    acc_t dy[kVec];
+    load_v<kVec>(x, xp, noise, np, a, i, xhat);
+    load<kVec>(grad_y, gyp, i, dy);
 #pragma unroll
-    for (int k = 0; k < kItems; ++k) {
-      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
-      xhat[k] = g[k] = acc_t(0);
-      if (i < M) terms(i, xhat[k], g[k]);
-      sum_g += g[k];
-      sum_g_xhat += g[k] * xhat[k];
+    for (int e = 0; e < kVec; ++e) {
+      xhat[e] = (xhat[e] - mean) * rstd;
+      g[e] = gamma * xhat[e] + beta > acc_t(0) ? dy[e] : dy[e] * slope;
     }
-    sum_g = block_sum(sum_g, shared);
-    sum_g_xhat = block_sum(sum_g_xhat, shared);
-    const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
+  };
+  // Writes dv for elements [i, i + kVec) and adds Σ dv·ξ to dv_noise.
+  acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
+  auto write_dv = [&](int64_t i, const acc_t(&xhat)[kVec], const acc_t(&g)[kVec], acc_t k_scale, acc_t mean_g,
+                      acc_t mean_g_xhat) {
+    acc_t dv[kVec];
 #pragma unroll
-    for (int k = 0; k < kItems; ++k) {
-      const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
-      if (i < M) {
-        const acc_t dv = k_scale * (g[k] - mean_g - xhat[k] * mean_g_xhat);
-        grad_x[gxp.base + i * gxp.hw_stride] = scalar_t(dv);
-        if (noise != nullptr) dv_noise += dv * acc_t(noise[np.base + i * np.hw_stride]);
+    for (int e = 0; e < kVec; ++e) dv[e] = k_scale * (g[e] - mean_g - xhat[e] * mean_g_xhat);
+    store<kVec>(grad_x, gxp, i, dv);
+    if (noise != nullptr) {
+      acc_t z[kVec];
+      load<kVec>(noise, np, i, z);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) dv_noise += dv[e] * z[e];
+    }
+  };
+  if constexpr (kCached) {
+    acc_t xhat[kVecsPerThread][kVec], g[kVecsPerThread][kVec];
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      const int64_t vi = threadIdx.x + int64_t(k) * blockDim.x;
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) xhat[k][e] = g[k][e] = acc_t(0);
+      if (vi < vectors) terms(vi * kVec, xhat[k], g[k]);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        sum_g += g[k][e];
+        sum_g_xhat += g[k][e] * xhat[k][e];
       }
     }
+    sum_g = block_sum(sum_g, shared);
+    sum_g_xhat = block_sum(sum_g_xhat, shared);
+    const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      const int64_t vi = threadIdx.x + int64_t(k) * blockDim.x;
+      if (vi < vectors) write_dv(vi * kVec, xhat[k], g[k], k_scale, mean_g, mean_g_xhat);
+    }
   } else {
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-      acc_t xhat, g;
-      terms(i, xhat, g);
-      sum_g += g;
-      sum_g_xhat += g * xhat;
+    for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
+      acc_t xhat[kVec], g[kVec];
+      terms(vi * kVec, xhat, g);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        sum_g += g[e];
+        sum_g_xhat += g[e] * xhat[e];
+      }
     }
     sum_g = block_sum(sum_g, shared);
     sum_g_xhat = block_sum(sum_g_xhat, shared);
     const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-      acc_t xhat, g;
-      terms(i, xhat, g);
-      const acc_t dv = k_scale * (g - mean_g - xhat * mean_g_xhat);
-      grad_x[gxp.base + i * gxp.hw_stride] = scalar_t(dv);
-      if (noise != nullptr) dv_noise += dv * acc_t(noise[np.base + i * np.hw_stride]);
+    for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
+      acc_t xhat[kVec], g[kVec];
+      terms(vi * kVec, xhat, g);
+      write_dv(vi * kVec, xhat, g, k_scale, mean_g, mean_g_xhat);
     }
   }
   dv_noise = block_sum(dv_noise, shared);
@@ -262,11 +344,47 @@ int threads_for(int64_t M) {
   return int(std::max<int64_t>(kWarp, (needed + kWarp - 1) / kWarp * kWarp));
 }
 
+// Whether every plane of `t` is contiguous and starts 16-byte aligned, so it moves in vectors of
+// `vec` elements (M is a multiple of vec).
+bool planes_are_vectors(const at::Tensor& t, const PlaneView& v, int64_t M, int vec) {
+  const auto address = reinterpret_cast<uintptr_t>(t.const_data_ptr());
+  return M % vec == 0 && v.hw_stride == 1 && address % 16 == 0 && v.n_stride % vec == 0 &&
+         (t.size(1) == 1 || v.c_stride % vec == 0);
+}
+
+// Launches kernel<kVec, kCached> with kVec the 16-byte vector width when every plane of
+// `tensors` allows it, else 1, and kCached for planes that fit the register cache.
+template <typename scalar_t, template <typename, int, bool> class Kernel, typename... Args>
+void launch_per_plane(std::initializer_list<std::pair<const at::Tensor*, PlaneView>> tensors, int64_t planes,
+                      int64_t M, Args... args) {
+  constexpr int kVec = 16 / sizeof(scalar_t);
+  static_assert(kItems % kVec == 0, "a cached plane holds whole vectors");
+  bool vectors = true;
+  for (const auto& [t, view] : tensors) vectors = vectors && (t == nullptr || planes_are_vectors(*t, view, M, kVec));
+  const dim3 grid(static_cast<unsigned>(planes)), block(threads_for(M));
+  if (vectors) {
+    M <= kMaxCachedPlane ? launch_kernel(Kernel<scalar_t, kVec, true>::fn, grid, block, args...)
+                         : launch_kernel(Kernel<scalar_t, kVec, false>::fn, grid, block, args...);
+  } else {
+    M <= kMaxCachedPlane ? launch_kernel(Kernel<scalar_t, 1, true>::fn, grid, block, args...)
+                         : launch_kernel(Kernel<scalar_t, 1, false>::fn, grid, block, args...);
+  }
+}
+
+template <typename scalar_t, int kVec, bool kCached>
+struct Forward {
+  static constexpr auto fn = forward_kernel<scalar_t, kVec, kCached>;
+};
+template <typename scalar_t, int kVec, bool kCached>
+struct Backward {
+  static constexpr auto fn = backward_kernel<scalar_t, kVec, kCached>;
+};
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
     const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in, const at::Tensor& noise_weight,
     const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope) {
   check_noise_adain_lrelu_args(x_in, noise_in, noise_weight, style_scale, style_bias);
-  const c10::cuda::CUDAGuard guard(x_in.device());
+  const DeviceGuard guard(x_in.device());
   const at::Tensor x = with_collapsible_hw(x_in);
   const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
@@ -276,22 +394,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
   if (N * C == 0) return {y, mean, rstd};
   const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
   const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
-    auto launch = [&](auto kernel) {
-      kernel<<<static_cast<unsigned>(N * C), threads_for(M), 0, stream>>>(
-          x.const_data_ptr<scalar_t>(), plane_view(x), noise_ptr, nv, a.const_data_ptr<scalar_t>(),
-          scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
-          plane_view(y), mean.mutable_data_ptr<acc_t>(), rstd.mutable_data_ptr<acc_t>(), C, M, eps, negative_slope);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    };
-    if (M <= kMaxCachedPlane) {
-      launch(forward_kernel<scalar_t, true>);
-    } else {
-      launch(forward_kernel<scalar_t, false>);
-    }
+    launch_per_plane<scalar_t, Forward>(
+        {{&x, plane_view(x)}, {noise ? &*noise : nullptr, nv}, {&y, plane_view(y)}}, N * C, M,
+        x.const_data_ptr<scalar_t>(), plane_view(x), noise ? noise->const_data_ptr<scalar_t>() : nullptr, nv,
+        a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
+        y.mutable_data_ptr<scalar_t>(), plane_view(y), mean.mutable_data_ptr<acc_t>(), rstd.mutable_data_ptr<acc_t>(),
+        C, M, eps, negative_slope);
   });
   return {y, mean, rstd};
 }
@@ -301,7 +411,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
     const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
     const at::Tensor& mean, const at::Tensor& rstd, double negative_slope) {
   check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd);
-  const c10::cuda::CUDAGuard guard(x_in.device());
+  const DeviceGuard guard(x_in.device());
   const at::Tensor x = with_collapsible_hw(x_in), grad_y = with_collapsible_hw(grad_y_in);
   const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
@@ -312,24 +422,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
     const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
     const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
     const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
-    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
-      auto launch = [&](auto kernel) {
-        kernel<<<static_cast<unsigned>(N * C), threads_for(M), 0, stream>>>(
-            grad_y.const_data_ptr<scalar_t>(), plane_view(grad_y), x.const_data_ptr<scalar_t>(), plane_view(x),
-            noise_ptr, nv, a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(),
-            bias.const_data_ptr<scalar_t>(), mean_c.const_data_ptr<acc_t>(), rstd_c.const_data_ptr<acc_t>(),
-            grad_x.mutable_data_ptr<scalar_t>(), plane_view(grad_x), grad_a_per_plane.mutable_data_ptr<acc_t>(),
-            grad_scale.mutable_data_ptr<scalar_t>(), grad_bias.mutable_data_ptr<scalar_t>(), C, M, negative_slope);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      };
-      if (M <= kMaxCachedPlane) {
-        launch(backward_kernel<scalar_t, true>);
-      } else {
-        launch(backward_kernel<scalar_t, false>);
-      }
+      launch_per_plane<scalar_t, Backward>(
+          {{&grad_y, plane_view(grad_y)}, {&x, plane_view(x)}, {noise ? &*noise : nullptr, nv},
+           {&grad_x, plane_view(grad_x)}},
+          N * C, M, grad_y.const_data_ptr<scalar_t>(), plane_view(grad_y), x.const_data_ptr<scalar_t>(),
+          plane_view(x), noise ? noise->const_data_ptr<scalar_t>() : nullptr, nv, a.const_data_ptr<scalar_t>(),
+          scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(), mean_c.const_data_ptr<acc_t>(),
+          rstd_c.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(), plane_view(grad_x),
+          grad_a_per_plane.mutable_data_ptr<acc_t>(), grad_scale.mutable_data_ptr<scalar_t>(),
+          grad_bias.mutable_data_ptr<scalar_t>(), C, M, negative_slope);
     });
   }
   // Per-plane partials summed over the batch in a fixed order: deterministic.
@@ -338,9 +441,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
 
 }  // namespace
 
+#ifndef STYLEGAN_OPS_EMULATE_CUDA
 TORCH_LIBRARY_IMPL(stylegan_ops, CUDA, m) {
   m.impl("noise_adain_lrelu", &noise_adain_lrelu_cuda);
   m.impl("noise_adain_lrelu_backward", &noise_adain_lrelu_backward_cuda);
 }
+#endif
 
 }  // namespace stylegan_ops

@@ -29,7 +29,7 @@
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA replaced by the CUDA-core path), so CI checks every index of
-// these kernels without a GPU; the few CUDA-runtime calls sit in the #ifndef block below.
+// these kernels without a GPU; the CUDA-runtime calls are in runtime.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
@@ -39,10 +39,9 @@
 
 #include "../upsample_conv2d.h"
 
+#include "runtime.h"
+
 #ifndef STYLEGAN_OPS_EMULATE_CUDA
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
@@ -51,22 +50,6 @@
 
 namespace stylegan_ops {
 namespace {
-
-#ifndef STYLEGAN_OPS_EMULATE_CUDA
-using DeviceGuard = c10::cuda::CUDAGuard;
-
-int multiprocessor_count(const at::Tensor& t) {
-  int count = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, t.get_device()));
-  return count;
-}
-
-template <typename Kernel, typename... Args>
-void launch_kernel(Kernel kernel, dim3 grid, int threads, Args... args) {
-  kernel<<<grid, threads, 0, c10::cuda::getCurrentCUDAStream()>>>(args...);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-#endif
 
 constexpr int kWarp = 32;
 constexpr int kWarps = 8;

@@ -6,7 +6,7 @@
 
 #include "../../csrc/cuda/upsample_conv2d_kernel.cu"
 
-TORCH_LIBRARY(stylegan_ops_emulated, m) {
+TORCH_LIBRARY_FRAGMENT(stylegan_ops_emulated, m) {
   m.def("upsample_conv2d", &stylegan_ops::upsample_conv2d_cuda);
   m.def("upsample_conv2d_backward", &stylegan_ops::upsample_conv2d_backward_cuda);
 }
