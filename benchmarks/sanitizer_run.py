@@ -1,8 +1,8 @@
 """A small run of every CUDA kernel, for compute-sanitizer (memcheck, racecheck).
 
-noise_adain_lrelu: the register-cached and the swept plane paths, each by 16-byte vectors
-(NCHW, aligned planes) and by elements (channels_last, 35-element planes), every dtype, with and
-without noise, forward and backward. upsample_conv2d (native: the
+noise_adain_lrelu: NCHW register-cached and swept planes, by 16-byte vectors and by elements
+(35-element planes), and the channel-major channels_last kernels, every dtype, with and without
+noise, forward and backward. upsample_conv2d (native: the
 phase-conv and grad-weight kernels; triton): every dtype, both layouts, forward and backward, on
 a shape with partial pixel tiles and a partial second block of 64 channels on both sides.
 """

@@ -128,10 +128,13 @@ def noise_inputs(n, c, h, w, dtype, memory_format=torch.contiguous_format):
     return [x, *params]
 
 
-# (N, C, H, W): 35 elements (no whole vectors: element path), 8x8 (vectors, register cache),
-# 80x80 (vectors, swept: over 64x64), 67x61 (element path, swept).
+# (N, C, H, W) in NCHW: 35 elements (no whole vectors: element path), 8x8 (vectors, register
+# cache), 80x80 (vectors, swept: over 64x64), 67x61 (element path, swept). In channels_last every
+# shape takes the channel-major kernels, C = 40 with a partial second group of 32 channels, and
+# the larger planes split into many pixel ranges.
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
-@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 4, 8, 8), (1, 3, 80, 80), (1, 2, 67, 61)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 4, 8, 8), (1, 3, 80, 80), (1, 2, 67, 61), (2, 40, 9, 7)],
+                         ids=str)
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_noise_adain_lrelu_matches_reference(emulated, dtype, shape, memory_format):
     inputs = noise_inputs(*shape, dtype, memory_format)

@@ -1,21 +1,23 @@
-// noise_adain_lrelu on CUDA: one thread block per (n, c) plane.
+// noise_adain_lrelu on CUDA, two kernel families chosen by x's layout.
 //
-// A plane of M <= kItems * kMaxThreads elements is read once into registers (kItems per
-// thread): two-pass statistics from registers, then y written from registers. Larger planes
-// (StyleGAN reaches 1024x1024) sweep the plane twice: per-thread Welford statistics merged
-// across the block with Chan's formula, then a second read to write y; a block per plane
-// still fills an H100 there because N*C >= 128 at those sizes in StyleGAN.
-// The crossover (4096 elements = 64x64) is where the register cache reaches 8 values per
-// thread at 512 threads; it is a reasoned choice and has not been tuned on a GPU yet.
+// Planes contiguous (NCHW): one thread block per (n, c) plane. A plane of M <= kItems *
+// kMaxThreads elements is read once into registers (kItems per thread): two-pass statistics
+// from registers, then y written from registers. Larger planes (StyleGAN reaches 1024x1024)
+// sweep the plane twice: per-thread Welford statistics merged across the block with Chan's
+// formula, then a second read to write y. The crossover (4096 elements = 64x64) is where the
+// register cache reaches 8 values per thread at 512 threads; it is a reasoned choice and has
+// not been tuned on a GPU yet. Planes that are contiguous and 16-byte aligned in every tensor
+// of the call (NCHW, every StyleGAN plane size) move in 16-byte vectors of kVec = 16 /
+// sizeof(scalar_t) elements, thread t owning vectors t, t + blockDim, ...; other strides move
+// element by element.
 //
-// Planes that are contiguous and 16-byte aligned in every tensor of the call (NCHW, and every
-// StyleGAN plane size) move in 16-byte vectors of kVec = 16 / sizeof(scalar_t) elements, thread
-// t owning vectors t, t + blockDim, ...; anything else (channels_last, broadcast noise) moves
-// element by element through its strides, which for channels_last means reads C elements apart.
+// Channels innermost (channels_last): lanes over 32 adjacent channels, so every warp access
+// is contiguous, and planes split into pixel ranges over several blocks with partial sums
+// merged by a second kernel (see "channels innermost" below).
 //
-// Reductions are warp shuffles then one shared-memory step, in a fixed order: the same
-// inputs give bitwise the same outputs and gradients (no atomics). Half and bfloat16 are
-// computed in float; offsets are 64-bit.
+// Reductions are in a fixed order (warp shuffles, shared memory, per-range partials summed
+// in order): the same inputs give bitwise the same outputs and gradients (no atomics). Half
+// and bfloat16 are computed in float; offsets are 64-bit.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU (tests/cuda_emulation/); the CUDA
 // runtime calls are in runtime.h.
@@ -23,6 +25,7 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "../noise_adain_lrelu.h"
@@ -163,6 +166,15 @@ __device__ inline acc_t leaky_relu(acc_t z, acc_t slope) {
   return z > acc_t(0) ? z : z * slope;
 }
 
+// The backward's per-element terms: x̂ = (v - mean) rstd, and g = dy through the LeakyReLU of
+// z = gamma x̂ + beta.
+template <typename acc_t>
+__device__ inline void grad_terms(acc_t v, acc_t dy, acc_t mean, acc_t rstd, acc_t gamma, acc_t beta, acc_t slope,
+                                  acc_t& xhat, acc_t& g) {
+  xhat = (v - mean) * rstd;
+  g = gamma * xhat + beta > acc_t(0) ? dy : dy * slope;
+}
+
 template <typename scalar_t, int kVec, bool kCached>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
                                PlaneView nv, const scalar_t* __restrict__ noise_weight,
@@ -268,10 +280,7 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView g
     load_v<kVec>(x, xp, noise, np, a, i, xhat);
     load<kVec>(grad_y, gyp, i, dy);
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) {
-      xhat[e] = (xhat[e] - mean) * rstd;
-      g[e] = gamma * xhat[e] + beta > acc_t(0) ? dy[e] : dy[e] * slope;
-    }
+    for (int e = 0; e < kVec; ++e) grad_terms(xhat[e], dy[e], mean, rstd, gamma, beta, slope, xhat[e], g[e]);
   };
   // Writes dv for elements [i, i + kVec) and adds Σ dv·ξ to dv_noise.
   acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
@@ -337,6 +346,218 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView g
   }
 }
 
+// ---- channels innermost (channels_last): lanes over channels ------------------------------------
+// A warp reads one pixel of 32 adjacent channels, which are contiguous: thread (warp w, lane l)
+// owns channel 32 blockIdx.x + l of sample blockIdx.y and pixels w, w + 8, ... of the
+// blockIdx.z-th of `splits` pixel ranges. Splitting planes over blocks keeps the GPU busy where
+// N * C / 32 is small (StyleGAN's 1024x1024 planes have C = 32). One kernel writes per-range
+// partial sums, the next merges them in a fixed order (deterministic) and makes its output, so x
+// (and dy) are read twice. Statistics are sums of d = v - K, K the plane's first element
+// ("shifted data"): a large common offset does not cancel catastrophically.
+constexpr int kChannelWarps = 8;
+
+struct ChannelRange {  // what one thread of a channel-major kernel works on
+  int64_t n, c, plane;
+  bool active;         // c < C
+  int64_t first, end;  // pixels first, first + kChannelWarps, ... below end
+};
+
+__device__ inline ChannelRange channel_range(int64_t C, int64_t M, int splits) {
+  const int64_t c = int64_t(blockIdx.x) * kWarp + threadIdx.x % kWarp, n = blockIdx.y;
+  const int64_t chunk = (M + splits - 1) / splits, begin = int64_t(blockIdx.z) * chunk;
+  const int64_t end = begin + chunk < M ? begin + chunk : M;
+  return {n, c, n * C + c, c < C, begin + threadIdx.x / kWarp, end};
+}
+
+// Per lane (channel): the sum of v over the block's warps, in warp order, to every thread.
+template <typename T>
+__device__ T sum_over_warps(T v, T* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  T total = 0;
+  for (int w = 0; w < kChannelWarps; ++w) total += shared[w * kWarp + threadIdx.x % kWarp];
+  __syncthreads();
+  return total;
+}
+
+// Partial sums live in (splits, 2, N*C) buffers: a pair of sums per pixel range and plane.
+// Reduces this block's pair over its warps and stores it (one block per range and channel group).
+template <typename T>
+__device__ void store_partial_pair(T first, T second, T* shared, T* partial, const ChannelRange& r, int64_t planes) {
+  first = sum_over_warps(first, shared);
+  second = sum_over_warps(second, shared);
+  if (r.active && threadIdx.x < kWarp) {
+    partial[(2 * int64_t(blockIdx.z)) * planes + r.plane] = first;
+    partial[(2 * int64_t(blockIdx.z) + 1) * planes + r.plane] = second;
+  }
+}
+
+// The pair of sums over the whole plane: the ranges' partials added in range order.
+template <typename T>
+__device__ void merge_partial_pair(const T* partial, const ChannelRange& r, int64_t planes, int splits, T& first,
+                                   T& second) {
+  first = second = T(0);
+  for (int s = 0; s < splits; ++s) {
+    first += partial[(2 * int64_t(s)) * planes + r.plane];
+    second += partial[(2 * int64_t(s) + 1) * planes + r.plane];
+  }
+}
+
+// Forward pass 1: Σd and Σd² over each pixel range.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kChannelWarps * kWarp)
+    channel_stats_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
+                         PlaneView nv, const scalar_t* __restrict__ noise_weight,
+                         at::opmath_type<scalar_t>* __restrict__ partial, int64_t C, int64_t planes, int64_t M,
+                         int splits) {
+  using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t shared[kChannelWarps * kWarp];
+  const ChannelRange r = channel_range(C, M, splits);
+  acc_t sum = 0, squares = 0;
+  if (r.active) {
+    const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0);
+    const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0);
+    acc_t shift[1], v[1];
+    load_v<1>(x, xp, noise, np, a, 0, shift);
+    for (int64_t i = r.first; i < r.end; i += kChannelWarps) {
+      load_v<1>(x, xp, noise, np, a, i, v);
+      const acc_t d = v[0] - shift[0];
+      sum += d;
+      squares += d * d;
+    }
+  }
+  store_partial_pair(sum, squares, shared, partial, r, planes);
+}
+
+// Forward pass 2: merges pass 1's partials into mean and rstd, writes y.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kChannelWarps * kWarp)
+    channel_normalize_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
+                             PlaneView nv, const scalar_t* __restrict__ noise_weight,
+                             const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
+                             const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ y,
+                             PlaneView yv, at::opmath_type<scalar_t>* __restrict__ mean_out,
+                             at::opmath_type<scalar_t>* __restrict__ rstd_out, int64_t C, int64_t planes, int64_t M,
+                             int splits, double eps, double negative_slope) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const ChannelRange r = channel_range(C, M, splits);
+  if (!r.active) return;  // no block-wide synchronisation below
+  acc_t sum, squares;
+  merge_partial_pair(partial, r, planes, splits, sum, squares);
+  const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0), yp = plane_of(yv, r.n, r.c);
+  const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0), slope = acc_t(negative_slope);
+  acc_t shift[1], v[1];
+  load_v<1>(x, xp, noise, np, a, 0, shift);
+  const acc_t mean_d = sum / acc_t(M), variance = squares / acc_t(M) - mean_d * mean_d;
+  const acc_t rstd = acc_t(1) / sqrt((variance > acc_t(0) ? variance : acc_t(0)) + acc_t(eps));
+  const acc_t gamma = acc_t(style_scale[r.plane]) * rstd, beta = acc_t(style_bias[r.plane]);
+  for (int64_t i = r.first; i < r.end; i += kChannelWarps) {
+    load_v<1>(x, xp, noise, np, a, i, v);
+    v[0] = leaky_relu((v[0] - shift[0] - mean_d) * gamma + beta, slope);
+    store<1>(y, yp, i, v);
+  }
+  if (blockIdx.z == 0 && threadIdx.x < kWarp) {
+    mean_out[r.plane] = shift[0] + mean_d;
+    rstd_out[r.plane] = rstd;
+  }
+}
+
+// Backward pass 1: Σg and Σg·x̂ over each pixel range.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kChannelWarps * kWarp)
+    channel_grad_stats_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
+                              PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
+                              const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
+                              const scalar_t* __restrict__ style_bias,
+                              const at::opmath_type<scalar_t>* __restrict__ mean_in,
+                              const at::opmath_type<scalar_t>* __restrict__ rstd_in,
+                              at::opmath_type<scalar_t>* __restrict__ partial, int64_t C, int64_t planes, int64_t M,
+                              int splits, double negative_slope) {
+  using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t shared[kChannelWarps * kWarp];
+  const ChannelRange r = channel_range(C, M, splits);
+  acc_t sum_g = 0, sum_g_xhat = 0;
+  if (r.active) {
+    const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0), gyp = plane_of(gyv, r.n, r.c);
+    const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0), slope = acc_t(negative_slope);
+    const acc_t mean = mean_in[r.plane], rstd = rstd_in[r.plane];
+    const acc_t gamma = acc_t(style_scale[r.plane]), beta = acc_t(style_bias[r.plane]);
+    acc_t v[1], dy[1], xhat, g;
+    for (int64_t i = r.first; i < r.end; i += kChannelWarps) {
+      load_v<1>(x, xp, noise, np, a, i, v);
+      load<1>(grad_y, gyp, i, dy);
+      grad_terms(v[0], dy[0], mean, rstd, gamma, beta, slope, xhat, g);
+      sum_g += g;
+      sum_g_xhat += g * xhat;
+    }
+  }
+  store_partial_pair(sum_g, sum_g_xhat, shared, partial, r, planes);
+}
+
+// Backward pass 2: merges pass 1's partials, writes dv, and the partial (splits, N*C) of Σdv·ξ.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kChannelWarps * kWarp)
+    channel_grad_input_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
+                              PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
+                              const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
+                              const scalar_t* __restrict__ style_bias,
+                              const at::opmath_type<scalar_t>* __restrict__ mean_in,
+                              const at::opmath_type<scalar_t>* __restrict__ rstd_in,
+                              const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ grad_x,
+                              PlaneView gxv, at::opmath_type<scalar_t>* __restrict__ noise_partial,
+                              scalar_t* __restrict__ grad_scale, scalar_t* __restrict__ grad_bias, int64_t C,
+                              int64_t planes, int64_t M, int splits, double negative_slope) {
+  using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t shared[kChannelWarps * kWarp];
+  const ChannelRange r = channel_range(C, M, splits);
+  acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
+  if (r.active) {
+    merge_partial_pair(partial, r, planes, splits, sum_g, sum_g_xhat);
+    const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0), gyp = plane_of(gyv, r.n, r.c),
+                gxp = plane_of(gxv, r.n, r.c);
+    const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0), slope = acc_t(negative_slope);
+    const acc_t mean = mean_in[r.plane], rstd = rstd_in[r.plane];
+    const acc_t gamma = acc_t(style_scale[r.plane]), beta = acc_t(style_bias[r.plane]);
+    const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
+    acc_t v[1], dy[1], z[1], dv[1], xhat, g;
+    for (int64_t i = r.first; i < r.end; i += kChannelWarps) {
+      load_v<1>(x, xp, noise, np, a, i, v);
+      load<1>(grad_y, gyp, i, dy);
+      grad_terms(v[0], dy[0], mean, rstd, gamma, beta, slope, xhat, g);
+      dv[0] = k_scale * (g - mean_g - xhat * mean_g_xhat);
+      store<1>(grad_x, gxp, i, dv);
+      if (noise != nullptr) {
+        load<1>(noise, np, i, z);
+        dv_noise += dv[0] * z[0];
+      }
+    }
+  }
+  dv_noise = sum_over_warps(dv_noise, shared);
+  if (r.active && threadIdx.x < kWarp) {
+    noise_partial[int64_t(blockIdx.z) * planes + r.plane] = dv_noise;
+    if (blockIdx.z == 0) {
+      grad_scale[r.plane] = scalar_t(sum_g_xhat);
+      grad_bias[r.plane] = scalar_t(sum_g);
+    }
+  }
+}
+
+// Channels are the innermost dimension: the channel-major kernels above read coalesced.
+bool channels_innermost(const at::Tensor& x) { return x.size(1) > 1 && x.stride(1) == 1; }
+
+// Pixel ranges per plane for the channel-major kernels: about four blocks per SM, and at least
+// 16 pixels per warp and range.
+int channel_splits(const at::Tensor& x, int64_t N, int64_t C, int64_t M) {
+  const int64_t blocks = N * ((C + kWarp - 1) / kWarp), target = 4 * int64_t(multiprocessor_count(x));
+  const int64_t most = std::max<int64_t>(1, M / (16 * kChannelWarps));
+  return int(std::clamp<int64_t>((target + blocks - 1) / blocks, 1, std::min<int64_t>(most, 1024)));
+}
+
+dim3 channel_grid(int64_t N, int64_t C, int splits) {
+  TORCH_CHECK(N < 65536, "noise_adain_lrelu: channels_last x supports N < 65536, got ", N);
+  return dim3(unsigned((C + kWarp - 1) / kWarp), unsigned(N), unsigned(splits));
+}
+
 // Threads per block: for a cached plane just enough warps to hold it kItems per thread.
 int threads_for(int64_t M) {
   if (M > kMaxCachedPlane) return kMaxThreads;
@@ -396,10 +617,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
   const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
+    if (channels_innermost(x)) {
+      const int splits = channel_splits(x, N, C, M);
+      const dim3 grid = channel_grid(N, C, splits), block(kChannelWarps * kWarp);
+      const at::Tensor partial = at::empty({splits, 2, N, C}, stats_options);
+      launch_kernel(channel_stats_kernel<scalar_t>, grid, block, x.const_data_ptr<scalar_t>(), plane_view(x),
+                    noise_ptr, nv, a.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<acc_t>(), C, N * C, M,
+                    splits);
+      launch_kernel(channel_normalize_kernel<scalar_t>, grid, block, x.const_data_ptr<scalar_t>(), plane_view(x),
+                    noise_ptr, nv, a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(),
+                    bias.const_data_ptr<scalar_t>(), partial.const_data_ptr<acc_t>(), y.mutable_data_ptr<scalar_t>(),
+                    plane_view(y), mean.mutable_data_ptr<acc_t>(), rstd.mutable_data_ptr<acc_t>(), C, N * C, M, splits,
+                    eps, negative_slope);
+      return;
+    }
     launch_per_plane<scalar_t, Forward>(
         {{&x, plane_view(x)}, {noise ? &*noise : nullptr, nv}, {&y, plane_view(y)}}, N * C, M,
-        x.const_data_ptr<scalar_t>(), plane_view(x), noise ? noise->const_data_ptr<scalar_t>() : nullptr, nv,
-        a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
+        x.const_data_ptr<scalar_t>(), plane_view(x), noise_ptr, nv, a.const_data_ptr<scalar_t>(),
+        scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
         y.mutable_data_ptr<scalar_t>(), plane_view(y), mean.mutable_data_ptr<acc_t>(), rstd.mutable_data_ptr<acc_t>(),
         C, M, eps, negative_slope);
   });
@@ -418,23 +654,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
   at::Tensor grad_a_per_plane = at::zeros({N, C}, mean.options());
   at::Tensor grad_scale = at::empty({N, C}, x.options()), grad_bias = at::empty({N, C}, x.options());
-  if (N * C > 0) {
-    const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
-    const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
-    const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_backward_cuda", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      launch_per_plane<scalar_t, Backward>(
-          {{&grad_y, plane_view(grad_y)}, {&x, plane_view(x)}, {noise ? &*noise : nullptr, nv},
-           {&grad_x, plane_view(grad_x)}},
-          N * C, M, grad_y.const_data_ptr<scalar_t>(), plane_view(grad_y), x.const_data_ptr<scalar_t>(),
-          plane_view(x), noise ? noise->const_data_ptr<scalar_t>() : nullptr, nv, a.const_data_ptr<scalar_t>(),
-          scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(), mean_c.const_data_ptr<acc_t>(),
-          rstd_c.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(), plane_view(grad_x),
-          grad_a_per_plane.mutable_data_ptr<acc_t>(), grad_scale.mutable_data_ptr<scalar_t>(),
-          grad_bias.mutable_data_ptr<scalar_t>(), C, M, negative_slope);
-    });
-  }
+  if (N * C == 0) return {grad_x, grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
+  const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
+  const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
+  const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
+    if (channels_innermost(x)) {
+      const int splits = channel_splits(x, N, C, M);
+      const dim3 grid = channel_grid(N, C, splits), block(kChannelWarps * kWarp);
+      const at::Tensor partial = at::empty({splits, 2, N, C}, mean.options());
+      const at::Tensor noise_partial = at::empty({splits, N, C}, mean.options());
+      launch_kernel(channel_grad_stats_kernel<scalar_t>, grid, block, grad_y.const_data_ptr<scalar_t>(),
+                    plane_view(grad_y), x.const_data_ptr<scalar_t>(), plane_view(x), noise_ptr, nv,
+                    a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
+                    mean_c.const_data_ptr<acc_t>(), rstd_c.const_data_ptr<acc_t>(), partial.mutable_data_ptr<acc_t>(),
+                    C, N * C, M, splits, negative_slope);
+      launch_kernel(channel_grad_input_kernel<scalar_t>, grid, block, grad_y.const_data_ptr<scalar_t>(),
+                    plane_view(grad_y), x.const_data_ptr<scalar_t>(), plane_view(x), noise_ptr, nv,
+                    a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
+                    mean_c.const_data_ptr<acc_t>(), rstd_c.const_data_ptr<acc_t>(), partial.const_data_ptr<acc_t>(),
+                    grad_x.mutable_data_ptr<scalar_t>(), plane_view(grad_x), noise_partial.mutable_data_ptr<acc_t>(),
+                    grad_scale.mutable_data_ptr<scalar_t>(), grad_bias.mutable_data_ptr<scalar_t>(), C, N * C, M,
+                    splits, negative_slope);
+      grad_a_per_plane = noise_partial.sum(0);  // pixel ranges summed in a fixed order: deterministic
+      return;
+    }
+    launch_per_plane<scalar_t, Backward>(
+        {{&grad_y, plane_view(grad_y)}, {&x, plane_view(x)}, {noise ? &*noise : nullptr, nv},
+         {&grad_x, plane_view(grad_x)}},
+        N * C, M, grad_y.const_data_ptr<scalar_t>(), plane_view(grad_y), x.const_data_ptr<scalar_t>(), plane_view(x),
+        noise_ptr, nv, a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
+        mean_c.const_data_ptr<acc_t>(), rstd_c.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
+        plane_view(grad_x), grad_a_per_plane.mutable_data_ptr<acc_t>(), grad_scale.mutable_data_ptr<scalar_t>(),
+        grad_bias.mutable_data_ptr<scalar_t>(), C, M, negative_slope);
+  });
   // Per-plane partials summed over the batch in a fixed order: deterministic.
   return {grad_x, grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
 }
