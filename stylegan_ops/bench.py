@@ -335,13 +335,16 @@ def main(argv=None):
     try:
         import triton
 
-        triton_version = triton.__version__
+        from stylegan_ops.triton import autotune_on_gpu
+
+        triton_version, triton_autotune = triton.__version__, device == "cuda" and autotune_on_gpu()
     except ImportError:
-        triton_version = None
+        triton_version, triton_autotune = None, False
     header = {
         "device": device_name,
         "torch": torch.__version__,
         "triton": triton_version,
+        "triton_autotune": triton_autotune,
         "cuda": torch.version.cuda,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,

@@ -70,3 +70,18 @@ def test_build_info_reports_cuda_version_when_compiled_in():
         assert info["extension"] and info["cuda"] is not None, info
     if info["extension"] and torch.version.cuda is not None and info["cuda"] is not None:
         assert info["cuda"].split(".")[0] == torch.version.cuda.split(".")[0]
+
+
+@pytest.mark.parametrize("value,expected", [(None, True), ("1", True), ("0", False), ("yes", ValueError)])
+def test_triton_autotune_switch(monkeypatch, value, expected):
+    from stylegan_ops.triton import autotune_on_gpu
+
+    if value is None:
+        monkeypatch.delenv("STYLEGAN_OPS_TRITON_AUTOTUNE", raising=False)
+    else:
+        monkeypatch.setenv("STYLEGAN_OPS_TRITON_AUTOTUNE", value)
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="STYLEGAN_OPS_TRITON_AUTOTUNE"):
+            autotune_on_gpu()
+    else:
+        assert autotune_on_gpu() is expected

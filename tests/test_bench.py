@@ -22,7 +22,8 @@ def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
     assert bench.main(["--quick", "--device", "cpu", "--reps", "1", "--json", str(json_path),
                        "--plot", str(plot_path)]) == 0
     result = json.loads(json_path.read_text())
-    assert {"device", "torch", "triton", "cuda", "date", "records"} <= set(result)
+    assert {"device", "torch", "triton", "triton_autotune", "cuda", "date", "records"} <= set(result)
+    assert result["triton_autotune"] is False  # CPU: the interpreter never autotunes
     assert result["device"] == "cpu"
     records = result["records"]
     ran = {(r["op"], r["backend"], r["direction"]) for r in records}

@@ -13,6 +13,7 @@ import triton.language as tl
 
 from stylegan_ops.ops._layout import output_memory_format
 from stylegan_ops.ops.noise_adain_lrelu import stats_dtype
+from stylegan_ops.triton import autotune_on_gpu
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
 CHUNK = 2048
@@ -161,7 +162,8 @@ def _plane_strides(t):
 
 
 # On GPU the launch is autotuned per plane size M: warps for a register-resident plane, chunk
-# and warps for a swept one. The interpreter (CPU tests) runs the heuristic config below.
+# and warps for a swept one. The interpreter (CPU tests), and GPU runs with autotuning switched
+# off (stylegan_ops.triton.autotune_on_gpu), run the heuristic config in _launch.
 _SINGLE_BLOCK_CONFIGS = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
 _CHUNKED_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w) for b in (1024, 2048, 4096) for w in (4, 8, 16)]
 _AUTOTUNED = {
@@ -174,7 +176,7 @@ _AUTOTUNED = {
 def _launch(kernel, m, grid, *args, on_gpu, **kwargs):
     """kernel[grid](*args, **kwargs) with SINGLE_BLOCK, BLOCK and num_warps chosen for planes of m elements."""
     single = m <= MAX_SINGLE_BLOCK
-    if on_gpu:
+    if on_gpu and autotune_on_gpu():
         block = dict(BLOCK=triton.next_power_of_2(m)) if single else {}  # chunked: BLOCK is autotuned
         _AUTOTUNED[(kernel, single)][grid](*args, **kwargs, SINGLE_BLOCK=single, **block)
     else:

@@ -23,9 +23,12 @@ import triton.language as tl
 
 from stylegan_ops.ops._layout import output_memory_format
 from stylegan_ops.ops.upsample_conv2d import fold_weight, unfold_weight_grad
+from stylegan_ops.triton import autotune_on_gpu
 
-# Triton's interpreter (CPU tests) runs one fixed small config; on GPU the kernels are autotuned.
-_INTERPRETED = dict(BLOCK_M=32, BLOCK_N=16, BLOCK_K=16)
+# On GPU the kernels are autotuned over _GPU_CONFIGS, or run _GPU_FIXED with autotuning switched
+# off (stylegan_ops.triton.autotune_on_gpu); Triton's interpreter (CPU tests) runs a small config.
+_INTERPRETED = triton.Config(dict(BLOCK_M=32, BLOCK_N=16, BLOCK_K=16))
+_GPU_FIXED = triton.Config(dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32), num_warps=4, num_stages=3)
 _GPU_CONFIGS = [
     triton.Config(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk), num_warps=w, num_stages=s)
     for bm, bn, bk, w, s in [(128, 128, 32, 8, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (64, 64, 64, 4, 3),
@@ -158,10 +161,13 @@ def _fold(weight):
 
 
 def _launch(kernel, autotuned, grid_of, on_gpu, *args, **kwargs):
-    if on_gpu:
+    if on_gpu and autotune_on_gpu():
         autotuned[lambda meta: grid_of(meta["BLOCK_M"], meta["BLOCK_N"])](*args, **kwargs)
-    else:
-        kernel[grid_of(_INTERPRETED["BLOCK_M"], _INTERPRETED["BLOCK_N"])](*args, **kwargs, **_INTERPRETED)
+        return
+    config = _GPU_FIXED if on_gpu else _INTERPRETED
+    blocks = config.kwargs
+    kernel[grid_of(blocks["BLOCK_M"], blocks["BLOCK_N"])](*args, **kwargs, **blocks, num_warps=config.num_warps,
+                                                          num_stages=config.num_stages)
 
 
 def forward(x, weight, bias):
