@@ -308,6 +308,31 @@ def plot(records, path, title):
     fig.savefig(path, dpi=110)
 
 
+def merge(paths, json_path, plot_path):
+    """One result from several --json runs on one device; a run that wrote nothing is reported and left out."""
+    runs = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                runs.append(json.load(f))
+        except FileNotFoundError:
+            print(f"--merge: {path} does not exist (its run measured nothing); left out", flush=True)
+    if not runs:
+        raise SystemExit("--merge: none of the given results exist")
+    devices = sorted({run["device"] for run in runs})
+    if len(devices) > 1:
+        raise SystemExit(f"--merge: results come from different devices {devices}")
+    header = {key: value for key, value in runs[0].items() if key != "records"}
+    records = [record for run in runs for record in run["records"]]
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({**header, "records": records}, f, indent=1)
+    print(table(records))
+    if plot_path:
+        plot(records, plot_path, f"stylegan_ops on {header['device']} (torch {header['torch']})")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="stylegan-ops-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small set (minutes on a 2-core CPU)")
@@ -316,7 +341,12 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 20 on GPU, 5 on CPU)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of the speedups over eager")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="measure nothing: combine earlier --json results of one device into --json/--plot "
+                             "(the GPU suite times each op under its own cap)")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.json, args.plot)
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -328,7 +358,8 @@ def main(argv=None):
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    dtypes = [torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]
+    # bfloat16 first on GPU: the dtype of the GPU goals, measured before a capped run is cut short.
+    dtypes = [torch.bfloat16, torch.float32] if device == "cuda" else [torch.float32]
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"stylegan_ops.bench on {device_name}: torch {torch.__version__}, build {so.build_info()}", flush=True)
 

@@ -50,3 +50,25 @@ def test_bad_arguments_exit_with_a_message():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA device"):
             bench.main(["--device", "cuda"])
+
+
+def test_merge_combines_runs_of_one_device(tmp_path, capsys):
+    record = dict(op="upsample_conv2d", backend="eager", dtype="float32", shape=[1, 2, 3, 4, 4], direction="fwd",
+                  median_ms=1.0, speedup_vs_eager=1.0, max_rel_err=0.0, peak_mem_bytes=0)
+    parts = []
+    for k, op in enumerate(("noise_adain_lrelu", "upsample_conv2d")):
+        part = tmp_path / f"{op}.json"
+        part.write_text(json.dumps({"device": "GPU X", "torch": "2.x", "records": [{**record, "op": op}] * (k + 1)}))
+        parts.append(str(part))
+    merged_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
+    assert bench.main(["--merge", *parts, str(tmp_path / "never_written.json"), "--json", str(merged_path),
+                       "--plot", str(plot_path)]) == 0
+    merged = json.loads(merged_path.read_text())
+    assert merged["device"] == "GPU X" and [r["op"] for r in merged["records"]] == [
+        "noise_adain_lrelu", "upsample_conv2d", "upsample_conv2d"]
+    assert plot_path.stat().st_size > 0
+    assert "never_written.json does not exist" in capsys.readouterr().out
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"device": "GPU Y", "torch": "2.x", "records": []}))
+    with pytest.raises(SystemExit, match="different devices"):
+        bench.main(["--merge", parts[0], str(other)])
