@@ -16,6 +16,7 @@ minutes on a 2-core CPU.
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -308,6 +309,14 @@ def plot(records, path, title):
     fig.savefig(path, dpi=110)
 
 
+def write_results(path, header, records):
+    """Writes the JSON whole or not at all (a run killed by a time cap leaves its last complete file)."""
+    partial = f"{path}.partial"
+    with open(partial, "w") as f:
+        json.dump({**header, "records": records}, f, indent=1)
+    os.replace(partial, path)
+
+
 def merge(paths, json_path, plot_path):
     """One result from several --json runs on one device; a run that wrote nothing is reported and left out."""
     runs = []
@@ -325,8 +334,7 @@ def merge(paths, json_path, plot_path):
     header = {key: value for key, value in runs[0].items() if key != "records"}
     records = [record for run in runs for record in run["records"]]
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump({**header, "records": records}, f, indent=1)
+        write_results(json_path, header, records)
     print(table(records))
     if plot_path:
         plot(records, plot_path, f"stylegan_ops on {header['device']} (torch {header['torch']})")
@@ -384,8 +392,7 @@ def main(argv=None):
 
     def write_json(records):
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump({**header, "records": records}, f, indent=1)
+            write_results(args.json, header, records)
 
     started = time.perf_counter()
     records = run(cases_for(device, ops, args.quick, dtypes), device,
