@@ -187,6 +187,26 @@ def test_gradients_channels_last_and_broadcast_noise(backend):
         assert rel_l2(g, r) < 1e-12, name
 
 
+@pytest.mark.parametrize("shape", [(2, 20, 7, 5), (1, 3, 1, 17), (2, 40, 9, 9)], ids=str)
+@pytest.mark.parametrize(
+    "dtype,offset,fwd_tol,grad_tol", [(torch.float64, 1e3, 1e-12, 1e-12), (torch.float32, 100.0, 1e-5, 1e-4)]
+)
+def test_channels_last_with_large_offset(backend, shape, dtype, offset, fwd_tol, grad_tol):
+    """channels_last takes channel-major kernels in native CUDA and Triton: several channel blocks
+    (16 a block in the interpreter, 32 on GPU), partial pixel tiles, and a common offset that the
+    statistics must not lose the variance to (as large as the dtype's ulp leaves meaningful)."""
+    x, noise, weight, scale, bias = make_inputs(*shape, dtype=dtype)
+    x = (x + offset).contiguous(memory_format=torch.channels_last)
+    grad_y = torch.randn(shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    y, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), (x, noise, weight, scale, bias), NAMES, grad_y)
+    wide = [t.double() for t in (x, noise, weight, scale, bias)]
+    y_ref, want = _grads(noise_adain_lrelu_reference, wide, NAMES, grad_y.double())
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert rel_l2(y, y_ref) < fwd_tol
+    for name, g, r in zip(NAMES, got, want):
+        assert rel_l2(g, r) < grad_tol, name
+
+
 def test_gradcheck_and_gradgradcheck(backend):
     inputs = [t.requires_grad_() for t in make_inputs(1, 2, 3, 4)]
     fn = lambda *a: so.noise_adain_lrelu(*a, backend=backend)  # noqa: E731

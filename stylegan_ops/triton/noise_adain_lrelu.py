@@ -1,9 +1,17 @@
-"""Triton kernels of noise_adain_lrelu: one program per (n, c) plane, forward and backward.
+"""Triton kernels of noise_adain_lrelu, forward and backward, in two families chosen by x's layout.
 
-The math and the backward derivation are in stylegan_ops/ops/noise_adain_lrelu.py. A plane
-that fits one block (M = H*W <= MAX_SINGLE_BLOCK) is loaded once and kept in registers;
-larger planes are swept in BLOCK-sized chunks, statistics merged chunk by chunk with
-Chan's parallel formula (stable under a large common offset), then swept again to write.
+The math and the backward derivation are in stylegan_ops/ops/noise_adain_lrelu.py.
+
+Planes contiguous (NCHW): one program per (n, c) plane. A plane that fits one block (M = H*W <=
+MAX_SINGLE_BLOCK) is loaded once and kept in registers; larger planes are swept in BLOCK-sized
+chunks, statistics merged chunk by chunk with Chan's parallel formula (stable under a large
+common offset), then swept again to write.
+
+Channels innermost (channels_last): one program per (n, block of BLOCK_C channels), sweeping
+[BLOCK_P pixels x BLOCK_C channels] tiles whose rows are contiguous, twice. Statistics are sums
+of d = v - K, K each plane's first element ("shifted data": a large common offset does not
+cancel catastrophically).
+
 Sums reduce in a fixed order: same inputs, bitwise the same outputs.
 """
 
@@ -149,6 +157,99 @@ def _backward_kernel(
     tl.store(GBIAS + plane, sum_g.to(GBIAS.dtype.element_ty))
 
 
+# ---- channels innermost ------------------------------------------------------------------------
+# Plane pointers are (1, BLOCK_C) rows and pixel offsets (BLOCK_P, 1) columns, so _load_v and
+# _grad_terms work on whole tiles by broadcasting; noise rows repeat one pointer per channel.
+@triton.jit
+def _channel_block(X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n,
+                   HAS_NOISE: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """This program's sample n and channels c (c_ok: c < C) with their planes (n * C + c), and as
+    (1, BLOCK_C) rows: x and noise plane pointers, noise weight, style scale and bias."""
+    n = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_ok = c < C
+    plane = n * C + c
+    x_plane = (X + n * x_n + c.to(tl.int64) * x_c)[None, :]
+    noise_plane = (NOISE + n * noise_n + 0 * c)[None, :]
+    a = tl.zeros((1, BLOCK_C), ACC)
+    if HAS_NOISE:
+        a = tl.load(A + c, mask=c_ok, other=0.0).to(ACC)[None, :]
+    gamma = tl.load(SCALE + plane, mask=c_ok, other=0.0).to(ACC)[None, :]
+    beta = tl.load(BIAS + plane, mask=c_ok, other=0.0).to(ACC)[None, :]
+    return n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta
+
+
+@triton.jit
+def _channel_forward_kernel(
+    X, NOISE, A, SCALE, BIAS, Y, MEAN, RSTD,
+    C, M, x_n, x_c, x_hw, noise_n, noise_hw, y_n, y_c, y_hw,
+    eps, slope,
+    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+):
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
+        X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    y_plane = (Y + n * y_n + c.to(tl.int64) * y_c)[None, :]
+    offs = tl.arange(0, BLOCK_P)[:, None]
+    shift = _load_v(x_plane, noise_plane, a, tl.zeros((1, 1), tl.int32), c_ok[None, :], x_hw, noise_hw, HAS_NOISE, ACC)
+    total = tl.zeros((BLOCK_C,), ACC)
+    squares = tl.zeros((BLOCK_C,), ACC)
+    for start in range(0, M, BLOCK_P):
+        mask = (start + offs < M) & c_ok[None, :]
+        v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
+        d = tl.where(mask, v - shift, 0.0)
+        total += tl.sum(d, axis=0)
+        squares += tl.sum(d * d, axis=0)
+    mean_d = total / M
+    rstd = 1.0 / tl.sqrt(tl.maximum(squares / M - mean_d * mean_d, 0.0) + eps)
+    for start in range(0, M, BLOCK_P):
+        mask = (start + offs < M) & c_ok[None, :]
+        v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
+        z = (v - shift - mean_d[None, :]) * (gamma * rstd[None, :]) + beta
+        tl.store(y_plane + (start + offs) * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
+    tl.store(MEAN + plane, tl.sum(shift, axis=0) + mean_d, mask=c_ok)
+    tl.store(RSTD + plane, rstd, mask=c_ok)
+
+
+@triton.jit
+def _channel_backward_kernel(
+    GY, X, NOISE, A, SCALE, BIAS, MEAN, RSTD, GX, GA, GSCALE, GBIAS,
+    C, M, gy_n, gy_c, gy_hw, x_n, x_c, x_hw, noise_n, noise_hw, gx_n, gx_c, gx_hw,
+    slope,
+    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+):
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
+        X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    gy_plane = (GY + n * gy_n + c.to(tl.int64) * gy_c)[None, :]
+    gx_plane = (GX + n * gx_n + c.to(tl.int64) * gx_c)[None, :]
+    mean = tl.load(MEAN + plane, mask=c_ok, other=0.0)[None, :]
+    rstd = tl.load(RSTD + plane, mask=c_ok, other=0.0)[None, :]
+    offs = tl.arange(0, BLOCK_P)[:, None]
+    sum_g = tl.zeros((BLOCK_C,), ACC)
+    sum_g_xhat = tl.zeros((BLOCK_C,), ACC)
+    for start in range(0, M, BLOCK_P):
+        mask = (start + offs < M) & c_ok[None, :]
+        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs, mask,
+                              x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
+        sum_g += tl.sum(g, axis=0)
+        sum_g_xhat += tl.sum(g * xhat, axis=0)
+    k_scale = gamma * rstd
+    mean_g, mean_g_xhat = (sum_g / M)[None, :], (sum_g_xhat / M)[None, :]
+    dv_noise = tl.zeros((BLOCK_C,), ACC)
+    for start in range(0, M, BLOCK_P):
+        mask = (start + offs < M) & c_ok[None, :]
+        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs, mask,
+                              x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
+        dv = k_scale * (g - mean_g - xhat * mean_g_xhat)
+        tl.store(gx_plane + (start + offs) * gx_hw, dv.to(GX.dtype.element_ty), mask=mask)
+        if HAS_NOISE:
+            noise = tl.load(noise_plane + (start + offs) * noise_hw, mask=mask, other=0.0).to(ACC)
+            dv_noise += tl.sum(tl.where(mask, dv, 0.0) * noise, axis=0)
+    if HAS_NOISE:
+        tl.store(GA + plane, dv_noise, mask=c_ok)
+    tl.store(GSCALE + plane, sum_g_xhat.to(GSCALE.dtype.element_ty), mask=c_ok)
+    tl.store(GBIAS + plane, sum_g.to(GBIAS.dtype.element_ty), mask=c_ok)
+
+
 # ---- launchers ------------------------------------------------------------------------------------
 def _with_collapsible_hw(t):
     """t itself if its H and W collapse into one strided index, else a contiguous copy."""
@@ -184,6 +285,29 @@ def _launch(kernel, m, grid, *args, on_gpu, **kwargs):
         kernel[grid](*args, **kwargs, SINGLE_BLOCK=single, BLOCK=block, num_warps=max(1, min(16, block // 256)))
 
 
+# Channel-major tiles: autotuned per (M, C) on GPU; the interpreter, and GPU runs with autotuning
+# switched off, use the first config that fits.
+_CHANNEL_CONFIGS = [triton.Config({"BLOCK_P": p, "BLOCK_C": c}, num_warps=w)
+                    for p, c, w in [(64, 32, 4), (128, 32, 4), (32, 64, 4), (64, 64, 8)]]
+_CHANNEL_INTERPRETED = triton.Config({"BLOCK_P": 16, "BLOCK_C": 16})
+_CHANNEL_AUTOTUNED = {kernel: triton.autotune(_CHANNEL_CONFIGS, key=["M", "C"])(kernel)
+                      for kernel in (_channel_forward_kernel, _channel_backward_kernel)}
+
+
+def _channels_innermost(x):
+    return x.shape[1] > 1 and x.stride(1) == 1
+
+
+def _launch_channels(kernel, n, c, *args, on_gpu, **kwargs):
+    """kernel over a (n, channel block) grid with BLOCK_P, BLOCK_C and num_warps chosen as above."""
+    grid = lambda meta: (n, triton.cdiv(c, meta["BLOCK_C"]))  # noqa: E731
+    if on_gpu and autotune_on_gpu():
+        _CHANNEL_AUTOTUNED[kernel][grid](*args, **kwargs)
+        return
+    config = _CHANNEL_CONFIGS[0] if on_gpu else _CHANNEL_INTERPRETED
+    kernel[grid(config.kwargs)](*args, **kwargs, **config.kwargs, num_warps=config.num_warps)
+
+
 def _acc(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -197,13 +321,13 @@ def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope
     has_noise = noise is not None
     noise = _with_collapsible_hw(noise) if has_noise else x  # x: a placeholder pointer, never read
     noise_n, _, noise_hw = _plane_strides(noise)
-    _launch(
-        _forward_kernel, h * w, (n * c,),
-        x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(), y, mean, rstd,
-        c, h * w, *_plane_strides(x), noise_n, noise_hw, *_plane_strides(y),
-        eps, negative_slope,
-        on_gpu=x.is_cuda, HAS_NOISE=has_noise, ACC=_acc(x.dtype),
-    )
+    args = (x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(), y, mean, rstd,
+            c, h * w, *_plane_strides(x), noise_n, noise_hw, *_plane_strides(y), eps, negative_slope)
+    options = dict(on_gpu=x.is_cuda, HAS_NOISE=has_noise, ACC=_acc(x.dtype))
+    if _channels_innermost(x):
+        _launch_channels(_channel_forward_kernel, n, c, *args, **options)
+    else:
+        _launch(_forward_kernel, h * w, (n * c,), *args, **options)
     return y, mean, rstd
 
 
@@ -217,12 +341,13 @@ def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd
     has_noise = noise is not None
     noise = _with_collapsible_hw(noise) if has_noise else x  # placeholder pointer, never read
     noise_n, _, noise_hw = _plane_strides(noise)
-    _launch(
-        _backward_kernel, h * w, (n * c,),
-        grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(),
-        mean.contiguous(), rstd.contiguous(), grad_x, grad_a, grad_scale, grad_bias,
-        c, h * w, *_plane_strides(grad_y), *_plane_strides(x), noise_n, noise_hw, *_plane_strides(grad_x),
-        negative_slope,
-        on_gpu=x.is_cuda, HAS_NOISE=has_noise, ACC=_acc(x.dtype),
-    )
+    args = (grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(),
+            mean.contiguous(), rstd.contiguous(), grad_x, grad_a, grad_scale, grad_bias,
+            c, h * w, *_plane_strides(grad_y), *_plane_strides(x), noise_n, noise_hw, *_plane_strides(grad_x),
+            negative_slope)
+    options = dict(on_gpu=x.is_cuda, HAS_NOISE=has_noise, ACC=_acc(x.dtype))
+    if _channels_innermost(x):
+        _launch_channels(_channel_backward_kernel, n, c, *args, **options)
+    else:
+        _launch(_backward_kernel, h * w, (n * c,), *args, **options)
     return grad_x, grad_a.sum(dim=0).to(x.dtype), grad_scale, grad_bias
