@@ -164,3 +164,21 @@ def test_noise_adain_lrelu_element_paths(emulated, case):
     assert rel_l2(y, y_ref) < 1e-12
     for g, r in zip(got, want):
         assert torch.equal(g, torch.zeros_like(g)) if r is None else rel_l2(g, r) < 1e-12  # no noise: d weight is 0
+
+
+# ---- NaN propagates as in eager (DESIGN.md §3) ---------------------------------------------------
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_nan_propagates_as_in_eager(emulated, memory_format):
+    x = torch.randn(2, 40, 9, 7, dtype=torch.float64)
+    x[1, 3, 4, 5] = float("nan")
+    x = x.contiguous(memory_format=memory_format)
+    noise, noise_weight, style_scale, style_bias = noise_inputs(2, 40, 9, 7, torch.float64)[1:]
+    y = emulated.noise_adain_lrelu(x, noise, noise_weight, style_scale, style_bias, 1e-5, 0.2)[0]
+    y_ref = noise_adain_lrelu_reference(x, noise, noise_weight, style_scale, style_bias)
+    assert torch.equal(y.isnan(), y_ref.isnan()) and y.isnan()[1, 3].all()
+    assert rel_l2(y.nan_to_num(), y_ref.nan_to_num()) < 1e-12
+    weight = torch.randn(20, 40, 3, 3, dtype=torch.float64)
+    z = emulated.upsample_conv2d(x, weight, None)
+    z_ref = upsample_conv2d_reference(x, weight)
+    assert torch.equal(z.isnan(), z_ref.isnan()) and z.isnan().any()
+    assert rel_l2(z.nan_to_num(), z_ref.nan_to_num()) < 1e-12
