@@ -28,7 +28,7 @@ TOLERANCES = {
 UPSAMPLE_NAMES = ("x", "weight", "bias")
 # (N, C_in, C_out, H, W): partial 8x8 tiles and 16-wide grad-weight tiles, two channel blocks of
 # 64 on either side with a partial one, several K stages with a partial last one, a 1x1 input.
-SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (1, 1, 1, 1, 1)]
+UPSAMPLE_SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (1, 1, 1, 1, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def check_against_reference(emulated_fn, reference_fn, inputs, names, grad_y):
 
 
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("shape", UPSAMPLE_SHAPES, ids=str)
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_upsample_conv2d_matches_reference(emulated, dtype, shape, memory_format):
     n, c_in, c_out, h, w = shape
