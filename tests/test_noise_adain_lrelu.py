@@ -296,3 +296,25 @@ def test_gpu_layouts_and_determinism(gpu_backend, memory_format):
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     y_ref = noise_adain_lrelu_reference(*[t.double() for t in inputs])
     assert rel_l2(y, y_ref) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_gpu_offsets_past_2_31_elements(gpu_backend, memory_format):
+    """64-bit indexing: x has 9 * 4096 * 256 * 256 > 2^31 elements (bfloat16, 4.5 GiB); the last
+    sample, whose offsets all lie past 2^31, against the reference on that sample alone."""
+    n, c, h, w = 9, 4096, 256, 256
+    x = torch.randn(n, c, h, w, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=memory_format)
+    noise, weight, scale, bias = (torch.randn(*s, device="cuda", dtype=torch.bfloat16)
+                                  for s in ((n, 1, h, w), (c,), (n, c), (n, c)))
+    inputs = [x.requires_grad_(), noise, weight, scale.requires_grad_(), bias.requires_grad_()]
+    y = so.noise_adain_lrelu(*inputs, backend=gpu_backend)
+    grad_y = torch.randn_like(y)
+    grad_x, grad_scale, grad_bias = torch.autograd.grad(y, (x, scale, bias), grad_y)
+    last = [t.detach()[-1:].float().requires_grad_() for t in (x, noise, scale, bias)]
+    y_ref = noise_adain_lrelu_reference(last[0], last[1], weight.float(), last[2], last[3])
+    want = torch.autograd.grad(y_ref, (last[0], last[2], last[3]), grad_y[-1:].float())
+    assert rel_l2(y[-1:], y_ref) < 1e-2
+    for got, ref in zip((grad_x[-1:], grad_scale[-1:], grad_bias[-1:]), want):
+        assert rel_l2(got, ref) < 2e-2

@@ -217,3 +217,22 @@ def test_gpu_backward_is_deterministic(gpu_backend):
     first = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)[1]
     second = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)[1]
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_offsets_past_2_31_elements(gpu_backend):
+    """64-bit indexing: x (and dx) have 17 * 2048 * 256 * 256 > 2^31 elements (bfloat16, 4.3 GiB);
+    the last image, whose offsets all lie past 2^31, against the reference on that image alone."""
+    n, c_in, c_out, h, w = 17, 2048, 8, 256, 256
+    x = torch.randn(n, c_in, h, w, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(c_out, c_in, 3, 3, device="cuda", dtype=torch.bfloat16) / 40
+    x.requires_grad_()
+    y = so.upsample_conv2d(x, weight, None, backend=gpu_backend)
+    grad_y = torch.randn_like(y)
+    (grad_x,) = torch.autograd.grad(y, (x,), grad_y)
+    last = x.detach()[-1:].float().requires_grad_()
+    y_ref = upsample_conv2d_reference(last, weight.float())
+    (grad_x_ref,) = torch.autograd.grad(y_ref, (last,), grad_y[-1:].float())
+    assert rel_l2(y[-1:], y_ref) < 1e-2
+    assert rel_l2(grad_x[-1:], grad_x_ref) < 2e-2
