@@ -1,8 +1,8 @@
 """A small run of every CUDA kernel, for compute-sanitizer (memcheck, racecheck).
 
-noise_adain_lrelu: NCHW register-cached and swept planes, by 16-byte vectors and by elements
-(35-element planes), and the channel-major channels_last kernels, every dtype, with and without
-noise, forward and backward. upsample_conv2d (native: the
+noise_adain_lrelu: NCHW register-cached planes by 16-byte vectors and by elements (35-element
+planes), swept planes (400 of them: a block each) and split planes (2 of them: pixel ranges), and
+the channel-major channels_last kernels, every dtype, with and without noise, forward and backward. upsample_conv2d (native: the
 phase-conv and grad-weight kernels; triton): every dtype, both layouts, forward and backward, on
 a shape with partial pixel tiles and a partial second block of 64 channels on both sides.
 """
@@ -13,7 +13,7 @@ import stylegan_ops as so
 
 
 def main():
-    for shape in [(2, 3, 5, 7), (2, 4, 8, 8), (1, 2, 80, 80)]:  # cached; cached, vectors; swept
+    for shape in [(2, 3, 5, 7), (2, 4, 8, 8), (4, 100, 65, 64), (1, 2, 80, 80)]:
         for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
             for with_noise in (True, False):
                 for memory_format in (torch.contiguous_format, torch.channels_last):

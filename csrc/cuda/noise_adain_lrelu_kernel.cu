@@ -6,14 +6,15 @@
 // sweep the plane twice: per-thread Welford statistics merged across the block with Chan's
 // formula, then a second read to write y. The crossover (4096 elements = 64x64) is where the
 // register cache reaches 8 values per thread at 512 threads; it is a reasoned choice and has
-// not been tuned on a GPU yet. Planes that are contiguous and 16-byte aligned in every tensor
-// of the call (NCHW, every StyleGAN plane size) move in 16-byte vectors of kVec = 16 /
-// sizeof(scalar_t) elements, thread t owning vectors t, t + blockDim, ...; other strides move
-// element by element.
+// not been tuned on a GPU yet. Large planes too few for a block each to fill the GPU (under
+// two per SM) are split into pixel ranges over several blocks instead (PlaneMajor, under
+// "split planes"). Planes that are contiguous and 16-byte aligned in every tensor of the call
+// (NCHW, every StyleGAN plane size) move in 16-byte vectors of kVec = 16 / sizeof(scalar_t)
+// elements, thread t owning vectors t, t + blockDim, ...; other strides move element by element.
 //
 // Channels innermost (channels_last): lanes over 32 adjacent channels, so every warp access
 // is contiguous, and planes split into pixel ranges over several blocks with partial sums
-// merged by a second kernel (see "channels innermost" below).
+// merged by a second kernel (ChannelMajor, under "split planes").
 //
 // Reductions are in a fixed order (warp shuffles, shared memory, per-range partials summed
 // in order): the same inputs give bitwise the same outputs and gradients (no atomics). Half
@@ -27,6 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "../noise_adain_lrelu.h"
 #include "runtime.h"
@@ -346,47 +348,98 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView g
   }
 }
 
-// ---- channels innermost (channels_last): lanes over channels ------------------------------------
-// A warp reads one pixel of 32 adjacent channels, which are contiguous: thread (warp w, lane l)
-// owns channel 32 blockIdx.x + l of sample blockIdx.y and pixels w, w + 8, ... of the
-// blockIdx.z-th of `splits` pixel ranges. Splitting planes over blocks keeps the GPU busy where
-// N * C / 32 is small (StyleGAN's 1024x1024 planes have C = 32). One kernel writes per-range
-// partial sums, the next merges them in a fixed order (deterministic) and makes its output, so x
-// (and dy) are read twice. Statistics are sums of d = v - K, K the plane's first element
-// ("shifted data"): a large common offset does not cancel catastrophically.
-constexpr int kChannelWarps = 8;
-
-struct ChannelRange {  // what one thread of a channel-major kernel works on
+// ---- split planes: pixel ranges over several blocks ---------------------------------------------
+// Two cases spread a plane's pixels over several thread blocks (blockIdx.z picks one of `splits`
+// pixel ranges), each with its own thread mapping:
+//  - ChannelMajor, channels innermost (channels_last): a warp reads one pixel of 32 adjacent
+//    channels, which are contiguous; thread (warp w, lane l) owns channel 32 blockIdx.x + l of
+//    sample blockIdx.y and pixels w, w + 8, ... of its range.
+//  - PlaneMajor, NCHW planes beyond the register cache when there are too few of them to fill
+//    the GPU (StyleGAN's 1024x1024 planes have C = 32): a block's threads share plane blockIdx.x,
+//    thread t owning vectors t, t + blockDim, ... of its range (16 bytes where planes allow).
+// One kernel writes per-range partial sums, the next merges them in a fixed order
+// (deterministic) and makes its output, so x (and dy) are read twice. Statistics are sums of
+// d = v - K, K the plane's first element ("shifted data"): a large common offset does not
+// cancel catastrophically.
+struct Range {  // what one thread of a range kernel works on
   int64_t n, c, plane;
-  bool active;         // c < C
-  int64_t first, end;  // pixels first, first + kChannelWarps, ... below end
+  bool active;               // c < C
+  int64_t first, end, step;  // vectors first, first + step, ... below end
 };
 
-__device__ inline ChannelRange channel_range(int64_t C, int64_t M, int splits) {
-  const int64_t c = int64_t(blockIdx.x) * kWarp + threadIdx.x % kWarp, n = blockIdx.y;
-  const int64_t chunk = (M + splits - 1) / splits, begin = int64_t(blockIdx.z) * chunk;
-  const int64_t end = begin + chunk < M ? begin + chunk : M;
-  return {n, c, n * C + c, c < C, begin + threadIdx.x / kWarp, end};
+// [begin, end): the blockIdx.z-th of `splits` ranges of `count` vectors.
+__device__ inline void split_range(int64_t count, int splits, int64_t& begin, int64_t& end) {
+  const int64_t chunk = (count + splits - 1) / splits;
+  begin = int64_t(blockIdx.z) * chunk;
+  end = begin + chunk < count ? begin + chunk : count;
 }
 
-// Per lane (channel): the sum of v over the block's warps, in warp order, to every thread.
-template <typename T>
-__device__ T sum_over_warps(T v, T* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  T total = 0;
-  for (int w = 0; w < kChannelWarps; ++w) total += shared[w * kWarp + threadIdx.x % kWarp];
-  __syncthreads();
-  return total;
+// Ranges per plane: about four blocks per SM, and no range under min_vectors.
+int splits_for(const at::Tensor& x, int64_t blocks_per_range, int64_t vectors, int64_t min_vectors) {
+  const int64_t target = 4 * int64_t(multiprocessor_count(x)), most = std::max<int64_t>(1, vectors / min_vectors);
+  return int(std::clamp<int64_t>((target + blocks_per_range - 1) / blocks_per_range, 1, std::min<int64_t>(most, 1024)));
 }
+
+constexpr int kChannelWarps = 8;
+
+struct ChannelMajor {
+  static constexpr int kVec = 1, kThreads = kChannelWarps * kWarp;
+  static int splits(const at::Tensor& x, int64_t N, int64_t C, int64_t M) {
+    return splits_for(x, N * ((C + kWarp - 1) / kWarp), M, 16 * kChannelWarps);
+  }
+  static dim3 grid(int64_t N, int64_t C, int splits) {
+    TORCH_CHECK(N < 65536, "noise_adain_lrelu: channels_last x supports N < 65536, got ", N);
+    return dim3(unsigned((C + kWarp - 1) / kWarp), unsigned(N), unsigned(splits));
+  }
+  __device__ static Range range(int64_t C, int64_t M, int splits) {
+    const int64_t c = int64_t(blockIdx.x) * kWarp + threadIdx.x % kWarp, n = blockIdx.y;
+    int64_t begin, end;
+    split_range(M, splits, begin, end);
+    return {n, c, n * C + c, c < C, begin + threadIdx.x / kWarp, end, kChannelWarps};
+  }
+  // Per lane (channel): the sum over the block's warps, in warp order, to every thread.
+  template <typename T>
+  __device__ static T reduce(T v, T* shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    T total = 0;
+    for (int w = 0; w < kChannelWarps; ++w) total += shared[w * kWarp + threadIdx.x % kWarp];
+    __syncthreads();
+    return total;
+  }
+  __device__ static bool writer() { return threadIdx.x < kWarp; }
+};
+
+template <int kVectorWidth>
+struct PlaneMajor {
+  static constexpr int kVec = kVectorWidth, kThreads = kMaxThreads;
+  static int splits(const at::Tensor& x, int64_t N, int64_t C, int64_t M) {
+    return splits_for(x, N * C, M / kVec, kThreads);
+  }
+  static dim3 grid(int64_t N, int64_t C, int splits) { return dim3(unsigned(N * C), 1, unsigned(splits)); }
+  __device__ static Range range(int64_t C, int64_t M, int splits) {
+    const int64_t plane = blockIdx.x;
+    int64_t begin, end;
+    split_range(M / kVec, splits, begin, end);
+    return {plane / C, plane % C, plane, true, begin + threadIdx.x, end, kThreads};
+  }
+  template <typename T>
+  __device__ static T reduce(T v, T* shared) {
+    return block_sum(v, shared);
+  }
+  __device__ static bool writer() { return threadIdx.x == 0; }
+};
+
+// Shared memory of the range kernels: enough for either mapping's reduce.
+constexpr int kRangeShared = kChannelWarps * kWarp > kMaxThreads / kWarp ? kChannelWarps * kWarp : kMaxThreads / kWarp;
 
 // Partial sums live in (splits, 2, N*C) buffers: a pair of sums per pixel range and plane.
-// Reduces this block's pair over its warps and stores it (one block per range and channel group).
-template <typename T>
-__device__ void store_partial_pair(T first, T second, T* shared, T* partial, const ChannelRange& r, int64_t planes) {
-  first = sum_over_warps(first, shared);
-  second = sum_over_warps(second, shared);
-  if (r.active && threadIdx.x < kWarp) {
+// Reduces this block's pair and stores it.
+template <typename Map, typename T>
+__device__ void store_partial_pair(T first, T second, T* shared, T* partial, const Range& r, int64_t planes) {
+  first = Map::reduce(first, shared);
+  second = Map::reduce(second, shared);
+  if (r.active && Map::writer()) {
     partial[(2 * int64_t(blockIdx.z)) * planes + r.plane] = first;
     partial[(2 * int64_t(blockIdx.z) + 1) * planes + r.plane] = second;
   }
@@ -394,8 +447,7 @@ __device__ void store_partial_pair(T first, T second, T* shared, T* partial, con
 
 // The pair of sums over the whole plane: the ranges' partials added in range order.
 template <typename T>
-__device__ void merge_partial_pair(const T* partial, const ChannelRange& r, int64_t planes, int splits, T& first,
-                                   T& second) {
+__device__ void merge_partial_pair(const T* partial, const Range& r, int64_t planes, int splits, T& first, T& second) {
   first = second = T(0);
   for (int s = 0; s < splits; ++s) {
     first += partial[(2 * int64_t(s)) * planes + r.plane];
@@ -404,112 +456,122 @@ __device__ void merge_partial_pair(const T* partial, const ChannelRange& r, int6
 }
 
 // Forward pass 1: Σd and Σd² over each pixel range.
-template <typename scalar_t>
-__global__ void __launch_bounds__(kChannelWarps * kWarp)
-    channel_stats_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
-                         PlaneView nv, const scalar_t* __restrict__ noise_weight,
-                         at::opmath_type<scalar_t>* __restrict__ partial, int64_t C, int64_t planes, int64_t M,
-                         int splits) {
+template <typename scalar_t, typename Map>
+__global__ void __launch_bounds__(Map::kThreads)
+    range_stats_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
+                       const scalar_t* __restrict__ noise_weight, at::opmath_type<scalar_t>* __restrict__ partial,
+                       int64_t C, int64_t planes, int64_t M, int splits) {
   using acc_t = at::opmath_type<scalar_t>;
-  __shared__ acc_t shared[kChannelWarps * kWarp];
-  const ChannelRange r = channel_range(C, M, splits);
+  constexpr int kVec = Map::kVec;
+  __shared__ acc_t shared[kRangeShared];
+  const Range r = Map::range(C, M, splits);
   acc_t sum = 0, squares = 0;
   if (r.active) {
     const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0);
     const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0);
-    acc_t shift[1], v[1];
-    load_v<1>(x, xp, noise, np, a, 0, shift);
-    for (int64_t i = r.first; i < r.end; i += kChannelWarps) {
-      load_v<1>(x, xp, noise, np, a, i, v);
-      const acc_t d = v[0] - shift[0];
-      sum += d;
-      squares += d * d;
+    acc_t shift[kVec], v[kVec];
+    load_v<kVec>(x, xp, noise, np, a, 0, shift);
+    for (int64_t vi = r.first; vi < r.end; vi += r.step) {
+      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        const acc_t d = v[e] - shift[0];
+        sum += d;
+        squares += d * d;
+      }
     }
   }
-  store_partial_pair(sum, squares, shared, partial, r, planes);
+  store_partial_pair<Map>(sum, squares, shared, partial, r, planes);
 }
 
 // Forward pass 2: merges pass 1's partials into mean and rstd, writes y.
-template <typename scalar_t>
-__global__ void __launch_bounds__(kChannelWarps * kWarp)
-    channel_normalize_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
-                             PlaneView nv, const scalar_t* __restrict__ noise_weight,
-                             const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
-                             const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ y,
-                             PlaneView yv, at::opmath_type<scalar_t>* __restrict__ mean_out,
-                             at::opmath_type<scalar_t>* __restrict__ rstd_out, int64_t C, int64_t planes, int64_t M,
-                             int splits, double eps, double negative_slope) {
+template <typename scalar_t, typename Map>
+__global__ void __launch_bounds__(Map::kThreads)
+    range_normalize_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
+                           PlaneView nv, const scalar_t* __restrict__ noise_weight,
+                           const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
+                           const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ y,
+                           PlaneView yv, at::opmath_type<scalar_t>* __restrict__ mean_out,
+                           at::opmath_type<scalar_t>* __restrict__ rstd_out, int64_t C, int64_t planes, int64_t M,
+                           int splits, double eps, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
-  const ChannelRange r = channel_range(C, M, splits);
+  constexpr int kVec = Map::kVec;
+  const Range r = Map::range(C, M, splits);
   if (!r.active) return;  // no block-wide synchronisation below
   acc_t sum, squares;
   merge_partial_pair(partial, r, planes, splits, sum, squares);
   const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0), yp = plane_of(yv, r.n, r.c);
   const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0), slope = acc_t(negative_slope);
-  acc_t shift[1], v[1];
-  load_v<1>(x, xp, noise, np, a, 0, shift);
+  acc_t shift[kVec], v[kVec];
+  load_v<kVec>(x, xp, noise, np, a, 0, shift);
   const acc_t mean_d = sum / acc_t(M), variance = squares / acc_t(M) - mean_d * mean_d;
   const acc_t rstd = acc_t(1) / sqrt((variance > acc_t(0) ? variance : acc_t(0)) + acc_t(eps));
   const acc_t gamma = acc_t(style_scale[r.plane]) * rstd, beta = acc_t(style_bias[r.plane]);
-  for (int64_t i = r.first; i < r.end; i += kChannelWarps) {
-    load_v<1>(x, xp, noise, np, a, i, v);
-    v[0] = leaky_relu((v[0] - shift[0] - mean_d) * gamma + beta, slope);
-    store<1>(y, yp, i, v);
+  for (int64_t vi = r.first; vi < r.end; vi += r.step) {
+    load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) v[e] = leaky_relu((v[e] - shift[0] - mean_d) * gamma + beta, slope);
+    store<kVec>(y, yp, vi * kVec, v);
   }
-  if (blockIdx.z == 0 && threadIdx.x < kWarp) {
+  if (blockIdx.z == 0 && Map::writer()) {
     mean_out[r.plane] = shift[0] + mean_d;
     rstd_out[r.plane] = rstd;
   }
 }
 
 // Backward pass 1: Σg and Σg·x̂ over each pixel range.
-template <typename scalar_t>
-__global__ void __launch_bounds__(kChannelWarps * kWarp)
-    channel_grad_stats_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
-                              PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
-                              const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
-                              const scalar_t* __restrict__ style_bias,
-                              const at::opmath_type<scalar_t>* __restrict__ mean_in,
-                              const at::opmath_type<scalar_t>* __restrict__ rstd_in,
-                              at::opmath_type<scalar_t>* __restrict__ partial, int64_t C, int64_t planes, int64_t M,
-                              int splits, double negative_slope) {
+template <typename scalar_t, typename Map>
+__global__ void __launch_bounds__(Map::kThreads)
+    range_grad_stats_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
+                            PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
+                            const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
+                            const scalar_t* __restrict__ style_bias,
+                            const at::opmath_type<scalar_t>* __restrict__ mean_in,
+                            const at::opmath_type<scalar_t>* __restrict__ rstd_in,
+                            at::opmath_type<scalar_t>* __restrict__ partial, int64_t C, int64_t planes, int64_t M,
+                            int splits, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
-  __shared__ acc_t shared[kChannelWarps * kWarp];
-  const ChannelRange r = channel_range(C, M, splits);
+  constexpr int kVec = Map::kVec;
+  __shared__ acc_t shared[kRangeShared];
+  const Range r = Map::range(C, M, splits);
   acc_t sum_g = 0, sum_g_xhat = 0;
   if (r.active) {
     const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0), gyp = plane_of(gyv, r.n, r.c);
     const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0), slope = acc_t(negative_slope);
     const acc_t mean = mean_in[r.plane], rstd = rstd_in[r.plane];
     const acc_t gamma = acc_t(style_scale[r.plane]), beta = acc_t(style_bias[r.plane]);
-    acc_t v[1], dy[1], xhat, g;
-    for (int64_t i = r.first; i < r.end; i += kChannelWarps) {
-      load_v<1>(x, xp, noise, np, a, i, v);
-      load<1>(grad_y, gyp, i, dy);
-      grad_terms(v[0], dy[0], mean, rstd, gamma, beta, slope, xhat, g);
-      sum_g += g;
-      sum_g_xhat += g * xhat;
+    acc_t v[kVec], dy[kVec], xhat, g;
+    for (int64_t vi = r.first; vi < r.end; vi += r.step) {
+      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+      load<kVec>(grad_y, gyp, vi * kVec, dy);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        grad_terms(v[e], dy[e], mean, rstd, gamma, beta, slope, xhat, g);
+        sum_g += g;
+        sum_g_xhat += g * xhat;
+      }
     }
   }
-  store_partial_pair(sum_g, sum_g_xhat, shared, partial, r, planes);
+  store_partial_pair<Map>(sum_g, sum_g_xhat, shared, partial, r, planes);
 }
 
 // Backward pass 2: merges pass 1's partials, writes dv, and the partial (splits, N*C) of Σdv·ξ.
-template <typename scalar_t>
-__global__ void __launch_bounds__(kChannelWarps * kWarp)
-    channel_grad_input_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
-                              PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
-                              const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
-                              const scalar_t* __restrict__ style_bias,
-                              const at::opmath_type<scalar_t>* __restrict__ mean_in,
-                              const at::opmath_type<scalar_t>* __restrict__ rstd_in,
-                              const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ grad_x,
-                              PlaneView gxv, at::opmath_type<scalar_t>* __restrict__ noise_partial,
-                              scalar_t* __restrict__ grad_scale, scalar_t* __restrict__ grad_bias, int64_t C,
-                              int64_t planes, int64_t M, int splits, double negative_slope) {
+template <typename scalar_t, typename Map>
+__global__ void __launch_bounds__(Map::kThreads)
+    range_grad_input_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
+                            PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
+                            const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
+                            const scalar_t* __restrict__ style_bias,
+                            const at::opmath_type<scalar_t>* __restrict__ mean_in,
+                            const at::opmath_type<scalar_t>* __restrict__ rstd_in,
+                            const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ grad_x,
+                            PlaneView gxv, at::opmath_type<scalar_t>* __restrict__ noise_partial,
+                            scalar_t* __restrict__ grad_scale, scalar_t* __restrict__ grad_bias, int64_t C,
+                            int64_t planes, int64_t M, int splits, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
-  __shared__ acc_t shared[kChannelWarps * kWarp];
-  const ChannelRange r = channel_range(C, M, splits);
+  constexpr int kVec = Map::kVec;
+  __shared__ acc_t shared[kRangeShared];
+  const Range r = Map::range(C, M, splits);
   acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
   if (r.active) {
     merge_partial_pair(partial, r, planes, splits, sum_g, sum_g_xhat);
@@ -519,21 +581,25 @@ __global__ void __launch_bounds__(kChannelWarps * kWarp)
     const acc_t mean = mean_in[r.plane], rstd = rstd_in[r.plane];
     const acc_t gamma = acc_t(style_scale[r.plane]), beta = acc_t(style_bias[r.plane]);
     const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
-    acc_t v[1], dy[1], z[1], dv[1], xhat, g;
-    for (int64_t i = r.first; i < r.end; i += kChannelWarps) {
-      load_v<1>(x, xp, noise, np, a, i, v);
-      load<1>(grad_y, gyp, i, dy);
-      grad_terms(v[0], dy[0], mean, rstd, gamma, beta, slope, xhat, g);
-      dv[0] = k_scale * (g - mean_g - xhat * mean_g_xhat);
-      store<1>(grad_x, gxp, i, dv);
+    acc_t v[kVec], dy[kVec], z[kVec], dv[kVec], xhat, g;
+    for (int64_t vi = r.first; vi < r.end; vi += r.step) {
+      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+      load<kVec>(grad_y, gyp, vi * kVec, dy);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        grad_terms(v[e], dy[e], mean, rstd, gamma, beta, slope, xhat, g);
+        dv[e] = k_scale * (g - mean_g - xhat * mean_g_xhat);
+      }
+      store<kVec>(grad_x, gxp, vi * kVec, dv);
       if (noise != nullptr) {
-        load<1>(noise, np, i, z);
-        dv_noise += dv[0] * z[0];
+        load<kVec>(noise, np, vi * kVec, z);
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) dv_noise += dv[e] * z[e];
       }
     }
   }
-  dv_noise = sum_over_warps(dv_noise, shared);
-  if (r.active && threadIdx.x < kWarp) {
+  dv_noise = Map::reduce(dv_noise, shared);
+  if (r.active && Map::writer()) {
     noise_partial[int64_t(blockIdx.z) * planes + r.plane] = dv_noise;
     if (blockIdx.z == 0) {
       grad_scale[r.plane] = scalar_t(sum_g_xhat);
@@ -542,20 +608,12 @@ __global__ void __launch_bounds__(kChannelWarps * kWarp)
   }
 }
 
-// Channels are the innermost dimension: the channel-major kernels above read coalesced.
+// Channels are the innermost dimension: ChannelMajor ranges read coalesced.
 bool channels_innermost(const at::Tensor& x) { return x.size(1) > 1 && x.stride(1) == 1; }
 
-// Pixel ranges per plane for the channel-major kernels: about four blocks per SM, and at least
-// 16 pixels per warp and range.
-int channel_splits(const at::Tensor& x, int64_t N, int64_t C, int64_t M) {
-  const int64_t blocks = N * ((C + kWarp - 1) / kWarp), target = 4 * int64_t(multiprocessor_count(x));
-  const int64_t most = std::max<int64_t>(1, M / (16 * kChannelWarps));
-  return int(std::clamp<int64_t>((target + blocks - 1) / blocks, 1, std::min<int64_t>(most, 1024)));
-}
-
-dim3 channel_grid(int64_t N, int64_t C, int splits) {
-  TORCH_CHECK(N < 65536, "noise_adain_lrelu: channels_last x supports N < 65536, got ", N);
-  return dim3(unsigned((C + kWarp - 1) / kWarp), unsigned(N), unsigned(splits));
+// Planes beyond the register cache, too few for a block each to fill the GPU: PlaneMajor ranges.
+bool too_few_large_planes(const at::Tensor& x, int64_t planes, int64_t M) {
+  return M > kMaxCachedPlane && planes < 2 * int64_t(multiprocessor_count(x));
 }
 
 // Threads per block: for a cached plane just enough warps to hold it kItems per thread.
@@ -565,41 +623,46 @@ int threads_for(int64_t M) {
   return int(std::max<int64_t>(kWarp, (needed + kWarp - 1) / kWarp * kWarp));
 }
 
-// Whether every plane of `t` is contiguous and starts 16-byte aligned, so it moves in vectors of
-// `vec` elements (M is a multiple of vec).
-bool planes_are_vectors(const at::Tensor& t, const PlaneView& v, int64_t M, int vec) {
-  const auto address = reinterpret_cast<uintptr_t>(t.const_data_ptr());
-  return M % vec == 0 && v.hw_stride == 1 && address % 16 == 0 && v.n_stride % vec == 0 &&
-         (t.size(1) == 1 || v.c_stride % vec == 0);
+// Whether every plane of the tensors (null: an absent noise) is contiguous and starts 16-byte
+// aligned, so planes move in vectors of `vec` elements (M a multiple of vec).
+bool planes_are_vectors(std::initializer_list<std::pair<const at::Tensor*, PlaneView>> tensors, int64_t M, int vec) {
+  for (const auto& [t, v] : tensors) {
+    if (t == nullptr) continue;
+    const auto address = reinterpret_cast<uintptr_t>(t->const_data_ptr());
+    if (M % vec != 0 || v.hw_stride != 1 || address % 16 != 0 || v.n_stride % vec != 0 ||
+        (t->size(1) > 1 && v.c_stride % vec != 0)) {
+      return false;
+    }
+  }
+  return true;
 }
 
-// Launches kernel<kVec, kCached> with kVec the 16-byte vector width when every plane of
-// `tensors` allows it, else 1, and kCached for planes that fit the register cache.
-template <typename scalar_t, template <typename, int, bool> class Kernel, typename... Args>
-void launch_per_plane(std::initializer_list<std::pair<const at::Tensor*, PlaneView>> tensors, int64_t planes,
-                      int64_t M, Args... args) {
+// launch(std::integral_constant<int, kVec>()): the 16-byte vector width when `vectors`, else 1.
+template <typename scalar_t, typename Launch>
+void with_vector_width(bool vectors, const Launch& launch) {
   constexpr int kVec = 16 / sizeof(scalar_t);
   static_assert(kItems % kVec == 0, "a cached plane holds whole vectors");
-  bool vectors = true;
-  for (const auto& [t, view] : tensors) vectors = vectors && (t == nullptr || planes_are_vectors(*t, view, M, kVec));
-  const dim3 grid(static_cast<unsigned>(planes)), block(threads_for(M));
   if (vectors) {
-    M <= kMaxCachedPlane ? launch_kernel(Kernel<scalar_t, kVec, true>::fn, grid, block, args...)
-                         : launch_kernel(Kernel<scalar_t, kVec, false>::fn, grid, block, args...);
+    launch(std::integral_constant<int, kVec>());
   } else {
-    M <= kMaxCachedPlane ? launch_kernel(Kernel<scalar_t, 1, true>::fn, grid, block, args...)
-                         : launch_kernel(Kernel<scalar_t, 1, false>::fn, grid, block, args...);
+    launch(std::integral_constant<int, 1>());
   }
 }
 
-template <typename scalar_t, int kVec, bool kCached>
-struct Forward {
-  static constexpr auto fn = forward_kernel<scalar_t, kVec, kCached>;
-};
-template <typename scalar_t, int kVec, bool kCached>
-struct Backward {
-  static constexpr auto fn = backward_kernel<scalar_t, kVec, kCached>;
-};
+// The kernels for x's layout and size: ChannelMajor ranges for channels_last, PlaneMajor ranges
+// for a few large planes, else a block per plane. `split_planes(map)` launches the range kernels
+// with a mapping, `per_plane(vec)` the per-plane kernels with a vector width.
+template <typename scalar_t, typename SplitPlanes, typename PerPlane>
+void dispatch_layout(const at::Tensor& x, int64_t planes, int64_t M, bool vectors, const SplitPlanes& split_planes,
+                     const PerPlane& per_plane) {
+  if (channels_innermost(x)) {
+    split_planes(ChannelMajor());
+  } else if (too_few_large_planes(x, planes, M)) {
+    with_vector_width<scalar_t>(vectors, [&](auto vec) { split_planes(PlaneMajor<decltype(vec)::value>()); });
+  } else {
+    with_vector_width<scalar_t>(vectors, per_plane);
+  }
+}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
     const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in, const at::Tensor& noise_weight,
@@ -614,30 +677,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
   at::Tensor mean = at::empty({N, C}, stats_options), rstd = at::empty({N, C}, stats_options);
   if (N * C == 0) return {y, mean, rstd};
   const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
-  const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
+  const PlaneView xv = plane_view(x), nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0}, yv = plane_view(y);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
-    if (channels_innermost(x)) {
-      const int splits = channel_splits(x, N, C, M);
-      const dim3 grid = channel_grid(N, C, splits), block(kChannelWarps * kWarp);
+    const scalar_t *x_ptr = x.const_data_ptr<scalar_t>(), *noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t *a_ptr = a.const_data_ptr<scalar_t>(), *scale_ptr = scale.const_data_ptr<scalar_t>(),
+                   *bias_ptr = bias.const_data_ptr<scalar_t>();
+    scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
+    acc_t *mean_ptr = mean.mutable_data_ptr<acc_t>(), *rstd_ptr = rstd.mutable_data_ptr<acc_t>();
+    const bool vectors = planes_are_vectors({{&x, xv}, {noise ? &*noise : nullptr, nv}, {&y, yv}}, M, 16 / sizeof(scalar_t));
+    auto split_planes = [&](auto map) {
+      using Map = decltype(map);
+      const int splits = Map::splits(x, N, C, M);
+      const dim3 grid = Map::grid(N, C, splits), block(Map::kThreads);
       const at::Tensor partial = at::empty({splits, 2, N, C}, stats_options);
-      launch_kernel(channel_stats_kernel<scalar_t>, grid, block, x.const_data_ptr<scalar_t>(), plane_view(x),
-                    noise_ptr, nv, a.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<acc_t>(), C, N * C, M,
-                    splits);
-      launch_kernel(channel_normalize_kernel<scalar_t>, grid, block, x.const_data_ptr<scalar_t>(), plane_view(x),
-                    noise_ptr, nv, a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(),
-                    bias.const_data_ptr<scalar_t>(), partial.const_data_ptr<acc_t>(), y.mutable_data_ptr<scalar_t>(),
-                    plane_view(y), mean.mutable_data_ptr<acc_t>(), rstd.mutable_data_ptr<acc_t>(), C, N * C, M, splits,
-                    eps, negative_slope);
-      return;
-    }
-    launch_per_plane<scalar_t, Forward>(
-        {{&x, plane_view(x)}, {noise ? &*noise : nullptr, nv}, {&y, plane_view(y)}}, N * C, M,
-        x.const_data_ptr<scalar_t>(), plane_view(x), noise_ptr, nv, a.const_data_ptr<scalar_t>(),
-        scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
-        y.mutable_data_ptr<scalar_t>(), plane_view(y), mean.mutable_data_ptr<acc_t>(), rstd.mutable_data_ptr<acc_t>(),
-        C, M, eps, negative_slope);
+      launch_kernel(range_stats_kernel<scalar_t, Map>, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr,
+                    partial.mutable_data_ptr<acc_t>(), C, N * C, M, splits);
+      launch_kernel(range_normalize_kernel<scalar_t, Map>, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr,
+                    bias_ptr, partial.const_data_ptr<acc_t>(), y_ptr, yv, mean_ptr, rstd_ptr, C, N * C, M, splits, eps,
+                    negative_slope);
+    };
+    auto per_plane = [&](auto vec) {
+      constexpr int kVec = decltype(vec)::value;
+      const dim3 grid(static_cast<unsigned>(N * C)), block(threads_for(M));
+      auto launch = [&](auto kernel) {
+        launch_kernel(kernel, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr, y_ptr, yv, mean_ptr,
+                      rstd_ptr, C, M, eps, negative_slope);
+      };
+      M <= kMaxCachedPlane ? launch(forward_kernel<scalar_t, kVec, true>) : launch(forward_kernel<scalar_t, kVec, false>);
+    };
+    dispatch_layout<scalar_t>(x, N * C, M, vectors, split_planes, per_plane);
   });
   return {y, mean, rstd};
 }
@@ -657,38 +726,46 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
   if (N * C == 0) return {grad_x, grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
   const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
   const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
-  const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
+  const PlaneView xv = plane_view(x), nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
+  const PlaneView gyv = plane_view(grad_y), gxv = plane_view(grad_x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t *gy_ptr = grad_y.const_data_ptr<scalar_t>(), *x_ptr = x.const_data_ptr<scalar_t>();
     const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
-    if (channels_innermost(x)) {
-      const int splits = channel_splits(x, N, C, M);
-      const dim3 grid = channel_grid(N, C, splits), block(kChannelWarps * kWarp);
+    const scalar_t *a_ptr = a.const_data_ptr<scalar_t>(), *scale_ptr = scale.const_data_ptr<scalar_t>(),
+                   *bias_ptr = bias.const_data_ptr<scalar_t>();
+    const acc_t *mean_ptr = mean_c.const_data_ptr<acc_t>(), *rstd_ptr = rstd_c.const_data_ptr<acc_t>();
+    scalar_t *gx_ptr = grad_x.mutable_data_ptr<scalar_t>(), *gscale_ptr = grad_scale.mutable_data_ptr<scalar_t>(),
+             *gbias_ptr = grad_bias.mutable_data_ptr<scalar_t>();
+    const bool vectors = planes_are_vectors(
+        {{&grad_y, gyv}, {&x, xv}, {noise ? &*noise : nullptr, nv}, {&grad_x, gxv}}, M, 16 / sizeof(scalar_t));
+    auto split_planes = [&](auto map) {
+      using Map = decltype(map);
+      const int splits = Map::splits(x, N, C, M);
+      const dim3 grid = Map::grid(N, C, splits), block(Map::kThreads);
       const at::Tensor partial = at::empty({splits, 2, N, C}, mean.options());
       const at::Tensor noise_partial = at::empty({splits, N, C}, mean.options());
-      launch_kernel(channel_grad_stats_kernel<scalar_t>, grid, block, grad_y.const_data_ptr<scalar_t>(),
-                    plane_view(grad_y), x.const_data_ptr<scalar_t>(), plane_view(x), noise_ptr, nv,
-                    a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
-                    mean_c.const_data_ptr<acc_t>(), rstd_c.const_data_ptr<acc_t>(), partial.mutable_data_ptr<acc_t>(),
-                    C, N * C, M, splits, negative_slope);
-      launch_kernel(channel_grad_input_kernel<scalar_t>, grid, block, grad_y.const_data_ptr<scalar_t>(),
-                    plane_view(grad_y), x.const_data_ptr<scalar_t>(), plane_view(x), noise_ptr, nv,
-                    a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
-                    mean_c.const_data_ptr<acc_t>(), rstd_c.const_data_ptr<acc_t>(), partial.const_data_ptr<acc_t>(),
-                    grad_x.mutable_data_ptr<scalar_t>(), plane_view(grad_x), noise_partial.mutable_data_ptr<acc_t>(),
-                    grad_scale.mutable_data_ptr<scalar_t>(), grad_bias.mutable_data_ptr<scalar_t>(), C, N * C, M,
-                    splits, negative_slope);
+      launch_kernel(range_grad_stats_kernel<scalar_t, Map>, grid, block, gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr,
+                    scale_ptr, bias_ptr, mean_ptr, rstd_ptr, partial.mutable_data_ptr<acc_t>(), C, N * C, M, splits,
+                    negative_slope);
+      launch_kernel(range_grad_input_kernel<scalar_t, Map>, grid, block, gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr,
+                    scale_ptr, bias_ptr, mean_ptr, rstd_ptr, partial.const_data_ptr<acc_t>(), gx_ptr, gxv,
+                    noise_partial.mutable_data_ptr<acc_t>(), gscale_ptr, gbias_ptr, C, N * C, M, splits,
+                    negative_slope);
       grad_a_per_plane = noise_partial.sum(0);  // pixel ranges summed in a fixed order: deterministic
-      return;
-    }
-    launch_per_plane<scalar_t, Backward>(
-        {{&grad_y, plane_view(grad_y)}, {&x, plane_view(x)}, {noise ? &*noise : nullptr, nv},
-         {&grad_x, plane_view(grad_x)}},
-        N * C, M, grad_y.const_data_ptr<scalar_t>(), plane_view(grad_y), x.const_data_ptr<scalar_t>(), plane_view(x),
-        noise_ptr, nv, a.const_data_ptr<scalar_t>(), scale.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
-        mean_c.const_data_ptr<acc_t>(), rstd_c.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
-        plane_view(grad_x), grad_a_per_plane.mutable_data_ptr<acc_t>(), grad_scale.mutable_data_ptr<scalar_t>(),
-        grad_bias.mutable_data_ptr<scalar_t>(), C, M, negative_slope);
+    };
+    auto per_plane = [&](auto vec) {
+      constexpr int kVec = decltype(vec)::value;
+      const dim3 grid(static_cast<unsigned>(N * C)), block(threads_for(M));
+      auto launch = [&](auto kernel) {
+        launch_kernel(kernel, grid, block, gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr, mean_ptr,
+                      rstd_ptr, gx_ptr, gxv, grad_a_per_plane.mutable_data_ptr<acc_t>(), gscale_ptr, gbias_ptr, C, M,
+                      negative_slope);
+      };
+      M <= kMaxCachedPlane ? launch(backward_kernel<scalar_t, kVec, true>)
+                           : launch(backward_kernel<scalar_t, kVec, false>);
+    };
+    dispatch_layout<scalar_t>(x, N * C, M, vectors, split_planes, per_plane);
   });
   // Per-plane partials summed over the batch in a fixed order: deterministic.
   return {grad_x, grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
