@@ -680,12 +680,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
   const PlaneView xv = plane_view(x), nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0}, yv = plane_view(y);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t *x_ptr = x.const_data_ptr<scalar_t>(), *noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
+    const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
     const scalar_t *a_ptr = a.const_data_ptr<scalar_t>(), *scale_ptr = scale.const_data_ptr<scalar_t>(),
                    *bias_ptr = bias.const_data_ptr<scalar_t>();
     scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
     acc_t *mean_ptr = mean.mutable_data_ptr<acc_t>(), *rstd_ptr = rstd.mutable_data_ptr<acc_t>();
-    const bool vectors = planes_are_vectors({{&x, xv}, {noise ? &*noise : nullptr, nv}, {&y, yv}}, M, 16 / sizeof(scalar_t));
+    const bool vectors =
+        planes_are_vectors({{&x, xv}, {noise ? &*noise : nullptr, nv}, {&y, yv}}, M, 16 / sizeof(scalar_t));
     auto split_planes = [&](auto map) {
       using Map = decltype(map);
       const int splits = Map::splits(x, N, C, M);
@@ -704,7 +706,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
         launch_kernel(kernel, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr, y_ptr, yv, mean_ptr,
                       rstd_ptr, C, M, eps, negative_slope);
       };
-      M <= kMaxCachedPlane ? launch(forward_kernel<scalar_t, kVec, true>) : launch(forward_kernel<scalar_t, kVec, false>);
+      M <= kMaxCachedPlane ? launch(forward_kernel<scalar_t, kVec, true>)
+                           : launch(forward_kernel<scalar_t, kVec, false>);
     };
     dispatch_layout<scalar_t>(x, N * C, M, vectors, split_planes, per_plane);
   });
