@@ -112,3 +112,16 @@ def output_and_grads(fn, inputs, names, wrt, grad_y):
     inputs = [t.detach().clone().requires_grad_(name in wrt) if t is not None else None for name, t in zip(names, inputs)]
     y = fn(*inputs)
     return y, torch.autograd.grad(y, [t for name, t in zip(names, inputs) if name in wrt], grad_y)
+
+
+def assert_matches_reference(fn, reference_fn, inputs, names, grad_y, ref_dtype, fwd_tol, grad_tol):
+    """fn's output and the gradients of every named input, in the inputs' dtype, within the relative
+    L2 tolerances of reference_fn run on the inputs and grad_y cast to ref_dtype; returns (y, grads)."""
+    dtype = inputs[0].dtype
+    y, got = output_and_grads(fn, inputs, names, names, grad_y)
+    wide = [t.to(ref_dtype) if t is not None else None for t in inputs]
+    y_ref, want = output_and_grads(reference_fn, wide, names, names, grad_y.to(ref_dtype))
+    assert y.dtype == dtype and rel_l2(y, y_ref) < fwd_tol
+    for name, g, r in zip(names, got, want):
+        assert g.dtype == dtype and rel_l2(g, r) < grad_tol, name
+    return y, got

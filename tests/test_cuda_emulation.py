@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.utils.cpp_extension
 
-from reference import noise_adain_lrelu_reference, output_and_grads, rel_l2, upsample_conv2d_reference
+from reference import assert_matches_reference, noise_adain_lrelu_reference, rel_l2, upsample_conv2d_reference
 
 HERE = pathlib.Path(__file__).parent / "cuda_emulation"
 # dtype: (reference dtype, forward tolerance, gradient tolerance) from DESIGN.md §3.
@@ -60,15 +60,7 @@ class EmulatedUpsampleConv2d(torch.autograd.Function):
 
 def check_against_reference(emulated_fn, reference_fn, inputs, names, grad_y):
     """Output and every gradient of emulated_fn vs reference_fn at DESIGN.md §3 tolerances."""
-    dtype = inputs[0].dtype
-    ref_dtype, fwd_tol, grad_tol = TOLERANCES[dtype]
-    y, grads = output_and_grads(emulated_fn, inputs, names, names, grad_y)
-    y_ref, grads_ref = output_and_grads(reference_fn, [t.to(ref_dtype) for t in inputs], names, names,
-                                        grad_y.to(ref_dtype))
-    assert y.dtype == dtype and rel_l2(y, y_ref) < fwd_tol
-    for name, g, r in zip(names, grads, grads_ref):
-        assert g.dtype == dtype and rel_l2(g, r) < grad_tol, name
-    return y, grads
+    return assert_matches_reference(emulated_fn, reference_fn, inputs, names, grad_y, *TOLERANCES[inputs[0].dtype])
 
 
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)

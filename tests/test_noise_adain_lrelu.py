@@ -5,7 +5,7 @@ import torch
 
 import stylegan_ops as so
 from conftest import cpu_backend_or_skip
-from reference import noise_adain_lrelu_reference, output_and_grads, rel_l2
+from reference import assert_matches_reference, noise_adain_lrelu_reference, output_and_grads, rel_l2
 
 OP = "noise_adain_lrelu"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -154,11 +154,8 @@ def test_gradients_float32_match_float64_reference(backend):
 def test_reduced_precision_against_float32_reference(backend, dtype, fwd_tol, grad_tol):
     inputs = make_inputs(2, 3, 12, 12, dtype=dtype)
     grad_y = torch.randn(2, 3, 12, 12, dtype=dtype)
-    y, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)
-    y_ref, want = _grads(noise_adain_lrelu_reference, [t.float() for t in inputs], NAMES, grad_y.float())
-    assert y.dtype == dtype and rel_l2(y, y_ref) < fwd_tol
-    for name, g, r in zip(NAMES, got, want):
-        assert g.dtype == dtype and rel_l2(g, r) < grad_tol, name
+    assert_matches_reference(lambda *a: so.noise_adain_lrelu(*a, backend=backend), noise_adain_lrelu_reference,
+                             inputs, NAMES, grad_y, torch.float32, fwd_tol, grad_tol)
 
 
 def test_gradients_without_noise(backend):
@@ -198,13 +195,9 @@ def test_channels_last_with_large_offset(backend, shape, dtype, offset, fwd_tol,
     x, noise, weight, scale, bias = make_inputs(*shape, dtype=dtype)
     x = (x + offset).contiguous(memory_format=torch.channels_last)
     grad_y = torch.randn(shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    y, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), (x, noise, weight, scale, bias), NAMES, grad_y)
-    wide = [t.double() for t in (x, noise, weight, scale, bias)]
-    y_ref, want = _grads(noise_adain_lrelu_reference, wide, NAMES, grad_y.double())
+    y, _ = assert_matches_reference(lambda *a: so.noise_adain_lrelu(*a, backend=backend), noise_adain_lrelu_reference,
+                                    (x, noise, weight, scale, bias), NAMES, grad_y, torch.float64, fwd_tol, grad_tol)
     assert y.is_contiguous(memory_format=torch.channels_last)
-    assert rel_l2(y, y_ref) < fwd_tol
-    for name, g, r in zip(NAMES, got, want):
-        assert rel_l2(g, r) < grad_tol, name
 
 
 def test_gradcheck_and_gradgradcheck(backend):
@@ -276,11 +269,8 @@ def test_gpu_against_reference(gpu_backend, shape, dtype, fwd_tol, grad_tol):
     ref_dtype = torch.float64 if dtype == torch.float32 else torch.float32
     inputs = [t.cuda() for t in make_inputs(*shape, dtype=dtype)]
     grad_y = torch.randn(shape, device="cuda", dtype=dtype)
-    y, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=gpu_backend), inputs, NAMES, grad_y)
-    y_ref, want = _grads(noise_adain_lrelu_reference, [t.to(ref_dtype) for t in inputs], NAMES, grad_y.to(ref_dtype))
-    assert rel_l2(y, y_ref) < fwd_tol
-    for name, g, r in zip(NAMES, got, want):
-        assert rel_l2(g, r) < grad_tol, name
+    assert_matches_reference(lambda *a: so.noise_adain_lrelu(*a, backend=gpu_backend), noise_adain_lrelu_reference,
+                             inputs, NAMES, grad_y, ref_dtype, fwd_tol, grad_tol)
 
 
 @pytest.mark.gpu

@@ -5,7 +5,7 @@ import torch
 
 import stylegan_ops as so
 from conftest import cpu_backend_or_skip
-from reference import output_and_grads, rel_l2, upsample_conv2d_reference
+from reference import assert_matches_reference, output_and_grads, rel_l2, upsample_conv2d_reference
 
 OP = "upsample_conv2d"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -116,11 +116,8 @@ def test_gradients_float32_match_float64_reference(backend):
 def test_reduced_precision_against_float32_reference(backend, dtype, fwd_tol, grad_tol):
     inputs = make_inputs(2, 8, 6, 5, 5, dtype=dtype)
     grad_y = torch.randn(2, 6, 10, 10, dtype=dtype)
-    y, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, NAMES, grad_y)
-    y_ref, want = _grads(upsample_conv2d_reference, [t.float() for t in inputs], NAMES, grad_y.float())
-    assert y.dtype == dtype and rel_l2(y, y_ref) < fwd_tol
-    for name, g, r in zip(NAMES, got, want):
-        assert g.dtype == dtype and rel_l2(g, r) < grad_tol, name
+    assert_matches_reference(lambda *a: so.upsample_conv2d(*a, backend=backend), upsample_conv2d_reference, inputs,
+                             NAMES, grad_y, torch.float32, fwd_tol, grad_tol)
 
 
 def test_gradcheck_and_gradgradcheck(backend):
@@ -179,13 +176,9 @@ def test_gpu_against_reference(gpu_backend, shape, memory_format, dtype, fwd_tol
     x = x.contiguous(memory_format=memory_format)
     n, _, c_out, h, w = shape
     grad_y = torch.randn(n, c_out, 2 * h, 2 * w, device="cuda", dtype=dtype)
-    y, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)
-    y_ref, want = _grads(upsample_conv2d_reference, [t.to(ref_dtype) for t in (x, weight, bias)], NAMES,
-                         grad_y.to(ref_dtype))
+    y, _ = assert_matches_reference(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), upsample_conv2d_reference,
+                                    (x, weight, bias), NAMES, grad_y, ref_dtype, fwd_tol, grad_tol)
     assert y.is_contiguous(memory_format=memory_format)
-    assert rel_l2(y, y_ref) < fwd_tol
-    for name, g, r in zip(NAMES, got, want):
-        assert rel_l2(g, r) < grad_tol, name
 
 
 # Odd sizes on the GPU: partial tiles and channel blocks, 1x1 inputs, C not a multiple of 8 or 64.
@@ -201,12 +194,8 @@ def test_gpu_odd_shapes(gpu_backend, shape, dtype, fwd_tol, grad_tol):
     x, weight, bias = (t.cuda() for t in make_inputs(*shape, dtype=dtype))
     n, _, c_out, h, w = shape
     grad_y = torch.randn(n, c_out, 2 * h, 2 * w, device="cuda", dtype=dtype)
-    y, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)
-    y_ref, want = _grads(upsample_conv2d_reference, [t.to(ref_dtype) for t in (x, weight, bias)], NAMES,
-                         grad_y.to(ref_dtype))
-    assert rel_l2(y, y_ref) < fwd_tol
-    for name, g, r in zip(NAMES, got, want):
-        assert rel_l2(g, r) < grad_tol, name
+    assert_matches_reference(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), upsample_conv2d_reference,
+                             (x, weight, bias), NAMES, grad_y, ref_dtype, fwd_tol, grad_tol)
 
 
 @pytest.mark.gpu
