@@ -43,25 +43,97 @@ inline void check_upsample_conv2d_backward_args(const at::Tensor& grad_y, const 
               grad_y.device());
 }
 
-// A[a][t][k]: how original tap k contributes to folded tap t in phase a (one axis), in `dtype`.
-inline at::Tensor phase_taps(const at::Tensor& like, at::ScalarType dtype) {
-  static const double taps[12] = {1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 1};
-  return at::from_blob(const_cast<double*>(taps), {2, 2, 3}, at::kDouble).to(like.options().dtype(dtype));
+// ---- the folding, per (o, c) pair: 3x3 taps -> 16 folded taps (a, b, t, u) ------------------------
+// Along one axis, A_a applied to taps w[0..2]: phase 0 -> (w0, w1 + w2), phase 1 -> (w0 + w1, w2).
+template <typename T>
+inline void fold_axis(const T w[3], T folded[2][2]) {
+  folded[0][0] = w[0];
+  folded[0][1] = w[1] + w[2];
+  folded[1][0] = w[0] + w[1];
+  folded[1][1] = w[2];
 }
 
-// (C_out, C_in, 3, 3) -> folded (2, 2, C_out, C_in, 2, 2) = (a, b, o, c, t, u) in weight's dtype,
-// summed in float32 (float64 for float64) so reduced types are rounded once.
+// Its adjoint (A_0ᵀ g_0 + A_1ᵀ g_1): gradient of the four (a, t) folded taps -> the three taps.
+template <typename T>
+inline void unfold_axis(const T grad_folded[2][2], T grad[3]) {
+  grad[0] = grad_folded[0][0] + grad_folded[1][0];
+  grad[1] = grad_folded[0][1] + grad_folded[1][0];
+  grad[2] = grad_folded[0][1] + grad_folded[1][1];
+}
+
+// w[3k + l] (row k, column l) -> folded[8a + 4b + 2t + u]: rows folded first, then columns.
+template <typename T>
+inline void fold_taps(const T w[9], T folded[16]) {
+  T rows[2][2][3];  // (a, t, l)
+  for (int l = 0; l < 3; ++l) {
+    const T column[3] = {w[l], w[3 + l], w[6 + l]};
+    T f[2][2];
+    fold_axis(column, f);
+    for (int a = 0; a < 2; ++a)
+      for (int t = 0; t < 2; ++t) rows[a][t][l] = f[a][t];
+  }
+  for (int a = 0; a < 2; ++a) {
+    for (int t = 0; t < 2; ++t) {
+      T f[2][2];
+      fold_axis(rows[a][t], f);
+      for (int b = 0; b < 2; ++b)
+        for (int u = 0; u < 2; ++u) folded[8 * a + 4 * b + 2 * t + u] = f[b][u];
+    }
+  }
+}
+
+// The adjoint of fold_taps, in the reverse order: columns, then rows.
+template <typename T>
+inline void unfold_taps(const T grad_folded[16], T grad[9]) {
+  T rows[2][2][3];  // (a, t, l)
+  for (int a = 0; a < 2; ++a) {
+    for (int t = 0; t < 2; ++t) {
+      T g[2][2];
+      for (int b = 0; b < 2; ++b)
+        for (int u = 0; u < 2; ++u) g[b][u] = grad_folded[8 * a + 4 * b + 2 * t + u];
+      unfold_axis(g, rows[a][t]);
+    }
+  }
+  for (int l = 0; l < 3; ++l) {
+    T g[2][2], column[3];
+    for (int a = 0; a < 2; ++a)
+      for (int t = 0; t < 2; ++t) g[a][t] = rows[a][t][l];
+    unfold_axis(g, column);
+    for (int k = 0; k < 3; ++k) grad[3 * k + l] = column[k];
+  }
+}
+
+// ---- the folding of whole tensors as GEMMs (used on CUDA tensors) -----------------------------------
+// fold_taps as a (9, 16) matrix in `dtype`, its columns the folds of the 9 unit taps.
+inline at::Tensor fold_matrix(const at::Tensor& like, at::ScalarType dtype) {
+  double matrix[9][16];
+  for (int k = 0; k < 9; ++k) {
+    double unit[9] = {};
+    unit[k] = 1;
+    fold_taps(unit, matrix[k]);
+  }
+  return at::from_blob(matrix, {9, 16}, at::kDouble).to(like.options().dtype(dtype), /*non_blocking=*/false,
+                                                      /*copy=*/true);
+}
+
+// (C_out, C_in, 3, 3) -> folded weights indexed (a, b, o, c, t, u) in weight's dtype, summed in
+// float32 (float64 for float64) so reduced types are rounded once: one GEMM over the (o, c) pairs,
+// returned as a permuted view of its (o, c, a, b, t, u) result.
 inline at::Tensor fold_weight(const at::Tensor& weight) {
   const auto acc = at::toOpMathType(weight.scalar_type());
-  const at::Tensor A = phase_taps(weight, acc);
-  return at::einsum("atk,bul,oikl->aboitu", {A, A, weight.to(acc)}).to(weight.scalar_type());
+  const int64_t c_out = weight.size(0), c_in = weight.size(1);
+  return at::mm(weight.to(acc).reshape({c_out * c_in, 9}), fold_matrix(weight, acc))
+      .to(weight.scalar_type())
+      .view({c_out, c_in, 2, 2, 2, 2})
+      .permute({2, 3, 0, 1, 4, 5});
 }
 
-// The adjoint of fold_weight: gradient of the folded weight (a, b, o, c, t, u) back to (C_out, C_in, 3, 3),
-// in grad_folded's dtype.
+// The adjoint of fold_weight: gradient of the folded weights, indexed (a, b, o, c, t, u) with any
+// strides, back to (C_out, C_in, 3, 3), in grad_folded's dtype.
 inline at::Tensor unfold_weight_grad(const at::Tensor& grad_folded, int64_t c_out, int64_t c_in) {
-  const at::Tensor A = phase_taps(grad_folded, grad_folded.scalar_type());
-  return at::einsum("atk,bul,aboitu->oikl", {A, A, grad_folded.reshape({2, 2, c_out, c_in, 2, 2})});
+  const at::Tensor per_pair = grad_folded.reshape({2, 2, c_out, c_in, 2, 2}).permute({2, 3, 0, 1, 4, 5});
+  return at::mm(per_pair.reshape({c_out * c_in, 16}), fold_matrix(grad_folded, grad_folded.scalar_type()).t())
+      .view({c_out, c_in, 3, 3});
 }
 
 }  // namespace stylegan_ops

@@ -44,17 +44,25 @@ def _accumulation_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _fold_matrix(dtype, device):
+    """(9, 16): row 3k + l (3x3 tap), column (a, b, t, u), entry _PHASE_TAPS[a][t][k] * _PHASE_TAPS[b][u][l]."""
+    taps = torch.tensor(_PHASE_TAPS, dtype=dtype, device=device)
+    return torch.einsum("atk,bul->klabtu", taps, taps).reshape(9, 16)
+
+
 def fold_weight(weight):
-    """(C_out, C_in, 3, 3) -> folded (2, 2, C_out, C_in, 2, 2) = (a, b, o, c, t, u), summed in float32."""
+    """(C_out, C_in, 3, 3) -> folded weights indexed (2, 2, C_out, C_in, 2, 2) = (a, b, o, c, t, u),
+    summed in float32: one GEMM over the (o, c) pairs, returned as a permuted view."""
     acc = _accumulation_dtype(weight.dtype)
-    taps = torch.tensor(_PHASE_TAPS, dtype=acc, device=weight.device)
-    return torch.einsum("atk,bul,oikl->aboitu", taps, taps, weight.to(acc)).to(weight.dtype)
+    c_out, c_in = weight.shape[:2]
+    folded = weight.to(acc).reshape(c_out * c_in, 9) @ _fold_matrix(acc, weight.device)
+    return folded.to(weight.dtype).view(c_out, c_in, 2, 2, 2, 2).permute(2, 3, 0, 1, 4, 5)
 
 
 def unfold_weight_grad(grad_folded, c_out, c_in):
-    """The adjoint of fold_weight: (2, 2, C_out, C_in, 2, 2) gradient -> (C_out, C_in, 3, 3), in its dtype."""
-    taps = torch.tensor(_PHASE_TAPS, dtype=grad_folded.dtype, device=grad_folded.device)
-    return torch.einsum("atk,bul,aboitu->oikl", taps, taps, grad_folded.reshape(2, 2, c_out, c_in, 2, 2))
+    """The adjoint of fold_weight: gradient indexed (a, b, o, c, t, u) -> (C_out, C_in, 3, 3), in its dtype."""
+    per_pair = grad_folded.reshape(2, 2, c_out, c_in, 2, 2).permute(2, 3, 0, 1, 4, 5).reshape(c_out * c_in, 16)
+    return (per_pair @ _fold_matrix(grad_folded.dtype, grad_folded.device).T).view(c_out, c_in, 3, 3)
 
 
 # ---- autograd --------------------------------------------------------------------------------------
