@@ -3,8 +3,9 @@
 // Each plane is gathered once (any layout, any floating dtype) into a contiguous buffer in
 // the op-math type (float for half/bfloat16/float, double for double); statistics and the
 // output are then computed from that buffer with at::vec::Vectorized. Variance is
-// two-pass (sum of squared deviations from the mean), so a large common offset keeps its
-// variance, and sums go through float chunks flushed into double.
+// two-pass (sum of squared deviations from the mean) and the mean sums deviations from the
+// plane's first value, so a large common offset keeps its variance; sums go through float
+// chunks flushed into double.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -25,7 +26,9 @@ namespace {
 using at::vec::Vectorized;
 
 // A sum of vectors whose lanes add up in acc_t for kFlushEvery vectors, then flush into a
-// double total: float32 sums over a 1024x1024 plane stay accurate, at vector speed.
+// double total: float32 sums over a 1024x1024 plane stay accurate, at vector speed. A flush
+// reduces the lanes with in-register shuffles (a tree, so its latency is log2 of the lane
+// count, and small planes pay it once) before the one conversion to double.
 template <typename acc_t>
 class VecSum {
  public:
@@ -42,9 +45,7 @@ class VecSum {
  private:
   static constexpr int kFlushEvery = 64;
   void flush() {
-    alignas(64) acc_t lanes[Vectorized<acc_t>::size()];
-    lanes_.store(lanes);
-    for (int64_t l = 0; l < Vectorized<acc_t>::size(); ++l) total_ += lanes[l];
+    total_ += at::vec::vec_reduce_all<acc_t>([](auto a, auto b) { return a + b; }, lanes_);
     lanes_ = Vectorized<acc_t>(acc_t(0));
     pending_ = 0;
   }
@@ -53,15 +54,23 @@ class VecSum {
   int pending_ = 0;
 };
 
-// Σ over [0, M) of a term given per vector (vec_term(i) covers i .. i+L-1) and per element for the tail.
+// Σ over [0, M) of a term given per vector (vec_term(i) covers i .. i+L-1) and per element for the tail,
+// in two independent sums so that consecutive vector adds do not wait on each other.
 template <typename acc_t, typename VecTerm, typename ScalarTerm>
 double chunked_sum(int64_t M, const VecTerm& vec_term, const ScalarTerm& scalar_term) {
   constexpr int64_t L = Vectorized<acc_t>::size();
-  VecSum<acc_t> sum;
+  VecSum<acc_t> even, odd;
   int64_t i = 0;
-  for (; i + L <= M; i += L) sum.add(vec_term(i));
-  for (; i < M; ++i) sum.add(scalar_term(i));
-  return sum.total();
+  for (; i + 2 * L <= M; i += 2 * L) {
+    even.add(vec_term(i));
+    odd.add(vec_term(i + L));
+  }
+  if (i + L <= M) {
+    even.add(vec_term(i));
+    i += L;
+  }
+  for (; i < M; ++i) odd.add(scalar_term(i));
+  return even.total() + odd.total();
 }
 
 // Branch-free (the sign of z is a coin flip, a branch mispredicts half the time); NaN stays NaN.
@@ -101,12 +110,17 @@ void gather_plane(const scalar_t* x, int64_t x_hw, const scalar_t* noise, int64_
   }
 }
 
-// Two-pass mean and biased variance of buf[0 .. M).
+// Two-pass mean and biased variance of buf[0 .. M). The mean sums deviations from the first
+// value, so a large common offset never enters a float sum (nor the shuffles of a flush).
 template <typename acc_t>
 std::pair<acc_t, acc_t> mean_and_variance(const acc_t* v, int64_t M) {
   using Vec = Vectorized<acc_t>;
-  const acc_t mean = acc_t(
-      chunked_sum<acc_t>(M, [&](int64_t i) { return Vec::loadu(v + i); }, [&](int64_t i) { return v[i]; }) / M);
+  const acc_t pivot = v[0];
+  const Vec pivot_vec(pivot);
+  const acc_t mean = pivot + acc_t(chunked_sum<acc_t>(
+                                 M, [&](int64_t i) { return Vec::loadu(v + i) - pivot_vec; },
+                                 [&](int64_t i) { return v[i] - pivot; }) /
+                             M);
   const Vec mean_vec(mean);
   const double squares = chunked_sum<acc_t>(
       M,
