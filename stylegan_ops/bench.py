@@ -6,7 +6,8 @@ For each case (op, shape, dtype) and direction (``fwd``, ``fwd+bwd``) it runs ea
 of the eager code, native and Triton (those that can run on the device), checks each result
 against eager (``max_rel_err``: the larger relative L2 error of the output and, for fwd+bwd,
 of all gradients taken together), times it (CUDA events or wall clock after synchronisation; warm-up
-first, median of the repetitions) and records peak memory on CUDA. Prints one progress line
+first, median of the repetitions, the backends of a case timed in turns) and records peak memory
+on CUDA. Prints one progress line
 per measurement, a table at the end, and writes ``--json`` / ``--plot`` (matplotlib).
 
 The default is the full set for the device; ``--quick`` is a small set that finishes in a few
@@ -133,24 +134,31 @@ def _synchronize(device):
         torch.cuda.synchronize()
 
 
-def _median_ms(step, device, reps, warmup):
-    for _ in range(warmup):
+def _time_ms(step, device):
+    if device == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         step()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    step()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _medians_ms(steps, device, reps, warmup):
+    """The median ms of each step, timed in turns (one repetition of every step, then the next) so
+    that a machine whose speed drifts, like a shared VM, slows every backend alike."""
+    for _ in range(warmup):
+        for step in steps:
+            step()
     _synchronize(device)
-    times = []
+    times = [[] for _ in steps]
     for _ in range(reps):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)[len(times) // 2]
+        for step, step_times in zip(steps, times):
+            step_times.append(_time_ms(step, device))
+    return [sorted(step_times)[len(step_times) // 2] for step_times in times]
 
 
 def _peak_mem_bytes(step, device):
@@ -221,42 +229,46 @@ def available(op, backend, device):
 
 
 def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup=3, log=print, on_record=None):
-    """Measures every case x direction x backend; returns the JSON records. ``on_record(records)``
-    is called after each measurement (the CLI rewrites its JSON, so a run cut short keeps its data)."""
+    """Measures every case x direction x backend; returns the JSON records. The backends of one case
+    and direction are timed in turns (``_medians_ms``), eager first as the reference for errors
+    and speedups. ``on_record(records)`` is called after each case and direction (the CLI
+    rewrites its JSON, so a run cut short keeps its data)."""
     records = []
-    plan = [(c, direction, backend) for c in range(len(cases)) for direction in directions for backend in backends]
-    eager = {}  # (case index, direction) -> (outputs, median ms) of the eager run, measured first
-    for index, (c, direction, backend) in enumerate(plan, 1):
-        case = cases[c]
-        label = f"[{index}/{len(plan)}] {case.op} {case.shape} {str(case.dtype).removeprefix('torch.')} {direction} {backend}"
-        reason = available(case.op, backend, device)
-        if reason is not None:
-            log(f"{label}: skipped ({reason})")
-            continue
-        fn, args, grad_indices = case.make(backend)
-        step = _step(fn, args, grad_indices, case.parameters, direction)
-        outputs = step()
-        median_ms = _median_ms(step, device, reps, warmup)
-        key = (c, direction)
-        if backend == "eager":
-            eager[key] = (outputs, median_ms)
-        eager_outputs, eager_ms = eager.get(key, (None, None))
-        max_rel_err = _max_rel_err(outputs, eager_outputs) if eager_outputs is not None else None
-        records.append({
-            "op": case.op,
-            "backend": backend,
-            "dtype": str(case.dtype).removeprefix("torch."),
-            "shape": list(case.shape),
-            "direction": direction,
-            "median_ms": median_ms,
-            "speedup_vs_eager": eager_ms / median_ms if eager_ms else None,
-            "max_rel_err": max_rel_err,
-            "peak_mem_bytes": _peak_mem_bytes(step, device),
-            **{name: metric(median_ms / 1e3, direction) for name, metric in case.metrics.items()},
-        })
-        speedup = f"x{eager_ms / median_ms:.2f} vs eager" if eager_ms else ""
-        err = f"err {max_rel_err:.1e}" if max_rel_err is not None else ""
-        log(f"{label}: {median_ms:.3f} ms {speedup} {err}".rstrip())
+    groups = [(case, direction) for case in cases for direction in directions]
+    for index, (case, direction) in enumerate(groups, 1):
+        label = f"[{index}/{len(groups)}] {case.op} {case.shape} {str(case.dtype).removeprefix('torch.')} {direction}"
+        measured = []  # (backend, step, max_rel_err)
+        reference = None  # eager's outputs
+        for backend in backends:
+            reason = available(case.op, backend, device)
+            if reason is not None:
+                log(f"{label} {backend}: skipped ({reason})")
+                continue
+            fn, args, grad_indices = case.make(backend)
+            step = _step(fn, args, grad_indices, case.parameters, direction)
+            outputs = step()  # compiles, for "compile"
+            if backend == "eager":
+                reference = outputs
+            measured.append((backend, step, _max_rel_err(outputs, reference) if reference is not None else None))
+        log(f"{label}: timing {', '.join(backend for backend, _, _ in measured)} in turns, {reps} repetitions")
+        medians = _medians_ms([step for _, step, _ in measured], device, reps, warmup)
+        eager_ms = next((ms for (backend, _, _), ms in zip(measured, medians) if backend == "eager"), None)
+        for (backend, step, max_rel_err), median_ms in zip(measured, medians):
+            records.append({
+                "op": case.op,
+                "backend": backend,
+                "dtype": str(case.dtype).removeprefix("torch."),
+                "shape": list(case.shape),
+                "direction": direction,
+                "median_ms": median_ms,
+                "speedup_vs_eager": eager_ms / median_ms if eager_ms else None,
+                "max_rel_err": max_rel_err,
+                "peak_mem_bytes": _peak_mem_bytes(step, device),
+                **{name: metric(median_ms / 1e3, direction) for name, metric in case.metrics.items()},
+            })
+            speedup = f"x{eager_ms / median_ms:.2f} vs eager" if eager_ms else ""
+            err = f"err {max_rel_err:.1e}" if max_rel_err is not None else ""
+            log(f"{label} {backend}: {median_ms:.3f} ms {speedup} {err}".rstrip())
         if on_record is not None:
             on_record(records)
     return records
@@ -346,7 +358,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a small set (minutes on a 2-core CPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 20 on GPU, 5 on CPU)")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 20 on GPU, 10 on CPU)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of the speedups over eager")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
@@ -396,7 +408,7 @@ def main(argv=None):
 
     started = time.perf_counter()
     records = run(cases_for(device, ops, args.quick, dtypes), device,
-                  reps=args.reps or (20 if device == "cuda" else 5), log=lambda line: print(line, flush=True),
+                  reps=args.reps or (20 if device == "cuda" else 10), log=lambda line: print(line, flush=True),
                   on_record=write_json)
     write_json(records)
     print(table(records))

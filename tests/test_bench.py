@@ -72,3 +72,11 @@ def test_merge_combines_runs_of_one_device(tmp_path, capsys):
     other.write_text(json.dumps({"device": "GPU Y", "torch": "2.x", "records": []}))
     with pytest.raises(SystemExit, match="different devices"):
         bench.main(["--merge", parts[0], str(other)])
+
+
+def test_backends_of_a_case_are_timed_in_turns():
+    calls = []
+    steps = [lambda: calls.append("eager"), lambda: calls.append("native")]
+    medians = bench._medians_ms(steps, "cpu", reps=3, warmup=1)
+    assert calls == ["eager", "native"] * 4  # one warm-up turn, then three timed turns
+    assert len(medians) == 2 and all(ms >= 0 for ms in medians)
