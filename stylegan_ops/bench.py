@@ -15,6 +15,7 @@ minutes on a 2-core CPU.
 """
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -57,15 +58,15 @@ OPS = ("noise_adain_lrelu", "upsample_conv2d", "generator")
 
 @dataclass
 class Case:
-    """One thing to time. ``make(backend)`` returns (fn, args, grad_indices): fwd+bwd differentiates
-    fn(*args) with respect to args[grad_indices] and ``parameters``."""
+    """One thing to time. ``make(backend)`` returns (fn, args, grad_indices, parameters): fwd+bwd
+    differentiates fn(*args) with respect to args[grad_indices] and the parameters. Every backend's
+    fn must stay itself while the others run: they are timed in turns."""
 
     op: str
     shape: tuple
     dtype: torch.dtype
     make: object
     metrics: dict = field(default_factory=dict)  # name -> f(median seconds, direction)
-    parameters: tuple = ()
 
 
 def _randn(device, dtype, *shape):
@@ -86,7 +87,7 @@ def noise_adain_lrelu_case(shape, dtype, device):
     noise_bytes = args[1].numel() * args[1].element_size()
 
     def make(backend):
-        return _op_function("noise_adain_lrelu", backend, device), args, (0, 2, 3, 4)
+        return _op_function("noise_adain_lrelu", backend, device), args, (0, 2, 3, 4), ()
 
     def gbps(seconds, direction):  # minimum traffic: read x and noise, write y (+ read dy, write dx)
         return (2 * x_bytes + noise_bytes + (2 * x_bytes if direction == "fwd+bwd" else 0)) / seconds / 1e9
@@ -102,7 +103,7 @@ def upsample_conv2d_case(shape, dtype, device):
     macs = n * h * w * c_in * c_out
 
     def make(backend):
-        return _op_function("upsample_conv2d", backend, device), args, (0, 1, 2)
+        return _op_function("upsample_conv2d", backend, device), args, (0, 1, 2), ()
 
     def tflops(taps):  # forward counts taps multiply-adds per pixel and channel pair; backward twice that
         return lambda seconds, direction: 2 * taps * macs * (3 if direction == "fwd+bwd" else 1) / seconds / 1e12
@@ -116,13 +117,14 @@ def generator_case(shape, dtype, device):
     G = so.nn.Generator(resolution=resolution, backend="eager").to(device=device, dtype=dtype).eval()
     z = _randn(device, dtype, batch, G.z_dim)
 
-    def make(backend):
-        G.backend = "eager" if backend == "compile" else backend
-        model = torch.compile(G) if backend == "compile" else G
-        return (lambda z: model(z, noise_mode="const")), (z,), ()
+    def make(backend):  # a copy per backend (same parameter values)
+        model = copy.deepcopy(G)
+        model.backend = "eager" if backend == "compile" else backend
+        run_model = torch.compile(model) if backend == "compile" else model
+        # fwd+bwd is a training step: the image and the gradients of every parameter are compared.
+        return (lambda z: run_model(z, noise_mode="const")), (z,), (), tuple(model.parameters())
 
-    # fwd+bwd is a training step: the image and the gradients of every parameter are compared.
-    return Case("generator", shape, dtype, make, parameters=tuple(G.parameters()))
+    return Case("generator", shape, dtype, make)
 
 
 CASE_BUILDERS = {"noise_adain_lrelu": noise_adain_lrelu_case, "upsample_conv2d": upsample_conv2d_case,
@@ -244,8 +246,7 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
             if reason is not None:
                 log(f"{label} {backend}: skipped ({reason})")
                 continue
-            fn, args, grad_indices = case.make(backend)
-            step = _step(fn, args, grad_indices, case.parameters, direction)
+            step = _step(*case.make(backend), direction)
             outputs = step()  # compiles, for "compile"
             if backend == "eager":
                 reference = outputs

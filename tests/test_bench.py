@@ -1,5 +1,6 @@
 """The benchmark CLI on tiny shapes: it runs, checks backends against eager and writes valid JSON and a plot."""
 
+import importlib
 import json
 
 import pytest
@@ -80,3 +81,20 @@ def test_backends_of_a_case_are_timed_in_turns():
     medians = bench._medians_ms(steps, "cpu", reps=3, warmup=1)
     assert calls == ["eager", "native"] * 4  # one warm-up turn, then three timed turns
     assert len(medians) == 2 and all(ms >= 0 for ms in medians)
+
+
+def test_generator_backends_stay_themselves_when_timed_in_turns(monkeypatch):
+    native_calls = []
+    for op in ("noise_adain_lrelu", "upsample_conv2d"):
+        module = importlib.import_module(f"stylegan_ops.ops.{op}")  # the package attribute is the function
+        native = module.IMPLEMENTATIONS["native"]
+        monkeypatch.setitem(module.IMPLEMENTATIONS, "native",
+                            lambda *args, native=native: native_calls.append(1) or native(*args))
+    case = bench.generator_case((1, 8), torch.float32, "cpu")
+    eager_fn, args, _, eager_parameters = case.make("eager")
+    native_fn, _, _, native_parameters = case.make("native")  # made after eager's, as run() does
+    assert all(e is not n and torch.equal(e, n) for e, n in zip(eager_parameters, native_parameters, strict=True))
+    eager_fn(*args)
+    assert native_calls == []
+    native_fn(*args)
+    assert native_calls
