@@ -1,9 +1,12 @@
-"""Markdown table of a ``python -m stylegan_ops.bench --json`` result: median ms per backend and speedups.
+"""Markdown tables of a ``python -m stylegan_ops.bench --json`` result: median ms per backend and
+speedups, then the geometric mean of each backend's speedup over eager across an op's shapes (the
+form the issues' goals take).
 
     python benchmarks/results_table.py benchmarks/results/<file>.json
 """
 
 import json
+import math
 import sys
 from collections import defaultdict
 
@@ -33,6 +36,17 @@ def table(path):
                 ok = b in by_backend and base in by_backend
                 cells.append(f"{by_backend[base]['median_ms'] / by_backend[b]['median_ms']:.2f}x" if ok else "")
         lines.append(f"| {op} | {shape} | {dtype} | {direction} | " + " | ".join(cells) + " |")
+    lines += ["", "| op | dtype | direction | shapes | " + " | ".join(f"{b} vs eager, geomean" for b in fast) + " |",
+              "| --- | --- | --- | --- | " + " | ".join("---" for _ in fast) + " |"]
+    groups = defaultdict(list)
+    for (op, shape, dtype, direction), by_backend in rows.items():
+        groups[(op, dtype, direction)].append(by_backend)
+    for (op, dtype, direction), cases in groups.items():
+        cells = []
+        for b in fast:
+            speedups = [c["eager"]["median_ms"] / c[b]["median_ms"] for c in cases if b in c and "eager" in c]
+            cells.append(f"{math.exp(sum(map(math.log, speedups)) / len(speedups)):.2f}x" if speedups else "")
+        lines.append(f"| {op} | {dtype} | {direction} | {len(cases)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

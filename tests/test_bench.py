@@ -1,6 +1,7 @@
 """The benchmark CLI on tiny shapes: it runs, checks backends against eager and writes valid JSON and a plot."""
 
 import importlib
+import importlib.util
 import json
 
 import pytest
@@ -98,3 +99,19 @@ def test_generator_backends_stay_themselves_when_timed_in_turns(monkeypatch):
     assert native_calls == []
     native_fn(*args)
     assert native_calls
+
+
+def test_results_table_reports_per_shape_and_geomean_speedups(tmp_path):
+    spec = importlib.util.spec_from_file_location("results_table", "benchmarks/results_table.py")
+    results_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results_table)
+    record = dict(op="upsample_conv2d", dtype="float32", direction="fwd")
+    records = [{**record, "shape": shape, "backend": backend, "median_ms": ms}
+               for shape, eager_ms, native_ms in (([1], 4.0, 2.0), ([2], 16.0, 2.0))
+               for backend, ms in (("eager", eager_ms), ("native", native_ms))]
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"device": "cpu", "torch": "2.x", "triton": None, "cuda": None,
+                                "date": "2026-11-24T00:00:00", "records": records}))
+    text = results_table.table(path)
+    assert "| upsample_conv2d | (1,) | float32 | fwd | 4.000 | 2.000 | 2.00x |" in text
+    assert "| upsample_conv2d | float32 | fwd | 2 | 4.00x |" in text  # sqrt(2 * 8)
