@@ -6,7 +6,6 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
 
 #include "layout.h"
 
@@ -104,25 +103,27 @@ inline void unfold_taps(const T grad_folded[16], T grad[9]) {
 }
 
 // ---- the folding of whole tensors as GEMMs (used on CUDA tensors) -----------------------------------
-// fold_taps as a (9, 16) matrix in `dtype`, its columns the folds of the 9 unit taps.
-inline at::Tensor fold_matrix(const at::Tensor& like, at::ScalarType dtype) {
+// Both GEMMs run in float64, rounded once to the result's dtype: a folded tap is a sum of up to four
+// taps, a tap's gradient a sum of four folded-tap gradients, and a float32 GEMM would fall to TF32
+// wherever a user has set torch.backends.cuda.matmul.allow_tf32.
+
+// fold_taps as a (9, 16) float64 matrix on like's device, its rows the folds of the 9 unit taps.
+inline at::Tensor fold_matrix(const at::Tensor& like) {
   double matrix[9][16];
   for (int k = 0; k < 9; ++k) {
     double unit[9] = {};
     unit[k] = 1;
     fold_taps(unit, matrix[k]);
   }
-  return at::from_blob(matrix, {9, 16}, at::kDouble).to(like.options().dtype(dtype), /*non_blocking=*/false,
+  return at::from_blob(matrix, {9, 16}, at::kDouble).to(like.options().dtype(at::kDouble), /*non_blocking=*/false,
                                                       /*copy=*/true);
 }
 
-// (C_out, C_in, 3, 3) -> folded weights indexed (a, b, o, c, t, u) in weight's dtype, summed in
-// float32 (float64 for float64) so reduced types are rounded once: one GEMM over the (o, c) pairs,
-// returned as a permuted view of its (o, c, a, b, t, u) result.
+// (C_out, C_in, 3, 3) -> folded weights indexed (a, b, o, c, t, u) in weight's dtype: one GEMM over
+// the (o, c) pairs, returned as a permuted view of its (o, c, a, b, t, u) result.
 inline at::Tensor fold_weight(const at::Tensor& weight) {
-  const auto acc = at::toOpMathType(weight.scalar_type());
   const int64_t c_out = weight.size(0), c_in = weight.size(1);
-  return at::mm(weight.to(acc).reshape({c_out * c_in, 9}), fold_matrix(weight, acc))
+  return at::mm(weight.to(at::kDouble).reshape({c_out * c_in, 9}), fold_matrix(weight))
       .to(weight.scalar_type())
       .view({c_out, c_in, 2, 2, 2, 2})
       .permute({2, 3, 0, 1, 4, 5});
@@ -132,7 +133,8 @@ inline at::Tensor fold_weight(const at::Tensor& weight) {
 // strides, back to (C_out, C_in, 3, 3), in grad_folded's dtype.
 inline at::Tensor unfold_weight_grad(const at::Tensor& grad_folded, int64_t c_out, int64_t c_in) {
   const at::Tensor per_pair = grad_folded.reshape({2, 2, c_out, c_in, 2, 2}).permute({2, 3, 0, 1, 4, 5});
-  return at::mm(per_pair.reshape({c_out * c_in, 16}), fold_matrix(grad_folded, grad_folded.scalar_type()).t())
+  return at::mm(per_pair.to(at::kDouble).reshape({c_out * c_in, 16}), fold_matrix(grad_folded).t())
+      .to(grad_folded.scalar_type())
       .view({c_out, c_in, 3, 3});
 }
 

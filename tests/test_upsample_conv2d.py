@@ -181,6 +181,17 @@ def test_gpu_against_reference(gpu_backend, shape, memory_format, dtype, fwd_tol
     assert y.is_contiguous(memory_format=memory_format)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_float32_stays_exact_with_tf32_allowed(gpu_backend, monkeypatch):
+    # The weight folding is a GEMM: it must not pick up a user's global TF32 switch.
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    x, weight, bias = (t.cuda() for t in make_inputs(2, 64, 64, 16, 16, dtype=torch.float32))
+    grad_y = torch.randn(2, 64, 32, 32, device="cuda")
+    assert_matches_reference(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), upsample_conv2d_reference,
+                             (x, weight, bias), NAMES, grad_y, torch.float64, 1e-5, 1e-4)
+
+
 # Odd sizes on the GPU: partial tiles and channel blocks, 1x1 inputs, C not a multiple of 8 or 64.
 GPU_ODD_SHAPES = [(2, 3, 4, 5, 6), (1, 1, 1, 1, 1), (2, 5, 3, 7, 1), (1, 70, 66, 11, 13), (3, 130, 20, 9, 17)]
 

@@ -40,29 +40,26 @@ def upsample_conv2d_ref(x, weight, bias=None):
 _PHASE_TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
 
-def _accumulation_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _fold_matrix(dtype, device):
-    """(9, 16): row 3k + l (3x3 tap), column (a, b, t, u), entry _PHASE_TAPS[a][t][k] * _PHASE_TAPS[b][u][l]."""
-    taps = torch.tensor(_PHASE_TAPS, dtype=dtype, device=device)
+# Both GEMMs run in float64, rounded once: a float32 GEMM would fall to TF32 wherever a user has set
+# torch.backends.cuda.matmul.allow_tf32.
+def _fold_matrix(device):
+    """(9, 16) float64: row 3k + l (3x3 tap), column (a, b, t, u), entry _PHASE_TAPS[a][t][k] * _PHASE_TAPS[b][u][l]."""
+    taps = torch.tensor(_PHASE_TAPS, dtype=torch.float64, device=device)
     return torch.einsum("atk,bul->klabtu", taps, taps).reshape(9, 16)
 
 
 def fold_weight(weight):
-    """(C_out, C_in, 3, 3) -> folded weights indexed (2, 2, C_out, C_in, 2, 2) = (a, b, o, c, t, u),
-    summed in float32: one GEMM over the (o, c) pairs, returned as a permuted view."""
-    acc = _accumulation_dtype(weight.dtype)
+    """(C_out, C_in, 3, 3) -> folded weights indexed (2, 2, C_out, C_in, 2, 2) = (a, b, o, c, t, u) in
+    weight's dtype: one GEMM over the (o, c) pairs, returned as a permuted view."""
     c_out, c_in = weight.shape[:2]
-    folded = weight.to(acc).reshape(c_out * c_in, 9) @ _fold_matrix(acc, weight.device)
+    folded = weight.double().reshape(c_out * c_in, 9) @ _fold_matrix(weight.device)
     return folded.to(weight.dtype).view(c_out, c_in, 2, 2, 2, 2).permute(2, 3, 0, 1, 4, 5)
 
 
 def unfold_weight_grad(grad_folded, c_out, c_in):
     """The adjoint of fold_weight: gradient indexed (a, b, o, c, t, u) -> (C_out, C_in, 3, 3), in its dtype."""
     per_pair = grad_folded.reshape(2, 2, c_out, c_in, 2, 2).permute(2, 3, 0, 1, 4, 5).reshape(c_out * c_in, 16)
-    return (per_pair @ _fold_matrix(grad_folded.dtype, grad_folded.device).T).view(c_out, c_in, 3, 3)
+    return (per_pair.double() @ _fold_matrix(grad_folded.device).T).to(grad_folded.dtype).view(c_out, c_in, 3, 3)
 
 
 # ---- autograd --------------------------------------------------------------------------------------
