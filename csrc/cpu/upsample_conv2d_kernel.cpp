@@ -28,57 +28,48 @@ at::Tensor stacked_weight_buffer(int64_t c_out, int64_t c_in, const at::TensorOp
   return buffer.narrow(0, 0, bytes).view(options.dtype().toScalarType()).view({4 * c_out, c_in, 2, 2});
 }
 
-// The folded weights of the four phases stacked along the output channels: (4 * C_out, C_in, 2, 2),
-// row 4o + 2a + b, folded in the accumulation type and rounded once. A loop over (o, c) pairs writes
-// this layout directly; getting it from fold_weight's GEMM would need a transpose in 16-byte pieces
-// that costs more than the fold.
-at::Tensor stacked_phase_weight(const at::Tensor& weight) {
-  const int64_t C_out = weight.size(0), C_in = weight.size(1);
-  const at::Tensor w = weight.contiguous();
-  at::Tensor stacked = stacked_weight_buffer(C_out, C_in, weight.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "stacked_phase_weight", [&] {
+// Moves every (o, c) filter pair between the 3x3 layout (C_out, C_in, 3, 3) and the stacked layout
+// (4 * C_out, C_in, 2, 2), row 4o + 2a + b: to_stacked folds (fold_taps), otherwise it applies the
+// adjoint (unfold_taps) to a gradient. Both contiguous; arithmetic in the accumulation type, rounded
+// once. A loop over the pairs writes either layout directly, where fold_weight's GEMM would leave a
+// transpose in 16-byte pieces that costs more than the fold.
+void refold(const at::Tensor& src, at::Tensor& dst, bool to_stacked) {
+  const at::Tensor& filters = to_stacked ? src : dst;
+  const int64_t C_out = filters.size(0), C_in = filters.size(1);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "upsample_conv2d_refold", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* src = w.const_data_ptr<scalar_t>();
-    scalar_t* dst = stacked.mutable_data_ptr<scalar_t>();
+    const scalar_t* in = src.const_data_ptr<scalar_t>();
+    scalar_t* out = dst.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, C_out, 1, [&](int64_t begin, int64_t end) {
       for (int64_t o = begin; o < end; ++o) {
         for (int64_t c = 0; c < C_in; ++c) {
+          const int64_t filter = (o * C_in + c) * 9;
+          const auto stacked = [&](int i) { return ((4 * o + i / 4) * C_in + c) * 4 + i % 4; };  // i = 4 phase + tu
           acc_t taps[9], folded[16];
-          for (int k = 0; k < 9; ++k) taps[k] = src[(o * C_in + c) * 9 + k];
-          fold_taps(taps, folded);
-          for (int phase = 0; phase < 4; ++phase) {
-            for (int tu = 0; tu < 4; ++tu) dst[((4 * o + phase) * C_in + c) * 4 + tu] = folded[4 * phase + tu];
+          if (to_stacked) {
+            for (int k = 0; k < 9; ++k) taps[k] = in[filter + k];
+            fold_taps(taps, folded);
+            for (int i = 0; i < 16; ++i) out[stacked(i)] = folded[i];
+          } else {
+            for (int i = 0; i < 16; ++i) folded[i] = in[stacked(i)];
+            unfold_taps(folded, taps);
+            for (int k = 0; k < 9; ++k) out[filter + k] = taps[k];
           }
         }
       }
     });
   });
+}
+
+at::Tensor stacked_phase_weight(const at::Tensor& weight) {
+  at::Tensor stacked = stacked_weight_buffer(weight.size(0), weight.size(1), weight.options());
+  refold(weight.contiguous(), stacked, /*to_stacked=*/true);
   return stacked;
 }
 
-// The adjoint of stacked_phase_weight: (4 * C_out, C_in, 2, 2) gradient -> (C_out, C_in, 3, 3), summed
-// in the accumulation type.
 at::Tensor unstack_phase_weight_grad(const at::Tensor& grad_stacked) {
-  const int64_t C_out = grad_stacked.size(0) / 4, C_in = grad_stacked.size(1);
-  const at::Tensor g = grad_stacked.contiguous();
-  at::Tensor grad = at::empty({C_out, C_in, 3, 3}, grad_stacked.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "unstack_phase_weight_grad", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* src = g.const_data_ptr<scalar_t>();
-    scalar_t* dst = grad.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, C_out, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o) {
-        for (int64_t c = 0; c < C_in; ++c) {
-          acc_t folded[16], taps[9];
-          for (int phase = 0; phase < 4; ++phase) {
-            for (int tu = 0; tu < 4; ++tu) folded[4 * phase + tu] = src[((4 * o + phase) * C_in + c) * 4 + tu];
-          }
-          unfold_taps(folded, taps);
-          for (int k = 0; k < 9; ++k) dst[(o * C_in + c) * 9 + k] = taps[k];
-        }
-      }
-    });
-  });
+  at::Tensor grad = at::empty({grad_stacked.size(0) / 4, grad_stacked.size(1), 3, 3}, grad_stacked.options());
+  refold(grad_stacked.contiguous(), grad, /*to_stacked=*/false);
   return grad;
 }
 
