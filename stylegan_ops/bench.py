@@ -7,8 +7,8 @@ of the eager code, native and Triton (those that can run on the device), checks 
 against eager (``max_rel_err``: the larger relative L2 error of the output and, for fwd+bwd,
 of all gradients taken together), times it (CUDA events or wall clock after synchronisation; warm-up
 first, median of the repetitions, the backends of a case timed in turns) and records peak memory
-on CUDA. Prints one progress line
-per measurement, a table at the end, and writes ``--json`` / ``--plot`` (matplotlib).
+on CUDA. Prints progress lines as it goes, a table at the end, and writes ``--json`` / ``--plot``
+(matplotlib).
 
 The default is the full set for the device; ``--quick`` is a small set that finishes in a few
 minutes on a 2-core CPU.
