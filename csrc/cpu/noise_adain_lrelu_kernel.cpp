@@ -110,6 +110,22 @@ void gather_plane(const scalar_t* x, int64_t x_hw, const scalar_t* noise, int64_
   }
 }
 
+// out[i * out_hw] = f(v[i]) over one plane (f on vectors): straight into out when it is contiguous
+// and of the op-math type (one pass over v fewer), else through v and a converting store.
+template <typename scalar_t, typename acc_t, typename F>
+void write_plane(const F& f, acc_t* v, int64_t M, scalar_t* out, int64_t out_hw) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (out_hw == 1) {
+      at::vec::map(f, out, v, M);
+      return;
+    }
+  }
+  at::vec::map(f, v, v, M);
+  with_unit_stride(out_hw == 1, out_hw, [&](auto os) {
+    for (int64_t i = 0; i < M; ++i) out[i * os] = scalar_t(v[i]);
+  });
+}
+
 // Two-pass mean and biased variance of buf[0 .. M). The mean sums deviations from the first
 // value, so a large common offset never enters a float sum (nor the shuffles of a flush).
 template <typename acc_t>
@@ -161,11 +177,8 @@ void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise,
       const acc_t rstd = acc_t(1) / std::sqrt(var + acc_t(eps));
       const Vec mean_v = Vec(mean), gamma_v = Vec(acc_t(scale_ptr[plane]) * rstd);
       const Vec beta_v = Vec(acc_t(bias_ptr[plane]));
-      at::vec::map([&](Vec x) { return leaky_relu((x - mean_v) * gamma_v + beta_v, slope_v); }, v.data(), v.data(), M);
-      scalar_t* out = y_ptr + n * yv.n_stride + c * yv.c_stride;
-      with_unit_stride(yv.hw_stride == 1, yv.hw_stride, [&](auto ys) {
-        for (int64_t i = 0; i < M; ++i) out[i * ys] = scalar_t(v[i]);
-      });
+      write_plane([&](Vec x) { return leaky_relu((x - mean_v) * gamma_v + beta_v, slope_v); }, v.data(), M,
+                  y_ptr + n * yv.n_stride + c * yv.c_stride, yv.hw_stride);
       mean_ptr[plane] = mean;
       rstd_ptr[plane] = rstd;
     }
