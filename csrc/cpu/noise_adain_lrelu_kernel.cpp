@@ -110,20 +110,42 @@ void gather_plane(const scalar_t* x, int64_t x_hw, const scalar_t* noise, int64_
   }
 }
 
-// out[i * out_hw] = f(v[i]) over one plane (f on vectors): straight into out when it is contiguous
-// and of the op-math type (one pass over v fewer), else through v and a converting store.
-template <typename scalar_t, typename acc_t, typename F>
-void write_plane(const F& f, acc_t* v, int64_t M, scalar_t* out, int64_t out_hw) {
+// A plane in the op-math type, contiguous: the plane itself where it already is, else gathered
+// (converted) into buf.
+template <typename scalar_t, typename acc_t>
+const acc_t* contiguous_plane(const scalar_t* plane, int64_t hw, int64_t M, acc_t* buf) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (hw == 1) return plane;
+  }
+  with_unit_stride(hw == 1, hw, [&](auto s) {
+    for (int64_t i = 0; i < M; ++i) buf[i] = acc_t(plane[i * s]);
+  });
+  return buf;
+}
+
+// out[i * out_hw] = f(in[i]...) over one plane (f on vectors, one or two inputs). Returns where the
+// values stand contiguous in the op-math type: out itself when it is so (written directly, one pass
+// over buf fewer), else buf, from which a converting store wrote out.
+template <typename scalar_t, typename acc_t, typename F, typename... In>
+const acc_t* write_plane(const F& f, acc_t* buf, int64_t M, scalar_t* out, int64_t out_hw, const In*... in) {
+  const auto apply = [&](acc_t* dst) {
+    if constexpr (sizeof...(In) == 1) {
+      at::vec::map(f, dst, in..., M);
+    } else {
+      at::vec::map2(f, dst, in..., M);
+    }
+  };
   if constexpr (std::is_same_v<scalar_t, acc_t>) {
     if (out_hw == 1) {
-      at::vec::map(f, out, v, M);
-      return;
+      apply(out);
+      return out;
     }
   }
-  at::vec::map(f, v, v, M);
+  apply(buf);
   with_unit_stride(out_hw == 1, out_hw, [&](auto os) {
-    for (int64_t i = 0; i < M; ++i) out[i * os] = scalar_t(v[i]);
+    for (int64_t i = 0; i < M; ++i) out[i * os] = scalar_t(buf[i]);
   });
+  return buf;
 }
 
 // Two-pass mean and biased variance of buf[0 .. M). The mean sums deviations from the first
@@ -178,7 +200,7 @@ void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise,
       const Vec mean_v = Vec(mean), gamma_v = Vec(acc_t(scale_ptr[plane]) * rstd);
       const Vec beta_v = Vec(acc_t(bias_ptr[plane]));
       write_plane([&](Vec x) { return leaky_relu((x - mean_v) * gamma_v + beta_v, slope_v); }, v.data(), M,
-                  y_ptr + n * yv.n_stride + c * yv.c_stride, yv.hw_stride);
+                  y_ptr + n * yv.n_stride + c * yv.c_stride, yv.hw_stride, v.data());
       mean_ptr[plane] = mean;
       rstd_ptr[plane] = rstd;
     }
@@ -218,17 +240,14 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
                    acc_t(a_ptr[c]), M, xhat.data());
       const acc_t mean = mean_ptr[plane], rstd = rstd_ptr[plane];
       const acc_t gamma = acc_t(scale_ptr[plane]), beta = acc_t(bias_ptr[plane]);
-      const scalar_t* gy = gy_ptr + n * gyv.n_stride + c * gyv.c_stride;
-      with_unit_stride(gyv.hw_stride == 1, gyv.hw_stride, [&](auto gys) {
-        for (int64_t i = 0; i < M; ++i) g[i] = acc_t(gy[i * gys]);
-      });
-      // One sweep: x̂ and g (the gradient through the LeakyReLU) in place, and Σg, Σg·x̂.
+      const acc_t* dy = contiguous_plane(gy_ptr + n * gyv.n_stride + c * gyv.c_stride, gyv.hw_stride, M, g.data());
+      // One sweep: x̂ in place, g (the gradient through the LeakyReLU) into its buffer, and Σg, Σg·x̂.
       const Vec mean_v(mean), rstd_v(rstd), gamma_v(gamma), beta_v(beta);
       VecSum<acc_t> sum_g_acc, sum_g_xhat_acc;
       int64_t i = 0;
       for (; i + Vec::size() <= M; i += Vec::size()) {
         const Vec xh = (Vec::loadu(xhat.data() + i) - mean_v) * rstd_v;
-        const Vec gi = leaky_relu_grad(Vec::loadu(g.data() + i), xh, gamma_v, beta_v, slope_v);
+        const Vec gi = leaky_relu_grad(Vec::loadu(dy + i), xh, gamma_v, beta_v, slope_v);
         xh.store(xhat.data() + i);
         gi.store(g.data() + i);
         sum_g_acc.add(gi);
@@ -236,28 +255,23 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
       }
       for (; i < M; ++i) {
         xhat[i] = (xhat[i] - mean) * rstd;
-        g[i] = gamma * xhat[i] + beta > acc_t(0) ? g[i] : g[i] * acc_t(negative_slope);
+        g[i] = gamma * xhat[i] + beta > acc_t(0) ? dy[i] : dy[i] * acc_t(negative_slope);
         sum_g_acc.add(g[i]);
         sum_g_xhat_acc.add(g[i] * xhat[i]);
       }
       const acc_t sum_g = acc_t(sum_g_acc.total()), sum_g_xhat = acc_t(sum_g_xhat_acc.total());
-      // dv = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), overwriting g.
+      // dv = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), written to dx.
       const acc_t k = gamma * rstd, mean_g = sum_g / M, mean_g_xhat = sum_g_xhat / M;
       const Vec k_vec(k), mean_g_vec(mean_g), mean_g_xhat_vec(mean_g_xhat);
-      at::vec::map2([&](Vec gi, Vec xh) { return k_vec * (gi - mean_g_vec - xh * mean_g_xhat_vec); }, g.data(),
-                    g.data(), xhat.data(), M);
-      scalar_t* gx = gx_ptr + n * gxv.n_stride + c * gxv.c_stride;
-      with_unit_stride(gxv.hw_stride == 1, gxv.hw_stride, [&](auto gxs) {
-        for (int64_t j = 0; j < M; ++j) gx[j * gxs] = scalar_t(g[j]);
-      });
+      const acc_t* dv = write_plane(
+          [&](Vec gi, Vec xh) { return k_vec * (gi - mean_g_vec - xh * mean_g_xhat_vec); }, g.data(), M,
+          gx_ptr + n * gxv.n_stride + c * gxv.c_stride, gxv.hw_stride, g.data(), xhat.data());
       double dv_dot_noise = 0;
-      if (noise_plane != nullptr) {  // x̂ is spent: its buffer takes the noise plane
-        with_unit_stride(nv.hw_stride == 1, nv.hw_stride, [&](auto ns) {
-          for (int64_t j = 0; j < M; ++j) xhat[j] = acc_t(noise_plane[j * ns]);
-        });
+      if (noise_plane != nullptr) {  // x̂ is spent: its buffer may take the noise plane
+        const acc_t* nz = contiguous_plane(noise_plane, nv.hw_stride, M, xhat.data());
         dv_dot_noise = chunked_sum<acc_t>(
-            M, [&](int64_t j) { return Vec::loadu(g.data() + j) * Vec::loadu(xhat.data() + j); },
-            [&](int64_t j) { return g[j] * xhat[j]; });
+            M, [&](int64_t j) { return Vec::loadu(dv + j) * Vec::loadu(nz + j); },
+            [&](int64_t j) { return dv[j] * nz[j]; });
       }
       ga_ptr[plane] = acc_t(dv_dot_noise);
       gscale_ptr[plane] = scalar_t(sum_g_xhat);
