@@ -1,8 +1,9 @@
 // noise_adain_lrelu on CPU: one (n, c) plane per task of at::parallel_for.
 //
-// Each plane is gathered once (any layout, any floating dtype) into a contiguous buffer in
-// the op-math type (float for half/bfloat16/float, double for double); statistics and the
-// output are then computed from that buffer with at::vec::Vectorized. Variance is
+// Each plane of x + a * noise is gathered once (any layout, any floating dtype) into a contiguous
+// buffer in the op-math type (float for half/bfloat16/float, double for double); statistics and
+// the output are then computed from that buffer with at::vec::Vectorized. Planes of y, dy, dx and
+// noise that are already contiguous in the op-math type are read and written in place. Variance is
 // two-pass (sum of squared deviations from the mean) and the mean sums deviations from the
 // plane's first value, so a large common offset keeps its variance; sums go through float
 // chunks flushed into double.
