@@ -83,7 +83,8 @@ def _extension():
     build_cuda, reason = _cuda_decision()
     vector_flags, vector_reason = _cpu_vector_flags()
     print(f"stylegan_ops: CPU kernels vectorised for {vector_reason}", flush=True)
-    sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
+    sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "autograd", "*.cpp")) +
+                     glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
     # -fopenmp: at::parallel_for is inline and runs serially in a TU compiled without OpenMP.
     cxx_flags = ["-O3", "-fopenmp"] + vector_flags
     define_macros = []

@@ -1,8 +1,8 @@
 // stylegan_ops._C: the operator schemas (one TORCH_LIBRARY block) and the build facts.
 //
 // Kernels register themselves per device at the end of their own files
-// (cpu/<op>_kernel.cpp, cuda/<op>_kernel.cu); autograd and fake tensors are registered
-// in Python (stylegan_ops/ops/<op>.py).
+// (cpu/<op>_kernel.cpp, cuda/<op>_kernel.cu), autograd likewise (autograd/<op>_kernel.cpp); fake
+// tensors and the <op>_backward_composite kernels are registered in Python (stylegan_ops/ops/<op>.py).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -24,10 +24,18 @@ TORCH_LIBRARY(stylegan_ops, m) {
       "noise_adain_lrelu_backward(Tensor grad_y, Tensor x, Tensor? noise, Tensor noise_weight, Tensor style_scale, "
       "Tensor style_bias, Tensor mean, Tensor rstd, float negative_slope) "
       "-> (Tensor grad_x, Tensor grad_noise_weight, Tensor grad_style_scale, Tensor grad_style_bias)");
+  // The backward formula in differentiable PyTorch ops, for double backward: recomputes mean and rstd from x.
+  m.def(
+      "noise_adain_lrelu_backward_composite(Tensor grad_y, Tensor x, Tensor? noise, Tensor noise_weight, "
+      "Tensor style_scale, Tensor style_bias, float eps, float negative_slope) "
+      "-> (Tensor grad_x, Tensor grad_noise_weight, Tensor grad_style_scale, Tensor grad_style_bias)");
   // conv2d(nearest_upsample_2x(x), weight, bias, padding=1) as four 2x2 phase convolutions of x.
   m.def("upsample_conv2d(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
   m.def(
       "upsample_conv2d_backward(Tensor grad_y, Tensor x, Tensor weight) "
+      "-> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
+  m.def(
+      "upsample_conv2d_backward_composite(Tensor grad_y, Tensor x, Tensor weight) "
       "-> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
 }
 

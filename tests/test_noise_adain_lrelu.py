@@ -200,11 +200,27 @@ def test_channels_last_with_large_offset(backend, shape, dtype, offset, fwd_tol,
     assert y.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_gradcheck_and_gradgradcheck(backend):
-    inputs = [t.requires_grad_() for t in make_inputs(1, 2, 3, 4)]
+@pytest.mark.parametrize("with_noise", [True, False])
+def test_gradcheck_and_gradgradcheck(backend, with_noise):
+    inputs = [t if t is None else t.requires_grad_() for t in make_inputs(1, 2, 3, 4, noise=with_noise)]
     fn = lambda *a: so.noise_adain_lrelu(*a, backend=backend)  # noqa: E731
     assert torch.autograd.gradcheck(fn, inputs)
     assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("with_noise", [True, False])
+def test_backward_composite_matches_backward_kernel(with_noise):
+    """Double backward differentiates the composite: its values must be the first derivative's."""
+    cpu_backend_or_skip("native", "noise_adain_lrelu")
+    x, noise, weight, scale, bias = make_inputs(2, 3, 5, 7, noise=with_noise)
+    grad_y = torch.randn_like(x)
+    _, mean, rstd = torch.ops.stylegan_ops.noise_adain_lrelu(x, noise, weight, scale, bias, 1e-5, 0.2)
+    kernel = torch.ops.stylegan_ops.noise_adain_lrelu_backward(grad_y, x, noise, weight, scale, bias, mean, rstd, 0.2)
+    composite = torch.ops.stylegan_ops.noise_adain_lrelu_backward_composite(grad_y, x, noise, weight, scale, bias,
+                                                                            1e-5, 0.2)
+    for name, got, want in zip(("x", "noise_weight", "style_scale", "style_bias"), composite, kernel):
+        want = want if with_noise or name != "noise_weight" else torch.zeros_like(want)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=lambda m: f"d {name}: {m}")
 
 
 def test_backward_is_deterministic(backend):

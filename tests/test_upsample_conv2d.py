@@ -127,6 +127,17 @@ def test_gradcheck_and_gradgradcheck(backend):
     assert torch.autograd.gradgradcheck(fn, inputs)
 
 
+def test_backward_composite_matches_backward_kernel():
+    """Double backward differentiates the composite: its values must be the first derivative's."""
+    cpu_backend_or_skip("native", "upsample_conv2d")
+    x, weight, _ = make_inputs(2, 3, 4, 5, 6)
+    grad_y = torch.randn(2, 4, 10, 12, dtype=x.dtype)
+    kernel = torch.ops.stylegan_ops.upsample_conv2d_backward(grad_y, x, weight)
+    composite = torch.ops.stylegan_ops.upsample_conv2d_backward_composite(grad_y, x, weight)
+    for name, got, want in zip(("x", "weight", "bias"), composite, kernel):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=lambda m: f"d {name}: {m}")
+
+
 LIBRARY_OPS = {"native": "upsample_conv2d", "triton": "upsample_conv2d_triton"}
 
 

@@ -1,12 +1,31 @@
-"""torch.library registration shared by the ops."""
+"""torch.library registration shared by the ops.
+
+Every op exists twice: the native op (schema in csrc/stylegan_ops.cpp; device kernels and autograd
+in C++) and the Triton op (``torch.library.custom_op`` in stylegan_ops/ops/<op>.py). Both take
+their fake kernels from Python. The native op's C++ autograd calls ``<op>_backward_composite``
+under ``create_graph=True``, a kernel registered here; the Triton op's autograd is registered here.
+"""
 
 import torch
 
+# Holds the Python kernels of native schemas; alive as long as the module.
+_NATIVE_IMPLS = torch.library.Library("stylegan_ops", "IMPL")
 
-def register_op_pair(forward_name, backward_name, *, fake_forward, fake_backward, autograd_backward, setup_context):
-    """Fake kernels for a forward op and its backward op, and autograd for the forward whose
-    backward formula (``autograd_backward(backward_op)``) calls the backward op."""
-    torch.library.register_fake(forward_name)(fake_forward)
-    torch.library.register_fake(backward_name)(fake_backward)
-    backward_op = getattr(torch.ops.stylegan_ops, backward_name.split("::")[1])
-    torch.library.register_autograd(forward_name, autograd_backward(backward_op), setup_context=setup_context)
+
+def register_native(name, *, fake_forward, fake_backward, backward_composite):
+    """Fake kernels of ``stylegan_ops::<name>`` and ``<name>_backward``, and ``backward_composite`` (the
+    backward in differentiable PyTorch ops) as the CompositeImplicitAutograd kernel of ``<name>_backward_composite``."""
+    torch.library.register_fake(f"stylegan_ops::{name}")(fake_forward)
+    torch.library.register_fake(f"stylegan_ops::{name}_backward")(fake_backward)
+    _NATIVE_IMPLS.impl(f"{name}_backward_composite", backward_composite, "CompositeImplicitAutograd")
+
+
+def register_triton(name, *, fake_forward, fake_backward, autograd_backward, setup_context):
+    """Fake kernels of ``stylegan_ops::<name>_triton`` and ``<name>_triton_backward``, and the forward's
+    autograd, whose backward formula (``autograd_backward(backward_op)``) calls the backward op."""
+    forward_name, backward_name = f"{name}_triton", f"{name}_triton_backward"
+    torch.library.register_fake(f"stylegan_ops::{forward_name}")(fake_forward)
+    torch.library.register_fake(f"stylegan_ops::{backward_name}")(fake_backward)
+    backward_op = getattr(torch.ops.stylegan_ops, backward_name)
+    torch.library.register_autograd(f"stylegan_ops::{forward_name}", autograd_backward(backward_op),
+                                    setup_context=setup_context)

@@ -1,9 +1,9 @@
 r"""Noise injection + AdaIN + LeakyReLU: ``y = lrelu(s * instance_norm(x + a * noise) + b)``.
 
 ``noise_adain_lrelu_ref`` is the eager twin (the seed's math, composed of PyTorch ops) and
-the ``eager`` backend. ``native`` is ``torch.ops.stylegan_ops.noise_adain_lrelu`` (csrc/),
-``triton`` is ``torch.ops.stylegan_ops.noise_adain_lrelu_triton`` (stylegan_ops/triton/);
-both share the autograd formula below.
+the ``eager`` backend. ``native`` is ``torch.ops.stylegan_ops.noise_adain_lrelu`` (csrc/, its
+autograd in C++: csrc/autograd/), ``triton`` is ``torch.ops.stylegan_ops.noise_adain_lrelu_triton``
+(stylegan_ops/triton/, its autograd here); both follow the formula below.
 
 Backward, per (n, c) plane of M = H*W elements. With v = x + a ξ, μ and σ² the plane's
 mean and biased variance, r = (σ² + eps)^-½, x̂ = (v − μ) r, z = s x̂ + b, y = lrelu(z):
@@ -20,7 +20,8 @@ da is reduced per plane and then over the batch in a fixed order (deterministic,
 dξ is a reduction of dx over channels done here with PyTorch ops.
 
 Double backward runs the same formula composed of differentiable PyTorch ops
-(``_backward_composite``), recomputing μ and r from v so their dependence on x is kept.
+(``_backward_composite``, for the native op as ``stylegan_ops::noise_adain_lrelu_backward_composite``),
+recomputing μ and r from v so their dependence on x is kept.
 """
 
 import torch
@@ -30,7 +31,7 @@ from stylegan_ops import _extension, backends
 from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_real, check_same_device_and_dtype, check_tensor
 from stylegan_ops.ops._layout import output_memory_format
-from stylegan_ops.ops._library import register_op_pair
+from stylegan_ops.ops._library import register_native, register_triton
 
 OP = "noise_adain_lrelu"
 
@@ -49,7 +50,7 @@ def stats_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-# ---- autograd, shared by the native and the Triton op ----------------------------------------
+# ---- autograd (the Triton op's; csrc/autograd/noise_adain_lrelu_kernel.cpp is the native op's) ----
 def _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
     """The module docstring's backward formula in differentiable PyTorch ops (for double backward)."""
     v = x if noise is None else x + noise_weight.view(1, -1, 1, 1) * noise
@@ -62,7 +63,8 @@ def _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias,
     grad_bias = g.sum(dim=(2, 3))
     grad_scale = (g * xhat).sum(dim=(2, 3))
     grad_v = scale * rstd * (g - g.mean(dim=(2, 3), keepdim=True) - xhat * (g * xhat).mean(dim=(2, 3), keepdim=True))
-    grad_noise_weight = None if noise is None else (grad_v * noise).sum(dim=(0, 2, 3))
+    # Without noise, noise_weight takes no part: zero (the autograd functions return None for it).
+    grad_noise_weight = torch.zeros_like(noise_weight) if noise is None else (grad_v * noise).sum(dim=(0, 2, 3))
     return grad_v, grad_noise_weight, grad_scale, grad_bias
 
 
@@ -108,11 +110,6 @@ def _fake_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean
     return grad_x, noise_weight.new_empty(noise_weight.shape), grad_style, torch.empty_like(grad_style)
 
 
-def _register(forward_name, backward_name):
-    register_op_pair(forward_name, backward_name, fake_forward=_fake_forward, fake_backward=_fake_backward,
-                     autograd_backward=_autograd_backward, setup_context=_setup_context)
-
-
 # ---- the Triton op ------------------------------------------------------------------------------
 @torch.library.custom_op("stylegan_ops::noise_adain_lrelu_triton", mutates_args=())
 def _triton_forward(
@@ -146,9 +143,10 @@ def _triton_backward(
     return kernels.backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope)
 
 
-_register("stylegan_ops::noise_adain_lrelu_triton", "stylegan_ops::noise_adain_lrelu_triton_backward")
+register_triton(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, autograd_backward=_autograd_backward,
+                setup_context=_setup_context)
 if _extension.is_loaded():
-    _register("stylegan_ops::noise_adain_lrelu", "stylegan_ops::noise_adain_lrelu_backward")
+    register_native(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite)
 # backends.resolve() checks that a backend can run (extension loaded, Triton present) before one is called.
 IMPLEMENTATIONS = {
     "eager": noise_adain_lrelu_ref,

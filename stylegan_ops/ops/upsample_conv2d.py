@@ -15,7 +15,9 @@ Backward. The op is linear in x and in (weight, bias), so with up(x) the nearest
 The native and Triton backward ops compute these in the phase domain (dx as a phase convolution
 of dy with the transposed folded weights, the folded-weight gradient as a reduction over pixels,
 unfolded to 3x3).
-Double backward runs the formulas above composed of differentiable PyTorch ops.
+Double backward runs the formulas above composed of differentiable PyTorch ops (``_backward_composite``,
+for the native op as ``stylegan_ops::upsample_conv2d_backward_composite``). The native op's autograd is
+C++ (csrc/autograd/), the Triton op's is registered here.
 """
 
 import torch
@@ -25,7 +27,7 @@ from stylegan_ops import _extension, backends
 from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_same_device_and_dtype, check_tensor
 from stylegan_ops.ops._layout import output_memory_format
-from stylegan_ops.ops._library import register_op_pair
+from stylegan_ops.ops._library import register_native, register_triton
 
 OP = "upsample_conv2d"
 
@@ -62,7 +64,7 @@ def unfold_weight_grad(grad_folded, c_out, c_in):
     return (per_pair.double() @ _fold_matrix(grad_folded.device).T).to(grad_folded.dtype).view(c_out, c_in, 3, 3)
 
 
-# ---- autograd --------------------------------------------------------------------------------------
+# ---- autograd (the Triton op's; csrc/autograd/upsample_conv2d_kernel.cpp is the native op's) --
 def _backward_composite(grad_y, x, weight):
     """The module docstring's backward formulas in differentiable PyTorch ops (for double backward)."""
     n, c_in, h, w = x.shape
@@ -104,11 +106,6 @@ def _fake_backward(grad_y, x, weight):
     )
 
 
-def _register(forward_name, backward_name):
-    register_op_pair(forward_name, backward_name, fake_forward=_fake_forward, fake_backward=_fake_backward,
-                     autograd_backward=_autograd_backward, setup_context=_setup_context)
-
-
 # ---- the Triton op ------------------------------------------------------------------------------
 @torch.library.custom_op("stylegan_ops::upsample_conv2d_triton", mutates_args=())
 def _triton_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -126,9 +123,10 @@ def _triton_backward(
     return kernels.backward(grad_y, x, weight)
 
 
-_register("stylegan_ops::upsample_conv2d_triton", "stylegan_ops::upsample_conv2d_triton_backward")
+register_triton(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, autograd_backward=_autograd_backward,
+                setup_context=_setup_context)
 if _extension.is_loaded():
-    _register("stylegan_ops::upsample_conv2d", "stylegan_ops::upsample_conv2d_backward")
+    register_native(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite)
 # backends.resolve() checks that a backend can run (extension loaded, Triton present) before one is called.
 IMPLEMENTATIONS = {
     "eager": upsample_conv2d_ref,

@@ -1,0 +1,49 @@
+// Autograd of the native upsample_conv2d (see autograd.h; the formulas are in
+// stylegan_ops/ops/upsample_conv2d.py).
+#include <torch/library.h>
+
+#include "autograd.h"
+
+namespace stylegan_ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using Tensor = at::Tensor;
+using OptionalTensor = std::optional<at::Tensor>;
+using Grads = std::tuple<Tensor, Tensor, Tensor>;  // x, weight, bias
+
+class UpsampleConv2d : public torch::autograd::Function<UpsampleConv2d> {
+ public:
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight, const OptionalTensor& bias) {
+    static const auto op = operator_handle<Tensor(const Tensor&, const Tensor&, const OptionalTensor&)>(
+        "stylegan_ops::upsample_conv2d");
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["has_bias"] = bias.has_value();
+    return op.call(x, weight, bias);
+  }
+
+  static variable_list backward(AutogradContext* ctx, const variable_list& grad_outputs) {
+    using Backward = Grads(const Tensor&, const Tensor&, const Tensor&);
+    static const auto backward_op = operator_handle<Backward>("stylegan_ops::upsample_conv2d_backward");
+    static const auto composite_op = operator_handle<Backward>("stylegan_ops::upsample_conv2d_backward_composite");
+    const variable_list saved = ctx->get_saved_variables();
+    auto [grad_x, grad_weight, grad_bias] = (at::GradMode::is_enabled() ? composite_op : backward_op)
+                                                .call(grad_outputs[0], saved[0], saved[1]);
+    if (!ctx->saved_data["has_bias"].toBool()) grad_bias = Tensor();
+    return {grad_x, grad_weight, grad_bias};
+  }
+};
+
+Tensor upsample_conv2d_autograd(const Tensor& x, const Tensor& weight, const OptionalTensor& bias) {
+  return UpsampleConv2d::apply(x, weight, bias);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(stylegan_ops, Autograd, m) {
+  m.impl("upsample_conv2d", &upsample_conv2d_autograd);
+}
+
+}  // namespace stylegan_ops
