@@ -15,6 +15,11 @@
 
 namespace stylegan_ops {
 
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using Tensor = at::Tensor;
+using OptionalTensor = std::optional<at::Tensor>;
+
 // A typed handle on a stylegan_ops operator, looked up by name (call it once, from a static).
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> operator_handle(const char* name) {

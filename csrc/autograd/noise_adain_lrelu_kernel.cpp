@@ -7,10 +7,6 @@
 namespace stylegan_ops {
 namespace {
 
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-using Tensor = at::Tensor;
-using OptionalTensor = std::optional<at::Tensor>;
 using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor>;  // x, noise_weight, style_scale, style_bias
 
 class NoiseAdainLrelu : public torch::autograd::Function<NoiseAdainLrelu> {

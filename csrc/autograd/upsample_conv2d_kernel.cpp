@@ -7,10 +7,6 @@
 namespace stylegan_ops {
 namespace {
 
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-using Tensor = at::Tensor;
-using OptionalTensor = std::optional<at::Tensor>;
 using Grads = std::tuple<Tensor, Tensor, Tensor>;  // x, weight, bias
 
 class UpsampleConv2d : public torch::autograd::Function<UpsampleConv2d> {

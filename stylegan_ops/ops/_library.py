@@ -8,8 +8,20 @@ under ``create_graph=True``, a kernel registered here; the Triton op's autograd 
 
 import torch
 
+from stylegan_ops import _extension
+
 # Holds the Python kernels of native schemas; alive as long as the module.
 _NATIVE_IMPLS = torch.library.Library("stylegan_ops", "IMPL")
+
+
+def register(name, *, fake_forward, fake_backward, backward_composite, autograd_backward, setup_context):
+    """Everything of op ``name`` that is registered from Python: the Triton op's, and the native op's
+    when the extension is loaded."""
+    register_triton(name, fake_forward=fake_forward, fake_backward=fake_backward, autograd_backward=autograd_backward,
+                    setup_context=setup_context)
+    if _extension.is_loaded():
+        register_native(name, fake_forward=fake_forward, fake_backward=fake_backward,
+                        backward_composite=backward_composite)
 
 
 def register_native(name, *, fake_forward, fake_backward, backward_composite):

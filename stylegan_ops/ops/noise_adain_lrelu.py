@@ -27,11 +27,11 @@ recomputing μ and r from v so their dependence on x is kept.
 import torch
 import torch.nn.functional as F
 
-from stylegan_ops import _extension, backends
+from stylegan_ops import backends
 from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_real, check_same_device_and_dtype, check_tensor
 from stylegan_ops.ops._layout import output_memory_format
-from stylegan_ops.ops._library import register_native, register_triton
+from stylegan_ops.ops._library import register
 
 OP = "noise_adain_lrelu"
 
@@ -143,10 +143,8 @@ def _triton_backward(
     return kernels.backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope)
 
 
-register_triton(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, autograd_backward=_autograd_backward,
-                setup_context=_setup_context)
-if _extension.is_loaded():
-    register_native(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite)
+register(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite,
+         autograd_backward=_autograd_backward, setup_context=_setup_context)
 # backends.resolve() checks that a backend can run (extension loaded, Triton present) before one is called.
 IMPLEMENTATIONS = {
     "eager": noise_adain_lrelu_ref,
