@@ -150,16 +150,31 @@ __device__ inline void store(scalar_t* data, Plane p, int64_t i, const acc_t (&i
   }
 }
 
-// v = x + a * noise for elements [i, i + kVec) of the plane.
+// The input v = x + a * noise of plane (n, c): where x's and noise's planes live, and a = noise_weight[c]
+// (noise null: no noise, a = 0).
+template <typename scalar_t>
+struct NoisyPlane {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* x;
+  Plane xp;
+  const scalar_t* noise;
+  Plane np;
+  acc_t a;
+  __device__ NoisyPlane(const scalar_t* x_, PlaneView xv, const scalar_t* noise_, PlaneView nv,
+                        const scalar_t* noise_weight, int64_t n, int64_t c)
+      : x(x_), xp(plane_of(xv, n, c)), noise(noise_), np(plane_of(nv, n, 0)),
+        a(noise_ != nullptr ? acc_t(noise_weight[c]) : acc_t(0)) {}
+};
+
+// v for elements [i, i + kVec) of the plane.
 template <int kVec, typename scalar_t, typename acc_t>
-__device__ inline void load_v(const scalar_t* x, Plane xp, const scalar_t* noise, Plane np, acc_t a, int64_t i,
-                              acc_t (&v)[kVec]) {
-  load<kVec>(x, xp, i, v);
-  if (noise != nullptr) {
+__device__ inline void load_v(const NoisyPlane<scalar_t>& p, int64_t i, acc_t (&v)[kVec]) {
+  load<kVec>(p.x, p.xp, i, v);
+  if (p.noise != nullptr) {
     acc_t z[kVec];
-    load<kVec>(noise, np, i, z);
+    load<kVec>(p.noise, p.np, i, z);
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) v[e] += a * z[e];
+    for (int e = 0; e < kVec; ++e) v[e] += p.a * z[e];
   }
 }
 
@@ -188,8 +203,8 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
   constexpr int kVecsPerThread = kItems / kVec;
   __shared__ acc_t shared[3 * kWarp];
   const int64_t plane = blockIdx.x, n = plane / C, c = plane % C, vectors = M / kVec;
-  const Plane xp = plane_of(xv, n, c), np = plane_of(nv, n, 0), yp = plane_of(yv, n, c);
-  const acc_t a = noise != nullptr ? acc_t(noise_weight[c]) : acc_t(0);
+  const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, n, c);
+  const Plane yp = plane_of(yv, n, c);
   const acc_t slope = acc_t(negative_slope);
   acc_t mean, rstd;
   if constexpr (kCached) {
@@ -200,7 +215,7 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
       const int64_t vi = threadIdx.x + int64_t(k) * blockDim.x;
 #pragma unroll
       for (int e = 0; e < kVec; ++e) v[k][e] = acc_t(0);
-      if (vi < vectors) load_v<kVec>(x, xp, noise, np, a, vi * kVec, v[k]);
+      if (vi < vectors) load_v<kVec>(vp, vi * kVec, v[k]);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) sum += v[k][e];
     }
@@ -229,7 +244,7 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
     Welford<acc_t> w{0, 0, 0};
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t v[kVec];
-      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+      load_v<kVec>(vp, vi * kVec, v);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
         w.count += acc_t(1);
@@ -244,7 +259,7 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
     const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t v[kVec];
-      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+      load_v<kVec>(vp, vi * kVec, v);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) v[e] = leaky_relu((v[e] - mean) * gamma + beta, slope);
       store<kVec>(y, yp, vi * kVec, v);
@@ -272,14 +287,14 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView g
   constexpr int kVecsPerThread = kItems / kVec;
   __shared__ acc_t shared[kWarp];
   const int64_t plane = blockIdx.x, n = plane / C, c = plane % C, vectors = M / kVec;
-  const Plane xp = plane_of(xv, n, c), np = plane_of(nv, n, 0), gyp = plane_of(gyv, n, c), gxp = plane_of(gxv, n, c);
-  const acc_t a = noise != nullptr ? acc_t(noise_weight[c]) : acc_t(0);
+  const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, n, c);
+  const Plane gyp = plane_of(gyv, n, c), gxp = plane_of(gxv, n, c);
   const acc_t slope = acc_t(negative_slope), mean = mean_in[plane], rstd = rstd_in[plane];
   const acc_t gamma = acc_t(style_scale[plane]), beta = acc_t(style_bias[plane]);
   // (x̂, g) for elements [i, i + kVec): normalised input and the gradient through the LeakyReLU.
   auto terms = [&](int64_t i, acc_t(&xhat)[kVec], acc_t(&g)[kVec]) {
     acc_t dy[kVec];
-    load_v<kVec>(x, xp, noise, np, a, i, xhat);
+    load_v<kVec>(vp, i, xhat);
     load<kVec>(grad_y, gyp, i, dy);
 #pragma unroll
     for (int e = 0; e < kVec; ++e) grad_terms(xhat[e], dy[e], mean, rstd, gamma, beta, slope, xhat[e], g[e]);
@@ -294,7 +309,7 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView g
     store<kVec>(grad_x, gxp, i, dv);
     if (noise != nullptr) {
       acc_t z[kVec];
-      load<kVec>(noise, np, i, z);
+      load<kVec>(noise, vp.np, i, z);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) dv_noise += dv[e] * z[e];
     }
@@ -467,12 +482,11 @@ __global__ void __launch_bounds__(Map::kThreads)
   const Range r = Map::range(C, M, splits);
   acc_t sum = 0, squares = 0;
   if (r.active) {
-    const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0);
-    const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0);
+    const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
     acc_t shift[kVec], v[kVec];
-    load_v<kVec>(x, xp, noise, np, a, 0, shift);
+    load_v<kVec>(vp, 0, shift);
     for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+      load_v<kVec>(vp, vi * kVec, v);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
         const acc_t d = v[e] - shift[0];
@@ -500,15 +514,16 @@ __global__ void __launch_bounds__(Map::kThreads)
   if (!r.active) return;  // no block-wide synchronisation below
   acc_t sum, squares;
   merge_partial_pair(partial, r, planes, splits, sum, squares);
-  const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0), yp = plane_of(yv, r.n, r.c);
-  const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0), slope = acc_t(negative_slope);
+  const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
+  const Plane yp = plane_of(yv, r.n, r.c);
+  const acc_t slope = acc_t(negative_slope);
   acc_t shift[kVec], v[kVec];
-  load_v<kVec>(x, xp, noise, np, a, 0, shift);
+  load_v<kVec>(vp, 0, shift);
   const acc_t mean_d = sum / acc_t(M), variance = squares / acc_t(M) - mean_d * mean_d;
   const acc_t rstd = acc_t(1) / sqrt((variance > acc_t(0) ? variance : acc_t(0)) + acc_t(eps));
   const acc_t gamma = acc_t(style_scale[r.plane]) * rstd, beta = acc_t(style_bias[r.plane]);
   for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-    load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+    load_v<kVec>(vp, vi * kVec, v);
 #pragma unroll
     for (int e = 0; e < kVec; ++e) v[e] = leaky_relu((v[e] - shift[0] - mean_d) * gamma + beta, slope);
     store<kVec>(y, yp, vi * kVec, v);
@@ -536,13 +551,14 @@ __global__ void __launch_bounds__(Map::kThreads)
   const Range r = Map::range(C, M, splits);
   acc_t sum_g = 0, sum_g_xhat = 0;
   if (r.active) {
-    const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0), gyp = plane_of(gyv, r.n, r.c);
-    const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0), slope = acc_t(negative_slope);
+    const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
+    const Plane gyp = plane_of(gyv, r.n, r.c);
+    const acc_t slope = acc_t(negative_slope);
     const acc_t mean = mean_in[r.plane], rstd = rstd_in[r.plane];
     const acc_t gamma = acc_t(style_scale[r.plane]), beta = acc_t(style_bias[r.plane]);
     acc_t v[kVec], dy[kVec], xhat, g;
     for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+      load_v<kVec>(vp, vi * kVec, v);
       load<kVec>(grad_y, gyp, vi * kVec, dy);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
@@ -575,15 +591,15 @@ __global__ void __launch_bounds__(Map::kThreads)
   acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
   if (r.active) {
     merge_partial_pair(partial, r, planes, splits, sum_g, sum_g_xhat);
-    const Plane xp = plane_of(xv, r.n, r.c), np = plane_of(nv, r.n, 0), gyp = plane_of(gyv, r.n, r.c),
-                gxp = plane_of(gxv, r.n, r.c);
-    const acc_t a = noise != nullptr ? acc_t(noise_weight[r.c]) : acc_t(0), slope = acc_t(negative_slope);
+    const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
+    const Plane gyp = plane_of(gyv, r.n, r.c), gxp = plane_of(gxv, r.n, r.c);
+    const acc_t slope = acc_t(negative_slope);
     const acc_t mean = mean_in[r.plane], rstd = rstd_in[r.plane];
     const acc_t gamma = acc_t(style_scale[r.plane]), beta = acc_t(style_bias[r.plane]);
     const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
     acc_t v[kVec], dy[kVec], z[kVec], dv[kVec], xhat, g;
     for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-      load_v<kVec>(x, xp, noise, np, a, vi * kVec, v);
+      load_v<kVec>(vp, vi * kVec, v);
       load<kVec>(grad_y, gyp, vi * kVec, dy);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
@@ -592,7 +608,7 @@ __global__ void __launch_bounds__(Map::kThreads)
       }
       store<kVec>(grad_x, gxp, vi * kVec, dv);
       if (noise != nullptr) {
-        load<kVec>(noise, np, vi * kVec, z);
+        load<kVec>(noise, vp.np, vi * kVec, z);
 #pragma unroll
         for (int e = 0; e < kVec; ++e) dv_noise += dv[e] * z[e];
       }
