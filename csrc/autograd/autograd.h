@@ -3,8 +3,8 @@
 // Each op's autograd is a torch::autograd::Function registered for the Autograd key, so a
 // forward and backward pass through a native op never enters Python: on CPU at small planes the
 // Python autograd layer of torch.library cost as much as the kernels themselves. The formulas
-// are those of stylegan_ops/ops/<op>.py (derivations there), which keeps the Python autograd of
-// the Triton ops. Backward calls the op's backward kernel; under create_graph=True (double
+// are those of stylegan_ops/ops/<op>.py (derivations there; that file also registers the Triton
+// op's autograd, in Python). Backward calls the op's backward kernel; under create_graph=True (double
 // backward) it calls `<op>_backward_composite` instead, the same formula in differentiable
 // PyTorch ops, registered from Python as a CompositeImplicitAutograd kernel.
 #pragma once

@@ -33,7 +33,8 @@ class NoiseAdainLrelu : public torch::autograd::Function<NoiseAdainLrelu> {
         "stylegan_ops::noise_adain_lrelu_backward");
     static const auto composite_op = operator_handle<Grads(const Tensor&, const Tensor&, const OptionalTensor&,
                                                            const Tensor&, const Tensor&, const Tensor&, double,
-                                                           double)>("stylegan_ops::noise_adain_lrelu_backward_composite");
+                                                           double)>(
+        "stylegan_ops::noise_adain_lrelu_backward_composite");
     const variable_list saved = ctx->get_saved_variables();
     const Tensor &x = saved[0], &noise_weight = saved[2], &style_scale = saved[3], &style_bias = saved[4];
     const OptionalTensor noise = saved[1].defined() ? OptionalTensor(saved[1]) : std::nullopt;

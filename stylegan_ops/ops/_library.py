@@ -17,14 +17,14 @@ _NATIVE_IMPLS = torch.library.Library("stylegan_ops", "IMPL")
 def register(name, *, fake_forward, fake_backward, backward_composite, autograd_backward, setup_context):
     """Everything of op ``name`` that is registered from Python: the Triton op's, and the native op's
     when the extension is loaded."""
-    register_triton(name, fake_forward=fake_forward, fake_backward=fake_backward, autograd_backward=autograd_backward,
+    _register_triton(name, fake_forward=fake_forward, fake_backward=fake_backward, autograd_backward=autograd_backward,
                     setup_context=setup_context)
     if _extension.is_loaded():
-        register_native(name, fake_forward=fake_forward, fake_backward=fake_backward,
+        _register_native(name, fake_forward=fake_forward, fake_backward=fake_backward,
                         backward_composite=backward_composite)
 
 
-def register_native(name, *, fake_forward, fake_backward, backward_composite):
+def _register_native(name, *, fake_forward, fake_backward, backward_composite):
     """Fake kernels of ``stylegan_ops::<name>`` and ``<name>_backward``, and ``backward_composite`` (the
     backward in differentiable PyTorch ops) as the CompositeImplicitAutograd kernel of ``<name>_backward_composite``."""
     torch.library.register_fake(f"stylegan_ops::{name}")(fake_forward)
@@ -32,7 +32,7 @@ def register_native(name, *, fake_forward, fake_backward, backward_composite):
     _NATIVE_IMPLS.impl(f"{name}_backward_composite", backward_composite, "CompositeImplicitAutograd")
 
 
-def register_triton(name, *, fake_forward, fake_backward, autograd_backward, setup_context):
+def _register_triton(name, *, fake_forward, fake_backward, autograd_backward, setup_context):
     """Fake kernels of ``stylegan_ops::<name>_triton`` and ``<name>_triton_backward``, and the forward's
     autograd, whose backward formula (``autograd_backward(backward_op)``) calls the backward op."""
     forward_name, backward_name = f"{name}_triton", f"{name}_triton_backward"
