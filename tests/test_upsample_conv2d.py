@@ -94,6 +94,16 @@ def test_gradients_float64_match_reference(backend, wrt):
         assert rel_l2(g, r) < 1e-12, name
 
 
+def test_weight_gradient_split_over_pixels(backend):
+    """2048 low-resolution pixels: the Triton d weight GEMM splits its K (pixels) over 2 programs."""
+    inputs = make_inputs(2, 3, 4, 32, 32)
+    grad_y = torch.randn(2, 4, 64, 64, dtype=torch.float64)
+    _, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, NAMES, grad_y)
+    _, want = _grads(upsample_conv2d_reference, inputs, NAMES, grad_y)
+    for name, g, r in zip(NAMES, got, want):
+        assert rel_l2(g, r) < 1e-12, name
+
+
 def test_gradients_without_bias(backend):
     x, weight, _ = make_inputs(2, 3, 4, 5, 6, bias=False)
     grad_y = torch.randn(2, 4, 10, 12, dtype=torch.float64)

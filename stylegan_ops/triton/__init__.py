@@ -2,6 +2,16 @@
 
 import os
 
+import triton
+
+
+def interpreted(kernel) -> bool:
+    """Whether ``kernel`` runs in Triton's interpreter. Triton decides that when it decorates the
+    kernel (from TRITON_INTERPRET, read when the kernel's module is imported), whatever device the
+    tensors are on later; the launchers follow that decision: small fixed configs and no autotuning
+    in the interpreter, GPU configs for a compiled kernel."""
+    return not isinstance(kernel, triton.runtime.JITFunction)
+
 
 def autotune_on_gpu():
     """Whether GPU launches autotune (the default). ``STYLEGAN_OPS_TRITON_AUTOTUNE=0`` runs one fixed

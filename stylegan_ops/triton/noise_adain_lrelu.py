@@ -21,7 +21,7 @@ import triton.language as tl
 
 from stylegan_ops.ops._layout import output_memory_format
 from stylegan_ops.ops.noise_adain_lrelu import stats_dtype
-from stylegan_ops.triton import autotune_on_gpu
+from stylegan_ops.triton import autotune_on_gpu, interpreted
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
 CHUNK = 2048
@@ -262,6 +262,8 @@ def _plane_strides(t):
     return t.stride(0), t.stride(1), t.stride(2) if t.shape[3] == 1 else t.stride(3)
 
 
+_IN_INTERPRETER = interpreted(_forward_kernel)
+
 # On GPU the launch is autotuned per plane size M: warps for a register-resident plane, chunk
 # and warps for a swept one. The interpreter (CPU tests), and GPU runs with autotuning switched
 # off (stylegan_ops.triton.autotune_on_gpu), run the heuristic config in _launch.
@@ -274,10 +276,10 @@ _AUTOTUNED = {
 }
 
 
-def _launch(kernel, m, grid, *args, on_gpu, **kwargs):
+def _launch(kernel, m, grid, *args, **kwargs):
     """kernel[grid](*args, **kwargs) with SINGLE_BLOCK, BLOCK and num_warps chosen for planes of m elements."""
     single = m <= MAX_SINGLE_BLOCK
-    if on_gpu and autotune_on_gpu():
+    if not _IN_INTERPRETER and autotune_on_gpu():
         block = dict(BLOCK=triton.next_power_of_2(m)) if single else {}  # chunked: BLOCK is autotuned
         _AUTOTUNED[(kernel, single)][grid](*args, **kwargs, SINGLE_BLOCK=single, **block)
     else:
@@ -289,7 +291,7 @@ def _launch(kernel, m, grid, *args, on_gpu, **kwargs):
 # switched off, use the first config that fits.
 _CHANNEL_CONFIGS = [triton.Config({"BLOCK_P": p, "BLOCK_C": c}, num_warps=w)
                     for p, c, w in [(64, 32, 4), (128, 32, 4), (32, 64, 4), (64, 64, 8)]]
-_CHANNEL_INTERPRETED = triton.Config({"BLOCK_P": 16, "BLOCK_C": 16})
+_CHANNEL_INTERPRETER_CONFIG = triton.Config({"BLOCK_P": 16, "BLOCK_C": 16})
 _CHANNEL_AUTOTUNED = {kernel: triton.autotune(_CHANNEL_CONFIGS, key=["M", "C"])(kernel)
                       for kernel in (_channel_forward_kernel, _channel_backward_kernel)}
 
@@ -298,13 +300,13 @@ def _channels_innermost(x):
     return x.shape[1] > 1 and x.stride(1) == 1
 
 
-def _launch_channels(kernel, n, c, *args, on_gpu, **kwargs):
+def _launch_channels(kernel, n, c, *args, **kwargs):
     """kernel over a (n, channel block) grid with BLOCK_P, BLOCK_C and num_warps chosen as above."""
     grid = lambda meta: (n, triton.cdiv(c, meta["BLOCK_C"]))  # noqa: E731
-    if on_gpu and autotune_on_gpu():
+    if not _IN_INTERPRETER and autotune_on_gpu():
         _CHANNEL_AUTOTUNED[kernel][grid](*args, **kwargs)
         return
-    config = _CHANNEL_CONFIGS[0] if on_gpu else _CHANNEL_INTERPRETED
+    config = _CHANNEL_INTERPRETER_CONFIG if _IN_INTERPRETER else _CHANNEL_CONFIGS[0]
     kernel[grid(config.kwargs)](*args, **kwargs, **config.kwargs, num_warps=config.num_warps)
 
 
@@ -323,7 +325,7 @@ def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope
     noise_n, _, noise_hw = _plane_strides(noise)
     args = (x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(), y, mean, rstd,
             c, h * w, *_plane_strides(x), noise_n, noise_hw, *_plane_strides(y), eps, negative_slope)
-    options = dict(on_gpu=x.is_cuda, HAS_NOISE=has_noise, ACC=_acc(x.dtype))
+    options = dict(HAS_NOISE=has_noise, ACC=_acc(x.dtype))
     if _channels_innermost(x):
         _launch_channels(_channel_forward_kernel, n, c, *args, **options)
     else:
@@ -345,7 +347,7 @@ def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd
             mean.contiguous(), rstd.contiguous(), grad_x, grad_a, grad_scale, grad_bias,
             c, h * w, *_plane_strides(grad_y), *_plane_strides(x), noise_n, noise_hw, *_plane_strides(grad_x),
             negative_slope)
-    options = dict(on_gpu=x.is_cuda, HAS_NOISE=has_noise, ACC=_acc(x.dtype))
+    options = dict(HAS_NOISE=has_noise, ACC=_acc(x.dtype))
     if _channels_innermost(x):
         _launch_channels(_channel_backward_kernel, n, c, *args, **options)
     else:

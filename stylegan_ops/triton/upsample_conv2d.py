@@ -23,11 +23,11 @@ import triton.language as tl
 
 from stylegan_ops.ops._layout import output_memory_format
 from stylegan_ops.ops.upsample_conv2d import fold_weight, unfold_weight_grad
-from stylegan_ops.triton import autotune_on_gpu
+from stylegan_ops.triton import autotune_on_gpu, interpreted
 
 # On GPU the kernels are autotuned over _GPU_CONFIGS, or run _GPU_FIXED with autotuning switched
 # off (stylegan_ops.triton.autotune_on_gpu); Triton's interpreter (CPU tests) runs a small config.
-_INTERPRETED = triton.Config(dict(BLOCK_M=32, BLOCK_N=16, BLOCK_K=16))
+_INTERPRETER_CONFIG = triton.Config(dict(BLOCK_M=32, BLOCK_N=16, BLOCK_K=16))
 _GPU_FIXED = triton.Config(dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32), num_warps=4, num_stages=3)
 _GPU_CONFIGS = [
     triton.Config(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk), num_warps=w, num_stages=s)
@@ -149,10 +149,13 @@ _grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H"
 
 
 # ---- launchers ------------------------------------------------------------------------------------
+_IN_INTERPRETER = interpreted(_forward_kernel)
+
+
 def _dtypes(x):
     """Kernel dtype arguments: the accumulation dtype, and whether to multiply in it (see _dot)."""
     acc = tl.float64 if x.dtype == torch.float64 else tl.float32
-    return dict(ACC=acc, UPCAST=x.dtype == torch.bfloat16 and not x.is_cuda)
+    return dict(ACC=acc, UPCAST=x.dtype == torch.bfloat16 and _IN_INTERPRETER)
 
 
 def _fold(weight):
@@ -160,11 +163,11 @@ def _fold(weight):
     return fold_weight(weight).permute(0, 1, 4, 5, 3, 2).contiguous()
 
 
-def _launch(kernel, autotuned, grid_of, on_gpu, *args, **kwargs):
-    if on_gpu and autotune_on_gpu():
+def _launch(kernel, autotuned, grid_of, *args, **kwargs):
+    if not _IN_INTERPRETER and autotune_on_gpu():
         autotuned[lambda meta: grid_of(meta["BLOCK_M"], meta["BLOCK_N"])](*args, **kwargs)
         return
-    config = _GPU_FIXED if on_gpu else _INTERPRETED
+    config = _INTERPRETER_CONFIG if _IN_INTERPRETER else _GPU_FIXED
     blocks = config.kwargs
     kernel[grid_of(blocks["BLOCK_M"], blocks["BLOCK_N"])](*args, **kwargs, **blocks, num_warps=config.num_warps,
                                                           num_stages=config.num_stages)
@@ -176,7 +179,7 @@ def forward(x, weight, bias):
     y = torch.empty((n, c_out, 2 * h, 2 * w), device=x.device, dtype=x.dtype, memory_format=output_memory_format(x))
     _launch(
         _forward_kernel, _forward_autotuned,
-        lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_out, bn), 4), x.is_cuda,
+        lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_out, bn), 4),
         x, _fold(weight), bias.contiguous() if bias is not None else x, y,
         n, c_in, c_out, h, w, *x.stride(), *y.stride(),
         HAS_BIAS=bias is not None, **_dtypes(x),
@@ -191,16 +194,16 @@ def backward(grad_y, x, weight):
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
     _launch(
         _grad_x_kernel, _grad_x_autotuned,
-        lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_in, bn)), x.is_cuda,
+        lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_in, bn)),
         grad_y, folded, grad_x, n, c_in, c_out, h, w, *grad_y.stride(), *grad_x.stride(), **_dtypes(x),
     )
     # Enough K-splits that the 16 phase-tap GEMMs fill the GPU; partials reduce in a fixed order.
-    split_k = max(1, min(32, n * h * w // 1024)) if x.is_cuda else 1
+    split_k = max(1, min(32, n * h * w // 1024))
     acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     partial = torch.zeros((split_k, 2, 2, 2, 2, c_in, c_out), device=x.device, dtype=acc_dtype)
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
-        lambda bm, bn: (triton.cdiv(c_in, bm), triton.cdiv(c_out, bn), 16 * split_k), x.is_cuda,
+        lambda bm, bn: (triton.cdiv(c_in, bm), triton.cdiv(c_out, bn), 16 * split_k),
         x, grad_y, partial, n, c_in, c_out, h, w, split_k, *x.stride(), *grad_y.stride(), **_dtypes(x),
     )
     grad_folded = partial.sum(dim=0).permute(0, 1, 5, 4, 2, 3)  # (a, b, o, c, t, u)
