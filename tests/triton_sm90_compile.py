@@ -1,0 +1,205 @@
+"""Compile every Triton kernel launch of stylegan_ops for an H100 (sm_90), without a GPU.
+
+Triton's interpreter, where the CPU tests run the Triton kernels, executes their Python semantics
+but never compiles them. An error only Triton's compiler or ptxas finds, a config that needs more
+shared memory than an H100 has, or one with more registers per block than it can launch would first
+show on a lent GPU. Here the Triton launchers run on CPU tensors with Triton's active driver
+replaced by one that compiles for sm_90 (ttir, ttgir, llir, ptx, then a cubin from Triton's own
+ptxas), reads each cubin's registers and local memory with Triton's cuobjdump, checks them and the
+shared memory against the H100's limits, and launches nothing. With ``--autotune`` the autotuner
+compiles every config it would try on the GPU; without it, the one fixed config per launch that
+``STYLEGAN_OPS_TRITON_AUTOTUNE=0`` runs.
+
+    python tests/triton_sm90_compile.py [--autotune] [--dtypes float32,bfloat16] [--verbose]
+
+TRITON_INTERPRET must be unset (Triton reads it when the kernels are decorated). Exits 1 if any
+launch fails to compile or breaks a limit. tests/test_triton_sm90_compile.py runs it.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+# H100 SXM (sm_90) limits a launch is checked against, as the CUDA driver reports them.
+MAX_SHARED_BYTES = 232448  # dynamic shared memory per block with the opt-in Triton uses (227 KiB)
+REGISTERS_PER_SM = 65536
+MAX_THREADS_PER_BLOCK = 1024
+REGISTER_ALLOCATION_UNIT = 256  # registers are allocated per warp in units of 256
+
+
+@dataclass
+class Compiled:
+    kernel: str
+    constants: str
+    num_warps: int
+    num_stages: int
+    shared_bytes: int
+    registers: int = 0
+    local_bytes: int = 0  # spill stores and stack: 0 when everything stays in registers
+
+
+class CompileOnlyDriver:
+    """The part of Triton's driver interface that compiling and launching use, for an sm_90 target
+    and no device: kernels compile, their launches record what was compiled and run nothing."""
+
+    def __init__(self, cuobjdump: str):
+        from triton.backends.compiler import GPUTarget
+
+        self.target = GPUTarget("cuda", 90, 32)
+        self.cuobjdump = cuobjdump
+        self.compiled: list[Compiled] = []
+        self.utils = self  # Triton calls driver.utils.load_binary and driver.utils.get_device_properties
+
+    def get_current_target(self):
+        return self.target
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_active_torch_device(self):
+        return torch.device("cpu")
+
+    def get_benchmarker(self):
+        def bench(kernel_call, quantiles=None, **_):
+            kernel_call()  # compiles this config; a failure propagates to the autotuner, as on a GPU
+            return [1.0, 1.0, 1.0] if quantiles else 1.0
+
+        return bench
+
+    def get_device_properties(self, device):
+        return {"max_shared_mem": MAX_SHARED_BYTES, "multiprocessor_count": 132, "max_num_regs": REGISTERS_PER_SM,
+                "warpSize": 32, "sm_clock_rate": 1980000, "mem_clock_rate": 2619000, "mem_bus_width": 5120}
+
+    def launcher_cls(self, src, metadata):
+        names = src.fn.arg_names
+        constants = ", ".join(f"{names[key[0]]}={value}" for key, value in sorted(src.constants.items())
+                              if isinstance(value, (bool, int, str)) or hasattr(value, "name"))
+        self.compiled.append(Compiled(src.name, constants, metadata.num_warps, metadata.num_stages, metadata.shared))
+        return lambda *args, **kwargs: None
+
+    def load_binary(self, name, cubin, shared, device):
+        registers, local_bytes = self._resource_usage(cubin)
+        record = self.compiled[-1]
+        record.registers, record.local_bytes = registers, local_bytes
+        per_warp = -(-registers * 32 // REGISTER_ALLOCATION_UNIT) * REGISTER_ALLOCATION_UNIT
+        max_threads = min(MAX_THREADS_PER_BLOCK, REGISTERS_PER_SM // per_warp * 32)
+        return 1, 1, registers, local_bytes, max_threads  # module, function, n_regs, n_spills, n_max_threads
+
+    def _resource_usage(self, cubin: bytes):
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+            f.write(cubin)
+            f.flush()
+            out = subprocess.run([self.cuobjdump, "--dump-resource-usage", f.name], capture_output=True, text=True,
+                                 check=True).stdout
+        usage = dict(re.findall(r"(REG|STACK|LOCAL):(\d+)", out))
+        return int(usage["REG"]), int(usage.get("STACK", 0)) + int(usage.get("LOCAL", 0))
+
+
+def launches(dtype):
+    """(label, call) for every kernel family, layout and specialisation the ops launch."""
+    from stylegan_ops.triton import noise_adain_lrelu as noise_kernels
+    from stylegan_ops.triton import upsample_conv2d as upsample_kernels
+
+    def noise_case(n, c, h, w, channels_last, with_noise):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = torch.empty(n, c, h, w, dtype=dtype).contiguous(memory_format=fmt)
+        noise = torch.empty(n, 1, h, w, dtype=dtype) if with_noise else None
+        a, s, b = torch.empty(c, dtype=dtype), torch.empty(n, c, dtype=dtype), torch.empty(n, c, dtype=dtype)
+
+        def call():
+            y, mean, rstd = noise_kernels.forward(x, noise, a, s, b, 1e-5, 0.2)
+            noise_kernels.backward(torch.empty_like(y), x, noise, a, s, b, mean, rstd, 0.2)
+
+        layout = "channels_last" if channels_last else "NCHW"
+        return f"noise_adain_lrelu {layout} ({n}, {c}, {h}, {w}) noise={with_noise}", call
+
+    def upsample_case(n, c_in, c_out, h, w, channels_last, with_bias):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = torch.empty(n, c_in, h, w, dtype=dtype).contiguous(memory_format=fmt)
+        weight = torch.zeros(c_out, c_in, 3, 3, dtype=dtype)
+        bias = torch.empty(c_out, dtype=dtype) if with_bias else None
+
+        def call():
+            y = upsample_kernels.forward(x, weight, bias)
+            upsample_kernels.backward(torch.empty_like(y), x, weight)
+
+        layout = "channels_last" if channels_last else "NCHW"
+        return f"upsample_conv2d {layout} ({n}, {c_in}, {c_out}, {h}, {w}) bias={with_bias}", call
+
+    # Planes of the generator, 4x4 to 1024x1024, as the launchers bucket them: one register-resident
+    # block per power of two up to noise_kernels.MAX_SINGLE_BLOCK, then swept chunks; an odd size
+    # (no divisibility specialisation); channels_last tiles.
+    cases = [noise_case(2, 4, s, s, False, True) for s in (4, 8, 16, 32, 64, 128)]
+    cases += [noise_case(2, 4, 5, 7, False, True), noise_case(2, 4, 8, 8, False, False)]
+    cases += [noise_case(2, 48, s, s, True, with_noise) for s in (8, 64) for with_noise in (True, False)]
+    # Split-K d weight needs N*H*W >= 2048; odd channel counts and sizes take the masked edges.
+    cases += [upsample_case(2, 32, 48, 32, 32, channels_last, True) for channels_last in (False, True)]
+    cases += [upsample_case(1, 5, 7, 3, 5, False, False)]
+    return cases
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--autotune", action="store_true", help="compile every autotune config, not the fixed one")
+    parser.add_argument("--dtypes", default="float32,float16,bfloat16,float64")
+    parser.add_argument("--verbose", action="store_true", help="print every compiled kernel")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        parser.error("unset TRITON_INTERPRET: interpreted kernels are never compiled")
+    os.environ["STYLEGAN_OPS_TRITON_AUTOTUNE"] = "1" if args.autotune else "0"
+
+    import triton
+    from triton.runtime import driver
+
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    compile_only = CompileOnlyDriver(cuobjdump)
+    driver.set_active(compile_only)
+    print(f"Triton {triton.__version__}: compiling for {compile_only.target} "
+          f"({'every autotune config' if args.autotune else 'fixed configs'})", flush=True)
+
+    failures = []
+    start = time.perf_counter()
+    for dtype_name in args.dtypes.split(","):
+        dtype = getattr(torch, dtype_name)
+        for label, call in launches(dtype):
+            before = len(compile_only.compiled)
+            try:
+                call()
+            except Exception as e:  # noqa: BLE001: a failed compile is this script's finding
+                failures.append(f"{dtype_name} {label}: {type(e).__name__}: {e}")
+            print(f"  {dtype_name:8} {label}: {len(compile_only.compiled) - before} compiled "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+    for record in compile_only.compiled:
+        threads = record.num_warps * 32
+        per_warp = -(-record.registers * 32 // REGISTER_ALLOCATION_UNIT) * REGISTER_ALLOCATION_UNIT
+        if record.shared_bytes > MAX_SHARED_BYTES:
+            failures.append(f"{record.kernel} [{record.constants}]: {record.shared_bytes} B shared memory "
+                            f"> {MAX_SHARED_BYTES}")
+        if per_warp * record.num_warps > REGISTERS_PER_SM:
+            failures.append(f"{record.kernel} [{record.constants}]: {record.registers} registers x {threads} "
+                            f"threads > {REGISTERS_PER_SM} per block")
+        if args.verbose or record.local_bytes:
+            print(f"{record.kernel} [{record.constants}] warps={record.num_warps} stages={record.num_stages}: "
+                  f"{record.registers} registers, {record.local_bytes} B local (spills), "
+                  f"{record.shared_bytes} B shared")
+    spilling = sum(1 for record in compile_only.compiled if record.local_bytes)
+    print(f"{len(compile_only.compiled)} kernels compiled for sm_90 in {time.perf_counter() - start:.0f} s; "
+          f"{spilling} spill registers to local memory; {len(failures)} failures")
+    for failure in failures:
+        print("FAILED:", failure)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
