@@ -60,7 +60,7 @@ def _forward_kernel(
     pix_ok, o_ok = pix < N * H * W, o < C_out
     n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
-    for tap in tl.static_range(4):
+    for tap in range(4):  # a loop, not unrolled: see _grad_x_kernel
         t, u = tap // 2, tap % 2
         ih, iw = i + a - 1 + t, j + b - 1 + u
         in_ok = pix_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
@@ -93,7 +93,9 @@ def _grad_x_kernel(
     pix_ok, c_ok = pix < N * H * W, c < C_in
     n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
-    for phase_tap in tl.static_range(16):
+    # A loop, not tl.static_range: unrolled, the 16 pipelined K-loops spilled registers and took 20 to 30 s
+    # per config to compile for float32 (sm_90, tests/triton_sm90_compile.py), so autotuning ate a GPU lease.
+    for phase_tap in range(16):
         phase, tap = phase_tap // 4, phase_tap % 4
         a, b, t, u = phase // 2, phase % 2, tap // 2, tap % 2
         si, sj = i - a + 1 - t, j - b + 1 - u  # low-res output pixel that read x[i, j] through this tap
