@@ -179,6 +179,17 @@ std::pair<acc_t, acc_t> mean_and_variance(const acc_t* v, int64_t M) {
   return {mean, acc_t(squares / M)};
 }
 
+// Planes handled as one group. A small plane's statistics are one chain of dependent steps (the
+// sums' lane reductions, a division, a square root: about 150 cycles at 64 elements) that the
+// core overlaps with the next plane's only as far as its reorder window reaches; computing a
+// group's sums back to back, before any of its planes is written, puts several chains in flight
+// (8x8 planes, one thread: forward and backward each about 15% faster). A group's buffer holds at
+// most 2048 elements (8 KiB of float32, in L1); planes of 2048 elements or more go alone.
+constexpr int64_t kMaxGroup = 8;
+inline int64_t planes_per_group(int64_t M) {
+  return std::clamp<int64_t>(2048 / M, 1, kMaxGroup);
+}
+
 template <typename scalar_t>
 void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise, const at::Tensor& noise_weight,
                     const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope,
@@ -198,20 +209,28 @@ void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise,
   acc_t* rstd_ptr = rstd_out.mutable_data_ptr<acc_t>();
   const Vec slope_v = Vec(acc_t(negative_slope));
 
+  const int64_t group = planes_per_group(M);
   at::parallel_for(0, N * C, std::max<int64_t>(1, 32768 / M), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> v(M);
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const int64_t n = plane / C, c = plane % C;
-      gather_plane(x_ptr + n * xv.n_stride + c * xv.c_stride, xv.hw_stride,
-                   noise_ptr ? noise_ptr + n * nv.n_stride : nullptr, nv.hw_stride, acc_t(a_ptr[c]), M, v.data());
-      const auto [mean, var] = mean_and_variance(v.data(), M);
-      const acc_t rstd = acc_t(1) / std::sqrt(var + acc_t(eps));
-      const Vec mean_v = Vec(mean), gamma_v = Vec(acc_t(scale_ptr[plane]) * rstd);
-      const Vec beta_v = Vec(acc_t(bias_ptr[plane]));
-      write_plane([&](Vec x) { return leaky_relu((x - mean_v) * gamma_v + beta_v, slope_v); }, v.data(), M,
-                  y_ptr + n * yv.n_stride + c * yv.c_stride, yv.hw_stride, v.data());
-      mean_ptr[plane] = mean;
-      rstd_ptr[plane] = rstd;
+    std::vector<acc_t> v(group * M);
+    for (int64_t first = begin; first < end; first += group) {
+      const int64_t last = std::min(first + group, end);
+      for (int64_t plane = first; plane < last; ++plane) {  // the group's statistics, back to back
+        const int64_t n = plane / C, c = plane % C;
+        acc_t* vp = v.data() + (plane - first) * M;
+        gather_plane(x_ptr + n * xv.n_stride + c * xv.c_stride, xv.hw_stride,
+                     noise_ptr ? noise_ptr + n * nv.n_stride : nullptr, nv.hw_stride, acc_t(a_ptr[c]), M, vp);
+        const auto [mean, var] = mean_and_variance(vp, M);
+        mean_ptr[plane] = mean;
+        rstd_ptr[plane] = acc_t(1) / std::sqrt(var + acc_t(eps));
+      }
+      for (int64_t plane = first; plane < last; ++plane) {
+        const int64_t n = plane / C, c = plane % C;
+        acc_t* vp = v.data() + (plane - first) * M;
+        const Vec mean_v = Vec(mean_ptr[plane]), gamma_v = Vec(acc_t(scale_ptr[plane]) * rstd_ptr[plane]);
+        const Vec beta_v = Vec(acc_t(bias_ptr[plane]));
+        write_plane([&](Vec x) { return leaky_relu((x - mean_v) * gamma_v + beta_v, slope_v); }, vp, M,
+                    y_ptr + n * yv.n_stride + c * yv.c_stride, yv.hw_stride, vp);
+      }
     }
   });
 }
@@ -240,51 +259,63 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
   scalar_t* gbias_ptr = grad_bias.mutable_data_ptr<scalar_t>();
   const Vec slope_v = Vec(acc_t(negative_slope));
 
+  const int64_t group = planes_per_group(M);
   at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / M), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> xhat(M), g(M);
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const int64_t n = plane / C, c = plane % C;
-      const scalar_t* noise_plane = noise_ptr ? noise_ptr + n * nv.n_stride : nullptr;
-      gather_plane(x_ptr + n * xv.n_stride + c * xv.c_stride, xv.hw_stride, noise_plane, nv.hw_stride,
-                   acc_t(a_ptr[c]), M, xhat.data());
-      const acc_t mean = mean_ptr[plane], rstd = rstd_ptr[plane];
-      const acc_t gamma = acc_t(scale_ptr[plane]), beta = acc_t(bias_ptr[plane]);
-      const acc_t* dy = contiguous_plane(gy_ptr + n * gyv.n_stride + c * gyv.c_stride, gyv.hw_stride, M, g.data());
-      // One sweep: x̂ in place, g (the gradient through the LeakyReLU) into its buffer, and Σg, Σg·x̂.
-      const Vec mean_v(mean), rstd_v(rstd), gamma_v(gamma), beta_v(beta);
-      VecSum<acc_t> sum_g_acc, sum_g_xhat_acc;
-      int64_t i = 0;
-      for (; i + Vec::size() <= M; i += Vec::size()) {
-        const Vec xh = (Vec::loadu(xhat.data() + i) - mean_v) * rstd_v;
-        const Vec gi = leaky_relu_grad(Vec::loadu(dy + i), xh, gamma_v, beta_v, slope_v);
-        xh.store(xhat.data() + i);
-        gi.store(g.data() + i);
-        sum_g_acc.add(gi);
-        sum_g_xhat_acc.add(gi * xh);
+    std::vector<acc_t> xhat(group * M), g(group * M);
+    acc_t sum_g[kMaxGroup], sum_g_xhat[kMaxGroup];
+    for (int64_t first = begin; first < end; first += group) {
+      const int64_t last = std::min(first + group, end);
+      for (int64_t plane = first; plane < last; ++plane) {  // the group's sums, back to back
+        const int64_t n = plane / C, c = plane % C, slot = plane - first;
+        acc_t* xh_p = xhat.data() + slot * M;
+        acc_t* g_p = g.data() + slot * M;
+        gather_plane(x_ptr + n * xv.n_stride + c * xv.c_stride, xv.hw_stride,
+                     noise_ptr ? noise_ptr + n * nv.n_stride : nullptr, nv.hw_stride, acc_t(a_ptr[c]), M, xh_p);
+        const acc_t mean = mean_ptr[plane], rstd = rstd_ptr[plane];
+        const acc_t gamma = acc_t(scale_ptr[plane]), beta = acc_t(bias_ptr[plane]);
+        const acc_t* dy = contiguous_plane(gy_ptr + n * gyv.n_stride + c * gyv.c_stride, gyv.hw_stride, M, g_p);
+        // One sweep: x̂ in place, g (the gradient through the LeakyReLU) into its buffer, and Σg, Σg·x̂.
+        const Vec mean_v(mean), rstd_v(rstd), gamma_v(gamma), beta_v(beta);
+        VecSum<acc_t> sum_g_acc, sum_g_xhat_acc;
+        int64_t i = 0;
+        for (; i + Vec::size() <= M; i += Vec::size()) {
+          const Vec xh = (Vec::loadu(xh_p + i) - mean_v) * rstd_v;
+          const Vec gi = leaky_relu_grad(Vec::loadu(dy + i), xh, gamma_v, beta_v, slope_v);
+          xh.store(xh_p + i);
+          gi.store(g_p + i);
+          sum_g_acc.add(gi);
+          sum_g_xhat_acc.add(gi * xh);
+        }
+        for (; i < M; ++i) {
+          xh_p[i] = (xh_p[i] - mean) * rstd;
+          g_p[i] = gamma * xh_p[i] + beta > acc_t(0) ? dy[i] : dy[i] * acc_t(negative_slope);
+          sum_g_acc.add(g_p[i]);
+          sum_g_xhat_acc.add(g_p[i] * xh_p[i]);
+        }
+        sum_g[slot] = acc_t(sum_g_acc.total());
+        sum_g_xhat[slot] = acc_t(sum_g_xhat_acc.total());
       }
-      for (; i < M; ++i) {
-        xhat[i] = (xhat[i] - mean) * rstd;
-        g[i] = gamma * xhat[i] + beta > acc_t(0) ? dy[i] : dy[i] * acc_t(negative_slope);
-        sum_g_acc.add(g[i]);
-        sum_g_xhat_acc.add(g[i] * xhat[i]);
+      for (int64_t plane = first; plane < last; ++plane) {
+        const int64_t n = plane / C, c = plane % C, slot = plane - first;
+        acc_t* xh_p = xhat.data() + slot * M;
+        acc_t* g_p = g.data() + slot * M;
+        // dv = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), written to dx.
+        const acc_t k = acc_t(scale_ptr[plane]) * rstd_ptr[plane];
+        const Vec k_vec(k), mean_g_vec(sum_g[slot] / M), mean_g_xhat_vec(sum_g_xhat[slot] / M);
+        const acc_t* dv = write_plane(
+            [&](Vec gi, Vec xh) { return k_vec * (gi - mean_g_vec - xh * mean_g_xhat_vec); }, g_p, M,
+            gx_ptr + n * gxv.n_stride + c * gxv.c_stride, gxv.hw_stride, g_p, xh_p);
+        double dv_dot_noise = 0;
+        if (noise_ptr != nullptr) {  // x̂ is spent: its buffer may take the noise plane
+          const acc_t* nz = contiguous_plane(noise_ptr + n * nv.n_stride, nv.hw_stride, M, xh_p);
+          dv_dot_noise = chunked_sum<acc_t>(
+              M, [&](int64_t j) { return Vec::loadu(dv + j) * Vec::loadu(nz + j); },
+              [&](int64_t j) { return dv[j] * nz[j]; });
+        }
+        ga_ptr[plane] = acc_t(dv_dot_noise);
+        gscale_ptr[plane] = scalar_t(sum_g_xhat[slot]);
+        gbias_ptr[plane] = scalar_t(sum_g[slot]);
       }
-      const acc_t sum_g = acc_t(sum_g_acc.total()), sum_g_xhat = acc_t(sum_g_xhat_acc.total());
-      // dv = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), written to dx.
-      const acc_t k = gamma * rstd, mean_g = sum_g / M, mean_g_xhat = sum_g_xhat / M;
-      const Vec k_vec(k), mean_g_vec(mean_g), mean_g_xhat_vec(mean_g_xhat);
-      const acc_t* dv = write_plane(
-          [&](Vec gi, Vec xh) { return k_vec * (gi - mean_g_vec - xh * mean_g_xhat_vec); }, g.data(), M,
-          gx_ptr + n * gxv.n_stride + c * gxv.c_stride, gxv.hw_stride, g.data(), xhat.data());
-      double dv_dot_noise = 0;
-      if (noise_plane != nullptr) {  // x̂ is spent: its buffer may take the noise plane
-        const acc_t* nz = contiguous_plane(noise_plane, nv.hw_stride, M, xhat.data());
-        dv_dot_noise = chunked_sum<acc_t>(
-            M, [&](int64_t j) { return Vec::loadu(dv + j) * Vec::loadu(nz + j); },
-            [&](int64_t j) { return dv[j] * nz[j]; });
-      }
-      ga_ptr[plane] = acc_t(dv_dot_noise);
-      gscale_ptr[plane] = scalar_t(sum_g_xhat);
-      gbias_ptr[plane] = scalar_t(sum_g);
     }
   });
 }
