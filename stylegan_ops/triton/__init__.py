@@ -2,14 +2,14 @@
 
 import os
 
-import triton
-
 
 def interpreted(kernel) -> bool:
     """Whether ``kernel`` runs in Triton's interpreter. Triton decides that when it decorates the
     kernel (from TRITON_INTERPRET, read when the kernel's module is imported), whatever device the
     tensors are on later; the launchers follow that decision: small fixed configs and no autotuning
     in the interpreter, GPU configs for a compiled kernel."""
+    import triton  # here, so that autotune_on_gpu can be read without Triton installed
+
     return not isinstance(kernel, triton.runtime.JITFunction)
 
 
