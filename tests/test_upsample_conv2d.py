@@ -84,24 +84,24 @@ def test_non_contiguous_inputs(backend):
     assert rel_l2(out, upsample_conv2d_reference(x, weight, bias_s)) < 1e-12
 
 
-@pytest.mark.parametrize("wrt", GRAD_SUBSETS, ids="+".join)
-def test_gradients_float64_match_reference(backend, wrt):
-    inputs = make_inputs(2, 3, 4, 5, 6)
-    grad_y = torch.randn(2, 4, 10, 12, dtype=torch.float64)
+def _assert_float64_grads_match_reference(backend, shape, wrt):
+    n, c_in, c_out, h, w = shape
+    inputs = make_inputs(n, c_in, c_out, h, w)
+    grad_y = torch.randn(n, c_out, 2 * h, 2 * w, dtype=torch.float64)
     _, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, wrt, grad_y)
     _, want = _grads(upsample_conv2d_reference, inputs, wrt, grad_y)
     for name, g, r in zip(wrt, got, want):
         assert rel_l2(g, r) < 1e-12, name
 
 
+@pytest.mark.parametrize("wrt", GRAD_SUBSETS, ids="+".join)
+def test_gradients_float64_match_reference(backend, wrt):
+    _assert_float64_grads_match_reference(backend, (2, 3, 4, 5, 6), wrt)
+
+
 def test_weight_gradient_split_over_pixels(backend):
     """2048 low-resolution pixels: the Triton d weight GEMM splits its K (pixels) over 2 programs."""
-    inputs = make_inputs(2, 3, 4, 32, 32)
-    grad_y = torch.randn(2, 4, 64, 64, dtype=torch.float64)
-    _, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, NAMES, grad_y)
-    _, want = _grads(upsample_conv2d_reference, inputs, NAMES, grad_y)
-    for name, g, r in zip(NAMES, got, want):
-        assert rel_l2(g, r) < 1e-12, name
+    _assert_float64_grads_match_reference(backend, (2, 3, 4, 32, 32), NAMES)
 
 
 def test_gradients_without_bias(backend):
