@@ -144,8 +144,8 @@ def _grad_weight_kernel(
     tl.store(out, acc, mask=c_ok[:, None] & o_ok[None, :])
 
 
-# The keys hold the channel stride of the GEMM's K operand (1 for channels_last, H*W for NCHW): the two
-# layouts load tiles so differently that one's best config says nothing about the other's.
+# The keys hold an input's channel stride (1 for channels_last, H*W for NCHW): the two layouts load
+# tiles so differently that one's best config says nothing about the other's.
 _forward_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "x_c"])(_forward_kernel)
 _grad_x_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "gy_c"])(_grad_x_kernel)
 # Each program stores (not adds) its partial tile, so autotuning reruns need no reset.
