@@ -1,4 +1,4 @@
-// noise_adain_lrelu on CPU: one (n, c) plane per task of at::parallel_for.
+// noise_adain_lrelu on CPU: at::parallel_for over (n, c) planes, small planes in groups (planes_per_group).
 //
 // Each plane of x + a * noise is gathered once (any layout, any floating dtype) into a contiguous
 // buffer in the op-math type (float for half/bfloat16/float, double for double); statistics and
