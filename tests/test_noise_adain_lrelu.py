@@ -34,8 +34,11 @@ def test_forward_float64_matches_reference(backend, shape, with_noise):
     assert rel_l2(out, noise_adain_lrelu_reference(*args)) < 1e-12
 
 
-def test_forward_float32_matches_float64_reference(backend):
-    args = make_inputs(2, 4, 16, 16, dtype=torch.float32)
+# Planes in full groups of 8 (the CPU kernel's float32 vector width), in a partial last group with
+# plane sizes not a multiple of 8, and planes large enough to go one by one.
+@pytest.mark.parametrize("shape", [(2, 4, 16, 16), (3, 7, 5, 9), (1, 2, 48, 48)])
+def test_forward_float32_matches_float64_reference(backend, shape):
+    args = make_inputs(*shape, dtype=torch.float32)
     out = so.noise_adain_lrelu(*args, backend=backend)
     ref = noise_adain_lrelu_reference(*(a.double() for a in args))
     assert out.dtype == torch.float32
