@@ -4,7 +4,7 @@ import numbers
 
 import torch
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+FLOAT_DTYPES = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
 
 
 def _format_shape(shape) -> str:
@@ -17,11 +17,14 @@ def check_tensor(op: str, name: str, tensor, shape) -> None:
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: {name} must be float16, bfloat16, float32 or float64, got {tensor.dtype}")
-    mismatch = tensor.dim() != len(shape) or any(
-        isinstance(want, int) and got != want for got, want in zip(tensor.shape, shape)
-    )
+    got = tensor.shape
+    # A plain loop, not any() over a generator: this runs on every call of an op (half the cost).
+    mismatch = len(got) != len(shape)
+    for size, want in zip(got, shape):
+        if type(want) is int and size != want:
+            mismatch = True
     if mismatch:
-        raise ValueError(f"{op}: {name} must have shape {_format_shape(shape)}, got {_format_shape(tuple(tensor.shape))}")
+        raise ValueError(f"{op}: {name} must have shape {_format_shape(shape)}, got {_format_shape(tuple(got))}")
 
 
 def check_same_device_and_dtype(op: str, reference_name: str, reference: torch.Tensor, **others) -> None:
