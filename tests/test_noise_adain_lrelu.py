@@ -84,7 +84,7 @@ def test_non_contiguous_inputs(backend):
     assert rel_l2(out, noise_adain_lrelu_reference(x, noise_b, weight, scale, bias)) < 1e-12
 
 
-# float32 as well: the CPU kernel reduces a group of eight float32 planes' sums together, and a NaN
+# float32 as well: the CPU kernel reduces the sums of up to eight float32 planes together, and a NaN
 # must stay in its own plane.
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_nan_propagates(backend, dtype, tol):
