@@ -89,6 +89,51 @@ at::Tensor output_as_phases(const at::Tensor& y) {
   return y.view({y.size(0), y.size(1), y.size(2) / 2, 2, y.size(3) / 2, 2});
 }
 
+// Copies between the stacked z (N, 4 C_out, H+1, W+1) and the interleaved y (N, C_out, 2H, 2W):
+// into y when to_output, else y's values into z's phase positions (z's unread border untouched).
+// A strided copy_ between stacked_as_output and output_as_phases serves any layout, and
+// channels_last well (its inner loop runs over channels); for NCHW its innermost dimension is b,
+// of size 2 (1.2 ms for the 8 MB (2, 64, 128, 128) output). There an output row 2i + a is one loop
+// that interleaves z's rows of phases (a, 0) and (a, 1), contiguous on both sides: the
+// (2, 64, 64, 64, 64) forward went from 6.6 to 5.8 ms, its backward from 13.7 to 12.6 ms.
+void move_phases(const at::Tensor& z, const at::Tensor& y, bool to_output) {
+  const int64_t C_out = y.size(1), H = y.size(2) / 2, W = y.size(3) / 2, rows = y.size(0) * C_out * 2 * H;
+  if (!z.is_contiguous() || !y.is_contiguous()) {
+    if (to_output) {
+      output_as_phases(y).copy_(stacked_as_output(z, H, W));
+    } else {
+      stacked_as_output(z, H, W).copy_(output_as_phases(y));
+    }
+    return;
+  }
+  const int64_t z_plane = (H + 1) * (W + 1);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, y.scalar_type(), "upsample_conv2d_move_phases", [&] {
+    // The source is read through const_data_ptr: a copy-on-write input stays shared.
+    const scalar_t* from = to_output ? z.const_data_ptr<scalar_t>() : y.const_data_ptr<scalar_t>();
+    scalar_t* to = to_output ? y.mutable_data_ptr<scalar_t>() : z.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / W), [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {  // row = (n * C_out + o) * 2H + 2i + a
+        const int64_t no = row / (2 * H), r = row % (2 * H), i = r / 2, a = r % 2;
+        const int64_t n = no / C_out, o = no % C_out;
+        const int64_t even = (n * 4 * C_out + 4 * o + 2 * a) * z_plane + (i + a) * (W + 1);  // z at b = 0
+        const int64_t odd = even + z_plane + 1;                                             // z at b = 1
+        const int64_t out = row * 2 * W;                                                    // y
+        if (to_output) {
+          for (int64_t j = 0; j < W; ++j) {
+            to[out + 2 * j] = from[even + j];
+            to[out + 2 * j + 1] = from[odd + j];
+          }
+        } else {
+          for (int64_t j = 0; j < W; ++j) {
+            to[even + j] = from[out + 2 * j];
+            to[odd + j] = from[out + 2 * j + 1];
+          }
+        }
+      }
+    });
+  });
+}
+
 at::Tensor upsample_conv2d_impl(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   check_upsample_conv2d_args(x, weight, bias);
   const int64_t N = x.size(0), C_out = weight.size(0), H = x.size(2), W = x.size(3);
@@ -96,7 +141,7 @@ at::Tensor upsample_conv2d_impl(const at::Tensor& x, const at::Tensor& weight, c
       bias ? std::optional<at::Tensor>(bias->repeat_interleave(4)) : std::nullopt;
   const at::Tensor z = at::conv2d(x, stacked_phase_weight(weight), stacked_bias, /*stride=*/1, /*padding=*/1);
   at::Tensor y = at::empty({N, C_out, 2 * H, 2 * W}, x.options().memory_format(output_memory_format(x)));
-  output_as_phases(y).copy_(stacked_as_output(z, H, W));
+  move_phases(z, y, /*to_output=*/true);
   return y;
 }
 
@@ -107,7 +152,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_impl(con
   const int64_t N = x.size(0), C_out = weight.size(0), H = x.size(2), W = x.size(3);
   // Scatter dy into the stacked layout; the border row/column of each phase no output reads stays 0.
   at::Tensor grad_z = at::zeros({N, 4 * C_out, H + 1, W + 1}, x.options().memory_format(output_memory_format(x)));
-  stacked_as_output(grad_z, H, W).copy_(output_as_phases(grad_y));
+  move_phases(grad_z, grad_y, /*to_output=*/false);
   auto [grad_x, grad_stacked, unused] = at::convolution_backward(
       grad_z, x, stacked_phase_weight(weight), /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1}, /*padding=*/{1, 1},
       /*dilation=*/{1, 1}, /*transposed=*/false, /*output_padding=*/{0, 0}, /*groups=*/1, {true, true, false});
