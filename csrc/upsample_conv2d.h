@@ -16,8 +16,12 @@ inline void check_upsample_conv2d_args(const at::Tensor& x, const at::Tensor& we
   TORCH_CHECK(x.dim() == 4, "upsample_conv2d: x must be 4-D (N, C_in, H, W), got ", x.sizes());
   TORCH_CHECK(at::isFloatingType(x.scalar_type()), "upsample_conv2d: x must be a floating tensor, got ",
               x.scalar_type());
+  TORCH_CHECK(x.size(1) > 0 && x.size(2) > 0 && x.size(3) > 0,
+              "upsample_conv2d: x must have at least one channel and pixel (C_in, H, W > 0), got ", x.sizes());
   TORCH_CHECK(weight.dim() == 4 && weight.size(1) == x.size(1) && weight.size(2) == 3 && weight.size(3) == 3,
               "upsample_conv2d: weight must have shape (C_out, ", x.size(1), ", 3, 3), got ", weight.sizes());
+  TORCH_CHECK(weight.size(0) > 0, "upsample_conv2d: weight must have at least one output channel, got ",
+              weight.sizes());
   for (const auto& [t, name] : {std::pair{&weight, "weight"}, std::pair{bias ? &*bias : nullptr, "bias"}}) {
     if (t == nullptr) continue;
     TORCH_CHECK(t->device() == x.device(), "upsample_conv2d: ", name, " is on ", t->device(), " but x is on ",

@@ -91,3 +91,11 @@ def resolve(backend: str, device: torch.device, op: str, implemented: Collection
                 stacklevel=3,
             )
     raise AssertionError("unreachable: eager is always available")
+
+
+def resolve_for(backend: str, x: torch.Tensor, op: str, implemented: Collection[str]) -> str:
+    """``resolve`` for an op's input x. An empty x (some size 0) still has its backend checked,
+    then runs eager: there is nothing to compute, eager gives the empty result (and zero
+    gradients) that PyTorch gives, and the kernels assume at least one element per plane."""
+    chosen = resolve(backend, x.device, op, implemented)
+    return "eager" if x.numel() == 0 else chosen

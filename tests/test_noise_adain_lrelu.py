@@ -136,6 +136,17 @@ def _grads(fn, inputs, wrt, grad_y):
     return output_and_grads(fn, inputs, NAMES, wrt, grad_y)
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4)])
+def test_empty_input_matches_eager(backend, shape):
+    inputs = make_inputs(*shape)
+    grad_y = torch.randn(shape, dtype=torch.float64)
+    y, grads = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)
+    y_ref, grads_ref = _grads(noise_adain_lrelu_reference, inputs, NAMES, grad_y)
+    assert y.shape == y_ref.shape == shape
+    for got, want in zip(grads, grads_ref):
+        assert torch.equal(got, want)  # zero-size, or all zeros for the per-channel inputs
+
+
 @pytest.mark.parametrize("wrt", GRAD_SUBSETS, ids="+".join)
 def test_gradients_float64_match_reference(backend, wrt):
     inputs = make_inputs(2, 3, 6, 5)

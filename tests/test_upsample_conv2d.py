@@ -48,6 +48,10 @@ BAD_INPUTS = [
     (dict(x=torch.randint(0, 3, (2, 3, 5, 6))), TypeError, "x must be float16"),
     (dict(weight=torch.randn(4, 3, 3, 3, dtype=torch.float16)), TypeError, "weight has dtype"),
     (dict(bias=torch.randn(4, device="meta")), RuntimeError, "bias is on meta"),
+    # F.interpolate and F.conv2d refuse these as well.
+    (dict(x=torch.randn(2, 0, 5, 6), weight=torch.randn(4, 0, 3, 3)), ValueError, "x must have at least one channel"),
+    (dict(x=torch.randn(2, 3, 0, 6)), ValueError, "x must have at least one channel and pixel"),
+    (dict(weight=torch.randn(0, 3, 3, 3)), ValueError, "weight must have at least one output channel"),
 ]
 
 
@@ -57,6 +61,14 @@ def test_bad_input_names_the_argument(backend, overrides, error, match):
         so.upsample_conv2d(**{**GOOD, **overrides}, backend=backend)
 
 
+def test_library_op_refuses_zero_channels():
+    # Below the Python checks: oneDNN answers a convolution of 0 input channels with 0 output
+    # channels, which the kernel must never index as 4 * C_out.
+    cpu_backend_or_skip("native", OP)
+    with pytest.raises(RuntimeError, match="x must have at least one channel"):
+        torch.ops.stylegan_ops.upsample_conv2d(torch.randn(1, 0, 3, 3), torch.randn(4, 0, 3, 3), None)
+
+
 # ---- layouts, gradients ----------------------------------------------------------------------------
 NAMES = ["x", "weight", "bias"]
 GRAD_SUBSETS = [NAMES, ["x"], ["weight"], ["bias"], ["weight", "bias"]]
@@ -64,6 +76,16 @@ GRAD_SUBSETS = [NAMES, ["x"], ["weight"], ["bias"], ["weight", "bias"]]
 
 def _grads(fn, inputs, wrt, grad_y):
     return output_and_grads(fn, inputs, NAMES, wrt, grad_y)
+
+
+def test_empty_batch_matches_eager(backend):
+    inputs = make_inputs(n=0)
+    grad_y = torch.randn(0, 4, 10, 12, dtype=torch.float64)
+    y, grads = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, NAMES, grad_y)
+    y_ref, grads_ref = _grads(upsample_conv2d_reference, inputs, NAMES, grad_y)
+    assert y.shape == y_ref.shape == (0, 4, 10, 12)
+    for got, want in zip(grads, grads_ref):
+        assert torch.equal(got, want)  # zero-size, or all zeros for weight and bias
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

@@ -98,6 +98,8 @@ at::Tensor output_as_phases(const at::Tensor& y) {
 // (2, 64, 64, 64, 64) forward went from 6.6 to 5.8 ms, its backward from 13.7 to 12.6 ms.
 void move_phases(const at::Tensor& z, const at::Tensor& y, bool to_output) {
   const int64_t C_out = y.size(1), H = y.size(2) / 2, W = y.size(3) / 2, rows = y.size(0) * C_out * 2 * H;
+  TORCH_INTERNAL_ASSERT(z.sizes() == at::IntArrayRef({y.size(0), 4 * C_out, H + 1, W + 1}),
+                        "upsample_conv2d: stacked output ", z.sizes(), " does not match output ", y.sizes());
   if (!z.is_contiguous() || !y.is_contiguous()) {
     if (to_output) {
       output_as_phases(y).copy_(stacked_as_output(z, H, W));

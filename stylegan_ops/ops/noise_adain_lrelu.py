@@ -145,7 +145,7 @@ def _triton_backward(
 
 register(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite,
          autograd_backward=_autograd_backward, setup_context=_setup_context)
-# backends.resolve() checks that a backend can run (extension loaded, Triton present) before one is called.
+# backends.resolve_for() checks that a backend can run (extension loaded, Triton present) before one is called.
 IMPLEMENTATIONS = {
     "eager": noise_adain_lrelu_ref,
     "native": lambda *args: torch.ops.stylegan_ops.noise_adain_lrelu(*args)[0],
@@ -198,6 +198,6 @@ def noise_adain_lrelu(
         x, noise, noise_weight, style_scale, style_bias
     )
     eps, negative_slope = _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope)
-    chosen = backends.resolve(backend, x.device, OP, IMPLEMENTATIONS)
+    chosen = backends.resolve_for(backend, x, OP, IMPLEMENTATIONS)
     with region:
         return IMPLEMENTATIONS[chosen](x, noise, noise_weight.reshape(-1), style_scale, style_bias, eps, negative_slope)

@@ -125,7 +125,7 @@ def _triton_backward(
 
 register(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite,
          autograd_backward=_autograd_backward, setup_context=_setup_context)
-# backends.resolve() checks that a backend can run (extension loaded, Triton present) before one is called.
+# backends.resolve_for() checks that a backend can run (extension loaded, Triton present) before one is called.
 IMPLEMENTATIONS = {
     "eager": upsample_conv2d_ref,
     "native": lambda *args: torch.ops.stylegan_ops.upsample_conv2d(*args),
@@ -136,7 +136,12 @@ IMPLEMENTATIONS = {
 # ---- public function ------------------------------------------------------------------------------
 def _check_args(x, weight, bias):
     check_tensor(OP, "x", x, ("N", "C_in", "H", "W"))
-    check_tensor(OP, "weight", weight, ("C_out", x.shape[1], 3, 3))
+    _, c_in, h, w = x.shape
+    if c_in == 0 or h == 0 or w == 0:  # as F.interpolate and F.conv2d, which refuse them too
+        raise ValueError(f"{OP}: x must have at least one channel and pixel (C_in, H, W > 0), got shape {tuple(x.shape)}")
+    check_tensor(OP, "weight", weight, ("C_out", c_in, 3, 3))
+    if weight.shape[0] == 0:
+        raise ValueError(f"{OP}: weight must have at least one output channel (C_out > 0), got shape {tuple(weight.shape)}")
     if bias is not None:
         check_tensor(OP, "bias", bias, (weight.shape[0],))
     check_same_device_and_dtype(OP, "x", x, weight=weight, bias=bias)
@@ -158,6 +163,6 @@ def upsample_conv2d(x, weight, bias=None, *, backend="auto"):
     """
     (x, weight, bias), region = autocast_region(x, weight, bias)
     _check_args(x, weight, bias)
-    chosen = backends.resolve(backend, x.device, OP, IMPLEMENTATIONS)
+    chosen = backends.resolve_for(backend, x, OP, IMPLEMENTATIONS)
     with region:
         return IMPLEMENTATIONS[chosen](x, weight, bias)
