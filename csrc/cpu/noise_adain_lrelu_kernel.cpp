@@ -189,20 +189,18 @@ void group_statistics(const acc_t* v, int64_t M, int64_t count, acc_t eps, acc_t
   using Vec = Vectorized<acc_t>;
   constexpr int64_t L = Vec::size();
   VecSum<acc_t> sums[L];
-  acc_t pivot[L] = {}, mean[L];
+  acc_t pivot[L] = {};
   for (int64_t p = 0; p < count; ++p) {
     const acc_t* vp = v + p * M;
-    const acc_t first = vp[0];
+    const acc_t first = pivot[p] = vp[0];
     const Vec first_vec(first);
     sums[p] = chunked_sum<acc_t>(
         M, [&](int64_t i) { return Vec::loadu(vp + i) - first_vec; }, [&](int64_t i) { return vp[i] - first; });
-    pivot[p] = first;
   }
-  const Vec mean_vec = Vec::loadu(pivot) + VecSum<acc_t>::totals(sums, count) / Vec(acc_t(M));
-  mean_vec.store(mean);
+  (Vec::loadu(pivot) + VecSum<acc_t>::totals(sums, count) / Vec(acc_t(M))).store(mean_out, count);
   for (int64_t p = 0; p < count; ++p) {
     const acc_t* vp = v + p * M;
-    const acc_t m = mean[p];
+    const acc_t m = mean_out[p];
     const Vec m_vec(m);
     sums[p] = chunked_sum<acc_t>(
         M,
@@ -213,7 +211,6 @@ void group_statistics(const acc_t* v, int64_t M, int64_t count, acc_t eps, acc_t
         [&](int64_t i) { return (vp[i] - m) * (vp[i] - m); });
   }
   const Vec variance = VecSum<acc_t>::totals(sums, count) / Vec(acc_t(M));
-  mean_vec.store(mean_out, count);
   (Vec(acc_t(1)) / (variance + Vec(eps)).sqrt()).store(rstd_out, count);
 }
 
