@@ -125,3 +125,22 @@ def assert_matches_reference(fn, reference_fn, inputs, names, grad_y, ref_dtype,
     for name, g, r in zip(names, got, want):
         assert g.dtype == dtype and rel_l2(g, r) < grad_tol, name
     return y, got
+
+
+# ---- layouts ---------------------------------------------------------------------------------
+def _channels_last_slice(t):
+    """t's values as channels 1..C of a channels_last tensor with C + 2 channels: not contiguous in
+    any format, but strided like channels_last (as torch.chunk of a channels_last activation)."""
+    n, c, h, w = t.shape
+    wide = t.new_zeros(n, c + 2, h, w).contiguous(memory_format=torch.channels_last)
+    wide[:, 1:c + 1] = t
+    return wide[:, 1:c + 1]
+
+
+# name -> (same values in that layout, the memory format PyTorch reads from its strides).
+LAYOUTS = {
+    "contiguous": (lambda t: t.contiguous(), torch.contiguous_format),
+    "channels_last": (lambda t: t.contiguous(memory_format=torch.channels_last), torch.channels_last),
+    "channels_last_slice": (_channels_last_slice, torch.channels_last),
+    "nhcw": (lambda t: t.permute(0, 2, 1, 3).contiguous().permute(0, 2, 1, 3), torch.contiguous_format),
+}

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.utils.cpp_extension
 
-from reference import assert_matches_reference, noise_adain_lrelu_reference, rel_l2, upsample_conv2d_reference
+from reference import LAYOUTS, assert_matches_reference, noise_adain_lrelu_reference, rel_l2, upsample_conv2d_reference
 
 HERE = pathlib.Path(__file__).parent / "cuda_emulation"
 # dtype: (reference dtype, forward tolerance, gradient tolerance) from DESIGN.md §3.
@@ -92,6 +92,21 @@ def test_upsample_conv2d_strided_inputs_without_bias(emulated):
     assert rel_l2(got[2], torch.full((66,), float(y[0, 0].numel() * 2), dtype=torch.float64)) == 0
 
 
+# Source and destination layouts differ: an NCHW x with a channels_last weight writes a
+# channels_last y (as F.conv2d), and a channel slice of a channels_last x is read as channels_last.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("x_layout,weight_layout", [("contiguous", "channels_last"),
+                                                    ("channels_last_slice", "contiguous")])
+def test_upsample_conv2d_mixed_layouts(emulated, dtype, x_layout, weight_layout):
+    x = LAYOUTS[x_layout][0](torch.randn(1, 20, 5, 9, dtype=dtype))
+    weight = LAYOUTS[weight_layout][0](torch.randn(70, 20, 3, 3, dtype=dtype))
+    bias = torch.randn(70, dtype=dtype)
+    grad_y = torch.randn(1, 70, 10, 18, dtype=dtype)
+    y, (grad_x, _, _) = check_against_reference(lambda *a: EmulatedUpsampleConv2d.apply(emulated, *a),
+                                                upsample_conv2d_reference, (x, weight, bias), UPSAMPLE_NAMES, grad_y)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert grad_x.is_contiguous(memory_format=LAYOUTS[x_layout][1])
+
 
 # ---- noise_adain_lrelu ---------------------------------------------------------------------------
 NOISE_NAMES = ("x", "noise", "noise_weight", "style_scale", "style_bias")
@@ -138,19 +153,24 @@ def test_noise_adain_lrelu_matches_reference(emulated, dtype, shape, memory_form
     assert y.is_contiguous(memory_format=memory_format) and grads[0].is_contiguous(memory_format=memory_format)
 
 
-@pytest.mark.parametrize("case", ["no_noise", "strided_noise", "misaligned_views"])
+@pytest.mark.parametrize("case", ["no_noise", "strided_noise", "misaligned_views", "channels_last_slice"])
 def test_noise_adain_lrelu_element_paths(emulated, case):
     """Where the 16-byte vector path ends: no noise still vectorises; a strided noise, and planes
-    that start off a 16-byte boundary (a view one element in), take the element path."""
+    that start off a 16-byte boundary (a view one element in), take the element path. A channel
+    slice of a channels_last x takes the channel-major ranges and writes a channels_last y."""
     x, noise, noise_weight, style_scale, style_bias = noise_inputs(2, 3, 8, 8, torch.float64)
     if case == "no_noise":
         noise = None
     elif case == "strided_noise":
         noise = torch.randn(2, 1, 8, 16, dtype=torch.float64)[..., ::2]  # H, W collapse with stride 2
-    else:
+    elif case == "misaligned_views":
         x = torch.randn(2 * 3 * 64 + 1, dtype=torch.float64)[1:].view(2, 3, 8, 8)
+    else:
+        x = LAYOUTS[case][0](x)
     grad_y = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     y, mean, rstd = emulated.noise_adain_lrelu(x, noise, noise_weight, style_scale, style_bias, 1e-5, 0.2)
+    channels_last = case == "channels_last_slice"
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     got = emulated.noise_adain_lrelu_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, 0.2)
     inputs = [t.clone().requires_grad_() for t in (x, noise_weight, style_scale, style_bias)]
     y_ref = noise_adain_lrelu_reference(inputs[0], noise, *inputs[1:])

@@ -5,7 +5,7 @@ import torch
 
 import stylegan_ops as so
 from conftest import cpu_backend_or_skip
-from reference import assert_matches_reference, noise_adain_lrelu_reference, output_and_grads, rel_l2
+from reference import LAYOUTS, assert_matches_reference, noise_adain_lrelu_reference, output_and_grads, rel_l2
 
 OP = "noise_adain_lrelu"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -66,10 +66,11 @@ def test_large_common_offset_keeps_its_variance(backend):
     assert rel_l2(out, ref) < 1e-3
 
 
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_layouts_are_preserved(backend, memory_format):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layouts_are_preserved(backend, layout):
+    to_layout, memory_format = LAYOUTS[layout]
     args = list(make_inputs(2, 3, 6, 5))
-    args[0] = args[0].contiguous(memory_format=memory_format)
+    args[0] = to_layout(args[0])
     out = so.noise_adain_lrelu(*args, backend=backend)
     assert out.is_contiguous(memory_format=memory_format)
     assert rel_l2(out, noise_adain_lrelu_reference(*args)) < 1e-12
@@ -252,22 +253,27 @@ def test_backward_is_deterministic(backend):
 LIBRARY_OPS = {"native": "noise_adain_lrelu", "triton": "noise_adain_lrelu_triton"}
 
 
-def test_opcheck(backend):
+# Every layout: the fake ops must predict the strides the kernels write (opcheck compares them).
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_opcheck(backend, layout):
     if backend == "eager":
         pytest.skip("eager is plain PyTorch, not a library op")
     op = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend]).default
     for with_noise in (True, False):
         x, noise, weight, scale, bias = make_inputs(2, 3, 4, 5, noise=with_noise)
+        x = LAYOUTS[layout][0](x)
         args = (x.requires_grad_(), noise, weight.requires_grad_(), scale.requires_grad_(), bias, 1e-5, 0.2)
         torch.library.opcheck(op, args)
 
 
-def test_opcheck_backward_op(backend):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_opcheck_backward_op(backend, layout):
     if backend == "eager":
         pytest.skip("eager is plain PyTorch, not a library op")
     forward = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend])
     backward = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend] + "_backward").default
     x, noise, weight, scale, bias = make_inputs(2, 3, 4, 5)
+    x = LAYOUTS[layout][0](x)
     scale = scale.t().contiguous().t()  # transposed (N, C): the fake must not copy its strides
     _, mean, rstd = forward(x, noise, weight, scale, bias, 1e-5, 0.2)
     torch.library.opcheck(backward, (torch.randn_like(x), x, noise, weight, scale, bias, mean, rstd, 0.2),

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import stylegan_ops as so
 from conftest import cpu_backend_or_skip
-from reference import assert_matches_reference, output_and_grads, rel_l2, upsample_conv2d_reference
+from reference import LAYOUTS, assert_matches_reference, output_and_grads, rel_l2, upsample_conv2d_reference
 
 OP = "upsample_conv2d"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -88,12 +89,23 @@ def test_empty_batch_matches_eager(backend):
         assert torch.equal(got, want)  # zero-size, or all zeros for weight and bias
 
 
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_layouts_are_preserved(backend, memory_format):
-    x, weight, bias = make_inputs(2, 3, 4, 5, 6)
-    x = x.contiguous(memory_format=memory_format)
+# (x layout, weight layout, C_in): the output is laid out as F.conv2d lays it out, channels_last
+# when x or weight is; C_in = 1 makes a channels_last x also plain contiguous.
+LAYOUT_CASES = [(x_layout, "contiguous", 3) for x_layout in LAYOUTS] + [
+    ("contiguous", "channels_last", 3), ("channels_last", "channels_last", 3), ("channels_last", "contiguous", 1)]
+
+
+def _layout_inputs(x_layout, weight_layout, c_in):
+    x, weight, bias = make_inputs(2, c_in, 4, 5, 6)
+    return LAYOUTS[x_layout][0](x), LAYOUTS[weight_layout][0](weight), bias
+
+
+@pytest.mark.parametrize("x_layout,weight_layout,c_in", LAYOUT_CASES)
+def test_layouts_follow_conv2d(backend, x_layout, weight_layout, c_in):
+    x, weight, bias = _layout_inputs(x_layout, weight_layout, c_in)
     out = so.upsample_conv2d(x, weight, bias, backend=backend)
-    assert out.is_contiguous(memory_format=memory_format)
+    eager = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)
+    assert out.stride() == eager.stride()
     assert rel_l2(out, upsample_conv2d_reference(x, weight, bias)) < 1e-12
 
 
@@ -184,6 +196,19 @@ def test_opcheck(backend):
     grad_y = torch.randn(2, 4, 6, 10, dtype=torch.float64)
     torch.library.opcheck(backward, (grad_y, x.detach(), weight.detach()),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+# The fake ops must predict the strides the kernels write in every layout (opcheck compares them).
+@pytest.mark.parametrize("x_layout,weight_layout,c_in", LAYOUT_CASES)
+def test_fake_strides_match_kernels(backend, x_layout, weight_layout, c_in):
+    if backend == "eager":
+        pytest.skip("eager is plain PyTorch, not a library op")
+    op = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend]).default
+    backward = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend] + "_backward").default
+    x, weight, bias = _layout_inputs(x_layout, weight_layout, c_in)
+    checks = ("test_schema", "test_faketensor")
+    torch.library.opcheck(op, (x, weight, bias), test_utils=checks)
+    torch.library.opcheck(backward, (op(x, weight, bias), x, weight), test_utils=checks)
 
 
 def test_torch_compile_fullgraph(backend):

@@ -142,7 +142,8 @@ at::Tensor upsample_conv2d_impl(const at::Tensor& x, const at::Tensor& weight, c
   const std::optional<at::Tensor> stacked_bias =
       bias ? std::optional<at::Tensor>(bias->repeat_interleave(4)) : std::nullopt;
   const at::Tensor z = at::conv2d(x, stacked_phase_weight(weight), stacked_bias, /*stride=*/1, /*padding=*/1);
-  at::Tensor y = at::empty({N, C_out, 2 * H, 2 * W}, x.options().memory_format(output_memory_format(x)));
+  at::Tensor y =
+      at::empty({N, C_out, 2 * H, 2 * W}, x.options().memory_format(conv_output_memory_format(x, weight)));
   move_phases(z, y, /*to_output=*/true);
   return y;
 }

@@ -465,7 +465,8 @@ at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, c
   const DeviceGuard guard(x.device());
   const int64_t N = x.size(0), C_out = weight.size(0), H = x.size(2), W = x.size(3);
   TORCH_CHECK(H < (int64_t(1) << 30) && W < (int64_t(1) << 30), "upsample_conv2d: x is too large, got ", x.sizes());
-  at::Tensor y = at::empty({N, C_out, 2 * H, 2 * W}, x.options().memory_format(output_memory_format(x)));
+  at::Tensor y =
+      at::empty({N, C_out, 2 * H, 2 * W}, x.options().memory_format(conv_output_memory_format(x, weight)));
   if (y.numel() > 0) launch_phase_conv<1, 4>(x, weight, bias, y, /*transposed=*/false);
   return y;
 }

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from stylegan_ops import backends
 from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_same_device_and_dtype, check_tensor
-from stylegan_ops.ops._layout import output_memory_format
+from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
 from stylegan_ops.ops._library import register
 
 OP = "upsample_conv2d"
@@ -95,7 +95,8 @@ def _autograd_backward(backward_op):
 
 def _fake_forward(x, weight, bias):
     n, _, h, w = x.shape
-    return x.new_empty((n, weight.shape[0], 2 * h, 2 * w)).contiguous(memory_format=output_memory_format(x))
+    memory_format = conv_output_memory_format(x, weight)
+    return x.new_empty((n, weight.shape[0], 2 * h, 2 * w)).contiguous(memory_format=memory_format)
 
 
 def _fake_backward(grad_y, x, weight):
@@ -156,9 +157,9 @@ def upsample_conv2d(x, weight, bias=None, *, backend="auto"):
         bias: (C_out,) or None.
         backend: "auto", "eager", "native" or "triton".
 
-    Returns (N, C_out, 2H, 2W) in x's dtype and memory format (inside ``torch.autocast``, every
-    tensor is first cast to the autocast dtype). The kernels compute the four
-    output phases as 2x2 convolutions of x with folded weights: 16 instead of 36
+    Returns (N, C_out, 2H, 2W) in x's dtype (inside ``torch.autocast``, every tensor is first cast
+    to the autocast dtype), channels_last when x or weight is, as ``F.conv2d``. The kernels compute
+    the four output phases as 2x2 convolutions of x with folded weights: 16 instead of 36
     multiply-adds per input pixel and channel pair, and no upsampled tensor.
     """
     (x, weight, bias), region = autocast_region(x, weight, bias)

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from stylegan_ops.ops._layout import output_memory_format
+from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
 from stylegan_ops.ops.upsample_conv2d import fold_weight, unfold_weight_grad
 from stylegan_ops.triton import autotune_on_gpu, interpreted
 
@@ -182,7 +182,8 @@ def _launch(kernel, autotuned, grid_of, *args, **kwargs):
 def forward(x, weight, bias):
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    y = torch.empty((n, c_out, 2 * h, 2 * w), device=x.device, dtype=x.dtype, memory_format=output_memory_format(x))
+    y = torch.empty((n, c_out, 2 * h, 2 * w), device=x.device, dtype=x.dtype,
+                    memory_format=conv_output_memory_format(x, weight))
     _launch(
         _forward_kernel, _forward_autotuned,
         lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_out, bn), 4),
