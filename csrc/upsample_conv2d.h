@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include <vector>
+
 #include "layout.h"
 
 namespace stylegan_ops {
@@ -106,40 +108,43 @@ inline void unfold_taps(const T grad_folded[16], T grad[9]) {
   }
 }
 
-// ---- the folding of whole tensors as GEMMs (used on CUDA tensors) -----------------------------------
-// Both GEMMs run in float64, rounded once to the result's dtype: a folded tap is a sum of up to four
-// taps, a tap's gradient a sum of four folded-tap gradients, and a float32 GEMM would fall to TF32
-// wherever a user has set torch.backends.cuda.matmul.allow_tf32.
+// ---- the folding of whole tensors (used on CUDA tensors) ------------------------------------------
+// fold_axis and unfold_axis on tensors of taps: folded taps are sums of taps, computed as sums. A
+// GEMM with the 0/1 fold matrix would also multiply every tap by its zeros, and an infinite tap
+// times 0 is NaN where eager gives ±inf. The sums run in float64 (never TF32), rounded once.
 
-// fold_taps as a (9, 16) float64 matrix on like's device, its rows the folds of the 9 unit taps.
-inline at::Tensor fold_matrix(const at::Tensor& like) {
-  double matrix[9][16];
-  for (int k = 0; k < 9; ++k) {
-    double unit[9] = {};
-    unit[k] = 1;
-    fold_taps(unit, matrix[k]);
-  }
-  return at::from_blob(matrix, {9, 16}, at::kDouble).to(like.options().dtype(at::kDouble), /*non_blocking=*/false,
-                                                      /*copy=*/true);
+// Taps (w0, w1, w2) along dim -> folded taps (a, t) at dims (dim, dim + 1).
+inline at::Tensor fold_axis_of(const at::Tensor& w, int64_t dim) {
+  const std::vector<at::Tensor> unbound = w.unbind(dim);
+  const at::Tensor taps[3] = {unbound[0], unbound[1], unbound[2]};
+  at::Tensor folded[2][2];
+  fold_axis(taps, folded);
+  return at::stack({at::stack({folded[0][0], folded[0][1]}, dim), at::stack({folded[1][0], folded[1][1]}, dim)}, dim);
 }
 
-// (C_out, C_in, 3, 3) -> folded weights indexed (a, b, o, c, t, u) in weight's dtype: one GEMM over
-// the (o, c) pairs, returned as a permuted view of its (o, c, a, b, t, u) result.
+// The adjoint: gradients of folded taps (a, t) at dims (dim, dim + 1) -> of the three taps at dim.
+inline at::Tensor unfold_axis_of(const at::Tensor& grad_folded, int64_t dim) {
+  const at::Tensor phase0 = grad_folded.select(dim, 0), phase1 = grad_folded.select(dim, 1);
+  const at::Tensor folded[2][2] = {{phase0.select(dim, 0), phase0.select(dim, 1)},
+                                   {phase1.select(dim, 0), phase1.select(dim, 1)}};
+  at::Tensor grad[3];
+  unfold_axis(folded, grad);
+  return at::stack({grad[0], grad[1], grad[2]}, dim);
+}
+
+// (C_out, C_in, 3, 3) -> folded weights indexed (a, b, o, c, t, u) in weight's dtype, as a permuted
+// view of the (o, c, a, t, b, u) folding.
 inline at::Tensor fold_weight(const at::Tensor& weight) {
-  const int64_t c_out = weight.size(0), c_in = weight.size(1);
-  return at::mm(weight.to(at::kDouble).reshape({c_out * c_in, 9}), fold_matrix(weight))
+  return fold_axis_of(fold_axis_of(weight.to(at::kDouble), 2), 4)
       .to(weight.scalar_type())
-      .view({c_out, c_in, 2, 2, 2, 2})
-      .permute({2, 3, 0, 1, 4, 5});
+      .permute({2, 4, 0, 1, 3, 5});
 }
 
 // The adjoint of fold_weight: gradient of the folded weights, indexed (a, b, o, c, t, u) with any
-// strides, back to (C_out, C_in, 3, 3), in grad_folded's dtype.
+// strides, back to (C_out, C_in, 3, 3), contiguous, in grad_folded's dtype.
 inline at::Tensor unfold_weight_grad(const at::Tensor& grad_folded, int64_t c_out, int64_t c_in) {
-  const at::Tensor per_pair = grad_folded.reshape({2, 2, c_out, c_in, 2, 2}).permute({2, 3, 0, 1, 4, 5});
-  return at::mm(per_pair.to(at::kDouble).reshape({c_out * c_in, 16}), fold_matrix(grad_folded).t())
-      .to(grad_folded.scalar_type())
-      .view({c_out, c_in, 3, 3});
+  const at::Tensor per_pair = grad_folded.reshape({2, 2, c_out, c_in, 2, 2}).permute({2, 3, 0, 4, 1, 5});
+  return unfold_axis_of(unfold_axis_of(per_pair.to(at::kDouble), 4), 2).to(grad_folded.scalar_type());
 }
 
 }  // namespace stylegan_ops

@@ -9,6 +9,7 @@ code; the tensor-core (WMMA) fragment calls themselves, like the speed of anythi
 the GPU-marked tests.
 """
 
+import math
 import pathlib
 
 import pytest
@@ -196,3 +197,16 @@ def test_nan_propagates_as_in_eager(emulated, memory_format):
     z_ref = upsample_conv2d_reference(x, weight)
     assert torch.equal(z.isnan(), z_ref.isnan()) and z.isnan().any()
     assert rel_l2(z.nan_to_num(), z_ref.nan_to_num()) < 1e-12
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_infinite_weight_tap_folds_to_inf(emulated, dtype):
+    """fold_weight sums taps: an infinite tap gives ±inf where eager does (on interior outputs: see
+    test_upsample_conv2d.py on padding), not the NaN of inf times a fold matrix's zeros."""
+    x = torch.randn(2, 20, 5, 6, dtype=dtype)
+    weight = torch.randn(30, 20, 3, 3, dtype=dtype)
+    weight[4, 3, 0, 2] = math.inf
+    y = emulated.upsample_conv2d(x, weight, None)[..., 1:-1, 1:-1]
+    y_ref = upsample_conv2d_reference(x, weight)[..., 1:-1, 1:-1]
+    assert y.isinf().any() and torch.equal(y.isinf(), y_ref.isinf()) and torch.equal(y.isnan(), y_ref.isnan())
+

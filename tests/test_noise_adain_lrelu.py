@@ -1,5 +1,7 @@
 """noise_adain_lrelu on every backend that runs on CPU tensors, against the plain reference."""
 
+import math
+
 import pytest
 import torch
 
@@ -85,16 +87,21 @@ def test_non_contiguous_inputs(backend):
     assert rel_l2(out, noise_adain_lrelu_reference(x, noise_b, weight, scale, bias)) < 1e-12
 
 
-# float32 as well: the CPU kernel reduces the sums of up to eight float32 planes together, and a NaN
-# must stay in its own plane.
+# float32 as well: the CPU kernel reduces the sums of up to eight float32 planes together, and a
+# non-finite value must stay in its own plane. An inf in x or noise makes its plane NaN (inf - inf);
+# an infinite style scale gives ±inf.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy, in the Triton interpreter
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_nan_propagates(backend, dtype, tol):
-    x, noise, weight, scale, bias = make_inputs(dtype=dtype)
-    x[0, 1, 2, 3] = float("nan")
-    out = so.noise_adain_lrelu(x, noise, weight, scale, bias, backend=backend)
-    ref = noise_adain_lrelu_reference(*(t.double() for t in (x, noise, weight, scale, bias)))
-    assert torch.equal(out.isnan(), ref.isnan()) and out.isnan()[0, 1].all()
-    finite = ~ref.isnan()
+@pytest.mark.parametrize("where,value", [("x", math.nan), ("x", math.inf), ("noise", -math.inf),
+                                         ("style_scale", math.inf)])
+def test_non_finite_inputs_propagate_as_in_eager(backend, dtype, tol, where, value):
+    inputs = dict(zip(["x", "noise", "noise_weight", "style_scale", "style_bias"], make_inputs(dtype=dtype)))
+    inputs[where][{"x": (0, 1, 2, 3), "noise": (0, 0, 2, 3), "style_scale": (0, 1)}[where]] = value
+    out = so.noise_adain_lrelu(**inputs, backend=backend)
+    ref = noise_adain_lrelu_reference(*(t.double() for t in inputs.values()))
+    assert torch.equal(out.isnan(), ref.isnan()) and torch.equal(out.isinf(), ref.isinf())
+    assert not out[0, 1].isfinite().any() and out[1].isfinite().all()
+    finite = ref.isfinite()
     assert rel_l2(out[finite], ref[finite]) < tol
 
 

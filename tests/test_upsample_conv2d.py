@@ -1,5 +1,7 @@
 """upsample_conv2d on every backend that runs on CPU tensors, against the plain reference."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,6 +39,32 @@ def test_forward_float32_matches_float64_reference(backend):
     x, weight, bias = make_inputs(2, 8, 6, 9, 9, dtype=torch.float32)
     out = so.upsample_conv2d(x, weight, bias, backend=backend)
     assert rel_l2(out, upsample_conv2d_reference(x.double(), weight.double(), bias.double())) < 1e-5
+
+
+# DESIGN.md §3: NaN and inf propagate as in eager, within two limits of what "as in eager" can mean.
+# An infinite x meets a folded tap as (w_a + w_b)·inf where eager adds w_a·inf + w_b·inf: the same
+# outputs are non-finite, but where w_a and w_b differ in sign eager's is NaN and ours ±inf. And a
+# non-finite weight tap on the zero padding gives NaN (0·inf) or nothing depending on the
+# convolution (oneDNN skips padding in float32, not in float64), so weights are compared on
+# interior outputs only. Folded taps are sums, never products with a fold matrix's zeros: an
+# infinite tap folds to ±inf, not NaN.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy, in the Triton interpreter
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)], ids=str)
+@pytest.mark.parametrize("where,value", [("x", math.nan), ("x", math.inf), ("x", -math.inf), ("weight", math.nan),
+                                         ("weight", math.inf), ("bias", -math.inf)])
+def test_non_finite_inputs_propagate_as_in_eager(backend, dtype, tol, where, value):
+    x, weight, bias = make_inputs(2, 3, 6, 4, 5, dtype=dtype)
+    inputs = dict(x=x, weight=weight, bias=bias)
+    inputs[where][{"x": (1, 2, 1, 3), "weight": (2, 1, 0, 2), "bias": (3,)}[where]] = value
+    out = so.upsample_conv2d(**inputs, backend=backend)
+    ref = upsample_conv2d_reference(**inputs)
+    if where == "weight":
+        out, ref = out[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1]
+    finite = ref.isfinite()
+    assert not finite.all() and torch.equal(out.isfinite(), finite)
+    if not (where == "x" and math.isinf(value)):
+        assert torch.equal(out.isnan(), ref.isnan())
+    assert rel_l2(out[finite], ref[finite]) < tol
 
 
 GOOD = dict(zip(["x", "weight", "bias"], make_inputs(dtype=torch.float32)))

@@ -38,30 +38,34 @@ def upsample_conv2d_ref(x, weight, bias=None):
 
 
 # ---- the phase decomposition (csrc/upsample_conv2d.h holds its C++ twin) ------------------------
-# _PHASE_TAPS[a][t][k]: how 3x3 tap k feeds 2x2 tap t of output phase a, along one axis.
-_PHASE_TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+# Folded taps are sums of taps, computed as sums: a GEMM with a 0/1 fold matrix would also
+# multiply every tap by the zeros, and an infinite tap times 0 is NaN where eager gives ±inf.
+# Sums run in float64, rounded once to the weight's dtype.
+def _fold_axis(w, dim):
+    """Taps (w0, w1, w2) along ``dim`` -> folded taps (a, t) at dims (dim, dim + 1): phase 0 sees
+    (w0, w1 + w2), phase 1 sees (w0 + w1, w2)."""
+    w0, w1, w2 = w.unbind(dim)
+    return torch.stack([torch.stack([w0, w1 + w2], dim), torch.stack([w0 + w1, w2], dim)], dim)
 
 
-# Both GEMMs run in float64, rounded once: a float32 GEMM would fall to TF32 wherever a user has set
-# torch.backends.cuda.matmul.allow_tf32.
-def _fold_matrix(device):
-    """(9, 16) float64: row 3k + l (3x3 tap), column (a, b, t, u), entry _PHASE_TAPS[a][t][k] * _PHASE_TAPS[b][u][l]."""
-    taps = torch.tensor(_PHASE_TAPS, dtype=torch.float64, device=device)
-    return torch.einsum("atk,bul->klabtu", taps, taps).reshape(9, 16)
+def _unfold_axis(g, dim):
+    """The adjoint of _fold_axis: gradients of folded taps (a, t) at dims (dim, dim + 1) -> of the
+    three taps at dim."""
+    (g00, g01), (g10, g11) = (phase.unbind(dim) for phase in g.unbind(dim))
+    return torch.stack([g00 + g10, g01 + g10, g01 + g11], dim)
 
 
 def fold_weight(weight):
     """(C_out, C_in, 3, 3) -> folded weights indexed (2, 2, C_out, C_in, 2, 2) = (a, b, o, c, t, u) in
-    weight's dtype: one GEMM over the (o, c) pairs, returned as a permuted view."""
-    c_out, c_in = weight.shape[:2]
-    folded = weight.double().reshape(c_out * c_in, 9) @ _fold_matrix(weight.device)
-    return folded.to(weight.dtype).view(c_out, c_in, 2, 2, 2, 2).permute(2, 3, 0, 1, 4, 5)
+    weight's dtype, as a permuted view."""
+    folded = _fold_axis(_fold_axis(weight.double(), 2), 4)  # (o, c, a, t, b, u)
+    return folded.to(weight.dtype).permute(2, 4, 0, 1, 3, 5)
 
 
 def unfold_weight_grad(grad_folded, c_out, c_in):
     """The adjoint of fold_weight: gradient indexed (a, b, o, c, t, u) -> (C_out, C_in, 3, 3), in its dtype."""
-    per_pair = grad_folded.reshape(2, 2, c_out, c_in, 2, 2).permute(2, 3, 0, 1, 4, 5).reshape(c_out * c_in, 16)
-    return (per_pair.double() @ _fold_matrix(grad_folded.device).T).to(grad_folded.dtype).view(c_out, c_in, 3, 3)
+    per_pair = grad_folded.reshape(2, 2, c_out, c_in, 2, 2).permute(2, 3, 0, 4, 1, 5)  # (o, c, a, t, b, u)
+    return _unfold_axis(_unfold_axis(per_pair.double(), 4), 2).to(grad_folded.dtype)
 
 
 # ---- autograd (the Triton op's; csrc/autograd/upsample_conv2d_kernel.cpp is the native op's) --
