@@ -321,14 +321,17 @@ def test_gpu_against_reference(gpu_backend, shape, dtype, fwd_tol, grad_tol):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("gpu_backend", GPU_BACKENDS)
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_gpu_layouts_and_determinism(gpu_backend, memory_format):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gpu_layouts_and_determinism(gpu_backend, layout):
+    to_layout, memory_format = LAYOUTS[layout]
     inputs = [t.cuda() for t in make_inputs(4, 64, 33, 31, dtype=torch.float32)]
-    inputs[0] = inputs[0].contiguous(memory_format=memory_format)
+    inputs[0] = to_layout(inputs[0])
     grad_y = torch.randn(4, 64, 33, 31, device="cuda")
     y, first = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=gpu_backend), inputs, NAMES, grad_y)
     _, second = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=gpu_backend), inputs, NAMES, grad_y)
     assert y.is_contiguous(memory_format=memory_format)
+    op = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[gpu_backend]).default
+    torch.library.opcheck(op, (*inputs, 1e-5, 0.2), test_utils=("test_schema", "test_faketensor"))
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     y_ref = noise_adain_lrelu_reference(*[t.double() for t in inputs])
     assert rel_l2(y, y_ref) < 1e-5

@@ -123,8 +123,8 @@ LAYOUT_CASES = [(x_layout, "contiguous", 3) for x_layout in LAYOUTS] + [
     ("contiguous", "channels_last", 3), ("channels_last", "channels_last", 3), ("channels_last", "contiguous", 1)]
 
 
-def _layout_inputs(x_layout, weight_layout, c_in):
-    x, weight, bias = make_inputs(2, c_in, 4, 5, 6)
+def _layout_inputs(x_layout, weight_layout, c_in, device="cpu", dtype=torch.float64):
+    x, weight, bias = (t.to(device) for t in make_inputs(2, c_in, 4, 5, 6, dtype=dtype))
     return LAYOUTS[x_layout][0](x), LAYOUTS[weight_layout][0](weight), bias
 
 
@@ -280,12 +280,38 @@ def test_gpu_against_reference(gpu_backend, shape, memory_format, dtype, fwd_tol
 @pytest.mark.gpu
 @pytest.mark.parametrize("gpu_backend", ["native", "triton"])
 def test_gpu_float32_stays_exact_with_tf32_allowed(gpu_backend, monkeypatch):
-    # The weight folding is a GEMM: it must not pick up a user's global TF32 switch.
+    # Nothing on the float32 path (weight folding, GEMMs) may pick up a user's global TF32 switch.
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
     x, weight, bias = (t.cuda() for t in make_inputs(2, 64, 64, 16, 16, dtype=torch.float32))
     grad_y = torch.randn(2, 64, 32, 32, device="cuda")
     assert_matches_reference(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), upsample_conv2d_reference,
                              (x, weight, bias), NAMES, grad_y, torch.float64, 1e-5, 1e-4)
+
+
+# Native only: the CUDA kernels' outputs are allocated in C++, the Triton launchers' by the same
+# Python as under the interpreter (and each new stride pattern would cost a Triton compile).
+@pytest.mark.gpu
+@pytest.mark.parametrize("x_layout,weight_layout,c_in", LAYOUT_CASES)
+def test_gpu_layouts_follow_conv2d(x_layout, weight_layout, c_in):
+    """Output strides as cuDNN's float32 conv2d, and the fake ops' strides as the kernels' (opcheck)."""
+    x, weight, bias = _layout_inputs(x_layout, weight_layout, c_in, device="cuda", dtype=torch.float32)
+    out = so.upsample_conv2d(x, weight, bias, backend="native")
+    assert out.stride() == F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1).stride()
+    assert rel_l2(out, upsample_conv2d_reference(*(t.cpu().double() for t in (x, weight, bias)))) < 1e-5
+    checks = ("test_schema", "test_faketensor")
+    torch.library.opcheck(torch.ops.stylegan_ops.upsample_conv2d.default, (x, weight, bias), test_utils=checks)
+    torch.library.opcheck(torch.ops.stylegan_ops.upsample_conv2d_backward.default, (out, x, weight), test_utils=checks)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_infinite_weight_tap(gpu_backend):
+    """As test_non_finite_inputs_propagate_as_in_eager: ±inf on interior outputs where eager's is."""
+    x, weight, bias = make_inputs(2, 70, 66, 9, 11, dtype=torch.float32)
+    weight[5, 7, 2, 0] = -math.inf
+    out = so.upsample_conv2d(x.cuda(), weight.cuda(), bias.cuda(), backend=gpu_backend).cpu()[..., 1:-1, 1:-1]
+    ref = upsample_conv2d_reference(x.double(), weight.double(), bias.double())[..., 1:-1, 1:-1]
+    assert out.isinf().any() and torch.equal(out.isinf(), ref.isinf()) and torch.equal(out.isnan(), ref.isnan())
 
 
 # Odd sizes on the GPU: partial tiles and channel blocks, 1x1 inputs, C not a multiple of 8 or 64.
