@@ -1,5 +1,7 @@
 """Generator: shapes at every resolution, channel schedule, truncation, style mixing, noise modes."""
 
+import io
+
 import pytest
 import torch
 
@@ -106,6 +108,19 @@ def test_backend_switch_keeps_state_dict_keys():
     G.backend = "eager"
     assert all(block.backend == "eager" for block in G.blocks)
     assert list(G.state_dict()) == keys
+
+
+# StyleGAN code bases pickle whole networks; torch.save pickles with protocol 2, under which a
+# torch.memory_format attribute fails ("cannot pickle 'module' object").
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_whole_model_survives_torch_save(channels_last):
+    G = small_generator(channels_last=channels_last)
+    buffer = io.BytesIO()
+    torch.save(G, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    z = torch.randn(3, 32, dtype=torch.float64)
+    assert torch.equal(loaded(z, noise_mode="const"), G(z, noise_mode="const"))
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The generator on the fused ops: backends agree with eager, torch.compile, autocast,
 channels_last, converting seed models, and DistributedDataParallel (two CPU processes)."""
 
+import copy
 import os
 
 import pytest
@@ -86,16 +87,26 @@ def test_gpu_autocast_generator(gpu_backend, dtype):
     assert rel_l2(img, G(z, noise_mode="const")) < 3e-2
 
 
+# channels_last=True, or .to(memory_format=torch.channels_last) after construction: every block's
+# output is channels_last (the to-RGB conv alone would make the image so).
 @pytest.mark.parametrize("backend_name", ["eager", "native"])
-def test_channels_last_end_to_end(backend_name):
+@pytest.mark.parametrize("convert", ["constructor", "to"])
+def test_channels_last_end_to_end(backend_name, convert):
     cpu_backend_or_skip(backend_name, "upsample_conv2d")
     G = make_generator(backend=backend_name)
-    G_cl = make_generator(backend=backend_name, channels_last=True)
-    G_cl.load_state_dict(G.state_dict())
+    if convert == "constructor":
+        G_cl = make_generator(backend=backend_name, channels_last=True)
+        G_cl.load_state_dict(G.state_dict())
+    else:
+        G_cl = copy.deepcopy(G).to(memory_format=torch.channels_last)
     assert G_cl.blocks[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    block_outputs = []
+    for block in G_cl.blocks:
+        block.register_forward_hook(lambda module, args, out: block_outputs.append(out))
     z = torch.randn(2, 16)
     img = G_cl(z, noise_mode="const")
-    assert img.is_contiguous(memory_format=torch.channels_last)
+    assert len(block_outputs) == len(G_cl.blocks)
+    assert all(out.is_contiguous(memory_format=torch.channels_last) for out in block_outputs + [img])
     assert rel_l2(img, G(z, noise_mode="const")) < 1e-5
 
 

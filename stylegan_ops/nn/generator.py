@@ -30,7 +30,8 @@ class Generator(nn.Module):
             (defaults: 512 up to 32x32, then 256, 128, 64, 32, 16 at 64..1024).
         normalize_z: pixel-normalise z before mapping.
         w_avg_beta: decay of the moving average of w updated in training mode (truncation target).
-        channels_last: keep activations and conv weights in channels_last (NHWC) memory format.
+        channels_last: store the conv weights channels_last (NHWC); the activations follow them, as
+            after ``.to(memory_format=torch.channels_last)``.
     """
 
     def __init__(
@@ -83,8 +84,8 @@ class Generator(nn.Module):
         self.register_buffer("w_avg", torch.zeros(w_dim))
         for i, res in enumerate(block_resolutions):
             self.register_buffer(f"noise_const_{i}", torch.randn(1, 1, res, res))
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.to(memory_format=self.memory_format)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @property
     def num_ws(self) -> int:
@@ -145,7 +146,9 @@ class Generator(nn.Module):
                 f"ws must be a tensor of shape (N, {self.num_ws}, {self.w_dim}), got {getattr(ws, 'shape', type(ws))}"
             )
         batch = ws.shape[0]
-        x = self.const.unsqueeze(0).expand(batch, -1, -1, -1).to(ws.dtype).contiguous(memory_format=self.memory_format)
+        # No layout of its own: conv2d and upsample_conv2d return channels_last when their weight is,
+        # so the activations take the conv weights' layout from the first conv on.
+        x = self.const.unsqueeze(0).expand(batch, -1, -1, -1).to(ws.dtype)
         for i, block in enumerate(self.blocks):
             noise = None
             if noise_mode == "const":
