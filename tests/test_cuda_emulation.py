@@ -14,6 +14,7 @@ import pathlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torch.utils.cpp_extension
 
 from reference import LAYOUTS, assert_matches_reference, noise_adain_lrelu_reference, rel_l2, upsample_conv2d_reference
@@ -179,6 +180,23 @@ def test_noise_adain_lrelu_element_paths(emulated, case):
     assert rel_l2(y, y_ref) < 1e-12
     for g, r in zip(got, want):
         assert torch.equal(g, torch.zeros_like(g)) if r is None else rel_l2(g, r) < 1e-12  # no noise: d weight is 0
+
+
+# eps = 0 and a constant plane (0 / 0): PyTorch's instance_norm normalises it to 0, so y is the
+# LeakyReLU of the style bias, in each statistics path (register-cached, swept, split ranges).
+@pytest.mark.parametrize("shape,memory_format", [((2, 4, 8, 8), torch.contiguous_format),
+                                                 ((2, 17, 65, 64), torch.contiguous_format),
+                                                 ((1, 3, 80, 80), torch.contiguous_format),
+                                                 ((2, 40, 9, 7), torch.channels_last)], ids=str)
+def test_eps_zero_constant_plane(emulated, shape, memory_format):
+    x, noise, noise_weight, style_scale, style_bias = noise_inputs(*shape, torch.float32, memory_format)
+    x[0, 2] = 3.0
+    y, _, rstd = emulated.noise_adain_lrelu(x, None, noise_weight, style_scale, style_bias, 0.0, 0.2)
+    assert rstd[0, 2] == 0 and torch.equal(y[0, 2], F.leaky_relu(style_bias[0, 2], 0.2).expand(shape[2:]))
+    others = torch.ones(shape[:2], dtype=torch.bool)
+    others[0, 2] = False  # the plain reference divides 0 by 0 there
+    y_ref = noise_adain_lrelu_reference(x.double(), None, noise_weight, style_scale, style_bias, eps=0.0)
+    assert rel_l2(y[others], y_ref[others]) < 1e-5
 
 
 # ---- NaN propagates as in eager (DESIGN.md §3) ---------------------------------------------------

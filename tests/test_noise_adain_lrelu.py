@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import stylegan_ops as so
 from conftest import cpu_backend_or_skip
@@ -57,6 +58,28 @@ def test_eps_and_negative_slope_are_honoured(backend):
     args = make_inputs()
     out = so.noise_adain_lrelu(*args, eps=0.5, negative_slope=0.01, backend=backend)
     assert rel_l2(out, noise_adain_lrelu_reference(*args, eps=0.5, negative_slope=0.01)) < 1e-12
+
+
+# With eps = 0 a constant plane has 0 / 0 to normalise: PyTorch's instance_norm (the seed's
+# InstanceNorm2d) makes it 0, so the output is the LeakyReLU of the style bias, and so do the
+# kernels, their backward and the double backward. Zeros and 3.0 sum exactly in every order.
+@pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")  # numpy, in the Triton interpreter
+def test_eps_zero_normalises_a_constant_plane_to_zero(backend):
+    x, noise, weight, scale, bias = make_inputs(2, 3, 4, 5)
+    x[0, 1], x[1, 2] = 3.0, 0.0
+    inputs = [x, noise, torch.zeros_like(weight), scale, bias]  # no noise, so the planes stay constant
+    got, want = ([t.clone().requires_grad_() for t in inputs] for _ in range(2))
+    out = so.noise_adain_lrelu(*got, eps=0.0, backend=backend)
+    ref = F.instance_norm(want[0] + want[2].view(1, -1, 1, 1) * want[1], eps=0.0)
+    ref = F.leaky_relu(want[3][:, :, None, None] * ref + want[4][:, :, None, None], 0.2)
+    assert torch.equal(out[0, 1], F.leaky_relu(bias[0, 1], 0.2).expand(4, 5))
+    grads = torch.autograd.grad(out.square().sum(), got, create_graph=True)
+    grads_ref = torch.autograd.grad(ref.square().sum(), want, create_graph=True)
+    second = torch.autograd.grad(sum(g.square().sum() for g in grads), got)
+    second_ref = torch.autograd.grad(sum(g.square().sum() for g in grads_ref), want)
+    assert rel_l2(out, ref) < 1e-12
+    for g, r in zip(grads + second, grads_ref + second_ref):
+        assert not g.isnan().any() and rel_l2(g, r) < 1e-10
 
 
 def test_large_common_offset_keeps_its_variance(backend):

@@ -180,7 +180,7 @@ const acc_t* write_plane(const F& f, acc_t* buf, int64_t M, scalar_t* out, int64
   return buf;
 }
 
-// Mean and rstd = 1 / sqrt(biased variance + eps) of count <= Vectorized<acc_t>::size() planes of M
+// Mean and rstd = 1 / sqrt(biased variance + eps) (0 for variance and eps both 0) of count <= Vectorized<acc_t>::size() planes of M
 // elements stored back to back in v. Two-pass variance (squared deviations from the mean); the
 // mean sums deviations from each plane's first value, so a large common offset never enters a
 // float sum (nor a lane reduction).
@@ -211,7 +211,10 @@ void group_statistics(const acc_t* v, int64_t M, int64_t count, acc_t eps, acc_t
         [&](int64_t i) { return (vp[i] - m) * (vp[i] - m); });
   }
   const Vec variance = VecSum<acc_t>::totals(sums, count) / Vec(acc_t(M));
-  (Vec(acc_t(1)) / (variance + Vec(eps)).sqrt()).store(rstd_out, count);
+  Vec rstd = Vec(acc_t(1)) / (variance + Vec(eps)).sqrt();
+  // As PyTorch's batch_norm (so instance_norm): with eps = 0 a constant plane normalises to 0, not 0 / 0.
+  if (eps == acc_t(0)) rstd = Vec::blendv(rstd, Vec(acc_t(0)), variance == Vec(acc_t(0)));
+  rstd.store(rstd_out, count);
 }
 
 // Planes handled as one group, at most one per vector lane (for VecSum::totals). Computing a group's

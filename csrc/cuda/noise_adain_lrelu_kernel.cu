@@ -183,6 +183,13 @@ __device__ inline acc_t leaky_relu(acc_t z, acc_t slope) {
   return z > acc_t(0) ? z : z * slope;
 }
 
+// 1 / sqrt(variance + eps), and 0 when both are 0: PyTorch's batch_norm (so instance_norm)
+// normalises a constant plane to 0 then, not to 0 / 0.
+template <typename acc_t>
+__device__ inline acc_t inverse_std(acc_t variance, double eps) {
+  return variance == acc_t(0) && eps == 0 ? acc_t(0) : acc_t(1) / sqrt(variance + acc_t(eps));
+}
+
 // The backward's per-element terms: x̂ = (v - mean) rstd, and g = dy through the LeakyReLU of
 // z = gamma x̂ + beta.
 template <typename acc_t>
@@ -230,7 +237,7 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
         squares += vi < vectors ? d * d : acc_t(0);
       }
     }
-    rstd = acc_t(1) / sqrt(block_sum(squares, shared) / acc_t(M) + acc_t(eps));
+    rstd = inverse_std(block_sum(squares, shared) / acc_t(M), eps);
     const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
 #pragma unroll
     for (int k = 0; k < kVecsPerThread; ++k) {
@@ -255,7 +262,7 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
     }
     w = block_welford(w, shared);
     mean = w.mean;
-    rstd = acc_t(1) / sqrt(w.m2 / acc_t(M) + acc_t(eps));
+    rstd = inverse_std(w.m2 / acc_t(M), eps);
     const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t v[kVec];
@@ -520,7 +527,7 @@ __global__ void __launch_bounds__(Map::kThreads)
   acc_t shift[kVec], v[kVec];
   load_v<kVec>(vp, 0, shift);
   const acc_t mean_d = sum / acc_t(M), variance = squares / acc_t(M) - mean_d * mean_d;
-  const acc_t rstd = acc_t(1) / sqrt((variance > acc_t(0) ? variance : acc_t(0)) + acc_t(eps));
+  const acc_t rstd = inverse_std(variance > acc_t(0) ? variance : acc_t(0), eps);
   const acc_t gamma = acc_t(style_scale[r.plane]) * rstd, beta = acc_t(style_bias[r.plane]);
   for (int64_t vi = r.first; vi < r.end; vi += r.step) {
     load_v<kVec>(vp, vi * kVec, v);

@@ -55,7 +55,12 @@ def _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias,
     """The module docstring's backward formula in differentiable PyTorch ops (for double backward)."""
     v = x if noise is None else x + noise_weight.view(1, -1, 1, 1) * noise
     mean = v.mean(dim=(2, 3), keepdim=True)
-    rstd = torch.rsqrt(v.var(dim=(2, 3), unbiased=False, keepdim=True) + eps)
+    variance = v.var(dim=(2, 3), unbiased=False, keepdim=True)
+    if eps == 0:  # as PyTorch's instance_norm: a constant plane normalises to 0, not 0 / 0
+        constant = variance == 0  # (rsqrt of 1 there: an infinite derivative masked by where is NaN)
+        rstd = torch.where(constant, 0.0, torch.rsqrt(torch.where(constant, 1.0, variance)))
+    else:
+        rstd = torch.rsqrt(variance + eps)
     xhat = (v - mean) * rstd
     scale = style_scale[:, :, None, None]
     z = scale * xhat + style_bias[:, :, None, None]
@@ -185,7 +190,8 @@ def noise_adain_lrelu(
         noise: (N, 1, H, W) or None (no noise is added).
         noise_weight: (C,) or (1, C, 1, 1), the per-channel noise strength.
         style_scale, style_bias: (N, C), the per-sample AdaIN affine.
-        eps: added to the biased variance over H*W.
+        eps: added to the biased variance over H*W (with eps = 0 a constant plane normalises to 0,
+            as in ``instance_norm``).
         negative_slope: of the LeakyReLU.
         backend: "auto", "eager", "native" or "triton".
 

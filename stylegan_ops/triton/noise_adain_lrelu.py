@@ -28,6 +28,13 @@ CHUNK = 2048
 
 
 @triton.jit
+def _inverse_std(variance, eps):
+    """1 / sqrt(variance + eps), and 0 when both are 0: PyTorch's batch_norm (so instance_norm)
+    normalises a constant plane to 0 then, not to 0 / 0."""
+    return tl.where((variance == 0) & (eps == 0), 0.0, 1.0 / tl.sqrt(variance + eps))
+
+
+@triton.jit
 def _load_v(x_plane, noise_plane, a, offs, mask, x_hw, noise_hw, HAS_NOISE: tl.constexpr, ACC: tl.constexpr):
     """v = x + a * noise for one chunk of a plane, in the accumulation dtype (0 where masked)."""
     v = tl.load(x_plane + offs * x_hw, mask=mask, other=0.0).to(ACC)
@@ -59,7 +66,7 @@ def _forward_kernel(
         v = _load_v(x_plane, noise_plane, a, offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
         mean = tl.sum(v, axis=0) / M
         dev = tl.where(mask, v - mean, 0.0)
-        rstd = 1.0 / tl.sqrt(tl.sum(dev * dev, axis=0) / M + eps)
+        rstd = _inverse_std(tl.sum(dev * dev, axis=0) / M, eps)
         z = dev * (gamma * rstd) + beta
         tl.store(y_plane + offs * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
     else:
@@ -77,7 +84,7 @@ def _forward_kernel(
             mean += delta * (chunk_count / total)
             m2 += tl.sum(dev * dev, axis=0) + delta * delta * (count * chunk_count / total)
             count = total
-        rstd = 1.0 / tl.sqrt(m2 / M + eps)
+        rstd = _inverse_std(m2 / M, eps)
         for start in range(0, M, BLOCK):
             mask = start + offs < M
             v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
@@ -200,7 +207,7 @@ def _channel_forward_kernel(
         total += tl.sum(d, axis=0)
         squares += tl.sum(d * d, axis=0)
     mean_d = total / M
-    rstd = 1.0 / tl.sqrt(tl.maximum(squares / M - mean_d * mean_d, 0.0) + eps)
+    rstd = _inverse_std(tl.maximum(squares / M - mean_d * mean_d, 0.0), eps)
     for start in range(0, M, BLOCK_P):
         mask = (start + offs < M) & c_ok[None, :]
         v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
