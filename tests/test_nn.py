@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import stylegan_ops as so
+from conftest import cpu_backend_or_skip
 from reference import SeedAdaIN, SeedMappingNetwork, SeedNoiseInjection, SeedSynthesisBlock, rel_l2
 
 W_DIM = 16
@@ -89,6 +90,38 @@ def test_synthesis_block_matches_seed(use_upsample):
     drawn_seed = seed(x, w)
     torch.manual_seed(3)
     assert rel_l2(ours(x, w), drawn_seed) < 1e-12  # noise=None: the same random draw as the seed
+
+
+# The seed adds weight * noise with broadcasting: one map for the batch, a map without batch or
+# channel dims, or noise per channel all work there and must here, on every backend (the fused op
+# takes one map per sample: a broadcast one is expanded, per-channel noise is added before it).
+@pytest.mark.parametrize("backend", ["eager", "native"])
+@pytest.mark.parametrize("noise_shape", [(2, 1, 10, 12), (1, 1, 10, 12), (10, 12), (2, 6, 10, 12), (1, 6, 1, 1)])
+def test_synthesis_block_broadcasts_noise_as_the_seed(backend, noise_shape):
+    cpu_backend_or_skip(backend, "noise_adain_lrelu")
+    seed, ours = _same_parameters(
+        SeedSynthesisBlock(4, 6, W_DIM, True), so.nn.SynthesisBlock(4, 6, W_DIM, True, backend)
+    )
+    x, w = torch.randn(2, 4, 5, 6, dtype=torch.float64), torch.randn(2, W_DIM, dtype=torch.float64)
+    noise = torch.randn(noise_shape, dtype=torch.float64)
+    got, want = (noise.clone().requires_grad_() for _ in range(2))
+    out, ref = ours(x, w, got), seed(x, w, want)
+    grad_y = torch.randn_like(ref)
+    grads, grads_ref = (
+        torch.autograd.grad(y, [n, *block.parameters()], grad_y) for y, n, block in ((out, got, ours), (ref, want, seed))
+    )
+    assert rel_l2(out, ref) < 1e-12
+    # Absolute as well: instance norm removes per-channel constants, so the conv bias's gradient and
+    # that of (1, C, 1, 1) noise are 0 up to rounding.
+    for g, r in zip(grads, grads_ref):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("noise_shape", [(3, 1, 10, 12), (2, 2, 10, 12), (1, 2, 1, 10, 12)])
+def test_synthesis_block_refuses_noise_that_does_not_broadcast(noise_shape):
+    block = so.nn.SynthesisBlock(4, 6, W_DIM, True, "eager")
+    with pytest.raises(ValueError, match=r"SynthesisBlock: noise of shape"):
+        block(torch.randn(2, 4, 5, 6), torch.randn(2, W_DIM), torch.randn(noise_shape))
 
 
 def test_synthesis_block_without_noise_equals_zero_noise():

@@ -96,14 +96,17 @@ class SynthesisBlock(nn.Module):
         self.activation = nn.LeakyReLU(LRELU_SLOPE)
 
     def forward(self, x, w, noise=None, *, randomize_noise=True):
-        """``noise``: (N, 1, H', W') or None; None draws fresh noise unless ``randomize_noise`` is False,
-        in which case no noise is added."""
+        """``noise``: anything that broadcasts against the conv output (N, C, H', W') as in the seed's
+        ``x + weight * noise``, usually (N, 1, H', W') or one (1, 1, H', W') map for the batch; or
+        None, which draws fresh noise unless ``randomize_noise`` is False (then no noise is added)."""
         if self.use_upsample:
             x = upsample_conv2d(x, self.conv.weight, self.conv.bias, backend=self.backend)
         else:
             x = self.conv(x)
         if noise is None and randomize_noise:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        elif noise is not None:
+            x, noise = self._noise_per_sample(x, noise)
         style_scale, style_bias = self.adain.styles(w)
         return noise_adain_lrelu(
             x,
@@ -115,6 +118,24 @@ class SynthesisBlock(nn.Module):
             negative_slope=LRELU_SLOPE,
             backend=self.backend,
         )
+
+    def _noise_per_sample(self, x, noise):
+        """(x, noise) for noise_adain_lrelu, whose noise is one (N, 1, H, W) map per sample: a
+        broadcast one is expanded (a stride-0 view, no copy); noise that differs across channels
+        (which the seed's broadcasting also accepts) is added to x here, and the op gets none."""
+        try:
+            shape = torch.broadcast_shapes(noise.shape, x.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"SynthesisBlock: noise of shape {tuple(noise.shape)} does not broadcast against the conv output "
+                f"{tuple(x.shape)}; expected (N, 1, H, W) or (1, 1, H, W)"
+            ) from None
+        if shape != x.shape:
+            raise ValueError(f"SynthesisBlock: noise of shape {tuple(noise.shape)} would broadcast the conv output "
+                             f"{tuple(x.shape)} to {tuple(shape)}")
+        if noise.dim() >= 3 and noise.shape[-3] != 1:
+            return x + self.noise_injection.weight * noise, None
+        return x, noise.expand(x.shape[0], 1, x.shape[2], x.shape[3])
 
 
 def _has_seed_block_layout(module: nn.Module) -> bool:
