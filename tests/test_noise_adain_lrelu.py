@@ -310,6 +310,17 @@ def test_opcheck_backward_op(backend, layout):
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's per-sample loop
+def test_vmap_runs_sample_by_sample(backend):
+    x, noise, weight, scale, bias = make_inputs(3, 2, 4, 5)
+
+    def one_sample(x1, noise1, scale1, bias1):  # (C, H, W), (1, H, W), (C,), (C,)
+        return so.noise_adain_lrelu(x1[None], noise1[None], weight, scale1[None], bias1[None], backend=backend)[0]
+
+    out = torch.func.vmap(one_sample)(x, noise, scale, bias)
+    assert rel_l2(out, noise_adain_lrelu_reference(x, noise, weight, scale, bias)) < 1e-12
+
+
 def test_torch_compile_fullgraph(backend):
     torch._dynamo.reset()
     fn = torch.compile(lambda *a: so.noise_adain_lrelu(*a, backend=backend), fullgraph=True, backend="aot_eager")

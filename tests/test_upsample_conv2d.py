@@ -239,6 +239,13 @@ def test_fake_strides_match_kernels(backend, x_layout, weight_layout, c_in):
     torch.library.opcheck(backward, (op(x, weight, bias), x, weight), test_utils=checks)
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's per-sample loop
+def test_vmap_runs_sample_by_sample(backend):
+    x, weight, bias = make_inputs(3, 2, 4, 3, 5)
+    out = torch.func.vmap(lambda xs: so.upsample_conv2d(xs, weight, bias, backend=backend))(x.unsqueeze(1))
+    assert rel_l2(out.squeeze(1), upsample_conv2d_reference(x, weight, bias)) < 1e-12
+
+
 def test_torch_compile_fullgraph(backend):
     torch._dynamo.reset()
     fn = torch.compile(lambda *a: so.upsample_conv2d(*a, backend=backend), fullgraph=True, backend="aot_eager")
