@@ -180,10 +180,10 @@ const acc_t* write_plane(const F& f, acc_t* buf, int64_t M, scalar_t* out, int64
   return buf;
 }
 
-// Mean and rstd = 1 / sqrt(biased variance + eps) (0 for variance and eps both 0) of count <= Vectorized<acc_t>::size() planes of M
-// elements stored back to back in v. Two-pass variance (squared deviations from the mean); the
-// mean sums deviations from each plane's first value, so a large common offset never enters a
-// float sum (nor a lane reduction).
+// Mean and rstd = 1 / sqrt(biased variance + eps), 0 where both are 0, of count <=
+// Vectorized<acc_t>::size() planes of M elements stored back to back in v. Two-pass variance
+// (squared deviations from the mean); the mean sums deviations from each plane's first value, so
+// a large common offset never enters a float sum (nor a lane reduction).
 template <typename acc_t>
 void group_statistics(const acc_t* v, int64_t M, int64_t count, acc_t eps, acc_t* mean_out, acc_t* rstd_out) {
   using Vec = Vectorized<acc_t>;

@@ -152,7 +152,7 @@ class Generator(nn.Module):
         for i, block in enumerate(self.blocks):
             noise = None
             if noise_mode == "const":
-                noise = getattr(self, f"noise_const_{i}").to(ws.dtype).expand(batch, -1, -1, -1)
+                noise = getattr(self, f"noise_const_{i}").to(ws.dtype)  # (1, 1, H, W): the block broadcasts it
             x = block(x, ws[:, i], noise, randomize_noise=noise_mode == "random")
         return self.to_rgb(x)
 
