@@ -12,8 +12,8 @@ on CUDA. Prints progress lines as it goes, a table at the end, and writes ``--js
 
 The default is the full set for the device; ``--quick`` is a small set that finishes in a few
 minutes on a 2-core CPU. On CUDA the upsample_conv2d cases and the generator run channels_last
-(the implicit GEMMs' natural layout, and cuDNN's fast one for bfloat16), every backend alike; the
-noise_adain_lrelu cases and everything on CPU run NCHW.
+(the implicit GEMMs' natural layout, and the one cuDNN's tensor-core kernels prefer), every
+backend alike; the noise_adain_lrelu cases and everything on CPU run NCHW.
 """
 
 import argparse
