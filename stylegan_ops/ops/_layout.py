@@ -13,6 +13,4 @@ def output_memory_format(x: torch.Tensor) -> torch.memory_format:
 
 def conv_output_memory_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
     """channels_last when x or weight is, as ``F.conv2d`` lays out its output."""
-    if suggest_memory_format(weight) == torch.channels_last:
-        return torch.channels_last
-    return suggest_memory_format(x)
+    return torch.channels_last if output_memory_format(weight) == torch.channels_last else output_memory_format(x)
