@@ -63,6 +63,19 @@ def test_auto_falls_back_to_eager_with_one_warning_per_cause():
     assert len(messages) == 1 and "passes over 'native'" in messages[0]
 
 
+def test_meta_tensors_get_shapes_from_eager():
+    # Shape inference on meta tensors (deferred initialisation): only eager runs there, and auto picks it.
+    assert so.available_backends("meta") == ["eager"]
+    x = torch.empty(2, 3, 5, 4, device="meta").to(memory_format=torch.channels_last)
+    style = torch.empty(2, 3, device="meta")
+    y = so.noise_adain_lrelu(x, torch.empty(2, 1, 5, 4, device="meta"), torch.empty(3, device="meta"), style, style)
+    assert y.device.type == "meta" and y.shape == x.shape and y.is_contiguous(memory_format=torch.channels_last)
+    y = so.upsample_conv2d(x, torch.empty(7, 3, 3, 3, device="meta"), torch.empty(7, device="meta"))
+    assert y.device.type == "meta" and y.shape == (2, 7, 10, 8)
+    with pytest.raises(RuntimeError, match="backend='native' cannot run on meta"):
+        so.upsample_conv2d(x, torch.empty(7, 3, 3, 3, device="meta"), backend="native")
+
+
 def test_build_info_reports_cuda_version_when_compiled_in():
     info = so.build_info()
     assert set(info) == {"extension", "error", "cuda", "cuda_arch_list"}

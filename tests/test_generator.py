@@ -123,6 +123,15 @@ def test_whole_model_survives_torch_save(channels_last):
     assert torch.equal(loaded(z, noise_mode="const"), G(z, noise_mode="const"))
 
 
+def test_deferred_initialisation_on_meta():
+    # Large models are built on the meta device, then materialised where they will run.
+    with torch.device("meta"):
+        G = so.nn.Generator(resolution=16, **SMALL)
+    assert G(torch.empty(2, 32, device="meta"), noise_mode="const").shape == (2, 3, 16, 16)
+    G.to_empty(device="cpu")
+    assert all(not t.is_meta for t in G.state_dict().values())
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [

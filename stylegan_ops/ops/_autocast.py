@@ -14,9 +14,10 @@ def autocast_region(*tensors):
     """(tensors, context to call the op in). If autocast is on for the first tensor's device, the
     floating tensors come back cast to the autocast dtype and the context turns autocast off."""
     first = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
-    if first is None or not torch.is_autocast_enabled(first.device.type):
+    device_type = None if first is None else first.device.type
+    # is_autocast_enabled raises for device types without autocast (meta).
+    if device_type is None or not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
         return tensors, contextlib.nullcontext()
-    device_type = first.device.type
     dtype = torch.get_autocast_dtype(device_type)
     cast = tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)
     return cast, torch.autocast(device_type, enabled=False)
