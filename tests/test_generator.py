@@ -165,3 +165,8 @@ def test_bad_call_raises_value_error(call, match):
     G = small_generator()
     with pytest.raises(ValueError, match=match):
         call(G, torch.randn(2, 32, dtype=torch.float64))
+
+
+def test_integer_latent_raises_type_error():
+    with pytest.raises(TypeError, match="z must be a floating-point tensor"):
+        small_generator()(torch.ones(2, 32, dtype=torch.long))

@@ -111,6 +111,8 @@ class Generator(nn.Module):
         """
         if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be a tensor of shape (N, {self.z_dim}), got {getattr(z, 'shape', type(z))}")
+        if not z.is_floating_point():
+            raise TypeError(f"z must be a floating-point tensor, got {z.dtype}")
         if (mix_z is None) != (crossover is None):
             raise ValueError("style mixing needs both mix_z and crossover (or neither)")
         cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
