@@ -4,9 +4,9 @@ Each .cu file is compiled with the host compiler against tests/cuda_emulation/cu
 (a thread block as CPU threads, warp shuffles through a per-warp buffer) and checked against
 the plain references: every tile, halo, tap, channel block, pixel split, vector width and layout
 index of the forward and backward kernels runs here, without a GPU. upsample_conv2d's
-float16/bfloat16 run the same tiles (BK = 16, the WMMA k-step) through the CUDA-core fragment
-code; the tensor-core (WMMA) fragment calls themselves, like the speed of anything, are left to
-the GPU-marked tests.
+float16/bfloat16 go through its WMMA calls, emulated as the CUDA programming guide defines them
+(layouts, leading dimensions) with their alignment rules checked; how the hardware spreads
+fragments over lanes, like the speed of anything, is left to the GPU-marked tests.
 """
 
 import math

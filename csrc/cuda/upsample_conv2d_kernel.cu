@@ -28,8 +28,8 @@
 // cp.async or ldmatrix, tile sizes picked by reasoning about registers and shared memory.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
-// threads as CPU threads, WMMA replaced by the CUDA-core path), so CI checks every index of
-// these kernels without a GPU; the CUDA-runtime calls are in runtime.h.
+// threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
+// index of these kernels without a GPU; the CUDA-runtime calls are in runtime.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
@@ -41,11 +41,10 @@
 
 #include "runtime.h"
 
-#ifndef STYLEGAN_OPS_EMULATE_CUDA
+#ifndef STYLEGAN_OPS_EMULATE_CUDA  // else cuda_emulation.h provides these
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
-#define STYLEGAN_OPS_TENSOR_CORES 1
 #endif
 
 namespace stylegan_ops {
@@ -62,7 +61,6 @@ template <typename T>
 struct Native {
   using type = T;
 };
-#ifdef STYLEGAN_OPS_TENSOR_CORES
 template <>
 struct Native<at::Half> {
   using type = __half;
@@ -71,23 +69,18 @@ template <>
 struct Native<at::BFloat16> {
   using type = __nv_bfloat16;
 };
-#endif
 
 // Storage -> accumulation type (torch builds with __CUDA_NO_HALF_CONVERSIONS__: no implicit ones).
 template <typename Acc, typename T>
 __device__ inline Acc to_acc(T v) {
-  return static_cast<Acc>(v);
+  if constexpr (std::is_same_v<T, __half>) {
+    return __half2float(v);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __bfloat162float(v);
+  } else {
+    return static_cast<Acc>(v);
+  }
 }
-#ifdef STYLEGAN_OPS_TENSOR_CORES
-template <>
-__device__ inline float to_acc<float, __half>(__half v) {
-  return __half2float(v);
-}
-template <>
-__device__ inline float to_acc<float, __nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-#endif
 
 // ---- warp-level C (32 x 8) += A (32 x K) · B (K x 8) -------------------------------------------
 // Both implementations take A and B from shared memory: A row-major (kAColMajor false: element
@@ -132,7 +125,6 @@ struct CudaCoreMma {
   }
 };
 
-#ifdef STYLEGAN_OPS_TENSOR_CORES
 // Tensor cores through WMMA m32n8k16 (float16/bfloat16 operands, float32 accumulation; sm_80+).
 // Shared-memory operands need 32-byte aligned fragment pointers and ldm a multiple of 8.
 template <typename T, bool kAColMajor>
@@ -149,7 +141,6 @@ struct TensorCoreMma {
     nvcuda::wmma::store_matrix_sync(p, c, kFragN, nvcuda::wmma::mem_row_major);
   }
 };
-#endif
 
 // The warp GEMM for storage type T accumulating in Acc with k-step K.
 template <typename T, typename Acc, int K, bool kAColMajor>
@@ -158,7 +149,7 @@ struct WarpMma {
 };
 // The host pass and sm_80+ device passes see the tensor-core specialisations; older device
 // targets (only built when TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
-#if defined(STYLEGAN_OPS_TENSOR_CORES) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 template <bool kAColMajor>
 struct WarpMma<__half, float, 16, kAColMajor> {
   using type = TensorCoreMma<__half, kAColMajor>;

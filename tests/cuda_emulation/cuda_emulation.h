@@ -6,16 +6,23 @@
 // one too: that is only equivalent because every warp of those kernels reaches each
 // __syncwarp the same number of times. __shfl_down_sync exchanges through a per-warp buffer
 // between two warp barriers, so all 32 lanes must call it together (as the kernels do).
-// What this cannot check: tensor-core (WMMA) fragment semantics, memory-model races between
-// blocks, and anything about speed.
+// WMMA (nvcuda::wmma) is emulated for the one shape the kernels use, m32n8k16, as the CUDA C++
+// Programming Guide specifies it, with its preconditions checked (pointers 256-bit aligned, ldm
+// a multiple of 16 bytes). What this cannot check: how the hardware distributes fragments over
+// lanes (opaque to the kernels), memory-model races between blocks, and anything about speed.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <barrier>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #define __global__
@@ -42,6 +49,14 @@ inline thread_local dim3 thread_idx, block_idx;
 inline dim3 block_dim;
 inline std::barrier<>* block_barrier = nullptr;
 inline std::vector<std::unique_ptr<Warp>> warps;
+// A broken precondition of a CUDA call, kept for launch_kernel to raise once the block's
+// threads have joined (a throw inside one thread would strand the others at a barrier).
+inline std::mutex violation_mutex;
+inline std::string violation;
+inline void report_violation(const std::string& what) {
+  const std::lock_guard<std::mutex> lock(violation_mutex);
+  if (violation.empty()) violation = what;
+}
 }  // namespace cuda_emulation
 
 #define threadIdx (cuda_emulation::thread_idx)
@@ -68,6 +83,81 @@ template <typename T>
 T __ldg(const T* p) {
   return *p;
 }
+
+// ---- WMMA ----------------------------------------------------------------------------------------
+using __half = at::Half;
+using __nv_bfloat16 = at::BFloat16;
+inline float __half2float(__half v) { return float(v); }
+inline float __bfloat162float(__nv_bfloat16 v) { return float(v); }
+
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+// Hardware fragments are spread over the warp in an unspecified way; here lane l holds row l of
+// a matrix_a (32 x 16) and of an accumulator (32 x 8), and every lane holds all of a matrix_b
+// (16 x 8). Loads read memory when called, as on the GPU.
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static_assert(M == 32 && N == 8 && K == 16, "emulated for m32n8k16 only");
+  static constexpr int kElems = std::is_same_v<Use, matrix_b> ? K * N : std::is_same_v<Use, matrix_a> ? K : N;
+  T x[kElems];
+};
+
+namespace detail {
+inline unsigned lane() { return threadIdx.x % cuda_emulation::kWarp; }
+template <typename T>
+void check_operand(const T* p, unsigned ldm) {
+  if (reinterpret_cast<std::uintptr_t>(p) % 32 != 0) {
+    cuda_emulation::report_violation("wmma: pointer not 256-bit aligned");
+  }
+  if (ldm * sizeof(T) % 16 != 0) {
+    cuda_emulation::report_violation("wmma: ldm of " + std::to_string(ldm) + " elements is not a multiple of 16 bytes");
+  }
+}
+// Element (row, col) of a matrix stored row- or column-major with leading dimension ldm.
+template <typename Layout, typename T>
+T at(const T* p, unsigned ldm, int row, int col) {
+  return std::is_same_v<Layout, row_major> ? p[row * ldm + col] : p[col * ldm + row];
+}
+}  // namespace detail
+
+template <typename Layout, typename T>
+void load_matrix_sync(fragment<matrix_a, 32, 8, 16, T, Layout>& a, const T* p, unsigned ldm) {
+  detail::check_operand(p, ldm);
+  for (int k = 0; k < 16; ++k) a.x[k] = detail::at<Layout>(p, ldm, int(detail::lane()), k);
+}
+template <typename Layout, typename T>
+void load_matrix_sync(fragment<matrix_b, 32, 8, 16, T, Layout>& b, const T* p, unsigned ldm) {
+  detail::check_operand(p, ldm);
+  for (int k = 0; k < 16; ++k) {
+    for (int n = 0; n < 8; ++n) b.x[k * 8 + n] = detail::at<Layout>(p, ldm, k, n);
+  }
+}
+inline void fill_fragment(fragment<accumulator, 32, 8, 16, float>& c, float value) {
+  for (float& v : c.x) v = value;
+}
+// d = a b + c, products and sums in float.
+template <typename T, typename LayoutA, typename LayoutB>
+void mma_sync(fragment<accumulator, 32, 8, 16, float>& d, const fragment<matrix_a, 32, 8, 16, T, LayoutA>& a,
+              const fragment<matrix_b, 32, 8, 16, T, LayoutB>& b, const fragment<accumulator, 32, 8, 16, float>& c) {
+  for (int n = 0; n < 8; ++n) {
+    float sum = c.x[n];
+    for (int k = 0; k < 16; ++k) sum += float(a.x[k]) * float(b.x[k * 8 + n]);
+    d.x[n] = sum;
+  }
+}
+inline void store_matrix_sync(float* p, const fragment<accumulator, 32, 8, 16, float>& c, unsigned ldm,
+                              layout_t layout) {
+  detail::check_operand(p, ldm);
+  const int row = int(detail::lane());
+  for (int n = 0; n < 8; ++n) (layout == mem_row_major ? p[row * ldm + n] : p[n * ldm + row]) = c.x[n];
+}
+}  // namespace nvcuda::wmma
 
 // The host-side helpers the kernel file takes from the CUDA runtime when not emulated.
 struct DeviceGuard {
@@ -103,4 +193,6 @@ void launch_kernel(Kernel kernel, dim3 grid, dim3 block, Args... args) {
     }
   }
   cuda_emulation::block_barrier = nullptr;
+  const std::string violation = std::exchange(cuda_emulation::violation, std::string());
+  TORCH_CHECK(violation.empty(), "emulated kernel broke a CUDA precondition: ", violation);
 }
