@@ -200,12 +200,12 @@ __device__ inline void grad_terms(acc_t v, acc_t dy, acc_t mean, acc_t rstd, acc
 }
 
 template <typename scalar_t, int kVec, bool kCached>
-__global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
-                               PlaneView nv, const scalar_t* __restrict__ noise_weight,
-                               const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
-                               scalar_t* __restrict__ y, PlaneView yv, at::opmath_type<scalar_t>* __restrict__ mean_out,
-                               at::opmath_type<scalar_t>* __restrict__ rstd_out, int64_t C, int64_t M, double eps,
-                               double negative_slope) {
+__global__ void __launch_bounds__(kMaxThreads)
+    forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
+                   const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
+                   const scalar_t* __restrict__ style_bias, scalar_t* __restrict__ y, PlaneView yv,
+                   at::opmath_type<scalar_t>* __restrict__ mean_out, at::opmath_type<scalar_t>* __restrict__ rstd_out,
+                   int64_t C, int64_t M, double eps, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kVecsPerThread = kItems / kVec;
   __shared__ acc_t shared[3 * kWarp];
@@ -281,15 +281,14 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, PlaneView xv, con
 // Backward for one plane (derivation: stylegan_ops/ops/noise_adain_lrelu.py):
 // pass 1 reduces Σg and Σg·x̂, pass 2 writes dv and reduces Σdv·ξ.
 template <typename scalar_t, int kVec, bool kCached>
-__global__ void backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
-                                PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
-                                const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
-                                const scalar_t* __restrict__ style_bias,
-                                const at::opmath_type<scalar_t>* __restrict__ mean_in,
-                                const at::opmath_type<scalar_t>* __restrict__ rstd_in, scalar_t* __restrict__ grad_x,
-                                PlaneView gxv, at::opmath_type<scalar_t>* __restrict__ grad_a_per_plane,
-                                scalar_t* __restrict__ grad_scale, scalar_t* __restrict__ grad_bias, int64_t C,
-                                int64_t M, double negative_slope) {
+__global__ void __launch_bounds__(kMaxThreads)
+    backward_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x, PlaneView xv,
+                    const scalar_t* __restrict__ noise, PlaneView nv, const scalar_t* __restrict__ noise_weight,
+                    const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
+                    const at::opmath_type<scalar_t>* __restrict__ mean_in,
+                    const at::opmath_type<scalar_t>* __restrict__ rstd_in, scalar_t* __restrict__ grad_x, PlaneView gxv,
+                    at::opmath_type<scalar_t>* __restrict__ grad_a_per_plane, scalar_t* __restrict__ grad_scale,
+                    scalar_t* __restrict__ grad_bias, int64_t C, int64_t M, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kVecsPerThread = kItems / kVec;
   __shared__ acc_t shared[kWarp];
