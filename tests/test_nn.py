@@ -65,6 +65,15 @@ def test_adain_matches_seed():
     assert rel_l2(ours(x, w), seed(x, w)) < 1e-12
 
 
+# The seed's AdaIN reshapes its styles with view(-1, C, 1, 1): w's leading dimensions flatten, and
+# one w vector broadcasts over the batch.
+@pytest.mark.parametrize("w_shape", [(3, W_DIM), (1, W_DIM), (3, 1, W_DIM)])
+def test_adain_takes_w_shapes_as_the_seed(w_shape):
+    seed, ours = _same_parameters(SeedAdaIN(6, W_DIM), so.nn.AdaIN(6, W_DIM))
+    x, w = torch.randn(3, 6, 5, 7, dtype=torch.float64), torch.randn(w_shape, dtype=torch.float64)
+    assert rel_l2(ours(x, w), seed(x, w)) < 1e-12
+
+
 def test_noise_injection_matches_seed():
     seed, ours = _same_parameters(SeedNoiseInjection(6), so.nn.NoiseInjection(6))
     x, noise = torch.randn(3, 6, 5, 7, dtype=torch.float64), torch.randn(3, 1, 5, 7, dtype=torch.float64)
@@ -115,6 +124,34 @@ def test_synthesis_block_broadcasts_noise_as_the_seed(backend, noise_shape):
     # that of (1, C, 1, 1) noise are 0 up to rounding.
     for g, r in zip(grads, grads_ref):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+# One w for the whole batch reaches the fused op as expanded (stride-0) styles.
+@pytest.mark.parametrize("backend", ["eager", "native", "triton"])
+@pytest.mark.parametrize("w_shape", [(2, W_DIM), (1, W_DIM), (2, 1, W_DIM), (1, 1, W_DIM)])
+def test_synthesis_block_takes_w_shapes_as_the_seed(backend, w_shape):
+    cpu_backend_or_skip(backend, "noise_adain_lrelu")
+    seed, ours = _same_parameters(
+        SeedSynthesisBlock(4, 6, W_DIM, True), so.nn.SynthesisBlock(4, 6, W_DIM, True, backend)
+    )
+    x, noise = torch.randn(2, 4, 5, 6, dtype=torch.float64), torch.randn(2, 1, 10, 12, dtype=torch.float64)
+    got, want = (torch.randn(w_shape, dtype=torch.float64).requires_grad_() for _ in range(2))
+    with torch.no_grad():
+        got.copy_(want)
+    out, ref = ours(x, got, noise), seed(x, want, noise)
+    grad_y = torch.randn_like(ref)
+    grads, grads_ref = (
+        torch.autograd.grad(y, [w, *block.parameters()], grad_y) for y, w, block in ((out, got, ours), (ref, want, seed))
+    )
+    assert rel_l2(out, ref) < 1e-12
+    for g, r in zip(grads, grads_ref):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_synthesis_block_refuses_w_for_another_batch():
+    block = so.nn.SynthesisBlock(4, 6, W_DIM, True, "eager")
+    with pytest.raises(ValueError, match=r"SynthesisBlock: w of shape \(3, 16\) holds 3 w vectors for a batch of 2"):
+        block(torch.randn(2, 4, 5, 6), torch.randn(3, W_DIM))
 
 
 @pytest.mark.parametrize("noise_shape", [(3, 1, 10, 12), (2, 2, 10, 12), (1, 2, 1, 10, 12)])

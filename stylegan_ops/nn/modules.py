@@ -56,10 +56,12 @@ class AdaIN(nn.Module):
         nn.init.ones_(self.style_scale_transform.bias)
 
     def styles(self, w):
-        """(style_scale, style_bias), each (N, channels), from one GEMM of w with both transforms stacked."""
+        """(style_scale, style_bias), each (M, channels), from one GEMM of w with both transforms
+        stacked; M counts w's vectors (its leading dimensions flattened, as the seed's
+        ``view(-1, channels, 1, 1)`` does): N, or 1 for one w shared by the batch."""
         weight = torch.cat([self.style_scale_transform.weight, self.style_bias_transform.weight])
         bias = torch.cat([self.style_scale_transform.bias, self.style_bias_transform.bias])
-        return F.linear(w, weight, bias).chunk(2, dim=1)
+        return F.linear(w, weight, bias).reshape(-1, 2 * self.channels).chunk(2, dim=1)
 
     def forward(self, x, w):
         style_scale, style_bias = self.styles(w)
@@ -107,7 +109,7 @@ class SynthesisBlock(nn.Module):
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         elif noise is not None:
             x, noise = self._noise_per_sample(x, noise)
-        style_scale, style_bias = self.adain.styles(w)
+        style_scale, style_bias = self._styles_per_sample(w, x.shape[0])
         return noise_adain_lrelu(
             x,
             noise,
@@ -118,6 +120,17 @@ class SynthesisBlock(nn.Module):
             negative_slope=LRELU_SLOPE,
             backend=self.backend,
         )
+
+    def _styles_per_sample(self, w, batch):
+        """(style_scale, style_bias), (N, C) each, for noise_adain_lrelu: a single w is shared by the
+        batch (an expanded view), as the seed's broadcasting shares it."""
+        style_scale, style_bias = self.adain.styles(w)
+        if style_scale.shape[0] == batch:
+            return style_scale, style_bias
+        if style_scale.shape[0] == 1:
+            return style_scale.expand(batch, -1), style_bias.expand(batch, -1)
+        raise ValueError(f"SynthesisBlock: w of shape {tuple(w.shape)} holds {style_scale.shape[0]} w vectors for a "
+                         f"batch of {batch}; expected (N, w_dim) or (1, w_dim)")
 
     def _noise_per_sample(self, x, noise):
         """(x, noise) for noise_adain_lrelu, whose noise is one (N, 1, H, W) map per sample: a
