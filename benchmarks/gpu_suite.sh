@@ -20,6 +20,8 @@ case "$MODE" in
   bench) CAPS="noise_adain_lrelu:150 upsample_conv2d:150 generator:150" ;;
   *) echo "usage: $0 [all|bench]"; exit 2 ;;
 esac
+# The lent machine's torch lives in its `python3` (there may be no `python`).
+PY=${PYTHON:-python3}
 OUT=${OUT:-gpu-suite-out}
 mkdir -p "$OUT"
 PARTS=$(mktemp -d)
@@ -27,41 +29,41 @@ export PYTHONUNBUFFERED=1
 step() { echo "=== $1 ($(date +%T), ${SECONDS}s)"; }
 
 step "environment"
-{ nvidia-smi; python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; } > "$OUT/env.txt" 2>&1
+{ nvidia-smi; "$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
 step "build"
 TORCH_CUDA_ARCH_LIST=9.0 STYLEGAN_OPS_CUDA=1 MAX_JOBS=16 \
-  pip install --no-build-isolation --no-deps -v -e . > "$OUT/build.log" 2>&1 || { tail -n 60 "$OUT/build.log"; exit 1; }
-python -c "import stylegan_ops as so; print(so.build_info(), so.available_backends('cuda'))" | tee -a "$OUT/env.txt"
+  "$PY" -m pip install --no-build-isolation --no-deps -v -e . > "$OUT/build.log" 2>&1 || { tail -n 60 "$OUT/build.log"; exit 1; }
+"$PY" -c "import stylegan_ops as so; print(so.build_info(), so.available_backends('cuda'))" | tee -a "$OUT/env.txt"
 
 if [ "$MODE" = all ]; then
   step "GPU tests"
   # Correctness only: one fixed Triton config per kernel instead of autotuning every new shape.
-  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 110 python -m pytest -q -p no:cacheprovider -m gpu tests > "$OUT/tests.log" 2>&1
+  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 110 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests > "$OUT/tests.log" 2>&1
   echo "pytest status $?"; tail -n 15 "$OUT/tests.log"
 fi
 
 step "benchmark CLI (full set, one capped run per op, bfloat16 first)"
 for op_cap in $CAPS; do
   op=${op_cap%%:*}
-  timeout "${op_cap##*:}" python -m stylegan_ops.bench --ops "$op" --json "$PARTS/$op.json" >> "$OUT/bench.log" 2>&1
+  timeout "${op_cap##*:}" "$PY" -m stylegan_ops.bench --ops "$op" --json "$PARTS/$op.json" >> "$OUT/bench.log" 2>&1
   echo "bench $op status $?" | tee -a "$OUT/bench.log"
 done
-python -m stylegan_ops.bench --merge "$PARTS"/noise_adain_lrelu.json "$PARTS"/upsample_conv2d.json \
+"$PY" -m stylegan_ops.bench --merge "$PARTS"/noise_adain_lrelu.json "$PARTS"/upsample_conv2d.json \
   "$PARTS"/generator.json --json "$OUT/bench.json" --plot "$OUT/bench.png" >> "$OUT/bench.log" 2>&1
 tail -n 60 "$OUT/bench.log"
 
 if [ "$MODE" = bench ]; then step "done"; exit 0; fi
 
 step "ceilings"
-timeout 20 python benchmarks/ceilings.py "$OUT/ceilings.json"
+timeout 20 "$PY" benchmarks/ceilings.py "$OUT/ceilings.json"
 
 step "compute-sanitizer"
 SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 for tool in memcheck racecheck; do
   STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 40 "$SANITIZER" --tool "$tool" --error-exitcode 1 \
-    python benchmarks/sanitizer_run.py >> "$OUT/sanitizer.log" 2>&1
+    "$PY" benchmarks/sanitizer_run.py >> "$OUT/sanitizer.log" 2>&1
   echo "$tool status $?" | tee -a "$OUT/sanitizer.log"
 done
 step "done"

@@ -1,18 +1,18 @@
 """A small run of every CUDA kernel, for compute-sanitizer (memcheck, racecheck).
 
-noise_adain_lrelu: NCHW register-cached planes by 16-byte vectors and by elements (35-element
-planes), swept planes (400 of them: a block each) and split planes (2 of them: pixel ranges), and
-the channel-major channels_last kernels, every dtype, with and without noise, forward and backward. upsample_conv2d (native: the
-phase-conv and grad-weight kernels; triton): every dtype, both layouts, forward and backward, on
-a shape with partial pixel tiles and a partial second block of 64 channels on both sides.
-"""
+Each op runs on native (the hand-written kernels), then on Triton: every dtype, both layouts,
+forward and backward. noise_adain_lrelu's shapes take the native kernels through NCHW
+register-cached planes by 16-byte vectors and by elements (35-element planes), swept planes (400
+of them: a block each), split planes (2 of them: pixel ranges) and the channel-major
+channels_last kernels, with and without noise; upsample_conv2d's (the phase-conv and grad-weight
+kernels) has partial pixel tiles and a partial second block of 64 channels on both sides."""
 
 import torch
 
 import stylegan_ops as so
 
 
-def main():
+def noise_adain_lrelu_run(backend):
     for shape in [(2, 3, 5, 7), (2, 4, 8, 8), (4, 100, 65, 64), (1, 2, 80, 80)]:
         for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
             for with_noise in (True, False):
@@ -22,18 +22,29 @@ def main():
                     noise = torch.randn(n, 1, h, w, device="cuda", dtype=dtype) if with_noise else None
                     params = [torch.randn(*s, device="cuda", dtype=dtype) for s in ((c,), (n, c), (n, c))]
                     inputs = [x.requires_grad_(), *(p.requires_grad_() for p in params)]
-                    y = so.noise_adain_lrelu(x, noise, *params, backend="native")
+                    y = so.noise_adain_lrelu(x, noise, *params, backend=backend)
                     torch.autograd.grad(y, inputs, torch.randn_like(y), allow_unused=True)
+
+
+def upsample_conv2d_run(backend):
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            x = torch.randn(2, 70, 9, 11, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
+            weight = torch.randn(66, 70, 3, 3, device="cuda", dtype=dtype)
+            bias = torch.randn(66, device="cuda", dtype=dtype)
+            inputs = [t.requires_grad_() for t in (x, weight, bias)]
+            y = so.upsample_conv2d(*inputs, backend=backend)
+            torch.autograd.grad(y, inputs, torch.randn_like(y))
+
+
+def main():
+    # The hand-written CUDA kernels first; a line per part, so that a run cut short by the
+    # suite's time cap shows how far it got.
     for backend in ("native", "triton"):
-        for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
-            for memory_format in (torch.contiguous_format, torch.channels_last):
-                x = torch.randn(2, 70, 9, 11, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
-                weight = torch.randn(66, 70, 3, 3, device="cuda", dtype=dtype)
-                bias = torch.randn(66, device="cuda", dtype=dtype)
-                inputs = [t.requires_grad_() for t in (x, weight, bias)]
-                y = so.upsample_conv2d(*inputs, backend=backend)
-                torch.autograd.grad(y, inputs, torch.randn_like(y))
-    torch.cuda.synchronize()
+        for run in (noise_adain_lrelu_run, upsample_conv2d_run):
+            run(backend)
+            torch.cuda.synchronize()
+            print(f"{run.__name__.removesuffix('_run')} {backend}: every kernel launched", flush=True)
     print("sanitizer run: all CUDA kernels launched")
 
 
