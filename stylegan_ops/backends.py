@@ -1,7 +1,7 @@
 """Which backend runs an op on a device, and why another one cannot.
 
-``eager`` runs anywhere. ``native`` needs the compiled extension (and its CUDA kernels for
-CUDA tensors). ``triton`` needs Triton and a CUDA tensor, or a CPU tensor under
+``eager`` runs anywhere. ``native`` needs the compiled extension (and its CUDA kernels and a
+CUDA device for CUDA tensors). ``triton`` needs Triton and a CUDA device, or a CPU tensor under
 ``TRITON_INTERPRET=1``. ``auto`` takes the first of :data:`AUTO_ORDER` that can run and
 warns once per cause when it has to pass over a faster one.
 """
@@ -49,12 +49,13 @@ def unavailable_reason(backend: str, device, op: str | None = None, implemented:
                 "the extension stylegan_ops._C was built without CUDA kernels (torch was not a CUDA "
                 "build, nvcc was not found, or STYLEGAN_OPS_CUDA=0); rebuild with CUDA_HOME set"
             )
-        return None
-    # triton
-    if importlib.util.find_spec("triton") is None:
-        return "Triton is not installed (pip install triton)"
-    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        return "Triton kernels run on CPU tensors only under the interpreter (set TRITON_INTERPRET=1 before import)"
+    else:  # triton
+        if importlib.util.find_spec("triton") is None:
+            return "Triton is not installed (pip install triton)"
+        if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "Triton kernels run on CPU tensors only under the interpreter (set TRITON_INTERPRET=1 before import)"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return "no CUDA device is usable here (torch.cuda.is_available() is False)"
     return None
 
 

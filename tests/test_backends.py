@@ -34,15 +34,23 @@ def test_triton_on_cpu_without_interpreter_says_why(monkeypatch):
     assert "triton" not in so.available_backends("cpu")
 
 
-def test_native_cuda_needs_cuda_kernels():
+def test_native_cuda_needs_cuda_kernels_and_a_device():
     info = so.build_info()
     reason = backends.unavailable_reason("native", "cuda")
     if not info["extension"]:
         assert reason == info["error"]
     elif info["cuda"] is None:
         assert "without CUDA kernels" in reason
+    elif not torch.cuda.is_available():
+        assert "no CUDA device" in reason
     else:
         assert reason is None
+
+
+def test_no_cuda_device_leaves_eager_alone(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert so.available_backends("cuda") == ["eager"]
+    assert "no CUDA device is usable" in backends.unavailable_reason("triton", torch.device("cuda", 1))
 
 
 def test_missing_implementation_raises_runtime_error_naming_it():
