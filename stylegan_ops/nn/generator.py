@@ -5,6 +5,8 @@ mapping (z -> w) -> w per block (``num_ws`` of them, with truncation and style m
 above 4x4 upsamples) -> 1x1 to-RGB.
 """
 
+import itertools
+
 import torch
 import torch.nn as nn
 
@@ -148,6 +150,7 @@ class Generator(nn.Module):
                 f"ws must be a tensor of shape (N, {self.num_ws}, {self.w_dim}), got {getattr(ws, 'shape', type(ws))}"
             )
         batch = ws.shape[0]
+        styles = self._styles(ws)
         # No layout of its own: conv2d and upsample_conv2d return channels_last when their weight is,
         # so the activations take the conv weights' layout from the first conv on.
         x = self.const.unsqueeze(0).expand(batch, -1, -1, -1).to(ws.dtype)
@@ -155,8 +158,28 @@ class Generator(nn.Module):
             noise = None
             if noise_mode == "const":
                 noise = getattr(self, f"noise_const_{i}").to(ws.dtype)  # (1, 1, H, W): the block broadcasts it
-            x = block(x, ws[:, i], noise, randomize_noise=noise_mode == "random")
+            x = block(x, ws[:, i], noise, randomize_noise=noise_mode == "random", styles=styles[i])
         return self.to_rgb(x)
+
+    def _styles(self, ws):
+        """Every block's (style_scale, style_bias), (N, C) each: one batched GEMM per run of blocks of
+        one width (a batch of GEMMs shares its sizes; the ws may differ per block, under style
+        mixing and truncation cutoffs) after two concatenations gather the run's weights and
+        biases: three kernels per width instead of three per block. (One concatenation for all
+        runs would be sliced per run, and each slice's backward fills a gradient of the whole.)"""
+        styles = []
+        runs = itertools.groupby(range(self.num_ws), key=lambda i: self.blocks[i].adain.channels)
+        for channels, run in runs:
+            indices = list(run)
+            weights, biases = zip(*(self.blocks[i].adain.affine_parts() for i in indices))
+            weight = torch.cat([t for pair in weights for t in pair]).view(len(indices), 2 * channels, self.w_dim)
+            bias = torch.cat([t for pair in biases for t in pair]).view(len(indices), 2 * channels, 1)
+            ws_run = ws[:, indices[0]:indices[-1] + 1].permute(1, 2, 0)  # (blocks, w_dim, N)
+            # Transposed, (blocks, 2C, N) = weight @ w: the weight's gradient comes out in its own
+            # layout (the other way round it needs a transposing copy of every weight).
+            out = torch.baddbmm(bias, weight, ws_run)
+            styles += [block_styles.t().chunk(2, dim=1) for block_styles in out.unbind(0)]
+        return styles
 
     def forward(self, z, *, truncation_psi=1.0, truncation_cutoff=None, mix_z=None, crossover=None,
                 noise_mode="random"):

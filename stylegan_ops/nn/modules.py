@@ -55,13 +55,18 @@ class AdaIN(nn.Module):
         self.style_bias_transform = nn.Linear(w_dim, channels)
         nn.init.ones_(self.style_scale_transform.bias)
 
+    def affine_parts(self):
+        """(weights, biases) of the two transforms, scale first: stacked, they are one (2C, w_dim)
+        affine map whose output halves are (style_scale, style_bias)."""
+        scale, bias = self.style_scale_transform, self.style_bias_transform
+        return (scale.weight, bias.weight), (scale.bias, bias.bias)
+
     def styles(self, w):
         """(style_scale, style_bias), each (M, channels), from one GEMM of w with both transforms
         stacked; M counts w's vectors (its leading dimensions flattened, as the seed's
         ``view(-1, channels, 1, 1)`` does): N, or 1 for one w shared by the batch."""
-        weight = torch.cat([self.style_scale_transform.weight, self.style_bias_transform.weight])
-        bias = torch.cat([self.style_scale_transform.bias, self.style_bias_transform.bias])
-        return F.linear(w, weight, bias).reshape(-1, 2 * self.channels).chunk(2, dim=1)
+        weights, biases = self.affine_parts()
+        return F.linear(w, torch.cat(weights), torch.cat(biases)).reshape(-1, 2 * self.channels).chunk(2, dim=1)
 
     def forward(self, x, w):
         style_scale, style_bias = self.styles(w)
@@ -97,10 +102,12 @@ class SynthesisBlock(nn.Module):
         self.adain = AdaIN(out_channels, w_dim)
         self.activation = nn.LeakyReLU(LRELU_SLOPE)
 
-    def forward(self, x, w, noise=None, *, randomize_noise=True):
+    def forward(self, x, w, noise=None, *, randomize_noise=True, styles=None):
         """``noise``: anything that broadcasts against the conv output (N, C, H', W') as in the seed's
         ``x + weight * noise``, usually (N, 1, H', W') or one (1, 1, H', W') map for the batch; or
-        None, which draws fresh noise unless ``randomize_noise`` is False (then no noise is added)."""
+        None, which draws fresh noise unless ``randomize_noise`` is False (then no noise is added).
+        ``styles``: (style_scale, style_bias), (N, C) each, already computed from w by the caller
+        (the Generator computes every block's at once), used instead of ``self.adain.styles(w)``."""
         if self.use_upsample:
             x = upsample_conv2d(x, self.conv.weight, self.conv.bias, backend=self.backend)
         else:
@@ -109,7 +116,7 @@ class SynthesisBlock(nn.Module):
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         elif noise is not None:
             x, noise = self._noise_per_sample(x, noise)
-        style_scale, style_bias = self._styles_per_sample(w, x.shape[0])
+        style_scale, style_bias = self._styles_per_sample(w, x.shape[0]) if styles is None else styles
         return noise_adain_lrelu(
             x,
             noise,
