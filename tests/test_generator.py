@@ -111,6 +111,7 @@ def test_synthesis_equals_each_block_fed_its_own_w():
     for i, block in enumerate(G.blocks):
         x = block(x, ws[:, i], getattr(G, f"noise_const_{i}"))
     assert rel_l2(G.synthesize(ws, noise_mode="const"), G.to_rgb(x)) < 1e-12
+    assert all(t.is_contiguous() for styles in G._styles(ws) for t in styles)  # else every op copies them
 
 
 def test_backend_switch_keeps_state_dict_keys():

@@ -162,23 +162,23 @@ class Generator(nn.Module):
         return self.to_rgb(x)
 
     def _styles(self, ws):
-        """Every block's (style_scale, style_bias), (N, C) each: one batched GEMM per run of blocks of
-        one width (a batch of GEMMs shares its sizes; the ws may differ per block, under style
-        mixing and truncation cutoffs) after two concatenations gather the run's weights and
-        biases: three kernels per width instead of three per block. (One concatenation for all
-        runs would be sliced per run, and each slice's backward fills a gradient of the whole.)"""
+        """Every block's (style_scale, style_bias), (N, C) each and contiguous (the ops copy strided
+        ones): one batched GEMM per run of blocks of one width (a batch of GEMMs shares its sizes;
+        the ws may differ per block, under style mixing and truncation cutoffs), batched over the
+        run's (block, scale or bias) halves. Four kernels per width (two concatenations gather the
+        run's weights and biases, one repeats its ws, one GEMM) where a GEMM per block took two
+        concatenations, the GEMM and, in the op, two copies of its strided halves."""
         styles = []
         runs = itertools.groupby(range(self.num_ws), key=lambda i: self.blocks[i].adain.channels)
         for channels, run in runs:
             indices = list(run)
             weights, biases = zip(*(self.blocks[i].adain.affine_parts() for i in indices))
-            weight = torch.cat([t for pair in weights for t in pair]).view(len(indices), 2 * channels, self.w_dim)
-            bias = torch.cat([t for pair in biases for t in pair]).view(len(indices), 2 * channels, 1)
-            ws_run = ws[:, indices[0]:indices[-1] + 1].permute(1, 2, 0)  # (blocks, w_dim, N)
-            # Transposed, (blocks, 2C, N) = weight @ w: the weight's gradient comes out in its own
-            # layout (the other way round it needs a transposing copy of every weight).
-            out = torch.baddbmm(bias, weight, ws_run)
-            styles += [block_styles.t().chunk(2, dim=1) for block_styles in out.unbind(0)]
+            weight = torch.cat([t for pair in weights for t in pair]).view(2 * len(indices), channels, self.w_dim)
+            bias = torch.cat([t for pair in biases for t in pair]).view(2 * len(indices), 1, channels)
+            # Each block's w twice, for its scale and its bias half: (2 blocks, N, w_dim).
+            ws_run = ws[:, indices[0]:indices[-1] + 1].transpose(0, 1).repeat_interleave(2, dim=0)
+            out = torch.baddbmm(bias, ws_run, weight.transpose(1, 2))  # (2 blocks, N, C)
+            styles += list(zip(out[0::2].unbind(0), out[1::2].unbind(0)))
         return styles
 
     def forward(self, z, *, truncation_psi=1.0, truncation_cutoff=None, mix_z=None, crossover=None,
