@@ -7,7 +7,6 @@ fused ops; ``backend`` picks their implementation and never changes a parameter.
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from stylegan_ops.ops import noise_adain_lrelu, upsample_conv2d
 
@@ -62,11 +61,12 @@ class AdaIN(nn.Module):
         return (scale.weight, bias.weight), (scale.bias, bias.bias)
 
     def styles(self, w):
-        """(style_scale, style_bias), each (M, channels), from one GEMM of w with both transforms
-        stacked; M counts w's vectors (its leading dimensions flattened, as the seed's
-        ``view(-1, channels, 1, 1)`` does): N, or 1 for one w shared by the batch."""
-        weights, biases = self.affine_parts()
-        return F.linear(w, torch.cat(weights), torch.cat(biases)).reshape(-1, 2 * self.channels).chunk(2, dim=1)
+        """(style_scale, style_bias), each (M, channels) and contiguous, M counting w's vectors (its
+        leading dimensions flattened, as the seed's ``view(-1, channels, 1, 1)`` does): N, or 1 for
+        one w shared by the batch. Two GEMMs, as in the seed: one GEMM of the stacked transforms
+        would take two concatenations and leave strided halves that the fused op copies."""
+        return tuple(transform(w).reshape(-1, self.channels)
+                     for transform in (self.style_scale_transform, self.style_bias_transform))
 
     def forward(self, x, w):
         style_scale, style_bias = self.styles(w)
