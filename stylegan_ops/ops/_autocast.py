@@ -15,8 +15,9 @@ def autocast_region(*tensors):
     floating tensors come back cast to the autocast dtype and the context turns autocast off."""
     first = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
     device_type = None if first is None else first.device.type
-    # is_autocast_enabled raises for device types without autocast (meta).
-    if device_type is None or not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
+    # The devices with kernels here. Elsewhere only eager runs, its PyTorch ops under PyTorch's own
+    # autocast rules, and is_autocast_enabled raises for some device types (meta).
+    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
         return tensors, contextlib.nullcontext()
     dtype = torch.get_autocast_dtype(device_type)
     cast = tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)
