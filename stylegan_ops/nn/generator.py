@@ -5,8 +5,6 @@ mapping (z -> w) -> w per block (``num_ws`` of them, with truncation and style m
 above 4x4 upsamples) -> 1x1 to-RGB.
 """
 
-import itertools
-
 import torch
 import torch.nn as nn
 
@@ -165,18 +163,22 @@ class Generator(nn.Module):
         """Every block's (style_scale, style_bias), (N, C) each and contiguous (the ops copy strided
         ones): one batched GEMM per run of blocks of one width (a batch of GEMMs shares its sizes;
         the ws may differ per block, under style mixing and truncation cutoffs), batched over the
-        run's (block, scale or bias) halves. Four kernels per width (two concatenations gather the
-        run's weights and biases, one repeats its ws, one GEMM) where a GEMM per block took two
-        concatenations, the GEMM and, in the op, two copies of its strided halves."""
+        run's (block, scale or bias) halves: four kernels per width (two concatenations gather the
+        run's weights and biases, one repeats its ws, one GEMM) where the blocks on their own take
+        two GEMMs each."""
+        runs = []  # [first block, end, channels] of each run of consecutive blocks of one width
+        for i, block in enumerate(self.blocks):
+            if runs and runs[-1][2] == block.adain.channels:
+                runs[-1][1] = i + 1
+            else:
+                runs.append([i, i + 1, block.adain.channels])
         styles = []
-        runs = itertools.groupby(range(self.num_ws), key=lambda i: self.blocks[i].adain.channels)
-        for channels, run in runs:
-            indices = list(run)
-            weights, biases = zip(*(self.blocks[i].adain.affine_parts() for i in indices))
-            weight = torch.cat([t for pair in weights for t in pair]).view(2 * len(indices), channels, self.w_dim)
-            bias = torch.cat([t for pair in biases for t in pair]).view(2 * len(indices), 1, channels)
+        for first, end, channels in runs:
+            weights, biases = zip(*(block.adain.affine_parts() for block in self.blocks[first:end]))
+            weight = torch.cat([t for pair in weights for t in pair]).view(2 * (end - first), channels, self.w_dim)
+            bias = torch.cat([t for pair in biases for t in pair]).view(2 * (end - first), 1, channels)
             # Each block's w twice, for its scale and its bias half: (2 blocks, N, w_dim).
-            ws_run = ws[:, indices[0]:indices[-1] + 1].transpose(0, 1).repeat_interleave(2, dim=0)
+            ws_run = ws[:, first:end].transpose(0, 1).repeat_interleave(2, dim=0)
             out = torch.baddbmm(bias, ws_run, weight.transpose(1, 2))  # (2 blocks, N, C)
             styles += list(zip(out[0::2].unbind(0), out[1::2].unbind(0)))
         return styles
