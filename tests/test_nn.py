@@ -101,24 +101,20 @@ def test_synthesis_block_matches_seed(use_upsample):
     assert rel_l2(ours(x, w), drawn_seed) < 1e-12  # noise=None: the same random draw as the seed
 
 
-# The seed adds weight * noise with broadcasting: one map for the batch, a map without batch or
-# channel dims, or noise per channel all work there and must here, on every backend (the fused op
-# takes one map per sample: a broadcast one is expanded, per-channel noise is added before it).
-@pytest.mark.parametrize("backend", ["eager", "native"])
-@pytest.mark.parametrize("noise_shape", [(2, 1, 10, 12), (1, 1, 10, 12), (10, 12), (2, 6, 10, 12), (1, 6, 1, 1)])
-def test_synthesis_block_broadcasts_noise_as_the_seed(backend, noise_shape):
-    cpu_backend_or_skip(backend, "noise_adain_lrelu")
+def _check_block_against_seed(backend, x, w, noise, wrt):
+    """Our SynthesisBlock (upsampling, on ``backend``) against the seed's with the same parameters:
+    the output, and the gradients of input ``wrt`` ("w" or "noise") and of every parameter."""
     seed, ours = _same_parameters(
         SeedSynthesisBlock(4, 6, W_DIM, True), so.nn.SynthesisBlock(4, 6, W_DIM, True, backend)
     )
-    x, w = torch.randn(2, 4, 5, 6, dtype=torch.float64), torch.randn(2, W_DIM, dtype=torch.float64)
-    noise = torch.randn(noise_shape, dtype=torch.float64)
-    got, want = (noise.clone().requires_grad_() for _ in range(2))
-    out, ref = ours(x, w, got), seed(x, w, want)
-    grad_y = torch.randn_like(ref)
-    grads, grads_ref = (
-        torch.autograd.grad(y, [n, *block.parameters()], grad_y) for y, n, block in ((out, got, ours), (ref, want, seed))
-    )
+    inputs = dict(w=w, noise=noise)
+    grad_y = torch.randn(x.shape[0], 6, 2 * x.shape[2], 2 * x.shape[3], dtype=x.dtype)
+    results = []
+    for block in (ours, seed):
+        leaf = inputs[wrt].clone().requires_grad_()
+        y = block(x, **{**inputs, wrt: leaf})
+        results.append((y, torch.autograd.grad(y, [leaf, *block.parameters()], grad_y)))
+    (out, grads), (ref, grads_ref) = results
     assert rel_l2(out, ref) < 1e-12
     # Absolute as well: instance norm removes per-channel constants, so the conv bias's gradient and
     # that of (1, C, 1, 1) noise are 0 up to rounding.
@@ -126,26 +122,25 @@ def test_synthesis_block_broadcasts_noise_as_the_seed(backend, noise_shape):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
 
 
-# One w for the whole batch reaches the fused op as expanded (stride-0) styles.
+# The seed adds weight * noise with broadcasting: one map for the batch, a map without batch or
+# channel dims, or noise per channel all work there and must here, on every backend (the fused op
+# takes one map per sample: a broadcast one is expanded, per-channel noise is added before it).
+@pytest.mark.parametrize("backend", ["eager", "native"])
+@pytest.mark.parametrize("noise_shape", [(2, 1, 10, 12), (1, 1, 10, 12), (10, 12), (2, 6, 10, 12), (1, 6, 1, 1)])
+def test_synthesis_block_broadcasts_noise_as_the_seed(backend, noise_shape):
+    cpu_backend_or_skip(backend, "noise_adain_lrelu")
+    x, w = torch.randn(2, 4, 5, 6, dtype=torch.float64), torch.randn(2, W_DIM, dtype=torch.float64)
+    _check_block_against_seed(backend, x, w, torch.randn(noise_shape, dtype=torch.float64), wrt="noise")
+
+
+# The seed's AdaIN flattens w's leading dimensions and broadcasts one w over the batch; here one w
+# for the whole batch reaches the fused op as expanded (stride-0) styles.
 @pytest.mark.parametrize("backend", ["eager", "native", "triton"])
 @pytest.mark.parametrize("w_shape", [(2, W_DIM), (1, W_DIM), (2, 1, W_DIM), (1, 1, W_DIM)])
 def test_synthesis_block_takes_w_shapes_as_the_seed(backend, w_shape):
     cpu_backend_or_skip(backend, "noise_adain_lrelu")
-    seed, ours = _same_parameters(
-        SeedSynthesisBlock(4, 6, W_DIM, True), so.nn.SynthesisBlock(4, 6, W_DIM, True, backend)
-    )
     x, noise = torch.randn(2, 4, 5, 6, dtype=torch.float64), torch.randn(2, 1, 10, 12, dtype=torch.float64)
-    got, want = (torch.randn(w_shape, dtype=torch.float64).requires_grad_() for _ in range(2))
-    with torch.no_grad():
-        got.copy_(want)
-    out, ref = ours(x, got, noise), seed(x, want, noise)
-    grad_y = torch.randn_like(ref)
-    grads, grads_ref = (
-        torch.autograd.grad(y, [w, *block.parameters()], grad_y) for y, w, block in ((out, got, ours), (ref, want, seed))
-    )
-    assert rel_l2(out, ref) < 1e-12
-    for g, r in zip(grads, grads_ref):
-        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    _check_block_against_seed(backend, x, torch.randn(w_shape, dtype=torch.float64), noise, wrt="w")
 
 
 def test_synthesis_block_refuses_w_for_another_batch():
