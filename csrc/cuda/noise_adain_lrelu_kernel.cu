@@ -190,14 +190,64 @@ __device__ inline acc_t inverse_std(acc_t variance, double eps) {
   return variance == acc_t(0) && eps == 0 ? acc_t(0) : acc_t(1) / sqrt(variance + acc_t(eps));
 }
 
-// The backward's per-element terms: x̂ = (v - mean) rstd, and g = dy through the LeakyReLU of
-// z = gamma x̂ + beta.
-template <typename acc_t>
-__device__ inline void grad_terms(acc_t v, acc_t dy, acc_t mean, acc_t rstd, acc_t gamma, acc_t beta, acc_t slope,
-                                  acc_t& xhat, acc_t& g) {
-  xhat = (v - mean) * rstd;
-  g = gamma * xhat + beta > acc_t(0) ? dy : dy * slope;
-}
+// One plane's backward (derivation: stylegan_ops/ops/noise_adain_lrelu.py), for the per-plane and
+// the range kernels alike: its inputs and saved statistics, and the per-element terms of both passes.
+template <typename scalar_t, int kVec>
+struct PlaneGrad {
+  using acc_t = at::opmath_type<scalar_t>;
+  NoisyPlane<scalar_t> vp;
+  const scalar_t* grad_y;
+  Plane gyp;
+  acc_t mean, rstd, gamma, beta, slope;
+
+  __device__ PlaneGrad(const scalar_t* grad_y_, PlaneView gyv, const scalar_t* x, PlaneView xv, const scalar_t* noise,
+                       PlaneView nv, const scalar_t* noise_weight, const scalar_t* style_scale,
+                       const scalar_t* style_bias, const acc_t* mean_in, const acc_t* rstd_in, int64_t n, int64_t c,
+                       int64_t plane, double negative_slope)
+      : vp(x, xv, noise, nv, noise_weight, n, c), grad_y(grad_y_), gyp(plane_of(gyv, n, c)), mean(mean_in[plane]),
+        rstd(rstd_in[plane]), gamma(acc_t(style_scale[plane])), beta(acc_t(style_bias[plane])),
+        slope(acc_t(negative_slope)) {}
+
+  // For elements [i, i + kVec): x̂ = (v - mean) rstd, and g = dy through the LeakyReLU of gamma x̂ + beta.
+  __device__ void terms(int64_t i, acc_t (&xhat)[kVec], acc_t (&g)[kVec]) const {
+    acc_t dy[kVec];
+    load_v<kVec>(vp, i, xhat);
+    load<kVec>(grad_y, gyp, i, dy);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      xhat[e] = (xhat[e] - mean) * rstd;
+      g[e] = gamma * xhat[e] + beta > acc_t(0) ? dy[e] : dy[e] * slope;
+    }
+  }
+
+  // Pass 1: adds these elements' g and g x̂ to Σg and Σg·x̂.
+  __device__ static void accumulate(const acc_t (&xhat)[kVec], const acc_t (&g)[kVec], acc_t& sum_g,
+                                    acc_t& sum_g_xhat) {
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      sum_g += g[e];
+      sum_g_xhat += g[e] * xhat[e];
+    }
+  }
+
+  // Pass 2: stores dv = gamma rstd (g - Σg/M - x̂ Σg·x̂/M) for elements [i, i + kVec) and returns
+  // their Σ dv·ξ (0 without noise).
+  __device__ acc_t write_dv(int64_t i, const acc_t (&xhat)[kVec], const acc_t (&g)[kVec], acc_t mean_g,
+                            acc_t mean_g_xhat, scalar_t* grad_x, const Plane& gxp) const {
+    acc_t dv[kVec];
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) dv[e] = gamma * rstd * (g[e] - mean_g - xhat[e] * mean_g_xhat);
+    store<kVec>(grad_x, gxp, i, dv);
+    acc_t dv_noise = 0;
+    if (vp.noise != nullptr) {
+      acc_t z[kVec];
+      load<kVec>(vp.noise, vp.np, i, z);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) dv_noise += dv[e] * z[e];
+    }
+    return dv_noise;
+  }
+};
 
 template <typename scalar_t, int kVec, bool kCached>
 __global__ void __launch_bounds__(kMaxThreads)
@@ -293,33 +343,10 @@ __global__ void __launch_bounds__(kMaxThreads)
   constexpr int kVecsPerThread = kItems / kVec;
   __shared__ acc_t shared[kWarp];
   const int64_t plane = blockIdx.x, n = plane / C, c = plane % C, vectors = M / kVec;
-  const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, n, c);
-  const Plane gyp = plane_of(gyv, n, c), gxp = plane_of(gxv, n, c);
-  const acc_t slope = acc_t(negative_slope), mean = mean_in[plane], rstd = rstd_in[plane];
-  const acc_t gamma = acc_t(style_scale[plane]), beta = acc_t(style_bias[plane]);
-  // (x̂, g) for elements [i, i + kVec): normalised input and the gradient through the LeakyReLU.
-  auto terms = [&](int64_t i, acc_t(&xhat)[kVec], acc_t(&g)[kVec]) {
-    acc_t dy[kVec];
-    load_v<kVec>(vp, i, xhat);
-    load<kVec>(grad_y, gyp, i, dy);
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) grad_terms(xhat[e], dy[e], mean, rstd, gamma, beta, slope, xhat[e], g[e]);
-  };
-  // Writes dv for elements [i, i + kVec) and adds Σ dv·ξ to dv_noise.
+  const PlaneGrad<scalar_t, kVec> pg(grad_y, gyv, x, xv, noise, nv, noise_weight, style_scale, style_bias, mean_in,
+                                     rstd_in, n, c, plane, negative_slope);
+  const Plane gxp = plane_of(gxv, n, c);
   acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
-  auto write_dv = [&](int64_t i, const acc_t(&xhat)[kVec], const acc_t(&g)[kVec], acc_t k_scale, acc_t mean_g,
-                      acc_t mean_g_xhat) {
-    acc_t dv[kVec];
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) dv[e] = k_scale * (g[e] - mean_g - xhat[e] * mean_g_xhat);
-    store<kVec>(grad_x, gxp, i, dv);
-    if (noise != nullptr) {
-      acc_t z[kVec];
-      load<kVec>(noise, vp.np, i, z);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) dv_noise += dv[e] * z[e];
-    }
-  };
   if constexpr (kCached) {
     acc_t xhat[kVecsPerThread][kVec], g[kVecsPerThread][kVec];
 #pragma unroll
@@ -327,38 +354,30 @@ __global__ void __launch_bounds__(kMaxThreads)
       const int64_t vi = threadIdx.x + int64_t(k) * blockDim.x;
 #pragma unroll
       for (int e = 0; e < kVec; ++e) xhat[k][e] = g[k][e] = acc_t(0);
-      if (vi < vectors) terms(vi * kVec, xhat[k], g[k]);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        sum_g += g[k][e];
-        sum_g_xhat += g[k][e] * xhat[k][e];
-      }
+      if (vi < vectors) pg.terms(vi * kVec, xhat[k], g[k]);
+      pg.accumulate(xhat[k], g[k], sum_g, sum_g_xhat);
     }
     sum_g = block_sum(sum_g, shared);
     sum_g_xhat = block_sum(sum_g_xhat, shared);
-    const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
+    const acc_t mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
 #pragma unroll
     for (int k = 0; k < kVecsPerThread; ++k) {
       const int64_t vi = threadIdx.x + int64_t(k) * blockDim.x;
-      if (vi < vectors) write_dv(vi * kVec, xhat[k], g[k], k_scale, mean_g, mean_g_xhat);
+      if (vi < vectors) dv_noise += pg.write_dv(vi * kVec, xhat[k], g[k], mean_g, mean_g_xhat, grad_x, gxp);
     }
   } else {
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t xhat[kVec], g[kVec];
-      terms(vi * kVec, xhat, g);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        sum_g += g[e];
-        sum_g_xhat += g[e] * xhat[e];
-      }
+      pg.terms(vi * kVec, xhat, g);
+      pg.accumulate(xhat, g, sum_g, sum_g_xhat);
     }
     sum_g = block_sum(sum_g, shared);
     sum_g_xhat = block_sum(sum_g_xhat, shared);
-    const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
+    const acc_t mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t xhat[kVec], g[kVec];
-      terms(vi * kVec, xhat, g);
-      write_dv(vi * kVec, xhat, g, k_scale, mean_g, mean_g_xhat);
+      pg.terms(vi * kVec, xhat, g);
+      dv_noise += pg.write_dv(vi * kVec, xhat, g, mean_g, mean_g_xhat, grad_x, gxp);
     }
   }
   dv_noise = block_sum(dv_noise, shared);
@@ -557,21 +576,12 @@ __global__ void __launch_bounds__(Map::kThreads)
   const Range r = Map::range(C, M, splits);
   acc_t sum_g = 0, sum_g_xhat = 0;
   if (r.active) {
-    const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
-    const Plane gyp = plane_of(gyv, r.n, r.c);
-    const acc_t slope = acc_t(negative_slope);
-    const acc_t mean = mean_in[r.plane], rstd = rstd_in[r.plane];
-    const acc_t gamma = acc_t(style_scale[r.plane]), beta = acc_t(style_bias[r.plane]);
-    acc_t v[kVec], dy[kVec], xhat, g;
+    const PlaneGrad<scalar_t, kVec> pg(grad_y, gyv, x, xv, noise, nv, noise_weight, style_scale, style_bias, mean_in,
+                                       rstd_in, r.n, r.c, r.plane, negative_slope);
+    acc_t xhat[kVec], g[kVec];
     for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-      load_v<kVec>(vp, vi * kVec, v);
-      load<kVec>(grad_y, gyp, vi * kVec, dy);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        grad_terms(v[e], dy[e], mean, rstd, gamma, beta, slope, xhat, g);
-        sum_g += g;
-        sum_g_xhat += g * xhat;
-      }
+      pg.terms(vi * kVec, xhat, g);
+      pg.accumulate(xhat, g, sum_g, sum_g_xhat);
     }
   }
   store_partial_pair<Map>(sum_g, sum_g_xhat, shared, partial, r, planes);
@@ -597,27 +607,14 @@ __global__ void __launch_bounds__(Map::kThreads)
   acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
   if (r.active) {
     merge_partial_pair(partial, r, planes, splits, sum_g, sum_g_xhat);
-    const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
-    const Plane gyp = plane_of(gyv, r.n, r.c), gxp = plane_of(gxv, r.n, r.c);
-    const acc_t slope = acc_t(negative_slope);
-    const acc_t mean = mean_in[r.plane], rstd = rstd_in[r.plane];
-    const acc_t gamma = acc_t(style_scale[r.plane]), beta = acc_t(style_bias[r.plane]);
-    const acc_t k_scale = gamma * rstd, mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
-    acc_t v[kVec], dy[kVec], z[kVec], dv[kVec], xhat, g;
+    const PlaneGrad<scalar_t, kVec> pg(grad_y, gyv, x, xv, noise, nv, noise_weight, style_scale, style_bias, mean_in,
+                                       rstd_in, r.n, r.c, r.plane, negative_slope);
+    const Plane gxp = plane_of(gxv, r.n, r.c);
+    const acc_t mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
+    acc_t xhat[kVec], g[kVec];
     for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-      load_v<kVec>(vp, vi * kVec, v);
-      load<kVec>(grad_y, gyp, vi * kVec, dy);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        grad_terms(v[e], dy[e], mean, rstd, gamma, beta, slope, xhat, g);
-        dv[e] = k_scale * (g - mean_g - xhat * mean_g_xhat);
-      }
-      store<kVec>(grad_x, gxp, vi * kVec, dv);
-      if (noise != nullptr) {
-        load<kVec>(noise, vp.np, vi * kVec, z);
-#pragma unroll
-        for (int e = 0; e < kVec; ++e) dv_noise += dv[e] * z[e];
-      }
+      pg.terms(vi * kVec, xhat, g);
+      dv_noise += pg.write_dv(vi * kVec, xhat, g, mean_g, mean_g_xhat, grad_x, gxp);
     }
   }
   dv_noise = Map::reduce(dv_noise, shared);
