@@ -147,8 +147,8 @@ template <typename T, typename Acc, int K, bool kAColMajor>
 struct WarpMma {
   using type = CudaCoreMma<T, Acc, K, kAColMajor>;
 };
-// The host pass and sm_80+ device passes see the tensor-core specialisations; older device
-// targets (only built when TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
+// The host pass, sm_80+ device passes and the CPU emulation see the tensor-core specialisations;
+// older device targets (only built when TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 template <bool kAColMajor>
 struct WarpMma<__half, float, 16, kAColMajor> {
