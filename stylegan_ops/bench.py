@@ -357,12 +357,20 @@ def merge(paths, json_path, plot_path):
     return 0
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="stylegan-ops-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small set (minutes on a 2-core CPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 20 on GPU, 10 on CPU)")
+    parser.add_argument("--reps", type=_positive_int, default=None,
+                        help="timed repetitions (default 20 on GPU, 10 on CPU)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of the speedups over eager")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
@@ -412,7 +420,7 @@ def main(argv=None):
 
     started = time.perf_counter()
     records = run(cases_for(device, ops, args.quick, dtypes), device,
-                  reps=args.reps or (20 if device == "cuda" else 10), log=lambda line: print(line, flush=True),
+                  reps=args.reps if args.reps is not None else (20 if device == "cuda" else 10), log=lambda line: print(line, flush=True),
                   on_record=write_json)
     write_json(records)
     print(table(records))

@@ -46,9 +46,12 @@ def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
     assert "[1/" in out and "vs eager" in out
 
 
-def test_bad_arguments_exit_with_a_message():
+def test_bad_arguments_exit_with_a_message(capsys):
     with pytest.raises(SystemExit, match="unknown"):
         bench.main(["--ops", "noise,upsample"])
+    with pytest.raises(SystemExit):  # argparse: exit status 2, the message on stderr
+        bench.main(["--reps", "0"])
+    assert "--reps: must be at least 1, got 0" in capsys.readouterr().err
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA device"):
             bench.main(["--device", "cuda"])
