@@ -45,8 +45,14 @@ def table(path):
         cells = []
         for b in fast:
             speedups = [c["eager"]["median_ms"] / c[b]["median_ms"] for c in cases if b in c and "eager" in c]
-            cells.append(f"{math.exp(sum(map(math.log, speedups)) / len(speedups)):.2f}x" if speedups else "")
+            partial = f" ({len(speedups)} of {len(cases)} shapes)" if 0 < len(speedups) < len(cases) else ""
+            cells.append(f"{math.exp(sum(map(math.log, speedups)) / len(speedups)):.2f}x{partial}" if speedups else "")
         lines.append(f"| {op} | {dtype} | {direction} | {len(cases)} | " + " | ".join(cells) + " |")
+    failures = result.get("failures", [])
+    if failures:
+        lines += ["", "Failed, so not timed:"]
+        lines += [f"- {f['op']} {tuple(f['shape'])} {f['dtype']} {f['direction']} {f['backend']}: {f['error']}"
+                  for f in failures]
     return "\n".join(lines)
 
 

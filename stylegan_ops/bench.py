@@ -234,11 +234,13 @@ def available(op, backend, device):
 
 
 def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup=3, log=print, on_record=None):
-    """Measures every case x direction x backend; returns the JSON records. The backends of one case
-    and direction are timed in turns (``_medians_ms``), eager first as the reference for errors
-    and speedups. ``on_record(records)`` is called after each case and direction (the CLI
-    rewrites its JSON, so a run cut short keeps its data)."""
-    records = []
+    """Measures every case x direction x backend; returns (records, failures) for the JSON. The
+    backends of one case and direction are timed in turns (``_medians_ms``), eager first as the
+    reference for errors and speedups. A backend whose first call raises (a kernel that fails to
+    compile or launch) is logged and listed in the failures, and the others are still measured.
+    ``on_record(records, failures)`` is called after each case and direction (the CLI rewrites its
+    JSON, so a run cut short keeps its data)."""
+    records, failures = [], []
     groups = [(case, direction) for case in cases for direction in directions]
     for index, (case, direction) in enumerate(groups, 1):
         label = f"[{index}/{len(groups)}] {case.op} {case.shape} {str(case.dtype).removeprefix('torch.')} {direction}"
@@ -249,8 +251,15 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
             if reason is not None:
                 log(f"{label} {backend}: skipped ({reason})")
                 continue
-            step = _step(*case.make(backend), direction)
-            outputs = step()  # compiles, for "compile"
+            try:
+                step = _step(*case.make(backend), direction)
+                outputs = step()  # compiles, for "compile"
+            except Exception as error:  # noqa: BLE001 - reported, and the other backends go on
+                log(f"{label} {backend}: FAILED {type(error).__name__}: {error}")
+                failures.append({"op": case.op, "backend": backend, "dtype": str(case.dtype).removeprefix("torch."),
+                                 "shape": list(case.shape), "direction": direction,
+                                 "error": f"{type(error).__name__}: {error}"})
+                continue
             if backend == "eager":
                 reference = outputs
             measured.append((backend, step, _max_rel_err(outputs, reference) if reference is not None else None))
@@ -274,8 +283,8 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
             err = f"err {max_rel_err:.1e}" if max_rel_err is not None else ""
             log(f"{label} {backend}: {median_ms:.3f} ms {speedup} {err}".rstrip())
         if on_record is not None:
-            on_record(records)
-    return records
+            on_record(records, failures)
+    return records, failures
 
 
 def cases_for(device, ops, quick, dtypes):
@@ -325,12 +334,20 @@ def plot(records, path, title):
     fig.savefig(path, dpi=110)
 
 
-def write_results(path, header, records):
+def write_results(path, header, records, failures):
     """Writes the JSON whole or not at all (a run killed by a time cap leaves its last complete file)."""
     partial = f"{path}.partial"
     with open(partial, "w") as f:
-        json.dump({**header, "records": records}, f, indent=1)
+        json.dump({**header, "records": records, "failures": failures}, f, indent=1)
     os.replace(partial, path)
+
+
+def report_failures(failures):
+    """Prints the backends that failed; the exit status of a run with any."""
+    for failure in failures:
+        print(f"FAILED {failure['op']} {tuple(failure['shape'])} {failure['dtype']} {failure['direction']} "
+              f"{failure['backend']}: {failure['error']}")
+    return 1 if failures else 0
 
 
 def merge(paths, json_path, plot_path):
@@ -347,14 +364,15 @@ def merge(paths, json_path, plot_path):
     devices = sorted({run["device"] for run in runs})
     if len(devices) > 1:
         raise SystemExit(f"--merge: results come from different devices {devices}")
-    header = {key: value for key, value in runs[0].items() if key != "records"}
+    header = {key: value for key, value in runs[0].items() if key not in ("records", "failures")}
     records = [record for run in runs for record in run["records"]]
+    failures = [failure for run in runs for failure in run.get("failures", [])]
     if json_path:
-        write_results(json_path, header, records)
+        write_results(json_path, header, records, failures)
     print(table(records))
     if plot_path:
         plot(records, plot_path, f"stylegan_ops on {header['device']} (torch {header['torch']})")
-    return 0
+    return report_failures(failures)
 
 
 def _positive_int(text):
@@ -414,20 +432,20 @@ def main(argv=None):
         "build": so.build_info(),
     }
 
-    def write_json(records):
+    def write_json(records, failures):
         if args.json:
-            write_results(args.json, header, records)
+            write_results(args.json, header, records, failures)
 
     started = time.perf_counter()
-    records = run(cases_for(device, ops, args.quick, dtypes), device,
-                  reps=args.reps if args.reps is not None else (20 if device == "cuda" else 10), log=lambda line: print(line, flush=True),
-                  on_record=write_json)
-    write_json(records)
+    reps = args.reps if args.reps is not None else (20 if device == "cuda" else 10)
+    records, failures = run(cases_for(device, ops, args.quick, dtypes), device, reps=reps,
+                            log=lambda line: print(line, flush=True), on_record=write_json)
+    write_json(records, failures)
     print(table(records))
     print(f"done in {time.perf_counter() - started:.0f} s")
     if args.plot:
         plot(records, args.plot, f"stylegan_ops on {device_name} (torch {torch.__version__})")
-    return 0
+    return report_failures(failures)
 
 
 if __name__ == "__main__":

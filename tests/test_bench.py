@@ -57,6 +57,34 @@ def test_bad_arguments_exit_with_a_message(capsys):
             bench.main(["--device", "cuda"])
 
 
+def test_a_failing_backend_is_reported_and_the_others_still_timed(tmp_path, monkeypatch, capsys):
+    # On a lent GPU a kernel that fails to compile or launch must not cost the run its other numbers.
+    monkeypatch.setattr(bench, "QUICK_SHAPES", TINY)
+    op_function = bench._op_function
+
+    def failing_native(op, backend, device):
+        if backend != "native":
+            return op_function(op, backend, device)
+
+        def fail(*args):
+            raise RuntimeError("kernel launch failed")
+        return fail
+
+    monkeypatch.setattr(bench, "_op_function", failing_native)
+    json_path = tmp_path / "out.json"
+    assert bench.main(["--quick", "--device", "cpu", "--ops", "noise_adain_lrelu", "--reps", "1",
+                       "--json", str(json_path)]) == 1
+    result = json.loads(json_path.read_text())
+    assert {(r["backend"], r["direction"]) for r in result["records"]} == {
+        (backend, direction) for backend in ("eager", "compile") for direction in ("fwd", "fwd+bwd")}
+    assert [(f["backend"], f["direction"], f["error"]) for f in result["failures"]] == [
+        ("native", direction, "RuntimeError: kernel launch failed") for direction in ("fwd", "fwd+bwd")]
+    out = capsys.readouterr().out
+    assert "native: FAILED RuntimeError: kernel launch failed" in out
+    assert "FAILED noise_adain_lrelu (2, 3, 8, 8) float32 fwd+bwd native: RuntimeError: kernel launch failed" in out
+    assert "- noise_adain_lrelu (2, 3, 8, 8) float32 fwd native: RuntimeError" in _results_table().table(json_path)
+
+
 def test_merge_combines_runs_of_one_device(tmp_path, capsys):
     record = dict(op="upsample_conv2d", backend="eager", dtype="float32", shape=[1, 2, 3, 4, 4], direction="fwd",
                   median_ms=1.0, speedup_vs_eager=1.0, max_rel_err=0.0, peak_mem_bytes=0)
@@ -104,17 +132,24 @@ def test_generator_backends_stay_themselves_when_timed_in_turns(monkeypatch):
     assert native_calls
 
 
-def test_results_table_reports_per_shape_and_geomean_speedups(tmp_path):
+def _results_table():
+    """benchmarks/results_table.py, a script outside the package."""
     spec = importlib.util.spec_from_file_location("results_table", "benchmarks/results_table.py")
     results_table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(results_table)
+    return results_table
+
+
+def test_results_table_reports_per_shape_and_geomean_speedups(tmp_path):
+    results_table = _results_table()
     record = dict(op="upsample_conv2d", dtype="float32", direction="fwd")
     records = [{**record, "shape": shape, "backend": backend, "median_ms": ms}
                for shape, eager_ms, native_ms in (([1], 4.0, 2.0), ([2], 16.0, 2.0))
                for backend, ms in (("eager", eager_ms), ("native", native_ms))]
+    records.append({**record, "shape": [3], "backend": "eager", "median_ms": 1.0})  # native not timed there
     path = tmp_path / "result.json"
     path.write_text(json.dumps({"device": "cpu", "torch": "2.x", "triton": None, "cuda": None,
                                 "date": "2026-11-24T00:00:00", "records": records}))
     text = results_table.table(path)
     assert "| upsample_conv2d | (1,) | float32 | fwd | 4.000 | 2.000 | 2.00x |" in text
-    assert "| upsample_conv2d | float32 | fwd | 2 | 4.00x |" in text  # sqrt(2 * 8)
+    assert "| upsample_conv2d | float32 | fwd | 3 | 4.00x (2 of 3 shapes) |" in text  # sqrt(2 * 8)
