@@ -243,7 +243,9 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
     records, failures = [], []
     groups = [(case, direction) for case in cases for direction in directions]
     for index, (case, direction) in enumerate(groups, 1):
-        label = f"[{index}/{len(groups)}] {case.op} {case.shape} {str(case.dtype).removeprefix('torch.')} {direction}"
+        dtype = str(case.dtype).removeprefix("torch.")
+        label = f"[{index}/{len(groups)}] {case.op} {case.shape} {dtype} {direction}"
+        which = {"op": case.op, "dtype": dtype, "shape": list(case.shape), "direction": direction}
         measured = []  # (backend, step, max_rel_err)
         reference = None  # eager's outputs
         for backend in backends:
@@ -256,9 +258,7 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
                 outputs = step()  # compiles, for "compile"
             except Exception as error:  # noqa: BLE001 - reported, and the other backends go on
                 log(f"{label} {backend}: FAILED {type(error).__name__}: {error}")
-                failures.append({"op": case.op, "backend": backend, "dtype": str(case.dtype).removeprefix("torch."),
-                                 "shape": list(case.shape), "direction": direction,
-                                 "error": f"{type(error).__name__}: {error}"})
+                failures.append({**which, "backend": backend, "error": f"{type(error).__name__}: {error}"})
                 continue
             if backend == "eager":
                 reference = outputs
@@ -268,11 +268,8 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
         eager_ms = next((ms for (backend, _, _), ms in zip(measured, medians) if backend == "eager"), None)
         for (backend, step, max_rel_err), median_ms in zip(measured, medians):
             records.append({
-                "op": case.op,
+                **which,
                 "backend": backend,
-                "dtype": str(case.dtype).removeprefix("torch."),
-                "shape": list(case.shape),
-                "direction": direction,
                 "median_ms": median_ms,
                 "speedup_vs_eager": eager_ms / median_ms if eager_ms else None,
                 "max_rel_err": max_rel_err,
