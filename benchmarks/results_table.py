@@ -1,6 +1,7 @@
 """Markdown tables of a ``python -m stylegan_ops.bench --json`` result: median ms per backend and
 speedups, then the geometric mean of each backend's speedup over eager across an op's shapes (the
-form the issues' goals take).
+form the issues' goals take), then the memory of fwd+bwd: the bytes autograd saves for backward
+(every device) and the peak (CUDA), with each backend's ratio to eager.
 
     python benchmarks/results_table.py benchmarks/results/<file>.json
 """
@@ -48,12 +49,33 @@ def table(path):
             partial = f" ({len(speedups)} of {len(cases)} shapes)" if 0 < len(speedups) < len(cases) else ""
             cells.append(f"{math.exp(sum(map(math.log, speedups)) / len(speedups)):.2f}x{partial}" if speedups else "")
         lines.append(f"| {op} | {dtype} | {direction} | {len(cases)} | " + " | ".join(cells) + " |")
+    for key, what in (("saved_bytes", "saved for backward"), ("peak_mem_bytes", "peak")):
+        lines += memory_table(rows, present, key, what)
     failures = result.get("failures", [])
     if failures:
         lines += ["", "Failed, so not timed:"]
         lines += [f"- {f['op']} {tuple(f['shape'])} {f['dtype']} {f['direction']} {f['backend']}: {f['error']}"
                   for f in failures]
     return "\n".join(lines)
+
+
+def memory_table(rows, present, key, what):
+    """fwd+bwd rows with ``key`` measured for eager: MiB per backend and its ratio to eager's."""
+    rows = {k: by_backend for k, by_backend in rows.items()
+            if k[3] == "fwd+bwd" and by_backend.get("eager", {}).get(key)}
+    if not rows:
+        return []
+    lines = ["", "| op | shape | dtype | " + " | ".join(f"{b} MiB {what}" for b in present) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in present) + " |"]
+    for (op, shape, dtype, _), by_backend in rows.items():
+        eager = by_backend["eager"][key]
+        cells = []
+        for b in present:
+            value = by_backend.get(b, {}).get(key)
+            ratio = f" ({value / eager:.2f}x)" if value is not None and b != "eager" else ""
+            cells.append(f"{value / 2**20:.1f}{ratio}" if value is not None else "")
+        lines.append(f"| {op} | {shape} | {dtype} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

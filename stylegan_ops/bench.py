@@ -6,8 +6,8 @@ For each case (op, shape, dtype) and direction (``fwd``, ``fwd+bwd``) it runs ea
 of the eager code, native and Triton (those that can run on the device), checks each result
 against eager (``max_rel_err``: the larger relative L2 error of the output and, for fwd+bwd,
 of all gradients taken together), times it (CUDA events or wall clock after synchronisation; warm-up
-first, median of the repetitions, the backends of a case timed in turns) and records peak memory
-on CUDA. Prints progress lines as it goes, a table at the end, and writes ``--json`` / ``--plot``
+first, median of the repetitions, the backends of a case timed in turns), records peak memory on
+CUDA and, for fwd+bwd on every device, the bytes autograd saves for backward. Prints progress lines as it goes, a table at the end, and writes ``--json`` / ``--plot``
 (matplotlib). A backend that raises on its first call is reported as FAILED (the JSON's
 ``failures``), the rest are still timed, and the exit status is 1.
 
@@ -178,6 +178,25 @@ def _peak_mem_bytes(step, device):
     return torch.cuda.max_memory_allocated() - before
 
 
+def saved_bytes(step, held):
+    """The bytes autograd keeps for backward in one step: the distinct storages its saved tensors
+    live in, other than those of ``held`` (the inputs and parameters, which exist anyway). This is
+    the activation memory that fusion cuts from a training step's peak, counted alike on every
+    device and backend (torch.compile's saved tensors pass the same hooks)."""
+    held_storages = {t.untyped_storage().data_ptr() for t in held if t is not None}
+    saved = {}  # storage address -> bytes; a saved storage stays alive, so no address is reused
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in held_storages:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()
+    return sum(saved.values())
+
+
 def _rel_l2(out, ref):
     out, ref = out.detach().double(), ref.detach().double()
     return ((out - ref).norm() / ref.norm().clamp_min(1e-300)).item()
@@ -247,7 +266,7 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
         dtype = str(case.dtype).removeprefix("torch.")
         label = f"[{index}/{len(groups)}] {case.op} {case.shape} {dtype} {direction}"
         which = {"op": case.op, "dtype": dtype, "shape": list(case.shape), "direction": direction}
-        measured = []  # (backend, step, max_rel_err)
+        measured = []  # (backend, step, max_rel_err, saved)
         reference = None  # eager's outputs
         for backend in backends:
             reason = available(case.op, backend, device)
@@ -255,19 +274,22 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
                 log(f"{label} {backend}: skipped ({reason})")
                 continue
             try:
-                step = _step(*case.make(backend), direction)
+                fn, args, grad_indices, parameters = case.make(backend)
+                step = _step(fn, args, grad_indices, parameters, direction)
                 outputs = step()  # compiles, for "compile"
+                saved = saved_bytes(step, (*args, *parameters)) if direction == "fwd+bwd" else None
             except Exception as error:  # noqa: BLE001 - reported, and the other backends go on
                 log(f"{label} {backend}: FAILED {type(error).__name__}: {error}")
                 failures.append({**which, "backend": backend, "error": f"{type(error).__name__}: {error}"})
                 continue
             if backend == "eager":
                 reference = outputs
-            measured.append((backend, step, _max_rel_err(outputs, reference) if reference is not None else None))
-        log(f"{label}: timing {', '.join(backend for backend, _, _ in measured)} in turns, {reps} repetitions")
-        medians = _medians_ms([step for _, step, _ in measured], device, reps, warmup)
-        eager_ms = next((ms for (backend, _, _), ms in zip(measured, medians) if backend == "eager"), None)
-        for (backend, step, max_rel_err), median_ms in zip(measured, medians):
+            max_rel_err = _max_rel_err(outputs, reference) if reference is not None else None
+            measured.append((backend, step, max_rel_err, saved))
+        log(f"{label}: timing {', '.join(backend for backend, *_ in measured)} in turns, {reps} repetitions")
+        medians = _medians_ms([step for _, step, *_ in measured], device, reps, warmup)
+        eager_ms = next((ms for (backend, *_), ms in zip(measured, medians) if backend == "eager"), None)
+        for (backend, step, max_rel_err, saved), median_ms in zip(measured, medians):
             records.append({
                 **which,
                 "backend": backend,
@@ -275,6 +297,7 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
                 "speedup_vs_eager": eager_ms / median_ms if eager_ms else None,
                 "max_rel_err": max_rel_err,
                 "peak_mem_bytes": _peak_mem_bytes(step, device),
+                "saved_bytes": saved,
                 **{name: metric(median_ms / 1e3, direction) for name, metric in case.metrics.items()},
             })
             speedup = f"x{eager_ms / median_ms:.2f} vs eager" if eager_ms else ""
@@ -291,13 +314,15 @@ def cases_for(device, ops, quick, dtypes):
 
 
 def table(records):
-    header = f"{'op':<18} {'shape':<22} {'dtype':<9} {'dir':<8} {'backend':<8} {'ms':>9} {'vs eager':>9} {'rel err':>8}"
+    header = (f"{'op':<18} {'shape':<22} {'dtype':<9} {'dir':<8} {'backend':<8} {'ms':>9} {'vs eager':>9} "
+              f"{'rel err':>8} {'saved MiB':>9}")
     lines = [header, "-" * len(header)]
     for r in records:
         speedup = f"{r['speedup_vs_eager']:.2f}x" if r["speedup_vs_eager"] else "-"
         err = f"{r['max_rel_err']:.1e}" if r["max_rel_err"] is not None else "-"
+        saved = f"{r['saved_bytes'] / 2**20:.1f}" if r.get("saved_bytes") is not None else "-"
         lines.append(f"{r['op']:<18} {str(tuple(r['shape'])):<22} {r['dtype']:<9} {r['direction']:<8} "
-                     f"{r['backend']:<8} {r['median_ms']:>9.3f} {speedup:>9} {err:>8}")
+                     f"{r['backend']:<8} {r['median_ms']:>9.3f} {speedup:>9} {err:>8} {saved:>9}")
     return "\n".join(lines)
 
 

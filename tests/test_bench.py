@@ -15,7 +15,7 @@ TINY = {
     ("cpu", "generator"): [(1, 8)],
 }
 RECORD_KEYS = {"op", "backend", "dtype", "shape", "direction", "median_ms", "speedup_vs_eager", "max_rel_err",
-               "peak_mem_bytes"}
+               "peak_mem_bytes", "saved_bytes"}
 
 
 def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
@@ -40,6 +40,10 @@ def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
         assert record["max_rel_err"] < 1e-3, record  # every backend agrees with eager
         if record["backend"] == "eager":
             assert record["max_rel_err"] == 0 and record["speedup_vs_eager"] == pytest.approx(1.0)
+        assert (record["saved_bytes"] is None) == (record["direction"] == "fwd")
+    saved = {(r["op"], r["backend"]): r["saved_bytes"] for r in records if r["direction"] == "fwd+bwd"}
+    if ("upsample_conv2d", "native") in saved:  # eager keeps the upsampled x (2, 4, 12, 12), native nothing more
+        assert saved["upsample_conv2d", "eager"] == 2 * 4 * 12 * 12 * 4 and saved["upsample_conv2d", "native"] == 0
     assert any("gbps" in r for r in records) and any("tflops" in r for r in records)
     assert plot_path.stat().st_size > 0
     out = capsys.readouterr().out
@@ -147,9 +151,14 @@ def test_results_table_reports_per_shape_and_geomean_speedups(tmp_path):
                for shape, eager_ms, native_ms in (([1], 4.0, 2.0), ([2], 16.0, 2.0))
                for backend, ms in (("eager", eager_ms), ("native", native_ms))]
     records.append({**record, "shape": [3], "backend": "eager", "median_ms": 1.0})  # native not timed there
+    records += [{**record, "direction": "fwd+bwd", "shape": [1], "backend": backend, "median_ms": 1.0,
+                 "saved_bytes": mib * 2**20} for backend, mib in (("eager", 8), ("native", 2))]
     path = tmp_path / "result.json"
     path.write_text(json.dumps({"device": "cpu", "torch": "2.x", "triton": None, "cuda": None,
                                 "date": "2026-11-24T00:00:00", "records": records}))
     text = results_table.table(path)
     assert "| upsample_conv2d | (1,) | float32 | fwd | 4.000 | 2.000 | 2.00x |" in text
     assert "| upsample_conv2d | float32 | fwd | 3 | 4.00x (2 of 3 shapes) |" in text  # sqrt(2 * 8)
+    assert "| op | shape | dtype | eager MiB saved for backward | native MiB saved for backward |" in text
+    assert "| upsample_conv2d | (1,) | float32 | 8.0 | 2.0 (0.25x) |" in text
+    assert "peak" not in text  # no peak memory measured (CPU)

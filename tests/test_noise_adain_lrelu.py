@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import stylegan_ops as so
+from stylegan_ops.bench import saved_bytes
 from conftest import cpu_backend_or_skip
 from reference import LAYOUTS, assert_matches_reference, noise_adain_lrelu_reference, output_and_grads, rel_l2
 
@@ -277,6 +278,23 @@ def test_backward_is_deterministic(backend):
     first = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)[1]
     second = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)[1]
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+# Issue #3: backward keeps only what it needs, never the normalised tensor. Beyond the inputs, the
+# fused backends save the per-plane mean and 1/std, (N, C) each in float32 (float64 for float64);
+# eager saves full-size intermediates (which shows the count sees them).
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+def test_backward_saves_only_per_plane_statistics(backend, dtype):
+    inputs = [t.requires_grad_() for t in make_inputs(2, 3, 8, 8, dtype=dtype)]
+
+    def step():
+        so.noise_adain_lrelu(*inputs, backend=backend).sum().backward()
+
+    saved = saved_bytes(step, inputs)
+    if backend == "eager":
+        assert saved >= inputs[0].nbytes
+    else:
+        assert saved == 2 * 2 * 3 * (8 if dtype == torch.float64 else 4)
 
 
 # ---- torch.library integration -------------------------------------------------------------------

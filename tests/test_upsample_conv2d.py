@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import stylegan_ops as so
+from stylegan_ops.bench import saved_bytes
 from conftest import cpu_backend_or_skip
 from reference import LAYOUTS, assert_matches_reference, output_and_grads, rel_l2, upsample_conv2d_reference
 
@@ -173,6 +174,18 @@ def test_gradients_without_bias(backend):
     gx, gw = torch.autograd.grad(so.upsample_conv2d(x, weight, None, backend=backend), (x, weight), grad_y)
     rx, rw = torch.autograd.grad(upsample_conv2d_reference(x, weight, None), (x, weight), grad_y)
     assert rel_l2(gx, rx) < 1e-12 and rel_l2(gw, rw) < 1e-12
+
+
+# Backward needs only x and the weight, both inputs: the fused backends save nothing else (no
+# upsampled tensor), where eager keeps the 4x larger upsampled x.
+def test_backward_saves_nothing_but_the_inputs(backend):
+    inputs = [t.requires_grad_() for t in make_inputs(2, 3, 4, 5, 6, dtype=torch.float32)]
+
+    def step():
+        so.upsample_conv2d(*inputs, backend=backend).sum().backward()
+
+    saved = saved_bytes(step, inputs)
+    assert saved == (4 * inputs[0].nbytes if backend == "eager" else 0)
 
 
 def test_gradients_float32_match_float64_reference(backend):
