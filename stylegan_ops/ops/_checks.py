@@ -11,20 +11,28 @@ def _format_shape(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def check_tensor(op: str, name: str, tensor, shape) -> None:
-    """``tensor`` is a floating tensor of ``shape`` (a tuple of ints or names; names match any size)."""
+def check_tensor(op: str, name: str, tensor, *shapes) -> None:
+    """``tensor`` is a floating tensor of one of ``shapes`` (tuples of ints or names; names match any size)."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: {name} must be float16, bfloat16, float32 or float64, got {tensor.dtype}")
     got = tensor.shape
-    # A plain loop, not any() over a generator: this runs on every call of an op (half the cost).
-    mismatch = len(got) != len(shape)
+    for shape in shapes:
+        if _matches(got, shape):
+            return
+    expected = " or ".join(_format_shape(shape) for shape in shapes)
+    raise ValueError(f"{op}: {name} must have shape {expected}, got {_format_shape(tuple(got))}")
+
+
+def _matches(got, shape) -> bool:
+    # A plain loop, not all() over a generator: this runs on every call of an op (half the cost).
+    if len(got) != len(shape):
+        return False
     for size, want in zip(got, shape):
         if type(want) is int and size != want:
-            mismatch = True
-    if mismatch:
-        raise ValueError(f"{op}: {name} must have shape {_format_shape(shape)}, got {_format_shape(tuple(got))}")
+            return False
+    return True
 
 
 def check_same_device_and_dtype(op: str, reference_name: str, reference: torch.Tensor, **others) -> None:

@@ -169,9 +169,7 @@ def _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_s
         )
     if noise is not None:
         check_tensor(OP, "noise", noise, (n, 1, h, w))
-    if not isinstance(noise_weight, torch.Tensor):
-        raise TypeError(f"{OP}: noise_weight must be a torch.Tensor, got {type(noise_weight).__name__}")
-    check_tensor(OP, "noise_weight", noise_weight, (c,) if noise_weight.dim() == 1 else (1, c, 1, 1))
+    check_tensor(OP, "noise_weight", noise_weight, (c,), (1, c, 1, 1))
     check_tensor(OP, "style_scale", style_scale, (n, c))
     check_tensor(OP, "style_bias", style_bias, (n, c))
     check_same_device_and_dtype(
