@@ -169,6 +169,8 @@ def test_bad_configuration_raises_value_error(kwargs, match):
         (lambda G, z: G(z, mix_z=z), "crossover"),
         (lambda G, z: G(z, mix_z=z, crossover=99), "crossover"),
         (lambda G, z: G(z, truncation_cutoff=99), "truncation_cutoff"),
+        (lambda G, z: G(z, truncation_psi=0.5, truncation_cutoff=2.5), "truncation_cutoff must be None or an int"),
+        (lambda G, z: G(z, truncation_psi=0.5, truncation_cutoff=True), "truncation_cutoff must be None or an int"),
         (lambda G, z: G(z[:, :5]), "z must"),
         (lambda G, z: G.synthesize(torch.zeros(2, 3, 32)), "ws must"),
     ],
@@ -177,6 +179,12 @@ def test_bad_call_raises_value_error(call, match):
     G = small_generator()
     with pytest.raises(ValueError, match=match):
         call(G, torch.randn(2, 32, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("psi", ["0.5", None, True, torch.ones(2)])
+def test_truncation_psi_must_be_a_real_number(psi):
+    with pytest.raises(TypeError, match="truncation_psi must be a real number"):
+        small_generator()(torch.randn(2, 32, dtype=torch.float64), truncation_psi=psi)
 
 
 def test_integer_latent_raises_type_error():

@@ -5,6 +5,8 @@ mapping (z -> w) -> w per block (``num_ws`` of them, with truncation and style m
 above 4x4 upsamples) -> 1x1 to-RGB.
 """
 
+import numbers
+
 import torch
 import torch.nn as nn
 
@@ -13,8 +15,16 @@ from stylegan_ops.nn.modules import MappingNetwork, SynthesisBlock
 NOISE_MODES = ("random", "const", "none")
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_int_in(value, low, high) -> bool:
+    return _is_int(value) and low <= value <= high
+
+
 def _is_power_of_two(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0 and value & (value - 1) == 0
+    return _is_int(value) and value > 0 and value & (value - 1) == 0
 
 
 class Generator(nn.Module):
@@ -55,7 +65,7 @@ class Generator(nn.Module):
         for name, value in (("z_dim", z_dim), ("w_dim", w_dim), ("img_channels", img_channels),
                             ("mapping_layers", mapping_layers), ("channel_base", channel_base),
                             ("channel_max", channel_max)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not 0.0 <= w_avg_beta <= 1.0:
             raise ValueError(f"w_avg_beta must be in [0, 1], got {w_avg_beta!r}")
@@ -116,8 +126,11 @@ class Generator(nn.Module):
         if (mix_z is None) != (crossover is None):
             raise ValueError("style mixing needs both mix_z and crossover (or neither)")
         cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
-        if not 0 <= cutoff <= self.num_ws:
-            raise ValueError(f"truncation_cutoff must be in [0, {self.num_ws}], got {truncation_cutoff!r}")
+        if not _is_int_in(cutoff, 0, self.num_ws):
+            raise ValueError(f"truncation_cutoff must be None or an int in [0, {self.num_ws}], got {truncation_cutoff!r}")
+        psi_is_scalar = isinstance(truncation_psi, torch.Tensor) and truncation_psi.dim() == 0
+        if not psi_is_scalar and (isinstance(truncation_psi, bool) or not isinstance(truncation_psi, numbers.Real)):
+            raise TypeError(f"truncation_psi must be a real number, got {type(truncation_psi).__name__}")
 
         w = self.mapping(z)
         if self.training:
@@ -127,7 +140,7 @@ class Generator(nn.Module):
         if mix_z is not None:
             if not isinstance(mix_z, torch.Tensor) or mix_z.shape != z.shape:
                 raise ValueError(f"mix_z must have z's shape {tuple(z.shape)}, got {getattr(mix_z, 'shape', type(mix_z))}")
-            if isinstance(crossover, bool) or not isinstance(crossover, int) or not 0 <= crossover <= self.num_ws:
+            if not _is_int_in(crossover, 0, self.num_ws):
                 raise ValueError(f"crossover must be an int in [0, {self.num_ws}], got {crossover!r}")
             ws[:, crossover:] = self.mapping(mix_z).unsqueeze(1)
         if truncation_psi != 1:
