@@ -250,6 +250,38 @@ def test_channels_last_with_large_offset(backend, shape, dtype, offset, fwd_tol,
     assert y.is_contiguous(memory_format=torch.channels_last)
 
 
+# Triton: planes beyond one register-resident block (MAX_SINGLE_BLOCK = 4096 pixels), and
+# channels_last at any size, go over pixel ranges, several per plane when the planes are few (the
+# interpreter stands in 4 SMs: up to 16 programs a plane's ranges share, ranges of 512 pixels or
+# more), merged in range order. Native CPU sees large planes one by one.
+@pytest.mark.parametrize("shape,channels_last,ranges", [
+    ((1, 2, 72, 72), False, 8), ((3, 1, 65, 64), False, 6), ((2, 2, 64, 65), False, 4), ((1, 20, 32, 40), True, 2),
+], ids=str)
+@pytest.mark.parametrize("with_noise", [True, False])
+def test_large_planes_in_pixel_ranges(backend, shape, channels_last, ranges, with_noise):
+    if backend == "triton":  # the shapes reach what they are meant to
+        from stylegan_ops.triton.noise_adain_lrelu import _range_split
+
+        x_probe = torch.empty(shape).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        assert _range_split(x_probe)[1] == ranges
+    x, noise, weight, scale, bias = make_inputs(*shape, dtype=torch.float32, noise=with_noise)
+    x = x + 100.0  # a common offset, as in test_channels_last_with_large_offset
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad_y = torch.randn(shape)
+    wrt = NAMES if with_noise else ["x", "style_scale", "style_bias"]
+    inputs = (x, noise, weight, scale, bias)
+    y, got = output_and_grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, wrt, grad_y)
+    y_ref, want = output_and_grads(noise_adain_lrelu_reference, [t if t is None else t.double() for t in inputs],
+                                   NAMES, wrt, grad_y.double())
+    assert rel_l2(y, y_ref) < 1e-5
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    for name, g, r in zip(wrt, got, want):
+        assert rel_l2(g, r) < 1e-4, name
+    _, again = output_and_grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, wrt, grad_y)
+    assert all(torch.equal(a, b) for a, b in zip(got, again))  # deterministic
+
+
 @pytest.mark.parametrize("with_noise", [True, False])
 def test_gradcheck_and_gradgradcheck(backend, with_noise):
     inputs = [t if t is None else t.requires_grad_() for t in make_inputs(1, 2, 3, 4, noise=with_noise)]

@@ -146,10 +146,12 @@ def launches(dtype):
         return f"upsample_conv2d {layout} ({n}, {c_in}, {c_out}, {h}, {w}) bias={with_bias}", call
 
     # Planes of the generator, 4x4 to 1024x1024, as the launchers bucket them: one register-resident
-    # block per power of two up to noise_kernels.MAX_SINGLE_BLOCK, then swept chunks; an odd size
-    # (no divisibility specialisation); channels_last tiles.
+    # block per power of two up to noise_kernels.MAX_SINGLE_BLOCK, then pixel ranges, several per
+    # plane and one (S = 1, which Triton may specialise); an odd size (no divisibility
+    # specialisation); channels_last tiles, again in one range and in several.
     cases = [noise_case(2, 4, s, s, False, True) for s in (4, 8, 16, 32, 64, 128)]
-    cases += [noise_case(2, 4, 5, 7, False, True), noise_case(2, 4, 8, 8, False, False)]
+    cases += [noise_case(64, 4, 128, 128, False, True), noise_case(2, 4, 5, 7, False, True),
+              noise_case(2, 4, 8, 8, False, False)]
     cases += [noise_case(2, 48, s, s, True, with_noise) for s in (8, 64) for with_noise in (True, False)]
     # Split-K d weight needs N*H*W >= 2048; odd channel counts and sizes take the masked edges.
     cases += [upsample_case(2, 32, 48, 32, 32, channels_last, True) for channels_last in (False, True)]

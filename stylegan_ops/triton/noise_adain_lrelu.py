@@ -1,16 +1,18 @@
-"""Triton kernels of noise_adain_lrelu, forward and backward, in two families chosen by x's layout.
+"""Triton kernels of noise_adain_lrelu, forward and backward.
 
 The math and the backward derivation are in stylegan_ops/ops/noise_adain_lrelu.py.
 
-Planes contiguous (NCHW): one program per (n, c) plane. A plane that fits one block (M = H*W <=
-MAX_SINGLE_BLOCK) is loaded once and kept in registers; larger planes are swept in BLOCK-sized
-chunks, statistics merged chunk by chunk with Chan's parallel formula (stable under a large
-common offset), then swept again to write.
+NCHW planes of M = H*W <= MAX_SINGLE_BLOCK elements: one program per (n, c) plane, loaded once
+and kept in registers; two-pass statistics.
 
-Channels innermost (channels_last): one program per (n, block of BLOCK_C channels), sweeping
-[BLOCK_P pixels x BLOCK_C channels] tiles whose rows are contiguous, twice. Statistics are sums
-of d = v - K, K each plane's first element ("shifted data": a large common offset does not
-cancel catastrophically).
+Everything else goes over pixel ranges, as the CUDA kernels' split planes do: programs over
+(n, BLOCK_C channels, one of S pixel ranges), each sweeping [BLOCK_P pixels x BLOCK_C channels]
+tiles. NCHW takes BLOCK_C = 1 (a tile is a contiguous run of one plane), channels_last a 128-byte
+row of channels (a tile is contiguous rows). S is chosen so that even a few large planes (a
+1024x1024 level of the generator has 16 or 32 channels) fill the GPU. Each pass takes two
+kernels: the first writes per-range sums, the second merges them in range order and makes its
+output, so x (and dy) are read twice. Statistics are sums of d = v - K, K each plane's first
+element ("shifted data": a large common offset does not cancel catastrophically).
 
 Sums reduce in a fixed order: same inputs, bitwise the same outputs.
 """
@@ -24,7 +26,6 @@ from stylegan_ops.ops.noise_adain_lrelu import stats_dtype
 from stylegan_ops.triton import autotune_on_gpu, interpreted
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
-CHUNK = 2048
 
 
 @triton.jit
@@ -48,48 +49,24 @@ def _forward_kernel(
     X, NOISE, A, SCALE, BIAS, Y, MEAN, RSTD,
     C, M, x_n, x_c, x_hw, noise_n, noise_hw, y_n, y_c, y_hw,
     eps, slope,
-    HAS_NOISE: tl.constexpr, SINGLE_BLOCK: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr,
+    HAS_NOISE: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr,
 ):
+    """One (n, c) plane of M <= BLOCK elements, read once: two-pass statistics in registers."""
     plane = tl.program_id(0).to(tl.int64)
     n, c = plane // C, plane % C
-    x_plane = X + n * x_n + c * x_c
-    noise_plane = NOISE + n * noise_n
-    y_plane = Y + n * y_n + c * y_c
     a = 0.0
     if HAS_NOISE:
         a = tl.load(A + c).to(ACC)
     gamma = tl.load(SCALE + plane).to(ACC)
     beta = tl.load(BIAS + plane).to(ACC)
     offs = tl.arange(0, BLOCK)
-    if SINGLE_BLOCK:
-        mask = offs < M
-        v = _load_v(x_plane, noise_plane, a, offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
-        mean = tl.sum(v, axis=0) / M
-        dev = tl.where(mask, v - mean, 0.0)
-        rstd = _inverse_std(tl.sum(dev * dev, axis=0) / M, eps)
-        z = dev * (gamma * rstd) + beta
-        tl.store(y_plane + offs * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
-    else:
-        count = tl.zeros((), ACC)
-        mean = tl.zeros((), ACC)
-        m2 = tl.zeros((), ACC)
-        for start in range(0, M, BLOCK):
-            mask = start + offs < M
-            v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
-            chunk_count = tl.minimum(M - start, BLOCK).to(ACC)
-            chunk_mean = tl.sum(v, axis=0) / chunk_count
-            dev = tl.where(mask, v - chunk_mean, 0.0)
-            delta = chunk_mean - mean
-            total = count + chunk_count
-            mean += delta * (chunk_count / total)
-            m2 += tl.sum(dev * dev, axis=0) + delta * delta * (count * chunk_count / total)
-            count = total
-        rstd = _inverse_std(m2 / M, eps)
-        for start in range(0, M, BLOCK):
-            mask = start + offs < M
-            v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
-            z = (v - mean) * (gamma * rstd) + beta
-            tl.store(y_plane + (start + offs) * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
+    mask = offs < M
+    v = _load_v(X + n * x_n + c * x_c, NOISE + n * noise_n, a, offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
+    mean = tl.sum(v, axis=0) / M
+    dev = tl.where(mask, v - mean, 0.0)
+    rstd = _inverse_std(tl.sum(dev * dev, axis=0) / M, eps)
+    z = dev * (gamma * rstd) + beta
+    tl.store(Y + n * y_n + c * y_c + offs * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
     tl.store(MEAN + plane, mean)
     tl.store(RSTD + plane, rstd)
 
@@ -110,63 +87,40 @@ def _backward_kernel(
     GY, X, NOISE, A, SCALE, BIAS, MEAN, RSTD, GX, GA, GSCALE, GBIAS,
     C, M, gy_n, gy_c, gy_hw, x_n, x_c, x_hw, noise_n, noise_hw, gx_n, gx_c, gx_hw,
     slope,
-    HAS_NOISE: tl.constexpr, SINGLE_BLOCK: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr,
+    HAS_NOISE: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr,
 ):
+    """One (n, c) plane of M <= BLOCK elements, x and dy read once."""
     plane = tl.program_id(0).to(tl.int64)
     n, c = plane // C, plane % C
-    x_plane = X + n * x_n + c * x_c
-    gy_plane = GY + n * gy_n + c * gy_c
-    gx_plane = GX + n * gx_n + c * gx_c
     noise_plane = NOISE + n * noise_n
     a = 0.0
     if HAS_NOISE:
         a = tl.load(A + c).to(ACC)
     gamma = tl.load(SCALE + plane).to(ACC)
     beta = tl.load(BIAS + plane).to(ACC)
-    mean = tl.load(MEAN + plane)
     rstd = tl.load(RSTD + plane)
     offs = tl.arange(0, BLOCK)
-    if SINGLE_BLOCK:
-        mask = offs < M
-        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, offs, mask,
-                              x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
-        sum_g = tl.sum(g, axis=0)
-        sum_g_xhat = tl.sum(g * xhat, axis=0)
-        dv = (gamma * rstd) * (g - sum_g / M - xhat * (sum_g_xhat / M))
-        tl.store(gx_plane + offs * gx_hw, dv.to(GX.dtype.element_ty), mask=mask)
-        if HAS_NOISE:
-            noise = tl.load(noise_plane + offs * noise_hw, mask=mask, other=0.0).to(ACC)
-            tl.store(GA + plane, tl.sum(tl.where(mask, dv, 0.0) * noise, axis=0))
-    else:
-        acc_g = tl.zeros((BLOCK,), ACC)
-        acc_g_xhat = tl.zeros((BLOCK,), ACC)
-        for start in range(0, M, BLOCK):
-            mask = start + offs < M
-            xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs,
-                                  mask, x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
-            acc_g += g
-            acc_g_xhat += g * xhat
-        sum_g = tl.sum(acc_g, axis=0)
-        sum_g_xhat = tl.sum(acc_g_xhat, axis=0)
-        acc_dv_noise = tl.zeros((BLOCK,), ACC)
-        for start in range(0, M, BLOCK):
-            mask = start + offs < M
-            xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs,
-                                  mask, x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
-            dv = (gamma * rstd) * (g - sum_g / M - xhat * (sum_g_xhat / M))
-            tl.store(gx_plane + (start + offs) * gx_hw, dv.to(GX.dtype.element_ty), mask=mask)
-            if HAS_NOISE:
-                noise = tl.load(noise_plane + (start + offs) * noise_hw, mask=mask, other=0.0).to(ACC)
-                acc_dv_noise += tl.where(mask, dv, 0.0) * noise
-        if HAS_NOISE:
-            tl.store(GA + plane, tl.sum(acc_dv_noise, axis=0))
+    mask = offs < M
+    xhat, g = _grad_terms(X + n * x_n + c * x_c, noise_plane, GY + n * gy_n + c * gy_c, a, tl.load(MEAN + plane),
+                          rstd, gamma, beta, slope, offs, mask, x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
+    sum_g = tl.sum(g, axis=0)
+    sum_g_xhat = tl.sum(g * xhat, axis=0)
+    dv = (gamma * rstd) * (g - sum_g / M - xhat * (sum_g_xhat / M))
+    tl.store(GX + n * gx_n + c * gx_c + offs * gx_hw, dv.to(GX.dtype.element_ty), mask=mask)
+    if HAS_NOISE:
+        noise = tl.load(noise_plane + offs * noise_hw, mask=mask, other=0.0).to(ACC)
+        tl.store(GA + plane, tl.sum(tl.where(mask, dv, 0.0) * noise, axis=0))
     tl.store(GSCALE + plane, sum_g_xhat.to(GSCALE.dtype.element_ty))
     tl.store(GBIAS + plane, sum_g.to(GBIAS.dtype.element_ty))
 
 
-# ---- channels innermost ------------------------------------------------------------------------
-# Plane pointers are (1, BLOCK_C) rows and pixel offsets (BLOCK_P, 1) columns, so _load_v and
-# _grad_terms work on whole tiles by broadcasting; noise rows repeat one pointer per channel.
+# ---- pixel ranges -------------------------------------------------------------------------------
+# Programs over (n, BLOCK_C channels, pixel range): grid (N, cdiv(C, BLOCK_C), S). Plane pointers
+# are (1, BLOCK_C) rows and pixel offsets (BLOCK_P, 1) columns, so _load_v and _grad_terms work on
+# whole [BLOCK_P x BLOCK_C] tiles by broadcasting; noise rows repeat one pointer per channel.
+# BLOCK_C = 1 makes a tile one plane's contiguous run of pixels (NCHW), a 128-byte row of channels
+# makes it contiguous rows (channels_last). Partial sums live in (S, 2, N*C) buffers, a pair per
+# range and plane; the second kernel of each pass merges them in range order (deterministic).
 @triton.jit
 def _channel_block(X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n,
                    HAS_NOISE: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
@@ -187,63 +141,128 @@ def _channel_block(X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n,
 
 
 @triton.jit
-def _channel_forward_kernel(
-    X, NOISE, A, SCALE, BIAS, Y, MEAN, RSTD,
-    C, M, x_n, x_c, x_hw, noise_n, noise_hw, y_n, y_c, y_hw,
-    eps, slope,
+def _pixel_range(M, S):
+    """[begin, end): this program's pixels, the program_id(2)-th of S ranges. In int64, so that a
+    pixel offset times a channels_last pixel stride (C) cannot overflow."""
+    chunk = tl.cdiv(M, S)
+    begin = tl.program_id(2).to(tl.int64) * chunk
+    return begin, tl.minimum(begin + chunk, M)
+
+
+@triton.jit
+def _range_stats_kernel(
+    X, NOISE, A, SCALE, BIAS, PARTIAL,
+    C, M, S, x_n, x_c, x_hw, noise_n, noise_hw,
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
+    """Forward pass 1: Σd and Σd² over this range, d = v - K with K the plane's first v."""
     n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
         X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
-    y_plane = (Y + n * y_n + c.to(tl.int64) * y_c)[None, :]
+    begin, end = _pixel_range(M, S)
     offs = tl.arange(0, BLOCK_P)[:, None]
     shift = _load_v(x_plane, noise_plane, a, tl.zeros((1, 1), tl.int32), c_ok[None, :], x_hw, noise_hw, HAS_NOISE, ACC)
     total = tl.zeros((BLOCK_C,), ACC)
     squares = tl.zeros((BLOCK_C,), ACC)
-    for start in range(0, M, BLOCK_P):
-        mask = (start + offs < M) & c_ok[None, :]
+    for start in range(begin, end, BLOCK_P):
+        mask = (start + offs < end) & c_ok[None, :]
         v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
         d = tl.where(mask, v - shift, 0.0)
         total += tl.sum(d, axis=0)
         squares += tl.sum(d * d, axis=0)
-    mean_d = total / M
-    rstd = _inverse_std(tl.maximum(squares / M - mean_d * mean_d, 0.0), eps)
-    for start in range(0, M, BLOCK_P):
-        mask = (start + offs < M) & c_ok[None, :]
-        v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
-        z = (v - shift - mean_d[None, :]) * (gamma * rstd[None, :]) + beta
-        tl.store(y_plane + (start + offs) * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
-    tl.store(MEAN + plane, tl.sum(shift, axis=0) + mean_d, mask=c_ok)
-    tl.store(RSTD + plane, rstd, mask=c_ok)
+    planes = tl.num_programs(0) * C
+    tl.store(PARTIAL + 2 * tl.program_id(2) * planes + plane, total, mask=c_ok)
+    tl.store(PARTIAL + (2 * tl.program_id(2) + 1) * planes + plane, squares, mask=c_ok)
 
 
 @triton.jit
-def _channel_backward_kernel(
-    GY, X, NOISE, A, SCALE, BIAS, MEAN, RSTD, GX, GA, GSCALE, GBIAS,
-    C, M, gy_n, gy_c, gy_hw, x_n, x_c, x_hw, noise_n, noise_hw, gx_n, gx_c, gx_hw,
+def _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """The pass-1 pair of sums of this program's planes over all S ranges, added in range order."""
+    planes = tl.num_programs(0) * C
+    first = tl.zeros((BLOCK_C,), ACC)
+    second = tl.zeros((BLOCK_C,), ACC)
+    for s in range(0, S):
+        first += tl.load(PARTIAL + 2 * s * planes + plane, mask=c_ok, other=0.0)
+        second += tl.load(PARTIAL + (2 * s + 1) * planes + plane, mask=c_ok, other=0.0)
+    return first, second
+
+
+@triton.jit
+def _range_forward_kernel(
+    X, NOISE, A, SCALE, BIAS, PARTIAL, Y, MEAN, RSTD,
+    C, M, S, x_n, x_c, x_hw, noise_n, noise_hw, y_n, y_c, y_hw,
+    eps, slope,
+    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+):
+    """Forward pass 2: the planes' statistics from every range's sums, then y over this range."""
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
+        X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    begin, end = _pixel_range(M, S)
+    y_plane = (Y + n * y_n + c.to(tl.int64) * y_c)[None, :]
+    offs = tl.arange(0, BLOCK_P)[:, None]
+    shift = _load_v(x_plane, noise_plane, a, tl.zeros((1, 1), tl.int32), c_ok[None, :], x_hw, noise_hw, HAS_NOISE, ACC)
+    total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
+    mean_d = total / M
+    rstd = _inverse_std(tl.maximum(squares / M - mean_d * mean_d, 0.0), eps)
+    for start in range(begin, end, BLOCK_P):
+        mask = (start + offs < end) & c_ok[None, :]
+        v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
+        z = (v - shift - mean_d[None, :]) * (gamma * rstd[None, :]) + beta
+        tl.store(y_plane + (start + offs) * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
+    if tl.program_id(2) == 0:
+        tl.store(MEAN + plane, tl.sum(shift, axis=0) + mean_d, mask=c_ok)
+        tl.store(RSTD + plane, rstd, mask=c_ok)
+
+
+@triton.jit
+def _range_grad_sums_kernel(
+    GY, X, NOISE, A, SCALE, BIAS, MEAN, RSTD, PARTIAL,
+    C, M, S, gy_n, gy_c, gy_hw, x_n, x_c, x_hw, noise_n, noise_hw,
     slope,
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
+    """Backward pass 1: Σg and Σg·x̂ over this range."""
     n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
         X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    begin, end = _pixel_range(M, S)
     gy_plane = (GY + n * gy_n + c.to(tl.int64) * gy_c)[None, :]
-    gx_plane = (GX + n * gx_n + c.to(tl.int64) * gx_c)[None, :]
     mean = tl.load(MEAN + plane, mask=c_ok, other=0.0)[None, :]
     rstd = tl.load(RSTD + plane, mask=c_ok, other=0.0)[None, :]
     offs = tl.arange(0, BLOCK_P)[:, None]
     sum_g = tl.zeros((BLOCK_C,), ACC)
     sum_g_xhat = tl.zeros((BLOCK_C,), ACC)
-    for start in range(0, M, BLOCK_P):
-        mask = (start + offs < M) & c_ok[None, :]
+    for start in range(begin, end, BLOCK_P):
+        mask = (start + offs < end) & c_ok[None, :]
         xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs, mask,
                               x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
         sum_g += tl.sum(g, axis=0)
         sum_g_xhat += tl.sum(g * xhat, axis=0)
+    planes = tl.num_programs(0) * C
+    tl.store(PARTIAL + 2 * tl.program_id(2) * planes + plane, sum_g, mask=c_ok)
+    tl.store(PARTIAL + (2 * tl.program_id(2) + 1) * planes + plane, sum_g_xhat, mask=c_ok)
+
+
+@triton.jit
+def _range_backward_kernel(
+    GY, X, NOISE, A, SCALE, BIAS, MEAN, RSTD, PARTIAL, GX, GA_PARTIAL, GSCALE, GBIAS,
+    C, M, S, gy_n, gy_c, gy_hw, x_n, x_c, x_hw, noise_n, noise_hw, gx_n, gx_c, gx_hw,
+    slope,
+    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+):
+    """Backward pass 2: dv over this range from every range's sums, and this range's Σdv·ξ."""
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
+        X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    begin, end = _pixel_range(M, S)
+    gy_plane = (GY + n * gy_n + c.to(tl.int64) * gy_c)[None, :]
+    gx_plane = (GX + n * gx_n + c.to(tl.int64) * gx_c)[None, :]
+    mean = tl.load(MEAN + plane, mask=c_ok, other=0.0)[None, :]
+    rstd = tl.load(RSTD + plane, mask=c_ok, other=0.0)[None, :]
+    offs = tl.arange(0, BLOCK_P)[:, None]
+    sum_g, sum_g_xhat = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     k_scale = gamma * rstd
     mean_g, mean_g_xhat = (sum_g / M)[None, :], (sum_g_xhat / M)[None, :]
     dv_noise = tl.zeros((BLOCK_C,), ACC)
-    for start in range(0, M, BLOCK_P):
-        mask = (start + offs < M) & c_ok[None, :]
+    for start in range(begin, end, BLOCK_P):
+        mask = (start + offs < end) & c_ok[None, :]
         xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs, mask,
                               x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
         dv = k_scale * (g - mean_g - xhat * mean_g_xhat)
@@ -252,9 +271,10 @@ def _channel_backward_kernel(
             noise = tl.load(noise_plane + (start + offs) * noise_hw, mask=mask, other=0.0).to(ACC)
             dv_noise += tl.sum(tl.where(mask, dv, 0.0) * noise, axis=0)
     if HAS_NOISE:
-        tl.store(GA + plane, dv_noise, mask=c_ok)
-    tl.store(GSCALE + plane, sum_g_xhat.to(GSCALE.dtype.element_ty), mask=c_ok)
-    tl.store(GBIAS + plane, sum_g.to(GBIAS.dtype.element_ty), mask=c_ok)
+        tl.store(GA_PARTIAL + tl.program_id(2) * tl.num_programs(0) * C + plane, dv_noise, mask=c_ok)
+    if tl.program_id(2) == 0:
+        tl.store(GSCALE + plane, sum_g_xhat.to(GSCALE.dtype.element_ty), mask=c_ok)
+        tl.store(GBIAS + plane, sum_g.to(GBIAS.dtype.element_ty), mask=c_ok)
 
 
 # ---- launchers ------------------------------------------------------------------------------------
@@ -271,50 +291,72 @@ def _plane_strides(t):
 
 _IN_INTERPRETER = interpreted(_forward_kernel)
 
-# On GPU the launch is autotuned per plane size M: warps for a register-resident plane, chunk
-# and warps for a swept one. The interpreter (CPU tests), and GPU runs with autotuning switched
-# off (stylegan_ops.triton.autotune_on_gpu), run the heuristic config in _launch.
-_SINGLE_BLOCK_CONFIGS = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
-_CHUNKED_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w) for b in (1024, 2048, 4096) for w in (4, 8, 16)]
-_AUTOTUNED = {
-    (kernel, single): triton.autotune(_SINGLE_BLOCK_CONFIGS if single else _CHUNKED_CONFIGS, key=["M"])(kernel)
-    for kernel in (_forward_kernel, _backward_kernel)
-    for single in (True, False)
+# On GPU, launches autotune: warps per plane size M for the register-resident planes; tile height
+# and warps per (M, C, S) for the ranges, whose tile width BLOCK_C the layout fixes. The
+# interpreter (CPU tests), and GPU runs with autotuning switched off
+# (stylegan_ops.triton.autotune_on_gpu), run one fixed config.
+_PLANE_CONFIGS = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
+_PLANE_AUTOTUNED = {kernel: triton.autotune(_PLANE_CONFIGS, key=["M"])(kernel)
+                    for kernel in (_forward_kernel, _backward_kernel)}
+_RANGE_CONFIGS = {  # by whether tiles are plane runs (BLOCK_C = 1) or channel rows
+    True: [triton.Config({"BLOCK_P": p}, num_warps=w) for p in (1024, 2048, 4096) for w in (4, 8, 16)],
+    False: [triton.Config({"BLOCK_P": p}, num_warps=w) for p, w in [(16, 4), (32, 4), (64, 4), (64, 8), (128, 8)]],
 }
-
-
-def _launch(kernel, m, grid, *args, **kwargs):
-    """kernel[grid](*args, **kwargs) with SINGLE_BLOCK, BLOCK and num_warps chosen for planes of m elements."""
-    single = m <= MAX_SINGLE_BLOCK
-    if not _IN_INTERPRETER and autotune_on_gpu():
-        block = dict(BLOCK=triton.next_power_of_2(m)) if single else {}  # chunked: BLOCK is autotuned
-        _AUTOTUNED[(kernel, single)][grid](*args, **kwargs, SINGLE_BLOCK=single, **block)
-    else:
-        block = triton.next_power_of_2(m) if single else CHUNK
-        kernel[grid](*args, **kwargs, SINGLE_BLOCK=single, BLOCK=block, num_warps=max(1, min(16, block // 256)))
-
-
-# Channel-major tiles: autotuned per (M, C) on GPU; the interpreter, and GPU runs with autotuning
-# switched off, use the first config that fits.
-_CHANNEL_CONFIGS = [triton.Config({"BLOCK_P": p, "BLOCK_C": c}, num_warps=w)
-                    for p, c, w in [(64, 32, 4), (128, 32, 4), (32, 64, 4), (64, 64, 8)]]
-_CHANNEL_INTERPRETER_CONFIG = triton.Config({"BLOCK_P": 16, "BLOCK_C": 16})
-_CHANNEL_AUTOTUNED = {kernel: triton.autotune(_CHANNEL_CONFIGS, key=["M", "C"])(kernel)
-                      for kernel in (_channel_forward_kernel, _channel_backward_kernel)}
+_RANGE_FIXED = {True: triton.Config({"BLOCK_P": 2048}, num_warps=8), False: triton.Config({"BLOCK_P": 32}, num_warps=4)}
+_RANGE_INTERPRETER = {True: triton.Config({"BLOCK_P": 256}), False: triton.Config({"BLOCK_P": 16})}
+_RANGE_KERNELS = (_range_stats_kernel, _range_forward_kernel, _range_grad_sums_kernel, _range_backward_kernel)
+_RANGE_AUTOTUNED = {(kernel, runs): triton.autotune(_RANGE_CONFIGS[runs], key=["M", "C", "S"])(kernel)
+                    for kernel in _RANGE_KERNELS for runs in (True, False)}
+MIN_RANGE = 512  # pixels: no pixel range is made shorter
 
 
 def _channels_innermost(x):
     return x.shape[1] > 1 and x.stride(1) == 1
 
 
-def _launch_channels(kernel, n, c, *args, **kwargs):
-    """kernel over a (n, channel block) grid with BLOCK_P, BLOCK_C and num_warps chosen as above."""
-    grid = lambda meta: (n, triton.cdiv(c, meta["BLOCK_C"]))  # noqa: E731
+def _multiprocessor_count(device):
+    """The SMs of a CUDA device. On CPU (the interpreter, tests) a stand-in of 4, so that small
+    test shapes already split their planes into several pixel ranges."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+
+
+def _use_ranges(x):
+    """Whether x's planes go to the range kernels: channels_last always (a tile of BLOCK_C channels
+    needs strided rows), NCHW planes beyond one register-resident block."""
+    return _channels_innermost(x) or x.shape[2] * x.shape[3] > MAX_SINGLE_BLOCK
+
+
+def _range_split(x):
+    """(BLOCK_C, S): channels per program (one plane for NCHW, a 128-byte row for channels_last) and
+    pixel ranges per plane: enough programs for about four per SM, no range under MIN_RANGE pixels."""
+    n, c, h, w = x.shape
+    block_c = 128 // x.element_size() if _channels_innermost(x) else 1
+    programs = n * triton.cdiv(c, block_c)
+    target = 4 * _multiprocessor_count(x.device)
+    splits = max(1, min(triton.cdiv(target, programs), h * w // MIN_RANGE, 1024))
+    if triton.cdiv(c, block_c) >= 65536:
+        raise RuntimeError(f"noise_adain_lrelu (triton): C={c} needs more than 65535 channel blocks of {block_c}")
+    return block_c, splits
+
+
+def _launch_plane(kernel, n, c, m, *args, **kwargs):
+    """kernel over one program per plane of m <= MAX_SINGLE_BLOCK elements, held in one block."""
+    block = triton.next_power_of_2(m)
     if not _IN_INTERPRETER and autotune_on_gpu():
-        _CHANNEL_AUTOTUNED[kernel][grid](*args, **kwargs)
+        _PLANE_AUTOTUNED[kernel][(n * c,)](*args, **kwargs, BLOCK=block)
+    else:
+        kernel[(n * c,)](*args, **kwargs, BLOCK=block, num_warps=max(1, min(16, block // 256)))
+
+
+def _launch_ranges(kernel, n, c, block_c, splits, *args, **kwargs):
+    """kernel over the (n, channel block, pixel range) grid with BLOCK_P and num_warps chosen as above."""
+    runs = block_c == 1
+    grid = (n, triton.cdiv(c, block_c), splits)
+    if not _IN_INTERPRETER and autotune_on_gpu():
+        _RANGE_AUTOTUNED[(kernel, runs)][grid](*args, **kwargs, BLOCK_C=block_c)
         return
-    config = _CHANNEL_INTERPRETER_CONFIG if _IN_INTERPRETER else _CHANNEL_CONFIGS[0]
-    kernel[grid(config.kwargs)](*args, **kwargs, **config.kwargs, num_warps=config.num_warps)
+    config = (_RANGE_INTERPRETER if _IN_INTERPRETER else _RANGE_FIXED)[runs]
+    kernel[grid](*args, **kwargs, **config.kwargs, BLOCK_C=block_c, num_warps=config.num_warps)
 
 
 def _acc(dtype):
@@ -330,13 +372,19 @@ def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope
     has_noise = noise is not None
     noise = _with_collapsible_hw(noise) if has_noise else x  # x: a placeholder pointer, never read
     noise_n, _, noise_hw = _plane_strides(noise)
-    args = (x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(), y, mean, rstd,
-            c, h * w, *_plane_strides(x), noise_n, noise_hw, *_plane_strides(y), eps, negative_slope)
+    inputs = (x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous())
+    strides = (*_plane_strides(x), noise_n, noise_hw)
     options = dict(HAS_NOISE=has_noise, ACC=_acc(x.dtype))
-    if _channels_innermost(x):
-        _launch_channels(_channel_forward_kernel, n, c, *args, **options)
-    else:
-        _launch(_forward_kernel, h * w, (n * c,), *args, **options)
+    if not _use_ranges(x):
+        _launch_plane(_forward_kernel, n, c, h * w, *inputs, y, mean, rstd, c, h * w, *strides, *_plane_strides(y),
+                      eps, negative_slope, **options)
+        return y, mean, rstd
+    block_c, splits = _range_split(x)
+    partial = torch.empty((splits, 2, n, c), device=x.device, dtype=mean.dtype)
+    _launch_ranges(_range_stats_kernel, n, c, block_c, splits, *inputs, partial, c, h * w, splits, *strides,
+                   **options)
+    _launch_ranges(_range_forward_kernel, n, c, block_c, splits, *inputs, partial, y, mean, rstd, c, h * w, splits,
+                   *strides, *_plane_strides(y), eps, negative_slope, **options)
     return y, mean, rstd
 
 
@@ -344,19 +392,26 @@ def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd
     x, grad_y = _with_collapsible_hw(x), _with_collapsible_hw(grad_y)
     n, c, h, w = x.shape
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
-    grad_a = torch.zeros((n, c), device=x.device, dtype=mean.dtype)
     grad_scale = torch.empty((n, c), device=x.device, dtype=x.dtype)
     grad_bias = torch.empty_like(grad_scale)
     has_noise = noise is not None
     noise = _with_collapsible_hw(noise) if has_noise else x  # placeholder pointer, never read
     noise_n, _, noise_hw = _plane_strides(noise)
-    args = (grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(),
-            mean.contiguous(), rstd.contiguous(), grad_x, grad_a, grad_scale, grad_bias,
-            c, h * w, *_plane_strides(grad_y), *_plane_strides(x), noise_n, noise_hw, *_plane_strides(grad_x),
-            negative_slope)
+    inputs = (grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(),
+              mean.contiguous(), rstd.contiguous())
+    strides = (*_plane_strides(grad_y), *_plane_strides(x), noise_n, noise_hw)
     options = dict(HAS_NOISE=has_noise, ACC=_acc(x.dtype))
-    if _channels_innermost(x):
-        _launch_channels(_channel_backward_kernel, n, c, *args, **options)
+    if not _use_ranges(x):
+        grad_a = torch.zeros((n, c), device=x.device, dtype=mean.dtype)  # per plane
+        _launch_plane(_backward_kernel, n, c, h * w, *inputs, grad_x, grad_a, grad_scale, grad_bias, c, h * w,
+                      *strides, *_plane_strides(grad_x), negative_slope, **options)
     else:
-        _launch(_backward_kernel, h * w, (n * c,), *args, **options)
+        block_c, splits = _range_split(x)
+        partial = torch.empty((splits, 2, n, c), device=x.device, dtype=mean.dtype)
+        grad_a = torch.zeros((splits, n, c), device=x.device, dtype=mean.dtype)  # per range and plane
+        _launch_ranges(_range_grad_sums_kernel, n, c, block_c, splits, *inputs, partial, c, h * w, splits, *strides,
+                       negative_slope, **options)
+        _launch_ranges(_range_backward_kernel, n, c, block_c, splits, *inputs, partial, grad_x, grad_a, grad_scale,
+                       grad_bias, c, h * w, splits, *strides, *_plane_strides(grad_x), negative_slope, **options)
+        grad_a = grad_a.sum(dim=0)  # ranges in a fixed order: deterministic
     return grad_x, grad_a.sum(dim=0).to(x.dtype), grad_scale, grad_bias
