@@ -122,10 +122,12 @@ def _backward_kernel(
 # makes it contiguous rows (channels_last). Partial sums live in (S, 2, N*C) buffers, a pair per
 # range and plane; the second kernel of each pass merges them in range order (deterministic).
 @triton.jit
-def _channel_block(X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n,
-                   HAS_NOISE: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
-    """This program's sample n and channels c (c_ok: c < C) with their planes (n * C + c), and as
-    (1, BLOCK_C) rows: x and noise plane pointers, noise weight, style scale and bias."""
+def _range_block(X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n,
+                 HAS_NOISE: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """This program's sample n and channels c (c_ok: c < C) with their planes (n * C + c); as
+    (1, BLOCK_C) rows, x and noise plane pointers, noise weight, style scale and bias; and its
+    pixels [begin, end), the program_id(2)-th of S ranges (int64, so that a pixel offset times a
+    channels_last pixel stride, C, cannot overflow)."""
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = c < C
@@ -137,46 +139,28 @@ def _channel_block(X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n,
         a = tl.load(A + c, mask=c_ok, other=0.0).to(ACC)[None, :]
     gamma = tl.load(SCALE + plane, mask=c_ok, other=0.0).to(ACC)[None, :]
     beta = tl.load(BIAS + plane, mask=c_ok, other=0.0).to(ACC)[None, :]
-    return n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta
-
-
-@triton.jit
-def _pixel_range(M, S):
-    """[begin, end): this program's pixels, the program_id(2)-th of S ranges. In int64, so that a
-    pixel offset times a channels_last pixel stride (C) cannot overflow."""
     chunk = tl.cdiv(M, S)
     begin = tl.program_id(2).to(tl.int64) * chunk
-    return begin, tl.minimum(begin + chunk, M)
+    return n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tl.minimum(begin + chunk, M)
 
 
 @triton.jit
-def _range_stats_kernel(
-    X, NOISE, A, SCALE, BIAS, PARTIAL,
-    C, M, S, x_n, x_c, x_hw, noise_n, noise_hw,
-    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
-):
-    """Forward pass 1: Σd and Σd² over this range, d = v - K with K the plane's first v."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
-        X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
-    begin, end = _pixel_range(M, S)
-    offs = tl.arange(0, BLOCK_P)[:, None]
-    shift = _load_v(x_plane, noise_plane, a, tl.zeros((1, 1), tl.int32), c_ok[None, :], x_hw, noise_hw, HAS_NOISE, ACC)
-    total = tl.zeros((BLOCK_C,), ACC)
-    squares = tl.zeros((BLOCK_C,), ACC)
-    for start in range(begin, end, BLOCK_P):
-        mask = (start + offs < end) & c_ok[None, :]
-        v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
-        d = tl.where(mask, v - shift, 0.0)
-        total += tl.sum(d, axis=0)
-        squares += tl.sum(d * d, axis=0)
+def _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE: tl.constexpr, ACC: tl.constexpr):
+    """K, each plane's first v, as a (1, BLOCK_C) row: the shift of the statistics' sums."""
+    return _load_v(x_plane, noise_plane, a, tl.zeros((1, 1), tl.int32), c_ok[None, :], x_hw, noise_hw, HAS_NOISE, ACC)
+
+
+@triton.jit
+def _store_pair(PARTIAL, plane, c_ok, C, first, second):
+    """This range's pair of sums for its planes, into the (S, 2, N*C) partials."""
     planes = tl.num_programs(0) * C
-    tl.store(PARTIAL + 2 * tl.program_id(2) * planes + plane, total, mask=c_ok)
-    tl.store(PARTIAL + (2 * tl.program_id(2) + 1) * planes + plane, squares, mask=c_ok)
+    tl.store(PARTIAL + 2 * tl.program_id(2) * planes + plane, first, mask=c_ok)
+    tl.store(PARTIAL + (2 * tl.program_id(2) + 1) * planes + plane, second, mask=c_ok)
 
 
 @triton.jit
 def _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
-    """The pass-1 pair of sums of this program's planes over all S ranges, added in range order."""
+    """The pair of sums of this program's planes over all S ranges, added in range order."""
     planes = tl.num_programs(0) * C
     first = tl.zeros((BLOCK_C,), ACC)
     second = tl.zeros((BLOCK_C,), ACC)
@@ -187,6 +171,37 @@ def _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C: tl.constexpr, ACC: tl.cons
 
 
 @triton.jit
+def _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c):
+    """As (1, BLOCK_C) rows: dy plane pointers and the planes' saved mean and 1/std."""
+    gy_plane = (GY + n * gy_n + c.to(tl.int64) * gy_c)[None, :]
+    mean = tl.load(MEAN + plane, mask=c_ok, other=0.0)[None, :]
+    rstd = tl.load(RSTD + plane, mask=c_ok, other=0.0)[None, :]
+    return gy_plane, mean, rstd
+
+
+@triton.jit
+def _range_stats_kernel(
+    X, NOISE, A, SCALE, BIAS, PARTIAL,
+    C, M, S, x_n, x_c, x_hw, noise_n, noise_hw,
+    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+):
+    """Forward pass 1: Σd and Σd² over this range, d = v - K with K the plane's first v."""
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, end = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    offs = tl.arange(0, BLOCK_P)[:, None]
+    shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
+    total = tl.zeros((BLOCK_C,), ACC)
+    squares = tl.zeros((BLOCK_C,), ACC)
+    for start in range(begin, end, BLOCK_P):
+        mask = (start + offs < end) & c_ok[None, :]
+        v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
+        d = tl.where(mask, v - shift, 0.0)
+        total += tl.sum(d, axis=0)
+        squares += tl.sum(d * d, axis=0)
+    _store_pair(PARTIAL, plane, c_ok, C, total, squares)
+
+
+@triton.jit
 def _range_forward_kernel(
     X, NOISE, A, SCALE, BIAS, PARTIAL, Y, MEAN, RSTD,
     C, M, S, x_n, x_c, x_hw, noise_n, noise_hw, y_n, y_c, y_hw,
@@ -194,12 +209,11 @@ def _range_forward_kernel(
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
     """Forward pass 2: the planes' statistics from every range's sums, then y over this range."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
-        X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
-    begin, end = _pixel_range(M, S)
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, end = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
     y_plane = (Y + n * y_n + c.to(tl.int64) * y_c)[None, :]
     offs = tl.arange(0, BLOCK_P)[:, None]
-    shift = _load_v(x_plane, noise_plane, a, tl.zeros((1, 1), tl.int32), c_ok[None, :], x_hw, noise_hw, HAS_NOISE, ACC)
+    shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
     total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     mean_d = total / M
     rstd = _inverse_std(tl.maximum(squares / M - mean_d * mean_d, 0.0), eps)
@@ -221,12 +235,9 @@ def _range_grad_sums_kernel(
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
     """Backward pass 1: Σg and Σg·x̂ over this range."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
-        X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
-    begin, end = _pixel_range(M, S)
-    gy_plane = (GY + n * gy_n + c.to(tl.int64) * gy_c)[None, :]
-    mean = tl.load(MEAN + plane, mask=c_ok, other=0.0)[None, :]
-    rstd = tl.load(RSTD + plane, mask=c_ok, other=0.0)[None, :]
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, end = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    gy_plane, mean, rstd = _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c)
     offs = tl.arange(0, BLOCK_P)[:, None]
     sum_g = tl.zeros((BLOCK_C,), ACC)
     sum_g_xhat = tl.zeros((BLOCK_C,), ACC)
@@ -236,9 +247,7 @@ def _range_grad_sums_kernel(
                               x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
         sum_g += tl.sum(g, axis=0)
         sum_g_xhat += tl.sum(g * xhat, axis=0)
-    planes = tl.num_programs(0) * C
-    tl.store(PARTIAL + 2 * tl.program_id(2) * planes + plane, sum_g, mask=c_ok)
-    tl.store(PARTIAL + (2 * tl.program_id(2) + 1) * planes + plane, sum_g_xhat, mask=c_ok)
+    _store_pair(PARTIAL, plane, c_ok, C, sum_g, sum_g_xhat)
 
 
 @triton.jit
@@ -249,13 +258,10 @@ def _range_backward_kernel(
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
     """Backward pass 2: dv over this range from every range's sums, and this range's Σdv·ξ."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta = _channel_block(
-        X, NOISE, A, SCALE, BIAS, C, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
-    begin, end = _pixel_range(M, S)
-    gy_plane = (GY + n * gy_n + c.to(tl.int64) * gy_c)[None, :]
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, end = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    gy_plane, mean, rstd = _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c)
     gx_plane = (GX + n * gx_n + c.to(tl.int64) * gx_c)[None, :]
-    mean = tl.load(MEAN + plane, mask=c_ok, other=0.0)[None, :]
-    rstd = tl.load(RSTD + plane, mask=c_ok, other=0.0)[None, :]
     offs = tl.arange(0, BLOCK_P)[:, None]
     sum_g, sum_g_xhat = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     k_scale = gamma * rstd
