@@ -123,11 +123,13 @@ def _backward_kernel(
 # range and plane; the second kernel of each pass merges them in range order (deterministic).
 @triton.jit
 def _range_block(X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n,
-                 HAS_NOISE: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+                 HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     """This program's sample n and channels c (c_ok: c < C) with their planes (n * C + c); as
     (1, BLOCK_C) rows, x and noise plane pointers, noise weight, style scale and bias; and its
-    pixels [begin, end), the program_id(2)-th of S ranges (int64, so that a pixel offset times a
-    channels_last pixel stride, C, cannot overflow)."""
+    pixels, the program_id(2)-th of S ranges of whole BLOCK_P tiles: `tiles` tiles from `begin`
+    (pixels past M masked). Whole tiles keep every tile start a multiple of BLOCK_P, which lets
+    Triton prove 16-byte alignment and vectorise NCHW runs; int64, so that a pixel offset times a
+    channels_last pixel stride (C) cannot overflow."""
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = c < C
@@ -139,9 +141,9 @@ def _range_block(X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n,
         a = tl.load(A + c, mask=c_ok, other=0.0).to(ACC)[None, :]
     gamma = tl.load(SCALE + plane, mask=c_ok, other=0.0).to(ACC)[None, :]
     beta = tl.load(BIAS + plane, mask=c_ok, other=0.0).to(ACC)[None, :]
-    chunk = tl.cdiv(M, S)
-    begin = tl.program_id(2).to(tl.int64) * chunk
-    return n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tl.minimum(begin + chunk, M)
+    tiles = tl.cdiv(tl.cdiv(M, BLOCK_P), S)
+    begin = tl.program_id(2).to(tl.int64) * tiles * BLOCK_P
+    return n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles
 
 
 @triton.jit
@@ -186,14 +188,15 @@ def _range_stats_kernel(
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
     """Forward pass 1: Σd and Σd² over this range, d = v - K with K the plane's first v."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, end = _range_block(
-        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     offs = tl.arange(0, BLOCK_P)[:, None]
     shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
     total = tl.zeros((BLOCK_C,), ACC)
     squares = tl.zeros((BLOCK_C,), ACC)
-    for start in range(begin, end, BLOCK_P):
-        mask = (start + offs < end) & c_ok[None, :]
+    for t in range(0, tiles):
+        start = begin + t * BLOCK_P
+        mask = (start + offs < M) & c_ok[None, :]
         v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
         d = tl.where(mask, v - shift, 0.0)
         total += tl.sum(d, axis=0)
@@ -209,16 +212,17 @@ def _range_forward_kernel(
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
     """Forward pass 2: the planes' statistics from every range's sums, then y over this range."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, end = _range_block(
-        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     y_plane = (Y + n * y_n + c.to(tl.int64) * y_c)[None, :]
     offs = tl.arange(0, BLOCK_P)[:, None]
     shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
     total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     mean_d = total / M
     rstd = _inverse_std(tl.maximum(squares / M - mean_d * mean_d, 0.0), eps)
-    for start in range(begin, end, BLOCK_P):
-        mask = (start + offs < end) & c_ok[None, :]
+    for t in range(0, tiles):
+        start = begin + t * BLOCK_P
+        mask = (start + offs < M) & c_ok[None, :]
         v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
         z = (v - shift - mean_d[None, :]) * (gamma * rstd[None, :]) + beta
         tl.store(y_plane + (start + offs) * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
@@ -235,14 +239,15 @@ def _range_grad_sums_kernel(
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
     """Backward pass 1: Σg and Σg·x̂ over this range."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, end = _range_block(
-        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     gy_plane, mean, rstd = _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c)
     offs = tl.arange(0, BLOCK_P)[:, None]
     sum_g = tl.zeros((BLOCK_C,), ACC)
     sum_g_xhat = tl.zeros((BLOCK_C,), ACC)
-    for start in range(begin, end, BLOCK_P):
-        mask = (start + offs < end) & c_ok[None, :]
+    for t in range(0, tiles):
+        start = begin + t * BLOCK_P
+        mask = (start + offs < M) & c_ok[None, :]
         xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs, mask,
                               x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
         sum_g += tl.sum(g, axis=0)
@@ -258,8 +263,8 @@ def _range_backward_kernel(
     HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
     """Backward pass 2: dv over this range from every range's sums, and this range's Σdv·ξ."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, end = _range_block(
-        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_C, ACC)
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     gy_plane, mean, rstd = _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c)
     gx_plane = (GX + n * gx_n + c.to(tl.int64) * gx_c)[None, :]
     offs = tl.arange(0, BLOCK_P)[:, None]
@@ -267,8 +272,9 @@ def _range_backward_kernel(
     k_scale = gamma * rstd
     mean_g, mean_g_xhat = (sum_g / M)[None, :], (sum_g_xhat / M)[None, :]
     dv_noise = tl.zeros((BLOCK_C,), ACC)
-    for start in range(begin, end, BLOCK_P):
-        mask = (start + offs < end) & c_ok[None, :]
+    for t in range(0, tiles):
+        start = begin + t * BLOCK_P
+        mask = (start + offs < M) & c_ok[None, :]
         xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs, mask,
                               x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
         dv = k_scale * (g - mean_g - xhat * mean_g_xhat)
