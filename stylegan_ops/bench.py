@@ -7,9 +7,10 @@ of the eager code, native and Triton (those that can run on the device), checks 
 against eager (``max_rel_err``: the larger relative L2 error of the output and, for fwd+bwd,
 of all gradients taken together), times it (CUDA events or wall clock after synchronisation; warm-up
 first, median of the repetitions, the backends of a case timed in turns), records peak memory on
-CUDA and, for fwd+bwd on every device, the bytes autograd saves for backward. Prints progress lines as it goes, a table at the end, and writes ``--json`` / ``--plot``
-(matplotlib). A backend that raises on its first call is reported as FAILED (the JSON's
-``failures``), the rest are still timed, and the exit status is 1.
+CUDA and, for fwd+bwd on every device, the bytes autograd saves for backward. Prints progress lines
+as it goes, a table at the end, and writes ``--json`` / ``--plot`` (matplotlib). A backend that
+raises on its first call is reported as FAILED (the JSON's ``failures``), the rest are still
+timed, and the exit status is 1.
 
 The default is the full set for the device; ``--quick`` is a small set that finishes in a few
 minutes on a 2-core CPU. On CUDA the upsample_conv2d cases and the generator run channels_last

@@ -262,8 +262,8 @@ def test_large_planes_in_pixel_ranges(backend, shape, channels_last, ranges, wit
     if backend == "triton":  # the shapes reach what they are meant to
         from stylegan_ops.triton.noise_adain_lrelu import _range_split
 
-        x_probe = torch.empty(shape).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        assert _range_split(x_probe)[1] == ranges
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        assert _range_split(torch.empty(shape).contiguous(memory_format=layout))[1] == ranges
     x, noise, weight, scale, bias = make_inputs(*shape, dtype=torch.float32, noise=with_noise)
     x = x + 100.0  # a common offset, as in test_channels_last_with_large_offset
     if channels_last:

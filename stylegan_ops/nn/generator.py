@@ -127,7 +127,9 @@ class Generator(nn.Module):
             raise ValueError("style mixing needs both mix_z and crossover (or neither)")
         cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
         if not _is_int_in(cutoff, 0, self.num_ws):
-            raise ValueError(f"truncation_cutoff must be None or an int in [0, {self.num_ws}], got {truncation_cutoff!r}")
+            raise ValueError(
+                f"truncation_cutoff must be None or an int in [0, {self.num_ws}], got {truncation_cutoff!r}"
+            )
         psi_is_scalar = isinstance(truncation_psi, torch.Tensor) and truncation_psi.dim() == 0
         if not psi_is_scalar and (isinstance(truncation_psi, bool) or not isinstance(truncation_psi, numbers.Real)):
             raise TypeError(f"truncation_psi must be a real number, got {type(truncation_psi).__name__}")

@@ -311,7 +311,8 @@ _PLANE_CONFIGS = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
 _PLANE_AUTOTUNED = {kernel: triton.autotune(_PLANE_CONFIGS, key=["M"])(kernel)
                     for kernel in (_forward_kernel, _backward_kernel)}
 _RANGE_CONFIGS = {  # by whether tiles are plane runs (BLOCK_C = 1) or channel rows
-    True: [triton.Config({"BLOCK_P": p}, num_warps=w) for p in (1024, 2048, 4096) for w in (4, 8, 16)],
+    True: [triton.Config({"BLOCK_P": p}, num_warps=w)
+           for p, w in [(1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16)]],
     False: [triton.Config({"BLOCK_P": p}, num_warps=w) for p, w in [(16, 4), (32, 4), (64, 4), (64, 8), (128, 8)]],
 }
 _RANGE_FIXED = {True: triton.Config({"BLOCK_P": 2048}, num_warps=8), False: triton.Config({"BLOCK_P": 32}, num_warps=4)}
