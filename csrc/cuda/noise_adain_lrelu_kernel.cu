@@ -392,8 +392,8 @@ __global__ void __launch_bounds__(kMaxThreads)
 // Two cases spread a plane's pixels over several thread blocks (blockIdx.z picks one of `splits`
 // pixel ranges), each with its own thread mapping:
 //  - ChannelMajor, channels innermost (channels_last): a warp reads one pixel of 32 adjacent
-//    channels, which are contiguous; thread (warp w, lane l) owns channel 32 blockIdx.x + l of
-//    sample blockIdx.y and pixels w, w + 8, ... of its range.
+//    channels, which are contiguous; blockIdx.x picks a sample n and a block b of 32 channels, and
+//    thread (warp w, lane l) owns channel 32 b + l of n and pixels w, w + 8, ... of its range.
 //  - PlaneMajor, NCHW planes beyond the register cache when there are too few of them to fill
 //    the GPU (StyleGAN's 1024x1024 planes have C = 32): a block's threads share plane blockIdx.x,
 //    thread t owning vectors t, t + blockDim, ... of its range (16 bytes where planes allow).
@@ -427,12 +427,12 @@ struct ChannelMajor {
   static int splits(const at::Tensor& x, int64_t N, int64_t C, int64_t M) {
     return splits_for(x, N * ((C + kWarp - 1) / kWarp), M, 16 * kChannelWarps);
   }
-  static dim3 grid(int64_t N, int64_t C, int splits) {
-    TORCH_CHECK(N < 65536, "noise_adain_lrelu: channels_last x supports N < 65536, got ", N);
-    return dim3(unsigned((C + kWarp - 1) / kWarp), unsigned(N), unsigned(splits));
+  static dim3 grid(int64_t N, int64_t C, int splits) {  // N * channel blocks < 2^31: N * C < 2^31 is checked
+    return dim3(unsigned(N * ((C + kWarp - 1) / kWarp)), 1, unsigned(splits));
   }
   __device__ static Range range(int64_t C, int64_t M, int splits) {
-    const int64_t c = int64_t(blockIdx.x) * kWarp + threadIdx.x % kWarp, n = blockIdx.y;
+    const int64_t channel_blocks = (C + kWarp - 1) / kWarp, n = blockIdx.x / channel_blocks;
+    const int64_t c = (blockIdx.x % channel_blocks) * kWarp + threadIdx.x % kWarp;
     int64_t begin, end;
     split_range(M, splits, begin, end);
     return {n, c, n * C + c, c < C, begin + threadIdx.x / kWarp, end, kChannelWarps};
