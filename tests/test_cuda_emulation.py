@@ -199,17 +199,30 @@ def test_eps_zero_constant_plane(emulated, shape, memory_format):
     assert rel_l2(y[others], y_ref[others]) < 1e-5
 
 
-# ---- NaN propagates as in eager (DESIGN.md §3) ---------------------------------------------------
+# ---- NaN and inf propagate as in eager (DESIGN.md §3) ---------------------------------------------
+# A NaN or an inf in a plane makes it NaN (inf - inf), in the per-plane kernels (NCHW 9x7), the
+# ChannelMajor ranges (channels_last) and the PlaneMajor ranges (NCHW 80x80): the ranges' variance,
+# a difference of sums, is inf - inf there and must stay NaN rather than be clamped to 0.
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=str)
+@pytest.mark.parametrize("shape,memory_format", [((2, 40, 9, 7), torch.contiguous_format),
+                                                 ((2, 40, 9, 7), torch.channels_last),
+                                                 ((1, 4, 80, 80), torch.contiguous_format)], ids=str)
+def test_non_finite_x_propagates_as_in_eager(emulated, value, shape, memory_format):
+    x = torch.randn(shape, dtype=torch.float64)
+    x[0, 3, 4, 5] = value
+    x = x.contiguous(memory_format=memory_format)
+    noise, noise_weight, style_scale, style_bias = noise_inputs(*shape, torch.float64)[1:]
+    y = emulated.noise_adain_lrelu(x, noise, noise_weight, style_scale, style_bias, 1e-5, 0.2)[0]
+    y_ref = noise_adain_lrelu_reference(x, noise, noise_weight, style_scale, style_bias)
+    assert torch.equal(y.isnan(), y_ref.isnan()) and y.isnan()[0, 3].all() and not y.isinf().any()
+    assert rel_l2(y.nan_to_num(), y_ref.nan_to_num()) < 1e-12
+
+
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
-def test_nan_propagates_as_in_eager(emulated, memory_format):
+def test_nan_propagates_through_upsample_conv2d_as_in_eager(emulated, memory_format):
     x = torch.randn(2, 40, 9, 7, dtype=torch.float64)
     x[1, 3, 4, 5] = float("nan")
     x = x.contiguous(memory_format=memory_format)
-    noise, noise_weight, style_scale, style_bias = noise_inputs(2, 40, 9, 7, torch.float64)[1:]
-    y = emulated.noise_adain_lrelu(x, noise, noise_weight, style_scale, style_bias, 1e-5, 0.2)[0]
-    y_ref = noise_adain_lrelu_reference(x, noise, noise_weight, style_scale, style_bias)
-    assert torch.equal(y.isnan(), y_ref.isnan()) and y.isnan()[1, 3].all()
-    assert rel_l2(y.nan_to_num(), y_ref.nan_to_num()) < 1e-12
     weight = torch.randn(20, 40, 3, 3, dtype=torch.float64)
     z = emulated.upsample_conv2d(x, weight, None)
     z_ref = upsample_conv2d_reference(x, weight)

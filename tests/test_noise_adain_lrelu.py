@@ -113,14 +113,20 @@ def test_non_contiguous_inputs(backend):
 
 # float32 as well: the CPU kernel reduces the sums of up to eight float32 planes together, and a
 # non-finite value must stay in its own plane. An inf in x or noise makes its plane NaN (inf - inf);
-# an infinite style scale gives ±inf.
+# an infinite style scale gives ±inf. Small NCHW planes, channels_last and large NCHW planes take
+# different kernels (Triton's pixel ranges for the last two: their variance, a difference of sums,
+# is inf - inf there, and must stay NaN rather than be clamped to 0).
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy, in the Triton interpreter
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("where,value", [("x", math.nan), ("x", math.inf), ("noise", -math.inf),
+@pytest.mark.parametrize("where,value", [("x", math.nan), ("x", math.inf), ("x", -math.inf), ("noise", -math.inf),
                                          ("style_scale", math.inf)])
-def test_non_finite_inputs_propagate_as_in_eager(backend, dtype, tol, where, value):
-    inputs = dict(zip(["x", "noise", "noise_weight", "style_scale", "style_bias"], make_inputs(dtype=dtype)))
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "large_nchw"])
+def test_non_finite_inputs_propagate_as_in_eager(backend, dtype, tol, where, value, layout):
+    shape = (2, 3, 65, 64) if layout == "large_nchw" else (2, 3, 5, 7)
+    inputs = dict(zip(["x", "noise", "noise_weight", "style_scale", "style_bias"], make_inputs(*shape, dtype=dtype)))
     inputs[where][{"x": (0, 1, 2, 3), "noise": (0, 0, 2, 3), "style_scale": (0, 1)}[where]] = value
+    if layout == "channels_last":
+        inputs["x"] = inputs["x"].contiguous(memory_format=torch.channels_last)
     out = so.noise_adain_lrelu(**inputs, backend=backend)
     ref = noise_adain_lrelu_reference(*(t.double() for t in inputs.values()))
     assert torch.equal(out.isnan(), ref.isnan()) and torch.equal(out.isinf(), ref.isinf())

@@ -545,7 +545,8 @@ __global__ void __launch_bounds__(Map::kThreads)
   acc_t shift[kVec], v[kVec];
   load_v<kVec>(vp, 0, shift);
   const acc_t mean_d = sum / acc_t(M), variance = squares / acc_t(M) - mean_d * mean_d;
-  const acc_t rstd = inverse_std(variance > acc_t(0) ? variance : acc_t(0), eps);
+  // Rounding can leave a tiny negative; an inf in the plane leaves inf - inf = NaN, kept as in eager.
+  const acc_t rstd = inverse_std(variance < acc_t(0) ? acc_t(0) : variance, eps);
   const acc_t gamma = acc_t(style_scale[r.plane]) * rstd, beta = acc_t(style_bias[r.plane]);
   for (int64_t vi = r.first; vi < r.end; vi += r.step) {
     load_v<kVec>(vp, vi * kVec, v);

@@ -219,7 +219,10 @@ def _range_forward_kernel(
     shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
     total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     mean_d = total / M
-    rstd = _inverse_std(tl.maximum(squares / M - mean_d * mean_d, 0.0), eps)
+    variance = squares / M - mean_d * mean_d
+    # Rounding can leave a tiny negative; an inf in the plane leaves inf - inf = NaN, kept as in eager
+    # (tl.maximum would turn NaN into 0).
+    rstd = _inverse_std(tl.where(variance < 0, 0.0, variance), eps)
     for t in range(0, tiles):
         start = begin + t * BLOCK_P
         mask = (start + offs < M) & c_ok[None, :]
