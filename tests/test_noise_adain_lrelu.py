@@ -64,10 +64,13 @@ def test_eps_and_negative_slope_are_honoured(backend):
 # With eps = 0 a constant plane has 0 / 0 to normalise: PyTorch's instance_norm (the seed's
 # InstanceNorm2d) makes it 0, so the output is the LeakyReLU of the style bias, and so do the
 # kernels, their backward and the double backward. Zeros and 3.0 sum exactly in every order.
+# channels_last takes Triton's pixel-range kernels, whose variance is a difference of sums.
 @pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")  # numpy, in the Triton interpreter
-def test_eps_zero_normalises_a_constant_plane_to_zero(backend):
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_eps_zero_normalises_a_constant_plane_to_zero(backend, memory_format):
     x, noise, weight, scale, bias = make_inputs(2, 3, 4, 5)
     x[0, 1], x[1, 2] = 3.0, 0.0
+    x = x.contiguous(memory_format=memory_format)
     inputs = [x, noise, torch.zeros_like(weight), scale, bias]  # no noise, so the planes stay constant
     got, want = ([t.clone().requires_grad_() for t in inputs] for _ in range(2))
     out = so.noise_adain_lrelu(*got, eps=0.0, backend=backend)
