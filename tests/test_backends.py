@@ -106,3 +106,25 @@ def test_triton_autotune_switch(monkeypatch, value, expected):
             autotune_on_gpu()
     else:
         assert autotune_on_gpu() is expected
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+@pytest.mark.parametrize("backend", ["native", "triton"])
+def test_ops_run_on_a_cuda_device_that_is_not_current(backend):
+    """Tensors on cuda:1 while cuda:0 is current: the native ops guard x's device, the Triton
+    launchers make it current (Triton launches on the current device)."""
+    torch.cuda.set_device(0)
+    x = torch.randn(2, 8, 16, 16, device="cuda:1", requires_grad=True)
+    weight = torch.randn(4, 8, 3, 3, device="cuda:1", requires_grad=True)
+    style = [torch.randn(2, 4, device="cuda:1") for _ in range(2)]
+    noise, noise_weight = torch.randn(2, 1, 32, 32, device="cuda:1"), torch.randn(4, device="cuda:1")
+
+    def run(backend):
+        y = so.upsample_conv2d(x, weight, None, backend=backend)
+        y = so.noise_adain_lrelu(y, noise, noise_weight, *style, backend=backend)
+        return (y, *torch.autograd.grad(y.square().sum(), (x, weight)))
+
+    for got, want in zip(run(backend), run("eager")):
+        assert got.device == torch.device("cuda:1")
+        assert ((got - want).norm() / want.norm()).item() < 1e-4

@@ -1,6 +1,9 @@
 """Triton kernels, one file per op (forward and backward). Imported lazily: TRITON_INTERPRET is read at import."""
 
+import functools
 import os
+
+import torch
 
 
 def interpreted(kernel) -> bool:
@@ -21,3 +24,18 @@ def autotune_on_gpu():
     if value not in ("0", "1"):
         raise ValueError(f"STYLEGAN_OPS_TRITON_AUTOTUNE must be '0' or '1', got {value!r}")
     return value == "1"
+
+
+def on_inputs_device(launcher):
+    """``launcher`` run with its first argument's CUDA device current. Triton launches on the current
+    device whatever device the tensors are on: a model on cuda:1 would have its kernels launched on
+    cuda:0 with cuda:1's pointers. CPU tensors (the interpreter) need no device."""
+
+    @functools.wraps(launcher)
+    def on_device(first, *args):
+        if not first.is_cuda:
+            return launcher(first, *args)
+        with torch.cuda.device(first.device):
+            return launcher(first, *args)
+
+    return on_device

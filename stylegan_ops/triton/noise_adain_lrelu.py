@@ -23,7 +23,7 @@ import triton.language as tl
 
 from stylegan_ops.ops._layout import output_memory_format
 from stylegan_ops.ops.noise_adain_lrelu import stats_dtype
-from stylegan_ops.triton import autotune_on_gpu, interpreted
+from stylegan_ops.triton import autotune_on_gpu, interpreted, on_inputs_device
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
 
@@ -379,6 +379,7 @@ def _acc(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+@on_inputs_device
 def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
     x = _with_collapsible_hw(x)
     n, c, h, w = x.shape
@@ -404,6 +405,7 @@ def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope
     return y, mean, rstd
 
 
+@on_inputs_device
 def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope):
     x, grad_y = _with_collapsible_hw(x), _with_collapsible_hw(grad_y)
     n, c, h, w = x.shape

@@ -23,7 +23,7 @@ import triton.language as tl
 
 from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
 from stylegan_ops.ops.upsample_conv2d import fold_weight, unfold_weight_grad
-from stylegan_ops.triton import autotune_on_gpu, interpreted
+from stylegan_ops.triton import autotune_on_gpu, interpreted, on_inputs_device
 
 # On GPU the kernels are autotuned over _GPU_CONFIGS, or run _GPU_FIXED with autotuning switched
 # off (stylegan_ops.triton.autotune_on_gpu); Triton's interpreter (CPU tests) runs a small config.
@@ -179,6 +179,7 @@ def _launch(kernel, autotuned, grid_of, *args, **kwargs):
                                                           num_stages=config.num_stages)
 
 
+@on_inputs_device
 def forward(x, weight, bias):
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
@@ -194,6 +195,7 @@ def forward(x, weight, bias):
     return y
 
 
+@on_inputs_device
 def backward(grad_y, x, weight):
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
