@@ -153,6 +153,13 @@ def _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE: tl.co
 
 
 @triton.jit
+def _tile(begin, t, M, c_ok, BLOCK_P: tl.constexpr):
+    """The pixels of this range's t-th tile, a (BLOCK_P, 1) column, and the tile's mask."""
+    pix = begin + t * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
+    return pix, (pix < M) & c_ok[None, :]
+
+
+@triton.jit
 def _store_pair(PARTIAL, plane, c_ok, C, first, second):
     """This range's pair of sums for its planes, into the (S, 2, N*C) partials."""
     planes = tl.num_programs(0) * C
@@ -190,14 +197,12 @@ def _range_stats_kernel(
     """Forward pass 1: Σd and Σd² over this range, d = v - K with K the plane's first v."""
     n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
         X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
-    offs = tl.arange(0, BLOCK_P)[:, None]
     shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
     total = tl.zeros((BLOCK_C,), ACC)
     squares = tl.zeros((BLOCK_C,), ACC)
     for t in range(0, tiles):
-        start = begin + t * BLOCK_P
-        mask = (start + offs < M) & c_ok[None, :]
-        v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
+        pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
+        v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)
         d = tl.where(mask, v - shift, 0.0)
         total += tl.sum(d, axis=0)
         squares += tl.sum(d * d, axis=0)
@@ -215,7 +220,6 @@ def _range_forward_kernel(
     n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
         X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     y_plane = (Y + n * y_n + c.to(tl.int64) * y_c)[None, :]
-    offs = tl.arange(0, BLOCK_P)[:, None]
     shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
     total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     mean_d = total / M
@@ -224,11 +228,10 @@ def _range_forward_kernel(
     # (tl.maximum would turn NaN into 0).
     rstd = _inverse_std(tl.where(variance < 0, 0.0, variance), eps)
     for t in range(0, tiles):
-        start = begin + t * BLOCK_P
-        mask = (start + offs < M) & c_ok[None, :]
-        v = _load_v(x_plane, noise_plane, a, start + offs, mask, x_hw, noise_hw, HAS_NOISE, ACC)
+        pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
+        v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)
         z = (v - shift - mean_d[None, :]) * (gamma * rstd[None, :]) + beta
-        tl.store(y_plane + (start + offs) * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
+        tl.store(y_plane + pix * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
     if tl.program_id(2) == 0:
         tl.store(MEAN + plane, tl.sum(shift, axis=0) + mean_d, mask=c_ok)
         tl.store(RSTD + plane, rstd, mask=c_ok)
@@ -245,13 +248,11 @@ def _range_grad_sums_kernel(
     n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
         X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     gy_plane, mean, rstd = _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c)
-    offs = tl.arange(0, BLOCK_P)[:, None]
     sum_g = tl.zeros((BLOCK_C,), ACC)
     sum_g_xhat = tl.zeros((BLOCK_C,), ACC)
     for t in range(0, tiles):
-        start = begin + t * BLOCK_P
-        mask = (start + offs < M) & c_ok[None, :]
-        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs, mask,
+        pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
+        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, pix, mask,
                               x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
         sum_g += tl.sum(g, axis=0)
         sum_g_xhat += tl.sum(g * xhat, axis=0)
@@ -270,20 +271,18 @@ def _range_backward_kernel(
         X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     gy_plane, mean, rstd = _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c)
     gx_plane = (GX + n * gx_n + c.to(tl.int64) * gx_c)[None, :]
-    offs = tl.arange(0, BLOCK_P)[:, None]
     sum_g, sum_g_xhat = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     k_scale = gamma * rstd
     mean_g, mean_g_xhat = (sum_g / M)[None, :], (sum_g_xhat / M)[None, :]
     dv_noise = tl.zeros((BLOCK_C,), ACC)
     for t in range(0, tiles):
-        start = begin + t * BLOCK_P
-        mask = (start + offs < M) & c_ok[None, :]
-        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, start + offs, mask,
+        pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
+        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, pix, mask,
                               x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
         dv = k_scale * (g - mean_g - xhat * mean_g_xhat)
-        tl.store(gx_plane + (start + offs) * gx_hw, dv.to(GX.dtype.element_ty), mask=mask)
+        tl.store(gx_plane + pix * gx_hw, dv.to(GX.dtype.element_ty), mask=mask)
         if HAS_NOISE:
-            noise = tl.load(noise_plane + (start + offs) * noise_hw, mask=mask, other=0.0).to(ACC)
+            noise = tl.load(noise_plane + pix * noise_hw, mask=mask, other=0.0).to(ACC)
             dv_noise += tl.sum(tl.where(mask, dv, 0.0) * noise, axis=0)
     if HAS_NOISE:
         tl.store(GA_PARTIAL + tl.program_id(2) * tl.num_programs(0) * C + plane, dv_noise, mask=c_ok)
