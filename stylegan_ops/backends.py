@@ -6,7 +6,6 @@ CUDA device for CUDA tensors). ``triton`` needs Triton and a CUDA device, or a C
 warns once per cause when it has to pass over a faster one.
 """
 
-import functools
 import importlib.util
 import os
 import warnings
@@ -31,10 +30,9 @@ def _as_device(device) -> torch.device:
     raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
 
 
-@functools.cache
-def _triton_installed() -> bool:
-    # Asked on every call of a Triton op: importlib's search of sys.path costs ~40 us each time.
-    return importlib.util.find_spec("triton") is not None
+# Looked up once: a search of sys.path on every Triton op call cost ~40 us (and a constant, unlike a
+# cached function, is what torch.compile's tracing reads without a warning).
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def unavailable_reason(backend: str, device, op: str | None = None, implemented: Collection[str] = BACKENDS):
@@ -57,7 +55,7 @@ def unavailable_reason(backend: str, device, op: str | None = None, implemented:
                 "build, nvcc was not found, or STYLEGAN_OPS_CUDA=0); rebuild with CUDA_HOME set"
             )
     else:  # triton
-        if not _triton_installed():
+        if not _TRITON_INSTALLED:
             return "Triton is not installed (pip install triton)"
         if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
             return "Triton kernels run on CPU tensors only under the interpreter (set TRITON_INTERPRET=1 before import)"
