@@ -101,8 +101,9 @@ def upsample_conv2d_reference(x, weight, bias=None):
 
 
 def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """‖out − ref‖ / ‖ref‖ in float64, the error measure of DESIGN.md §3."""
-    out, ref = out.double(), ref.double()
+    """‖out − ref‖ / ‖ref‖ in float64, the error measure of DESIGN.md §3; the two may live on
+    different devices (a GPU result against a CPU float64 reference), so both go to the CPU."""
+    out, ref = out.detach().cpu().double(), ref.detach().cpu().double()
     return ((out - ref).norm() / ref.norm().clamp_min(1e-300)).item()
 
 
