@@ -78,6 +78,11 @@ __device__ Welford<T> merge(Welford<T> a, Welford<T> b) {
   return {count, a.mean + delta * share, a.m2 + b.m2 + delta * delta * a.count * share};
 }
 
+// block_welford's shared memory: each warp's (count, mean, M2), then the block's total in slots
+// of its own. Warp 0 lane l reads partial l while lane 0 writes the total; sharing slots 0-2
+// raced (compute-sanitizer racecheck, H200).
+constexpr int kWelfordShared = 3 * kWarp + 3;
+
 template <typename T>
 __device__ Welford<T> block_welford(Welford<T> w, T* shared) {
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = blockDim.x / kWarp;
@@ -101,13 +106,13 @@ __device__ Welford<T> block_welford(Welford<T> w, T* shared) {
       w = merge(w, other);
     }
     if (lane == 0) {
-      shared[0] = w.mean;
-      shared[1] = w.m2;
-      shared[2] = w.count;
+      shared[3 * kWarp] = w.count;
+      shared[3 * kWarp + 1] = w.mean;
+      shared[3 * kWarp + 2] = w.m2;
     }
   }
   __syncthreads();
-  const Welford<T> total{shared[2], shared[0], shared[1]};
+  const Welford<T> total{shared[3 * kWarp], shared[3 * kWarp + 1], shared[3 * kWarp + 2]};
   __syncthreads();
   return total;
 }
@@ -258,7 +263,7 @@ __global__ void __launch_bounds__(kMaxThreads)
                    int64_t C, int64_t M, double eps, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kVecsPerThread = kItems / kVec;
-  __shared__ acc_t shared[3 * kWarp];
+  __shared__ acc_t shared[kWelfordShared];
   const int64_t plane = blockIdx.x, n = plane / C, c = plane % C, vectors = M / kVec;
   const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, n, c);
   const Plane yp = plane_of(yv, n, c);
