@@ -1,4 +1,5 @@
-// upsample_conv2d: argument checks and the weight folding shared by the CPU and CUDA kernels.
+// upsample_conv2d: argument checks and the weight folding shared by the CPU and CUDA kernels
+// (per (o, c) filter pair, host and device).
 //
 // Phases: output pixel (2i + a, 2j + b) = Σ_{t,u} Wf[a,b,t,u] · x[i + a - 1 + t, j + b - 1 + u],
 // with Wf[a,b] = A_a W A_bᵀ, A_0 = [[1,0,0],[0,1,1]], A_1 = [[1,1,0],[0,0,1]] (rows: the 2
@@ -6,8 +7,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
-
-#include <vector>
+#include <c10/macros/Macros.h>
 
 #include "layout.h"
 
@@ -51,7 +51,7 @@ inline void check_upsample_conv2d_backward_args(const at::Tensor& grad_y, const 
 // ---- the folding, per (o, c) pair: 3x3 taps -> 16 folded taps (a, b, t, u) ------------------------
 // Along one axis, A_a applied to taps w[0..2]: phase 0 -> (w0, w1 + w2), phase 1 -> (w0 + w1, w2).
 template <typename T>
-inline void fold_axis(const T w[3], T folded[2][2]) {
+C10_HOST_DEVICE inline void fold_axis(const T w[3], T folded[2][2]) {
   folded[0][0] = w[0];
   folded[0][1] = w[1] + w[2];
   folded[1][0] = w[0] + w[1];
@@ -60,7 +60,7 @@ inline void fold_axis(const T w[3], T folded[2][2]) {
 
 // Its adjoint (A_0ᵀ g_0 + A_1ᵀ g_1): gradient of the four (a, t) folded taps -> the three taps.
 template <typename T>
-inline void unfold_axis(const T grad_folded[2][2], T grad[3]) {
+C10_HOST_DEVICE inline void unfold_axis(const T grad_folded[2][2], T grad[3]) {
   grad[0] = grad_folded[0][0] + grad_folded[1][0];
   grad[1] = grad_folded[0][1] + grad_folded[1][0];
   grad[2] = grad_folded[0][1] + grad_folded[1][1];
@@ -68,7 +68,7 @@ inline void unfold_axis(const T grad_folded[2][2], T grad[3]) {
 
 // w[3k + l] (row k, column l) -> folded[8a + 4b + 2t + u]: rows folded first, then columns.
 template <typename T>
-inline void fold_taps(const T w[9], T folded[16]) {
+C10_HOST_DEVICE inline void fold_taps(const T w[9], T folded[16]) {
   T rows[2][2][3];  // (a, t, l)
   for (int l = 0; l < 3; ++l) {
     const T column[3] = {w[l], w[3 + l], w[6 + l]};
@@ -89,7 +89,7 @@ inline void fold_taps(const T w[9], T folded[16]) {
 
 // The adjoint of fold_taps, in the reverse order: columns, then rows.
 template <typename T>
-inline void unfold_taps(const T grad_folded[16], T grad[9]) {
+C10_HOST_DEVICE inline void unfold_taps(const T grad_folded[16], T grad[9]) {
   T rows[2][2][3];  // (a, t, l)
   for (int a = 0; a < 2; ++a) {
     for (int t = 0; t < 2; ++t) {
@@ -106,45 +106,6 @@ inline void unfold_taps(const T grad_folded[16], T grad[9]) {
     unfold_axis(g, column);
     for (int k = 0; k < 3; ++k) grad[3 * k + l] = column[k];
   }
-}
-
-// ---- the folding of whole tensors (used on CUDA tensors) ------------------------------------------
-// fold_axis and unfold_axis on tensors of taps: folded taps are sums of taps, computed as sums. A
-// GEMM with the 0/1 fold matrix would also multiply every tap by its zeros, and an infinite tap
-// times 0 is NaN where eager gives ±inf. The sums run in float64 (never TF32), rounded once.
-
-// Taps (w0, w1, w2) along dim -> folded taps (a, t) at dims (dim, dim + 1).
-inline at::Tensor fold_axis_of(const at::Tensor& w, int64_t dim) {
-  const std::vector<at::Tensor> unbound = w.unbind(dim);
-  const at::Tensor taps[3] = {unbound[0], unbound[1], unbound[2]};
-  at::Tensor folded[2][2];
-  fold_axis(taps, folded);
-  return at::stack({at::stack({folded[0][0], folded[0][1]}, dim), at::stack({folded[1][0], folded[1][1]}, dim)}, dim);
-}
-
-// The adjoint: gradients of folded taps (a, t) at dims (dim, dim + 1) -> of the three taps at dim.
-inline at::Tensor unfold_axis_of(const at::Tensor& grad_folded, int64_t dim) {
-  const at::Tensor phase0 = grad_folded.select(dim, 0), phase1 = grad_folded.select(dim, 1);
-  const at::Tensor folded[2][2] = {{phase0.select(dim, 0), phase0.select(dim, 1)},
-                                   {phase1.select(dim, 0), phase1.select(dim, 1)}};
-  at::Tensor grad[3];
-  unfold_axis(folded, grad);
-  return at::stack({grad[0], grad[1], grad[2]}, dim);
-}
-
-// (C_out, C_in, 3, 3) -> folded weights indexed (a, b, o, c, t, u) in weight's dtype, as a permuted
-// view of the (o, c, a, t, b, u) folding.
-inline at::Tensor fold_weight(const at::Tensor& weight) {
-  return fold_axis_of(fold_axis_of(weight.to(at::kDouble), 2), 4)
-      .to(weight.scalar_type())
-      .permute({2, 4, 0, 1, 3, 5});
-}
-
-// The adjoint of fold_weight: gradient of the folded weights, indexed (a, b, o, c, t, u) with any
-// strides, back to (C_out, C_in, 3, 3), contiguous, in grad_folded's dtype.
-inline at::Tensor unfold_weight_grad(const at::Tensor& grad_folded, int64_t c_out, int64_t c_in) {
-  const at::Tensor per_pair = grad_folded.reshape({2, 2, c_out, c_in, 2, 2}).permute({2, 3, 0, 4, 1, 5});
-  return unfold_axis_of(unfold_axis_of(per_pair.to(at::kDouble), 4), 2).to(grad_folded.scalar_type());
 }
 
 }  // namespace stylegan_ops

@@ -232,7 +232,7 @@ def test_nan_propagates_through_upsample_conv2d_as_in_eager(emulated, memory_for
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_infinite_weight_tap_folds_to_inf(emulated, dtype):
-    """fold_weight sums taps: an infinite tap gives ±inf where eager does (on interior outputs: see
+    """fold_taps sums taps: an infinite tap gives ±inf where eager does (on interior outputs: see
     test_upsample_conv2d.py on padding), not the NaN of inf times a fold matrix's zeros."""
     x = torch.randn(2, 20, 5, 6, dtype=dtype)
     weight = torch.randn(30, 20, 3, 3, dtype=dtype)

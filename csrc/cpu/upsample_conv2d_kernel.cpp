@@ -31,7 +31,7 @@ at::Tensor stacked_weight_buffer(int64_t c_out, int64_t c_in, const at::TensorOp
 // Moves every (o, c) filter pair between the 3x3 layout (C_out, C_in, 3, 3) and the stacked layout
 // (4 * C_out, C_in, 2, 2), row 4o + 2a + b: to_stacked folds (fold_taps), otherwise it applies the
 // adjoint (unfold_taps) to a gradient. Both contiguous; arithmetic in the accumulation type, rounded
-// once. A loop over the pairs writes either layout directly, where fold_weight's tensor ops would
+// once. A loop over the pairs writes either layout directly, where tensor ops (stack, permute) would
 // leave a transpose in 16-byte pieces that costs more than the fold.
 void refold(const at::Tensor& src, at::Tensor& dst, bool to_stacked) {
   const at::Tensor& filters = to_stacked ? src : dst;

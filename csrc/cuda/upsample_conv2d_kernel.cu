@@ -413,15 +413,62 @@ bool channels_inner(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) =
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
-// Folded weights as 16 slabs (a, b, t, u) of (rows, cols) matrices, zero-padded to whole
-// blocks: forward rows o, cols c; dx (transposed) rows c, cols o.
+// Folded weights as 16 slabs (a, b, t, u) of (rows, cols) matrices, zero-padded to (rows_pad,
+// cols_pad): forward rows o, cols c; dx (transposed) rows c, cols o. A thread per padded
+// (row, col) entry folds its filter pair in the accumulation type (fold_taps: sums, so an
+// infinite tap stays infinite) and writes the pair's 16 taps, one per slab; consecutive threads
+// write consecutive columns of a slab.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    fold_slabs_kernel(const scalar_t* __restrict__ weight, scalar_t* __restrict__ slabs, int64_t C_out,
+                      int64_t C_in, int64_t rows_pad, int64_t cols_pad, bool transposed) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t entry = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, slab_size = rows_pad * cols_pad;
+  if (entry >= slab_size) return;
+  const int64_t row = entry / cols_pad, col = entry % cols_pad;
+  const int64_t o = transposed ? col : row, c = transposed ? row : col;
+  acc_t folded[16] = {};
+  if (o < C_out && c < C_in) {
+    acc_t taps[9];
+    for (int k = 0; k < 9; ++k) taps[k] = static_cast<acc_t>(weight[(o * C_in + c) * 9 + k]);
+    fold_taps(taps, folded);
+  }
+  for (int slab = 0; slab < 16; ++slab) slabs[slab * slab_size + entry] = static_cast<scalar_t>(folded[slab]);
+}
+
 at::Tensor slab_weights(const at::Tensor& weight, bool transposed, int64_t row_block, int64_t col_block) {
-  at::Tensor folded = fold_weight(weight);  // (a, b, o, c, t, u)
-  folded = transposed ? folded.permute({0, 1, 4, 5, 3, 2}) : folded.permute({0, 1, 4, 5, 2, 3});
-  folded = folded.reshape({16, folded.size(4), folded.size(5)});
-  const int64_t rows = folded.size(1), cols = folded.size(2);
-  return at::constant_pad_nd(folded, {0, round_up(cols, col_block) - cols, 0, round_up(rows, row_block) - rows})
-      .contiguous();
+  const int64_t C_out = weight.size(0), C_in = weight.size(1);
+  const int64_t rows_pad = round_up(transposed ? C_in : C_out, row_block);
+  const int64_t cols_pad = round_up(transposed ? C_out : C_in, col_block);
+  at::Tensor slabs = at::empty({16, rows_pad, cols_pad}, weight.options());
+  const at::Tensor w = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "upsample_conv2d_fold_slabs", [&] {
+    launch_kernel(fold_slabs_kernel<scalar_t>, dim3(unsigned((rows_pad * cols_pad + kThreads - 1) / kThreads)),
+                  kThreads, w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in, rows_pad,
+                  cols_pad, transposed);
+  });
+  return slabs;
+}
+
+// d weight from grad_weight_kernel's partials [split][slab][c][o]: a thread per (c, o) pair sums
+// its 16 folded taps over the splits in split order (deterministic), applies unfold_taps (the
+// adjoint of the fold) and writes the pair's 3x3 gradient.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    unfold_grad_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ grad_weight,
+                       int64_t C_out, int64_t C_in, int splits) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t pair = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, pairs = C_in * C_out;
+  if (pair >= pairs) return;
+  const int64_t c = pair / C_out, o = pair % C_out;
+  acc_t grad_folded[16], grad[9];
+  for (int slab = 0; slab < 16; ++slab) {
+    acc_t sum = 0;
+    for (int split = 0; split < splits; ++split) sum += partial[(int64_t(split) * 16 + slab) * pairs + pair];
+    grad_folded[slab] = sum;
+  }
+  unfold_taps(grad_folded, grad);
+  for (int k = 0; k < 9; ++k) grad_weight[(o * C_in + c) * 9 + k] = static_cast<scalar_t>(grad[k]);
 }
 
 void check_grid(int64_t blocks, const char* what) {
@@ -462,12 +509,12 @@ at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, c
   return y;
 }
 
-// dWf as float partials over `splits` pixel shares, summed in a fixed order, then unfolded to 3x3.
+// dWf as float partials over `splits` pixel shares, then summed in a fixed order and unfolded to 3x3.
 at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, int64_t C_out) {
   const int64_t N = x.size(0), C_in = x.size(1);
   const int H = int(x.size(2)), W = int(x.size(3));
   const auto acc_dtype = at::toOpMathType(x.scalar_type());
-  at::Tensor partial;
+  at::Tensor grad_weight = at::empty({C_out, C_in, 3, 3}, x.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_conv2d_grad_weight_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     using Tile = GradWeightTile<typename Native<scalar_t>::type>;
@@ -480,14 +527,15 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, int64
                                                1, std::min<int64_t>(32, tiles)));
     check_grid(c_blocks, "the input channels");
     TORCH_CHECK(o_blocks < 65536, "upsample_conv2d: too many output channels (", C_out, ")");
-    partial = at::empty({splits, 2, 2, 2, 2, C_in, C_out}, x.options().dtype(acc_dtype));
+    const at::Tensor partial = at::empty({splits, 16, C_in, C_out}, x.options().dtype(acc_dtype));
     launch_kernel(grad_weight_kernel<scalar_t>, dim3(unsigned(c_blocks), unsigned(o_blocks), unsigned(4 * splits)),
                   kThreads, x.const_data_ptr<scalar_t>(), strides_of(x), grad_y.const_data_ptr<scalar_t>(),
                   strides_of(grad_y), partial.mutable_data_ptr<acc_t>(), H, W, C_in, C_out, tiles, tiles_h, tiles_w,
                   splits, channels_inner(x), channels_inner(grad_y));
+    launch_kernel(unfold_grad_kernel<scalar_t>, dim3(unsigned((C_in * C_out + kThreads - 1) / kThreads)), kThreads,
+                  partial.const_data_ptr<acc_t>(), grad_weight.mutable_data_ptr<scalar_t>(), C_out, C_in, splits);
   });
-  const at::Tensor grad_folded = partial.sum(0).permute({0, 1, 5, 4, 2, 3});  // (a, b, o, c, t, u)
-  return unfold_weight_grad(grad_folded, C_out, C_in).to(x.scalar_type());
+  return grad_weight;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(const at::Tensor& grad_y,
