@@ -162,8 +162,14 @@ def test_gradients_float64_match_reference(backend, wrt):
     _assert_float64_grads_match_reference(backend, (2, 3, 4, 5, 6), wrt)
 
 
-def test_weight_gradient_split_over_pixels(backend):
-    """2048 low-resolution pixels: the Triton d weight GEMM splits its K (pixels) over 2 programs."""
+def test_weight_gradient_split_over_pixels(backend, monkeypatch):
+    """2048 low-resolution pixels on a GPU of 132 SMs: the Triton d weight GEMM splits its K (pixels)
+    over 2 programs, whose partials are summed in order."""
+    if backend == "triton":
+        from stylegan_ops.triton import upsample_conv2d as triton_upsample
+
+        monkeypatch.setattr(triton_upsample, "multiprocessor_count", lambda device: 132)
+        assert triton_upsample._grad_weight_split(2, 3, 4, 32, 32, torch.device("cpu")) == 2
     _assert_float64_grads_match_reference(backend, (2, 3, 4, 32, 32), NAMES)
 
 

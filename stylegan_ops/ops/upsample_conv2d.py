@@ -37,7 +37,8 @@ def upsample_conv2d_ref(x, weight, bias=None):
     return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)
 
 
-# ---- the phase decomposition (csrc/upsample_conv2d.h holds its C++ twin) ------------------------
+# ---- the phase decomposition (the kernels fold per filter pair: fold_taps in csrc/upsample_conv2d.h,
+# _fold_kernel in stylegan_ops/triton/upsample_conv2d.py) -------------------------------------------
 # Folded taps are sums of taps, computed as sums: a GEMM with a 0/1 fold matrix would also
 # multiply every tap by the zeros, and an infinite tap times 0 is NaN where eager gives ±inf.
 # Sums run in float64, rounded once to the weight's dtype.
@@ -48,24 +49,11 @@ def _fold_axis(w, dim):
     return torch.stack([torch.stack([w0, w1 + w2], dim), torch.stack([w0 + w1, w2], dim)], dim)
 
 
-def _unfold_axis(g, dim):
-    """The adjoint of _fold_axis: gradients of folded taps (a, t) at dims (dim, dim + 1) -> of the
-    three taps at dim."""
-    (g00, g01), (g10, g11) = (phase.unbind(dim) for phase in g.unbind(dim))
-    return torch.stack([g00 + g10, g01 + g10, g01 + g11], dim)
-
-
 def fold_weight(weight):
     """(C_out, C_in, 3, 3) -> folded weights indexed (2, 2, C_out, C_in, 2, 2) = (a, b, o, c, t, u) in
     weight's dtype, as a permuted view."""
     folded = _fold_axis(_fold_axis(weight.double(), 2), 4)  # (o, c, a, t, b, u)
     return folded.to(weight.dtype).permute(2, 4, 0, 1, 3, 5)
-
-
-def unfold_weight_grad(grad_folded, c_out, c_in):
-    """The adjoint of fold_weight: gradient indexed (a, b, o, c, t, u) -> (C_out, C_in, 3, 3), in its dtype."""
-    per_pair = grad_folded.reshape(2, 2, c_out, c_in, 2, 2).permute(2, 3, 0, 4, 1, 5)  # (o, c, a, t, b, u)
-    return _unfold_axis(_unfold_axis(per_pair.double(), 4), 2).to(grad_folded.dtype)
 
 
 # ---- autograd (the Triton op's; csrc/autograd/upsample_conv2d_kernel.cpp is the native op's) --

@@ -26,6 +26,12 @@ def autotune_on_gpu():
     return value == "1"
 
 
+def multiprocessor_count(device):
+    """The SMs of a CUDA device. On CPU (the interpreter, tests) a stand-in of 4, so that small
+    test shapes already take the launchers' splitting paths."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+
+
 def on_inputs_device(launcher):
     """``launcher`` run with its first argument's CUDA device current. Triton launches on the current
     device whatever device the tensors are on: a model on cuda:1 would have its kernels launched on

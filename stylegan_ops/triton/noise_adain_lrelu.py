@@ -23,7 +23,7 @@ import triton.language as tl
 
 from stylegan_ops.ops._layout import output_memory_format
 from stylegan_ops.ops.noise_adain_lrelu import stats_dtype
-from stylegan_ops.triton import autotune_on_gpu, interpreted, on_inputs_device
+from stylegan_ops.triton import autotune_on_gpu, interpreted, multiprocessor_count, on_inputs_device
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
 
@@ -329,12 +329,6 @@ def _channels_innermost(x):
     return x.shape[1] > 1 and x.stride(1) == 1
 
 
-def _multiprocessor_count(device):
-    """The SMs of a CUDA device. On CPU (the interpreter, tests) a stand-in of 4, so that small
-    test shapes already split their planes into several pixel ranges."""
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-
-
 def _use_ranges(x):
     """Whether x's planes go to the range kernels: channels_last always (a tile of BLOCK_C channels
     needs strided rows), NCHW planes beyond one register-resident block."""
@@ -347,7 +341,7 @@ def _range_split(x):
     n, c, h, w = x.shape
     block_c = 128 // x.element_size() if _channels_innermost(x) else 1
     programs = n * triton.cdiv(c, block_c)
-    target = 4 * _multiprocessor_count(x.device)
+    target = 4 * multiprocessor_count(x.device)
     splits = max(1, min(triton.cdiv(target, programs), h * w // MIN_RANGE, 1024))
     if triton.cdiv(c, block_c) >= 65536:
         raise RuntimeError(f"noise_adain_lrelu (triton): C={c} needs more than 65535 channel blocks of {block_c}")

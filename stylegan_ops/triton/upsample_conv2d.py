@@ -1,7 +1,8 @@
 """Triton kernels of upsample_conv2d: implicit GEMMs over the four output phases.
 
 Folded weights Wf[a, b, t, u] (2x2 per phase, see stylegan_ops/ops/upsample_conv2d.py) are
-computed once per call in float32 and cast to the input dtype. With x̃(i, j) = x at
+computed once per call by _fold_kernel, as sums of taps in the accumulation dtype rounded once to
+the input dtype; _unfold_grad_kernel applies the adjoint to dWf. With x̃(i, j) = x at
 (i + a - 1 + t, j + b - 1 + u), zero outside:
 
     forward   y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u,c} x̃[n, c] Wf[a,b,t,u][c, o]
@@ -22,8 +23,7 @@ import triton
 import triton.language as tl
 
 from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
-from stylegan_ops.ops.upsample_conv2d import fold_weight, unfold_weight_grad
-from stylegan_ops.triton import autotune_on_gpu, interpreted, on_inputs_device
+from stylegan_ops.triton import autotune_on_gpu, interpreted, multiprocessor_count, on_inputs_device
 
 # On GPU the kernels are autotuned over _GPU_CONFIGS, or run _GPU_FIXED with autotuning switched
 # off (stylegan_ops.triton.autotune_on_gpu); Triton's interpreter (CPU tests) runs a small config.
@@ -144,6 +144,106 @@ def _grad_weight_kernel(
     tl.store(out, acc, mask=c_ok[:, None] & o_ok[None, :])
 
 
+# ---- the weight folding, per (o, c) filter pair ---------------------------------------------------
+# The same sums as fold_taps / unfold_taps in csrc/upsample_conv2d.h: folded taps are sums of taps,
+# never products with a 0/1 matrix, so an infinite tap folds to ±inf (inf * 0 would be NaN).
+FOLD_BLOCK = 256
+
+
+@triton.jit
+def _fold_axis(w0, w1, w2):
+    """Taps (w0, w1, w2) along one axis -> folded taps (a, t) in the order (0,0), (0,1), (1,0), (1,1):
+    phase 0 sees (w0, w1 + w2), phase 1 sees (w0 + w1, w2)."""
+    return w0, w1 + w2, w0 + w1, w2
+
+
+@triton.jit
+def _unfold_axis(g00, g01, g10, g11):
+    """The adjoint of _fold_axis: gradients of the folded taps (a, t) -> of the three taps."""
+    return g00 + g10, g01 + g10, g01 + g11
+
+
+@triton.jit
+def _filter_row(FILT, row, ok, ACC: tl.constexpr):
+    """The three taps of one row of these pairs' 3x3 filters, in ACC."""
+    return (tl.load(FILT + 3 * row, mask=ok, other=0.0).to(ACC),
+            tl.load(FILT + 3 * row + 1, mask=ok, other=0.0).to(ACC),
+            tl.load(FILT + 3 * row + 2, mask=ok, other=0.0).to(ACC))
+
+
+@triton.jit
+def _store_folded(WF, slab_ab, pairs, pair, ok, v0, v1, v2):
+    """Folds row-folded tap (a, t)'s three column taps and stores the (b, u) taps: slab_ab = 8a + 2t."""
+    f00, f01, f10, f11 = _fold_axis(v0, v1, v2)
+    tl.store(WF + slab_ab * pairs + pair, f00.to(WF.dtype.element_ty), mask=ok)
+    tl.store(WF + (slab_ab + 1) * pairs + pair, f01.to(WF.dtype.element_ty), mask=ok)
+    tl.store(WF + (slab_ab + 4) * pairs + pair, f10.to(WF.dtype.element_ty), mask=ok)
+    tl.store(WF + (slab_ab + 5) * pairs + pair, f11.to(WF.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _fold_kernel(WEIGHT, WF, C_in, C_out, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    """(C_out, C_in, 3, 3) -> Wf (16, C_in, C_out), slab 8a + 4b + 2t + u: rows folded, then columns."""
+    pair = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # c * C_out + o: Wf's stores are contiguous
+    pairs = C_in * C_out
+    ok = pair < pairs
+    filt = WEIGHT + ((pair % C_out) * C_in + pair // C_out).to(tl.int64) * 9  # tap 3 * row + column
+    w0, w1, w2 = _filter_row(filt, 0, ok, ACC)
+    w3, w4, w5 = _filter_row(filt, 1, ok, ACC)
+    w6, w7, w8 = _filter_row(filt, 2, ok, ACC)
+    r00_0, r01_0, r10_0, r11_0 = _fold_axis(w0, w3, w6)  # column 0 folded over rows: taps (a, t)
+    r00_1, r01_1, r10_1, r11_1 = _fold_axis(w1, w4, w7)
+    r00_2, r01_2, r10_2, r11_2 = _fold_axis(w2, w5, w8)
+    _store_folded(WF, 0, pairs, pair, ok, r00_0, r00_1, r00_2)
+    _store_folded(WF, 2, pairs, pair, ok, r01_0, r01_1, r01_2)
+    _store_folded(WF, 8, pairs, pair, ok, r10_0, r10_1, r10_2)
+    _store_folded(WF, 10, pairs, pair, ok, r11_0, r11_1, r11_2)
+
+
+@triton.jit
+def _summed_partial(PARTIAL, slab, pairs, pair, ok, SPLIT_K, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    """One dWf slab of these pairs, its SPLIT_K partials added in split order (deterministic)."""
+    total = tl.zeros((BLOCK,), ACC)
+    for split in range(SPLIT_K):
+        total += tl.load(PARTIAL + (split * 16 + slab) * pairs + pair, mask=ok, other=0.0)
+    return total
+
+
+@triton.jit
+def _unfolded_columns(PARTIAL, slab_ab, pairs, pair, ok, SPLIT_K, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    """Row-folded tap (a, t)'s gradient over the three columns, from its (b, u) slabs: slab_ab = 8a + 2t."""
+    return _unfold_axis(_summed_partial(PARTIAL, slab_ab, pairs, pair, ok, SPLIT_K, ACC, BLOCK),
+                        _summed_partial(PARTIAL, slab_ab + 1, pairs, pair, ok, SPLIT_K, ACC, BLOCK),
+                        _summed_partial(PARTIAL, slab_ab + 4, pairs, pair, ok, SPLIT_K, ACC, BLOCK),
+                        _summed_partial(PARTIAL, slab_ab + 5, pairs, pair, ok, SPLIT_K, ACC, BLOCK))
+
+
+@triton.jit
+def _store_unfolded_column(GW_FILT, column, ok, g00, g01, g10, g11):
+    """Unfolds one column's row-folded gradients (a, t) and stores its three taps."""
+    g0, g1, g2 = _unfold_axis(g00, g01, g10, g11)
+    tl.store(GW_FILT + column, g0.to(GW_FILT.dtype.element_ty), mask=ok)
+    tl.store(GW_FILT + 3 + column, g1.to(GW_FILT.dtype.element_ty), mask=ok)
+    tl.store(GW_FILT + 6 + column, g2.to(GW_FILT.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _unfold_grad_kernel(PARTIAL, GW, C_in, C_out, SPLIT_K, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    """dWf partials (SPLIT_K, 16, C_in, C_out) -> d weight (C_out, C_in, 3, 3): the adjoint of
+    _fold_kernel, columns first, then rows."""
+    pair = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    pairs = C_in * C_out
+    ok = pair < pairs
+    c00_0, c00_1, c00_2 = _unfolded_columns(PARTIAL, 0, pairs, pair, ok, SPLIT_K, ACC, BLOCK)
+    c01_0, c01_1, c01_2 = _unfolded_columns(PARTIAL, 2, pairs, pair, ok, SPLIT_K, ACC, BLOCK)
+    c10_0, c10_1, c10_2 = _unfolded_columns(PARTIAL, 8, pairs, pair, ok, SPLIT_K, ACC, BLOCK)
+    c11_0, c11_1, c11_2 = _unfolded_columns(PARTIAL, 10, pairs, pair, ok, SPLIT_K, ACC, BLOCK)
+    filt = GW + ((pair % C_out) * C_in + pair // C_out).to(tl.int64) * 9
+    _store_unfolded_column(filt, 0, ok, c00_0, c01_0, c10_0, c11_0)
+    _store_unfolded_column(filt, 1, ok, c00_1, c01_1, c10_1, c11_1)
+    _store_unfolded_column(filt, 2, ok, c00_2, c01_2, c10_2, c11_2)
+
+
 # The keys hold an input's channel stride (1 for channels_last, H*W for NCHW): the two layouts load
 # tiles so differently that one's best config says nothing about the other's.
 _forward_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "x_c"])(_forward_kernel)
@@ -166,7 +266,20 @@ def _dtypes(x):
 
 def _fold(weight):
     """(C_out, C_in, 3, 3) -> Wf (2, 2, 2, 2, C_in, C_out) = (a, b, t, u, c, o), contiguous, weight's dtype."""
-    return fold_weight(weight).permute(0, 1, 4, 5, 3, 2).contiguous()
+    c_out, c_in = weight.shape[:2]
+    folded = torch.empty((2, 2, 2, 2, c_in, c_out), device=weight.device, dtype=weight.dtype)
+    _fold_kernel[(triton.cdiv(c_in * c_out, FOLD_BLOCK),)](weight.contiguous(), folded, c_in, c_out,
+                                                          ACC=_dtypes(weight)["ACC"], BLOCK=FOLD_BLOCK)
+    return folded
+
+
+def _grad_weight_split(n, c_in, c_out, h, w, device):
+    """SPLIT_K for d weight: enough pixel shares that the 16 phase-tap GEMMs (counted in 64x64
+    tiles) give about four programs per SM, each share at least 1024 pixels, at most 32. Every
+    share keeps a float32 copy of dWf (16 * C_in * C_out), so no more shares than that."""
+    tiles = 16 * triton.cdiv(c_in, 64) * triton.cdiv(c_out, 64)
+    wanted = triton.cdiv(4 * multiprocessor_count(device), tiles)
+    return max(1, min(wanted, 32, n * h * w // 1024))
 
 
 def _launch(kernel, autotuned, grid_of, *args, **kwargs):
@@ -206,15 +319,15 @@ def backward(grad_y, x, weight):
         lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_in, bn)),
         grad_y, folded, grad_x, n, c_in, c_out, h, w, *grad_y.stride(), *grad_x.stride(), **_dtypes(x),
     )
-    # Enough K-splits that the 16 phase-tap GEMMs fill the GPU; partials reduce in a fixed order.
-    split_k = max(1, min(32, n * h * w // 1024))
+    split_k = _grad_weight_split(n, c_in, c_out, h, w, x.device)
     acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    partial = torch.zeros((split_k, 2, 2, 2, 2, c_in, c_out), device=x.device, dtype=acc_dtype)
+    partial = torch.empty((split_k, 16, c_in, c_out), device=x.device, dtype=acc_dtype)  # every program stores
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
         lambda bm, bn: (triton.cdiv(c_in, bm), triton.cdiv(c_out, bn), 16 * split_k),
         x, grad_y, partial, n, c_in, c_out, h, w, split_k, *x.stride(), *grad_y.stride(), **_dtypes(x),
     )
-    grad_folded = partial.sum(dim=0).permute(0, 1, 5, 4, 2, 3)  # (a, b, o, c, t, u)
-    grad_weight = unfold_weight_grad(grad_folded, c_out, c_in).to(x.dtype)
+    grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
+    _unfold_grad_kernel[(triton.cdiv(c_in * c_out, FOLD_BLOCK),)](partial, grad_weight, c_in, c_out, split_k,
+                                                                  ACC=_dtypes(x)["ACC"], BLOCK=FOLD_BLOCK)
     return grad_x, grad_weight, grad_y.sum(dim=(0, 2, 3))
