@@ -7,7 +7,8 @@ of them: a block each), split planes (2 of them: pixel ranges) and the channel-m
 channels_last kernels, with and without noise, and the Triton kernels through register-resident
 planes and pixel ranges (one per plane at 65x64, several at 80x80, channels_last at every size);
 upsample_conv2d's (the phase-conv and grad-weight kernels) has partial pixel tiles and a partial
-second block of 64 channels on both sides."""
+second block of 64 channels on both sides, with channels staged element by element (70 and 66
+channels) and, channels_last, in 16-byte vectors (72 and 80)."""
 
 import torch
 
@@ -30,10 +31,11 @@ def noise_adain_lrelu_run(backend):
 
 def upsample_conv2d_run(backend):
     for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
-        for memory_format in (torch.contiguous_format, torch.channels_last):
-            x = torch.randn(2, 70, 9, 11, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
-            weight = torch.randn(66, 70, 3, 3, device="cuda", dtype=dtype)
-            bias = torch.randn(66, device="cuda", dtype=dtype)
+        for (c_in, c_out), memory_format in [((70, 66), torch.contiguous_format), ((70, 66), torch.channels_last),
+                                             ((72, 80), torch.channels_last)]:
+            x = torch.randn(2, c_in, 9, 11, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
+            weight = torch.randn(c_out, c_in, 3, 3, device="cuda", dtype=dtype)
+            bias = torch.randn(c_out, device="cuda", dtype=dtype)
             inputs = [t.requires_grad_() for t in (x, weight, bias)]
             y = so.upsample_conv2d(*inputs, backend=backend)
             torch.autograd.grad(y, inputs, torch.randn_like(y))

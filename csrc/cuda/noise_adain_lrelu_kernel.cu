@@ -31,6 +31,7 @@
 #include <type_traits>
 
 #include "../noise_adain_lrelu.h"
+#include "packed.h"
 #include "runtime.h"
 
 namespace stylegan_ops {
@@ -124,11 +125,6 @@ struct Plane {  // one (n, c) plane of a tensor, H*W flattened with one stride
 __device__ inline Plane plane_of(const PlaneView& v, int64_t n, int64_t c) {
   return {n * v.n_stride + c * v.c_stride, v.hw_stride};
 }
-
-template <typename scalar_t, int kVec>
-struct alignas(sizeof(scalar_t) * kVec) Packed {
-  scalar_t v[kVec];
-};
 
 // Elements [i, i + kVec) of a plane: one 16-byte access for kVec > 1 (the plane is then
 // contiguous and aligned), else element i through the plane's stride.

@@ -22,10 +22,14 @@
 // one fragment column and shifted views are plain pointer offsets into the staged tile.
 // NCHW and channels_last are both read and written through their strides, no copy: staging
 // loads walk pixels fastest for NCHW and channels fastest for channels_last, so both are
-// coalesced along their contiguous dimension; channels_last needs no transposition at all.
+// coalesced along their contiguous dimension; channels_last needs no transposition at all, and
+// where its channel counts are whole 16-byte vectors the tiles are staged a vector per load.
 //
-// Not yet tuned on a GPU (nothing here has run on one yet): single-buffered staging, no
-// cp.async or ldmatrix, tile sizes picked by reasoning about registers and shared memory.
+// Not tuned on a GPU: single-buffered staging, no cp.async or ldmatrix, tile sizes picked by
+// reasoning about registers and shared memory. The one H200 run (2026-11-26, bf16 channels_last)
+// measured them at 0.16x to 0.46x eager's speed, d weight the slowest (4.7 ms at 512 -> 512
+// channels on 32x32); its dy staging then stored with 32-way shared-memory bank conflicts
+// (fixed since, not yet measured).
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -38,6 +42,7 @@
 #include <type_traits>
 
 #include "../upsample_conv2d.h"
+#include "packed.h"
 
 #include "runtime.h"
 
@@ -211,7 +216,7 @@ __global__ void __launch_bounds__(kThreads)
     phase_conv_kernel(const scalar_t* __restrict__ src, Strides src_s, const scalar_t* __restrict__ weights,
                       const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s, int H, int W,
                       int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int tiles_h, int tiles_w,
-                      bool src_channels_inner, bool dst_channels_inner) {
+                      bool src_channels_inner, bool src_vectors, bool dst_channels_inner) {
   using T = typename Native<scalar_t>::type;
   using Tile = PhaseConvTile<T>;
   using acc_t = at::opmath_type<scalar_t>;
@@ -253,21 +258,37 @@ __global__ void __launch_bounds__(kThreads)
           reinterpret_cast<const int4*>(weights + (int64_t(slab) * M_pad + m0 + m) * K_pad + k0) + (v & 1);
       reinterpret_cast<int4*>(w_smem)[v] = __ldg(from);
     }
-    // Source tile with a one-pixel halo, zero outside the image and past K.
-    for (int e = threadIdx.x; e < kSrcElems; e += kThreads) {
-      int k, pixel;
-      if (src_channels_inner) {
-        k = e % kBK, pixel = e / kBK;
-      } else {
-        pixel = e % (kSrcPhases * Tile::kHaloPixels), k = e / (kSrcPhases * Tile::kHaloPixels);
+    // Source tile with a one-pixel halo, zero outside the image and past K: in 16-byte vectors
+    // of channels where the source allows (channel_vectors), else element by element.
+    if (src_vectors) {
+      constexpr int kVec = 16 / int(sizeof(T)), kVecsPerPixel = kBK / kVec;
+      using Vector = Packed<T, kVec>;
+      for (int e = threadIdx.x; e < kSrcElems / kVec; e += kThreads) {
+        const int k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
+        const int phase = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
+        const int i = i0 - 1 + hp / (kTW + 2), j = j0 - 1 + hp % (kTW + 2);
+        Vector v{};  // zero bits: 0.0
+        if (i >= 0 && i < H && j >= 0 && j < W && k0 + k < K) {
+          v = *reinterpret_cast<const Vector*>(src + phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase));
+        }
+        *reinterpret_cast<Vector*>(s_smem + pixel * kBK + k) = v;
       }
-      const int phase = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
-      const int i = i0 - 1 + hp / (kTW + 2), j = j0 - 1 + hp % (kTW + 2);
-      T v{};  // zero bits: 0.0
-      if (i >= 0 && i < H && j >= 0 && j < W && k0 + k < K) {
-        v = reinterpret_cast<const T*>(src)[phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase)];
+    } else {
+      for (int e = threadIdx.x; e < kSrcElems; e += kThreads) {
+        int k, pixel;
+        if (src_channels_inner) {
+          k = e % kBK, pixel = e / kBK;
+        } else {
+          pixel = e % (kSrcPhases * Tile::kHaloPixels), k = e / (kSrcPhases * Tile::kHaloPixels);
+        }
+        const int phase = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
+        const int i = i0 - 1 + hp / (kTW + 2), j = j0 - 1 + hp % (kTW + 2);
+        T v{};  // zero bits: 0.0
+        if (i >= 0 && i < H && j >= 0 && j < W && k0 + k < K) {
+          v = reinterpret_cast<const T*>(src)[phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase)];
+        }
+        s_smem[pixel * kBK + k] = v;
       }
-      s_smem[pixel * kBK + k] = v;
     }
     __syncthreads();
 #pragma unroll
@@ -327,14 +348,16 @@ __global__ void __launch_bounds__(kThreads)
     grad_weight_kernel(const scalar_t* __restrict__ x, Strides x_s, const scalar_t* __restrict__ grad_y,
                        Strides gy_s, at::opmath_type<scalar_t>* __restrict__ partial, int H, int W, int64_t C_in,
                        int64_t C_out, int64_t tiles, int tiles_h, int tiles_w, int splits,
-                       bool x_channels_inner, bool gy_channels_inner) {
+                       bool x_channels_inner, bool x_vectors, bool gy_vectors) {
   using T = typename Native<scalar_t>::type;
   using Tile = GradWeightTile<T>;
   using acc_t = at::opmath_type<scalar_t>;
   using Mma = typename WarpMma<T, acc_t, Tile::kTW, /*kAColMajor=*/true>::type;
   constexpr int kBC = Tile::kBC, kBO = Tile::kBO, kTW = Tile::kTW, kRows = Tile::kRows, kHaloW = Tile::kHaloW;
   constexpr int kXElems = (kRows + 2) * kHaloW * kBC;
-  constexpr int kDyElems = kBO * kRows * kTW;
+  constexpr int kPixels = kRows * kTW, kDyElems = kBO * kPixels;
+  constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
+  using Vector = Packed<T, kVec>;
   constexpr int kOFrags = kBO / kFragN;
   static_assert(kWarps * kFragM * kFragN * sizeof(acc_t) <= kXElems * sizeof(T), "epilogue scratch");
   __shared__ __align__(128) T x_smem[kXElems];    // [halo row][halo col][c]; reused as epilogue scratch
@@ -355,25 +378,54 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n = tile / (int64_t(tiles_w) * tiles_h);
     const int i0 = ti * kRows, j0 = tj * kTW;
     __syncthreads();  // the previous tile's fragments are loaded
-    for (int e = threadIdx.x; e < kXElems; e += kThreads) {
-      const int c = x_channels_inner ? e % kBC : e / ((kRows + 2) * kHaloW);
-      const int hp = x_channels_inner ? e / kBC : e % ((kRows + 2) * kHaloW);
-      const int i = i0 - 1 + hp / kHaloW, j = j0 - 1 + hp % kHaloW;
-      T v{};  // zero bits: 0.0
-      if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
-        v = reinterpret_cast<const T*>(x)[phase_offset<1>(x_s, n, c0 + c, i, j, 0)];
+    // x tile with a one-pixel halo, zero outside the image and past C_in: 16-byte vectors of
+    // channels where x allows (channel_vectors), else element by element.
+    if (x_vectors) {
+      for (int e = threadIdx.x; e < kXElems / kVec; e += kThreads) {
+        const int c = e % (kBC / kVec) * kVec, hp = e / (kBC / kVec);
+        const int i = i0 - 1 + hp / kHaloW, j = j0 - 1 + hp % kHaloW;
+        Vector v{};  // zero bits: 0.0
+        if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
+          v = *reinterpret_cast<const Vector*>(x + phase_offset<1>(x_s, n, c0 + c, i, j, 0));
+        }
+        *reinterpret_cast<Vector*>(x_smem + hp * kBC + c) = v;
       }
-      x_smem[hp * kBC + c] = v;
+    } else {
+      for (int e = threadIdx.x; e < kXElems; e += kThreads) {
+        const int c = x_channels_inner ? e % kBC : e / ((kRows + 2) * kHaloW);
+        const int hp = x_channels_inner ? e / kBC : e % ((kRows + 2) * kHaloW);
+        const int i = i0 - 1 + hp / kHaloW, j = j0 - 1 + hp % kHaloW;
+        T v{};  // zero bits: 0.0
+        if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
+          v = reinterpret_cast<const T*>(x)[phase_offset<1>(x_s, n, c0 + c, i, j, 0)];
+        }
+        x_smem[hp * kBC + c] = v;
+      }
     }
-    for (int e = threadIdx.x; e < kDyElems; e += kThreads) {
-      const int o = gy_channels_inner ? e % kBO : e / (kRows * kTW);
-      const int p = gy_channels_inner ? e / kBO : e % (kRows * kTW);
-      const int i = i0 + p / kTW, j = j0 + p % kTW;
-      T v{};  // zero bits: 0.0
-      if (i < H && j < W && o0 + o < C_out) {
-        v = reinterpret_cast<const T*>(grad_y)[phase_offset<4>(gy_s, n, o0 + o, i, j, phase)];
+    // dy tile, [o][pixel]: its rows are 128 bytes apart, so the lanes of a store walk pixels (lanes
+    // walking o would all hit one bank: the 32-way conflict of every dy store before). 16-byte
+    // vectors of channels where dy allows, each unpacked into kVec rows.
+    if (gy_vectors) {
+      for (int e = threadIdx.x; e < kDyElems / kVec; e += kThreads) {
+        const int p = e % kPixels, o = e / kPixels * kVec;
+        const int i = i0 + p / kTW, j = j0 + p % kTW;
+        Vector v{};  // zero bits: 0.0
+        if (i < H && j < W && o0 + o < C_out) {
+          v = *reinterpret_cast<const Vector*>(grad_y + phase_offset<4>(gy_s, n, o0 + o, i, j, phase));
+        }
+#pragma unroll
+        for (int l = 0; l < kVec; ++l) dy_smem[(o + l) * kPixels + p] = v.v[l];
       }
-      dy_smem[o * (kRows * kTW) + p] = v;
+    } else {
+      for (int e = threadIdx.x; e < kDyElems; e += kThreads) {
+        const int p = e % kPixels, o = e / kPixels;
+        const int i = i0 + p / kTW, j = j0 + p % kTW;
+        T v{};  // zero bits: 0.0
+        if (i < H && j < W && o0 + o < C_out) {
+          v = reinterpret_cast<const T*>(grad_y)[phase_offset<4>(gy_s, n, o0 + o, i, j, phase)];
+        }
+        dy_smem[o * kPixels + p] = v;
+      }
     }
     __syncthreads();
 #pragma unroll
@@ -383,7 +435,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int f = 0; f < kOFrags; ++f) {
         typename Mma::FragB fb;
-        Mma::load_b(fb, dy_smem + f * kFragN * (kRows * kTW) + r * kTW, kRows * kTW);
+        Mma::load_b(fb, dy_smem + f * kFragN * kPixels + r * kTW, kPixels);
         Mma::mma(acc[f], fa, fb);
       }
     }
@@ -412,6 +464,16 @@ Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.st
 bool channels_inner(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) == 1; }
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// Whether t's channels can be staged in 16-byte vectors: channels contiguous (channels_last), the
+// data 16-byte aligned, and the channel count and every other stride whole vectors, so a vector
+// never straddles a pixel or the end of the channels.
+bool channel_vectors(const at::Tensor& t) {
+  const int64_t vec = 16 / int64_t(t.element_size());
+  const auto address = reinterpret_cast<uintptr_t>(t.const_data_ptr());
+  return t.stride(1) == 1 && t.size(1) % vec == 0 && address % 16 == 0 && t.stride(0) % vec == 0 &&
+         t.stride(2) % vec == 0 && t.stride(3) % vec == 0;
+}
 
 // Folded weights as 16 slabs (a, b, t, u) of (rows, cols) matrices, zero-padded to (rows_pad,
 // cols_pad): forward rows o, cols c; dx (transposed) rows c, cols o. A thread per padded
@@ -494,7 +556,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                   kThreads, src.const_data_ptr<scalar_t>(), strides_of(src), slabs.const_data_ptr<scalar_t>(),
                   bias ? bias_c.const_data_ptr<scalar_t>() : nullptr, dst.mutable_data_ptr<scalar_t>(),
                   strides_of(dst), H, W, K, M, slabs.size(2), slabs.size(1), tiles_h, tiles_w, channels_inner(src),
-                  channels_inner(dst));
+                  channel_vectors(src), channels_inner(dst));
   });
 }
 
@@ -531,7 +593,7 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, int64
     launch_kernel(grad_weight_kernel<scalar_t>, dim3(unsigned(c_blocks), unsigned(o_blocks), unsigned(4 * splits)),
                   kThreads, x.const_data_ptr<scalar_t>(), strides_of(x), grad_y.const_data_ptr<scalar_t>(),
                   strides_of(grad_y), partial.mutable_data_ptr<acc_t>(), H, W, C_in, C_out, tiles, tiles_h, tiles_w,
-                  splits, channels_inner(x), channels_inner(grad_y));
+                  splits, channels_inner(x), channel_vectors(x), channel_vectors(grad_y));
     launch_kernel(unfold_grad_kernel<scalar_t>, dim3(unsigned((C_in * C_out + kThreads - 1) / kThreads)), kThreads,
                   partial.const_data_ptr<acc_t>(), grad_weight.mutable_data_ptr<scalar_t>(), C_out, C_in, splits);
   });

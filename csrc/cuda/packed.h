@@ -1,0 +1,12 @@
+// kVec consecutive elements read or written as one aligned access: one 16-byte vector load or
+// store in the kernels. Shared by the CUDA kernel files (and their CPU emulation).
+#pragma once
+
+namespace stylegan_ops {
+
+template <typename T, int kVec>
+struct alignas(sizeof(T) * kVec) Packed {
+  T v[kVec];
+};
+
+}  // namespace stylegan_ops
