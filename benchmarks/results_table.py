@@ -1,7 +1,8 @@
 """Markdown tables of a ``python -m stylegan_ops.bench --json`` result: median ms per backend and
 speedups, then the geometric mean of each backend's speedup over eager across an op's shapes (the
-form the issues' goals take), then the memory of fwd+bwd: the bytes autograd saves for backward
-(every device) and the peak (CUDA), with each backend's ratio to eager.
+form the issues' goals take), on CUDA the same per-call times with the CPU ahead of the GPU
+(``gpu_ms``: what the kernels take), then the memory of fwd+bwd: the bytes autograd saves for
+backward (every device) and the peak (CUDA), with each backend's ratio to eager.
 
     python benchmarks/results_table.py benchmarks/results/<file>.json
 """
@@ -49,6 +50,7 @@ def table(path):
             partial = f" ({len(speedups)} of {len(cases)} shapes)" if 0 < len(speedups) < len(cases) else ""
             cells.append(f"{math.exp(sum(map(math.log, speedups)) / len(speedups)):.2f}x{partial}" if speedups else "")
         lines.append(f"| {op} | {dtype} | {direction} | {len(cases)} | " + " | ".join(cells) + " |")
+    lines += gpu_table(rows, present, fast)
     for key, what in (("saved_bytes", "saved for backward"), ("peak_mem_bytes", "peak")):
         lines += memory_table(rows, present, key, what)
     failures = result.get("failures", [])
@@ -57,6 +59,23 @@ def table(path):
         lines += [f"- {f['op']} {tuple(f['shape'])} {f['dtype']} {f['direction']} {f['backend']}: {f['error']}"
                   for f in failures]
     return "\n".join(lines)
+
+
+def gpu_table(rows, present, fast):
+    """Per-call ms with the CPU ahead of the GPU (CUDA records only) and the fused backends' speedups."""
+    rows = {k: by_backend for k, by_backend in rows.items()
+            if any(r.get("gpu_ms") is not None for r in by_backend.values())}
+    if not rows:
+        return []
+    lines = ["", "| op | shape | dtype | direction | " + " | ".join(f"{b} GPU ms" for b in present)
+             + "".join(f" | {b} vs eager" for b in fast) + " |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in present) + " | ---" * len(fast) + " |"]
+    for (op, shape, dtype, direction), by_backend in rows.items():
+        ms = {b: by_backend.get(b, {}).get("gpu_ms") for b in present}
+        cells = [f"{ms[b]:.3f}" if ms[b] is not None else "" for b in present]
+        cells += [f"{ms['eager'] / ms[b]:.2f}x" if ms.get("eager") and ms[b] else "" for b in fast]
+        lines.append(f"| {op} | {shape} | {dtype} | {direction} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def memory_table(rows, present, key, what):

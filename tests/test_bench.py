@@ -14,7 +14,7 @@ TINY = {
     ("cpu", "upsample_conv2d"): [(2, 4, 3, 6, 6)],
     ("cpu", "generator"): [(1, 8)],
 }
-RECORD_KEYS = {"op", "backend", "dtype", "shape", "direction", "median_ms", "speedup_vs_eager", "max_rel_err",
+RECORD_KEYS = {"op", "backend", "dtype", "shape", "direction", "median_ms", "gpu_ms", "speedup_vs_eager", "max_rel_err",
                "peak_mem_bytes", "saved_bytes"}
 
 
@@ -41,6 +41,7 @@ def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
         if record["backend"] == "eager":
             assert record["max_rel_err"] == 0 and record["speedup_vs_eager"] == pytest.approx(1.0)
         assert (record["saved_bytes"] is None) == (record["direction"] == "fwd")
+        assert record["gpu_ms"] is None  # CUDA only
     saved = {(r["op"], r["backend"]): r["saved_bytes"] for r in records if r["direction"] == "fwd+bwd"}
     if ("upsample_conv2d", "native") in saved:  # eager keeps the upsampled x (2, 4, 12, 12), native nothing more
         assert saved["upsample_conv2d", "eager"] == 2 * 4 * 12 * 12 * 4 and saved["upsample_conv2d", "native"] == 0
@@ -161,4 +162,17 @@ def test_results_table_reports_per_shape_and_geomean_speedups(tmp_path):
     assert "| upsample_conv2d | float32 | fwd | 3 | 4.00x (2 of 3 shapes) |" in text  # sqrt(2 * 8)
     assert "| op | shape | dtype | eager MiB saved for backward | native MiB saved for backward |" in text
     assert "| upsample_conv2d | (1,) | float32 | 8.0 | 2.0 (0.25x) |" in text
-    assert "peak" not in text  # no peak memory measured (CPU)
+    assert "peak" not in text and "GPU ms" not in text  # neither measured on CPU
+
+
+def test_results_table_adds_gpu_times_where_measured(tmp_path):
+    record = dict(op="noise_adain_lrelu", dtype="bfloat16", direction="fwd", shape=[8, 512, 16, 16])
+    records = [{**record, "backend": backend, "median_ms": median_ms, "gpu_ms": gpu_ms}
+               for backend, median_ms, gpu_ms in (("eager", 0.2, 0.05), ("native", 0.09, 0.01))]
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"device": "NVIDIA H200", "torch": "2.x", "triton": "3.x", "cuda": "13.0",
+                                "date": "2026-11-26T00:00:00", "records": records}))
+    text = _results_table().table(path)
+    assert "| noise_adain_lrelu | (8, 512, 16, 16) | bfloat16 | fwd | 0.200 | 0.090 | 2.22x |" in text
+    assert "| op | shape | dtype | direction | eager GPU ms | native GPU ms | native vs eager |" in text
+    assert "| noise_adain_lrelu | (8, 512, 16, 16) | bfloat16 | fwd | 0.050 | 0.010 | 5.00x |" in text
