@@ -341,6 +341,12 @@ struct GradWeightTile {
   static constexpr int kTW = 16;                            // pixels per tile row: one k-step
   static constexpr int kRows = 8 / int(sizeof(T));          // tile rows: same shared memory for every T
   static constexpr int kHaloW = kTW + 2;
+  // Shared-memory rows (a pixel's channels of x, a channel's pixels of dy) are padded by 32 bytes:
+  // unpadded, both are 128 bytes apart, so the 8 rows a fragment load reads at once all fall on
+  // the same 4 banks (an 8-way conflict); at 160 bytes they spread over all 32 banks (2-way),
+  // and rows stay 32-byte aligned, as WMMA needs.
+  static constexpr int kPad = 32 / int(sizeof(T));
+  static constexpr int kXLd = kBC + kPad, kDyLd = kRows * kTW + kPad;
 };
 
 template <typename scalar_t>
@@ -354,14 +360,16 @@ __global__ void __launch_bounds__(kThreads)
   using acc_t = at::opmath_type<scalar_t>;
   using Mma = typename WarpMma<T, acc_t, Tile::kTW, /*kAColMajor=*/true>::type;
   constexpr int kBC = Tile::kBC, kBO = Tile::kBO, kTW = Tile::kTW, kRows = Tile::kRows, kHaloW = Tile::kHaloW;
-  constexpr int kXElems = (kRows + 2) * kHaloW * kBC;
+  constexpr int kXLd = Tile::kXLd, kDyLd = Tile::kDyLd;  // leading dimensions of the tiles
+  constexpr int kXElems = (kRows + 2) * kHaloW * kBC;   // staged elements (padding aside)
   constexpr int kPixels = kRows * kTW, kDyElems = kBO * kPixels;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
   using Vector = Packed<T, kVec>;
   constexpr int kOFrags = kBO / kFragN;
-  static_assert(kWarps * kFragM * kFragN * sizeof(acc_t) <= kXElems * sizeof(T), "epilogue scratch");
-  __shared__ __align__(128) T x_smem[kXElems];    // [halo row][halo col][c]; reused as epilogue scratch
-  __shared__ __align__(128) T dy_smem[kDyElems];  // [o][row][col]
+  static_assert(kWarps * kFragM * kFragN * sizeof(acc_t) <= (kRows + 2) * kHaloW * kXLd * sizeof(T),
+                "epilogue scratch");
+  __shared__ __align__(128) T x_smem[(kRows + 2) * kHaloW * kXLd];  // [halo row][halo col][c]; epilogue scratch
+  __shared__ __align__(128) T dy_smem[kBO * kDyLd];                 // [o][row][col]
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int tap = warp % 4, half = warp / 4;  // tap (t, u) and which 32 of the 64 x channels
@@ -388,7 +396,7 @@ __global__ void __launch_bounds__(kThreads)
         if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
           v = *reinterpret_cast<const Vector*>(x + phase_offset<1>(x_s, n, c0 + c, i, j, 0));
         }
-        *reinterpret_cast<Vector*>(x_smem + hp * kBC + c) = v;
+        *reinterpret_cast<Vector*>(x_smem + hp * kXLd + c) = v;
       }
     } else {
       for (int e = threadIdx.x; e < kXElems; e += kThreads) {
@@ -399,12 +407,12 @@ __global__ void __launch_bounds__(kThreads)
         if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
           v = reinterpret_cast<const T*>(x)[phase_offset<1>(x_s, n, c0 + c, i, j, 0)];
         }
-        x_smem[hp * kBC + c] = v;
+        x_smem[hp * kXLd + c] = v;
       }
     }
-    // dy tile, [o][pixel]: its rows are 128 bytes apart, so the lanes of a store walk pixels (lanes
-    // walking o would all hit one bank: the 32-way conflict of every dy store before). 16-byte
-    // vectors of channels where dy allows, each unpacked into kVec rows.
+    // dy tile, [o][pixel]: the lanes of a store walk pixels, along a row (lanes walking o would
+    // share banks, rows being kDyLd apart; unpadded, all 32 lanes shared one). 16-byte vectors of
+    // channels where dy allows, each unpacked into kVec rows.
     if (gy_vectors) {
       for (int e = threadIdx.x; e < kDyElems / kVec; e += kThreads) {
         const int p = e % kPixels, o = e / kPixels * kVec;
@@ -414,7 +422,7 @@ __global__ void __launch_bounds__(kThreads)
           v = *reinterpret_cast<const Vector*>(grad_y + phase_offset<4>(gy_s, n, o0 + o, i, j, phase));
         }
 #pragma unroll
-        for (int l = 0; l < kVec; ++l) dy_smem[(o + l) * kPixels + p] = v.v[l];
+        for (int l = 0; l < kVec; ++l) dy_smem[(o + l) * kDyLd + p] = v.v[l];
       }
     } else {
       for (int e = threadIdx.x; e < kDyElems; e += kThreads) {
@@ -424,18 +432,18 @@ __global__ void __launch_bounds__(kThreads)
         if (i < H && j < W && o0 + o < C_out) {
           v = reinterpret_cast<const T*>(grad_y)[phase_offset<4>(gy_s, n, o0 + o, i, j, phase)];
         }
-        dy_smem[o * kPixels + p] = v;
+        dy_smem[o * kDyLd + p] = v;
       }
     }
     __syncthreads();
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       typename Mma::FragA fa;
-      Mma::load_a(fa, x_smem + ((r + 1 + di) * kHaloW + 1 + dj) * kBC + half * kFragM, kBC);
+      Mma::load_a(fa, x_smem + ((r + 1 + di) * kHaloW + 1 + dj) * kXLd + half * kFragM, kXLd);
 #pragma unroll
       for (int f = 0; f < kOFrags; ++f) {
         typename Mma::FragB fb;
-        Mma::load_b(fb, dy_smem + f * kFragN * kPixels + r * kTW, kPixels);
+        Mma::load_b(fb, dy_smem + f * kFragN * kDyLd + r * kTW, kDyLd);
         Mma::mma(acc[f], fa, fb);
       }
     }
