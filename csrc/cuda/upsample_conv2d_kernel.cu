@@ -58,6 +58,13 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * kWarp;
+// The tensor-core (16-bit) GEMM kernels ask for two resident blocks per SM, at most 128 registers
+// a thread: left alone, nvcc gave the bf16 forward 168 and d weight 244, one block of 8 warps per
+// SM, too few to hide the single-buffered staging's load latency. At 128 they spill 8 to 72
+// bytes a thread. The float32/float64 CUDA-core paths (exactness, not speed) would spill up to
+// 1.3 KB, so they keep one.
+template <typename scalar_t>
+constexpr int kMinBlocksPerSM = sizeof(scalar_t) == 2 ? 2 : 1;
 constexpr int kFragM = 32;  // fragment rows: channels
 constexpr int kFragN = 8;   // fragment columns: pixels of one tile row (phase_conv) or channels (grad_weight)
 
@@ -212,7 +219,7 @@ struct PhaseConvTile {
 // `weights` is (16, M_pad, K_pad): slab-major folded weights, zero-padded to whole blocks, so
 // weight stages are whole 16-byte vectors without bounds checks.
 template <typename scalar_t, int kSrcPhases, int kDstPhases>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     phase_conv_kernel(const scalar_t* __restrict__ src, Strides src_s, const scalar_t* __restrict__ weights,
                       const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s, int H, int W,
                       int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int tiles_h, int tiles_w,
@@ -350,7 +357,7 @@ struct GradWeightTile {
 };
 
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     grad_weight_kernel(const scalar_t* __restrict__ x, Strides x_s, const scalar_t* __restrict__ grad_y,
                        Strides gy_s, at::opmath_type<scalar_t>* __restrict__ partial, int H, int W, int64_t C_in,
                        int64_t C_out, int64_t tiles, int tiles_h, int tiles_w, int splits,
