@@ -1,0 +1,44 @@
+"""The compiled CUDA kernels' registers and spills, read from the extension's cubins with Triton's
+cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are meant to run two
+256-thread blocks per SM (__launch_bounds__), which needs at most 128 registers a thread; a
+change that pushes them past it spills instead, and a large spill would show here first."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+import stylegan_ops as so
+from stylegan_ops import _extension
+
+GEMM_KERNELS = ("phase_conv_kernel", "grad_weight_kernel")
+HALF_TYPES = ("IN3c108BFloat16E", "IN3c104HalfE")  # as the (mangled) template arguments read
+
+
+def _resource_usage():
+    """{mangled kernel name: (registers, stack bytes)} for every kernel of the extension."""
+    if so.build_info()["cuda"] is None:
+        pytest.skip("the extension was built without CUDA kernels")
+    triton = pytest.importorskip("triton")
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if not os.path.exists(cuobjdump):
+        pytest.skip("Triton's cuobjdump is not there")
+    out = subprocess.run([cuobjdump, "--dump-resource-usage", _extension._C.__file__], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    usage = {}
+    for line, next_line in zip(out, out[1:]):
+        function = re.search(r"Function (\S+):", line)
+        resources = re.search(r"REG:(\d+) STACK:(\d+)", next_line)
+        if function and resources:
+            usage[function.group(1)] = (int(resources.group(1)), int(resources.group(2)))
+    return usage
+
+
+def test_tensor_core_gemm_kernels_fit_two_blocks_per_sm():
+    usage = _resource_usage()
+    checked = {name: regs_stack for name, regs_stack in usage.items()
+               if any(k in name for k in GEMM_KERNELS) and any(t in name for t in HALF_TYPES)}
+    assert len(checked) == 6, sorted(usage)  # phase_conv (forward, dx) and grad_weight, in fp16 and bf16
+    for name, (registers, stack) in checked.items():
+        assert registers <= 128 and stack <= 128, (name, registers, stack)
