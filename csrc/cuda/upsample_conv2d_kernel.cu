@@ -97,7 +97,8 @@ __device__ inline Acc to_acc(T v) {
 // ---- warp-level C (32 x 8) += A (32 x K) · B (K x 8) -------------------------------------------
 // Both implementations take A and B from shared memory: A row-major (kAColMajor false: element
 // (m, k) at p[m * ldm + k]) or column-major (p[k * ldm + m]); B column-major (p[n * ldm + k]).
-// store() writes C row-major with leading dimension 8.
+// store() writes C row-major with leading dimension 8, or column-major with leading dimension 32:
+// the order its reader walks, so that consecutive lanes read consecutive words.
 
 // CUDA cores, exact in Acc: lane l owns row l of C. B is read from shared memory inside mma()
 // (all lanes read the same address: a broadcast), so load_b only records where it is.
@@ -130,10 +131,10 @@ struct CudaCoreMma {
       for (int k = 0; k < K; ++k) c.v[n] += a.v[k] * to_acc<Acc>(b.p[n * b.ldm + k]);
     }
   }
-  static __device__ void store(Acc* p, const FragC& c) {
+  static __device__ void store(Acc* p, const FragC& c, bool col_major) {
     const int lane = threadIdx.x % kWarp;
 #pragma unroll
-    for (int n = 0; n < kFragN; ++n) p[lane * kFragN + n] = c.v[n];
+    for (int n = 0; n < kFragN; ++n) (col_major ? p[n * kFragM + lane] : p[lane * kFragN + n]) = c.v[n];
   }
 };
 
@@ -149,8 +150,9 @@ struct TensorCoreMma {
   static __device__ void load_a(FragA& a, const T* p, unsigned ldm) { nvcuda::wmma::load_matrix_sync(a, p, ldm); }
   static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { nvcuda::wmma::load_matrix_sync(b, p, ldm); }
   static __device__ void mma(FragC& c, const FragA& a, const FragB& b) { nvcuda::wmma::mma_sync(c, a, b, c); }
-  static __device__ void store(float* p, const FragC& c) {
-    nvcuda::wmma::store_matrix_sync(p, c, kFragN, nvcuda::wmma::mem_row_major);
+  static __device__ void store(float* p, const FragC& c, bool col_major) {
+    nvcuda::wmma::store_matrix_sync(p, c, col_major ? kFragM : kFragN,
+                                    col_major ? nvcuda::wmma::mem_col_major : nvcuda::wmma::mem_row_major);
   }
 };
 
@@ -314,12 +316,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   }
 
   // Epilogue: each warp stages one 32 x 8 fragment at a time and writes it with bias, in
-  // channel-fastest order for channels_last destinations and pixel-fastest otherwise.
+  // channel-fastest order for channels_last destinations and pixel-fastest otherwise (the
+  // fragment staged in that order too).
   __syncthreads();
   acc_t* scratch = reinterpret_cast<acc_t*>(w_smem) + warp * kFragM * kFragN;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    Mma::store(scratch, acc[r]);
+    Mma::store(scratch, acc[r], /*col_major=*/dst_channels_inner);
     __syncwarp();
     const int i = i0 + row0 + r;
     for (int e = lane; e < kFragM * kFragN; e += kWarp) {
@@ -328,7 +331,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
       const int64_t channel = m0 + half * kFragM + m;
       const int j = j0 + px;
       if (i < H && j < W && channel < M) {
-        acc_t value = scratch[m * kFragN + px];
+        acc_t value = dst_channels_inner ? scratch[px * kFragM + m] : scratch[m * kFragN + px];
         if (bias != nullptr) value += static_cast<acc_t>(bias[channel]);
         dst[phase_offset<kDstPhases>(dst_s, n, channel, i, j, q)] = static_cast<scalar_t>(value);
       }
@@ -462,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   acc_t* out = partial + (int64_t(split) * 16 + slab) * C_in * C_out;
 #pragma unroll
   for (int f = 0; f < kOFrags; ++f) {
-    Mma::store(scratch, acc[f]);
+    Mma::store(scratch, acc[f], /*col_major=*/false);
     __syncwarp();
     for (int e = lane; e < kFragM * kFragN; e += kWarp) {
       const int64_t c = c0 + half * kFragM + e / kFragN, o = o0 + f * kFragN + e % kFragN;
