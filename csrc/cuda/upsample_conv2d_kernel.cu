@@ -28,8 +28,9 @@
 // Not tuned on a GPU: single-buffered staging, no cp.async or ldmatrix, tile sizes picked by
 // reasoning about registers and shared memory. The one H200 run (2026-11-26, bf16 channels_last)
 // measured them at 0.16x to 0.46x eager's speed, d weight the slowest (4.7 ms at 512 -> 512
-// channels on 32x32); its dy staging then stored with 32-way shared-memory bank conflicts
-// (fixed since, not yet measured).
+// channels on 32x32). Since then (not yet measured): d weight's tiles and the epilogue free of
+// the shared-memory bank conflicts they had (32-way on every dy store), 16-byte staging, and
+// two blocks per SM for the 16-bit types.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
