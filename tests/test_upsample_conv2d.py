@@ -162,6 +162,15 @@ def test_gradients_float64_match_reference(backend, wrt):
     _assert_float64_grads_match_reference(backend, (2, 3, 4, 5, 6), wrt)
 
 
+def test_triton_fold_refuses_weights_past_32_bit_indices():
+    """16 folded taps of 16384 x 8192 filter pairs are 2^31 elements: a clear error, not a wrapped index."""
+    pytest.importorskip("triton")
+    from stylegan_ops.triton import upsample_conv2d as triton_upsample
+
+    with pytest.raises(RuntimeError, match="32-bit indices"):
+        triton_upsample._fold(torch.empty(16384, 8192, 3, 3, device="meta"))
+
+
 def test_weight_gradient_split_over_pixels(backend, monkeypatch):
     """2048 low-resolution pixels on a GPU of 132 SMs: the Triton d weight GEMM splits its K (pixels)
     over 2 programs, whose partials are summed in order."""

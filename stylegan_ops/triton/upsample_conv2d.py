@@ -267,6 +267,9 @@ def _dtypes(x):
 def _fold(weight):
     """(C_out, C_in, 3, 3) -> Wf (2, 2, 2, 2, C_in, C_out) = (a, b, t, u, c, o), contiguous, weight's dtype."""
     c_out, c_in = weight.shape[:2]
+    if 16 * c_in * c_out >= 2**31:  # the fold kernels index Wf and dWf's slabs in 32 bits
+        raise RuntimeError(f"upsample_conv2d (triton): C_in * C_out = {c_in * c_out} filter pairs, 16 folded taps "
+                           "each, need more than 32-bit indices in the Triton fold kernels")
     folded = torch.empty((2, 2, 2, 2, c_in, c_out), device=weight.device, dtype=weight.dtype)
     _fold_kernel[(triton.cdiv(c_in * c_out, FOLD_BLOCK),)](weight.contiguous(), folded, c_in, c_out,
                                                           ACC=_dtypes(weight)["ACC"], BLOCK=FOLD_BLOCK)
