@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 #include <c10/macros/Macros.h>
 
+#include <array>
+
 #include "layout.h"
 
 namespace stylegan_ops {
@@ -36,6 +38,9 @@ inline void check_upsample_conv2d_args(const at::Tensor& x, const at::Tensor& we
                 weight.size(0), ",), got ", bias->sizes());
   }
 }
+
+// A gradient that upsample_conv2d_backward's output_mask did not ask for: empty, not computed.
+inline at::Tensor not_computed(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
 inline void check_upsample_conv2d_backward_args(const at::Tensor& grad_y, const at::Tensor& x,
                                                 const at::Tensor& weight) {

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import stylegan_ops as so
 from stylegan_ops.bench import saved_bytes
@@ -232,7 +233,7 @@ def test_backward_composite_matches_backward_kernel():
     cpu_backend_or_skip("native", "upsample_conv2d")
     x, weight, _ = make_inputs(2, 3, 4, 5, 6)
     grad_y = torch.randn(2, 4, 10, 12, dtype=x.dtype)
-    kernel = torch.ops.stylegan_ops.upsample_conv2d_backward(grad_y, x, weight)
+    kernel = torch.ops.stylegan_ops.upsample_conv2d_backward(grad_y, x, weight, [True, True])
     composite = torch.ops.stylegan_ops.upsample_conv2d_backward_composite(grad_y, x, weight)
     for name, got, want in zip(("x", "weight", "bias"), composite, kernel):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=lambda m: f"d {name}: {m}")
@@ -250,8 +251,52 @@ def test_opcheck(backend):
         x, weight, bias = make_inputs(2, 3, 4, 3, 5, bias=with_bias)
         torch.library.opcheck(op.default, (x.requires_grad_(), weight.requires_grad_(), bias))
     grad_y = torch.randn(2, 4, 6, 10, dtype=torch.float64)
-    torch.library.opcheck(backward, (grad_y, x.detach(), weight.detach()),
-                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    for output_mask in ([True, True], [True, False], [False, True]):
+        torch.library.opcheck(backward, (grad_y, x.detach(), weight.detach(), output_mask),
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+@pytest.mark.parametrize("output_mask", [[True, False], [False, True]], ids=["grad_x", "grad_weight"])
+def test_backward_computes_only_the_gradients_asked_for(backend, output_mask):
+    """A frozen weight (or x) skips its GEMM: the op returns an empty tensor in its place, the other
+    gradient as with both asked for."""
+    if backend == "eager":
+        pytest.skip("eager is plain PyTorch, not a library op")
+    backward = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend] + "_backward")
+    x, weight, _ = make_inputs(2, 3, 4, 5, 6)
+    grad_y = torch.randn(2, 4, 10, 12, dtype=x.dtype)
+    full = backward(grad_y, x, weight, [True, True])
+    partial = backward(grad_y, x, weight, output_mask)
+    for asked, got, want in zip(output_mask + [True], partial, full):
+        assert torch.equal(got, want) if asked else got.numel() == 0
+
+
+class _BackwardMasks(TorchDispatchMode):
+    """Records the output_mask of every upsample_conv2d backward op called under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._opname in ("upsample_conv2d_backward", "upsample_conv2d_triton_backward"):
+            self.masks.append(list(args[3]))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("frozen", ["x", "weight"])
+def test_autograd_asks_only_for_the_gradients_it_needs(backend, frozen):
+    if backend == "eager":
+        pytest.skip("eager is plain PyTorch, not a library op")
+    x, weight, bias = make_inputs(2, 3, 4, 5, 6)
+    trainable = weight if frozen == "x" else x
+    trainable.requires_grad_()
+    grad_y = torch.randn(2, 4, 10, 12, dtype=x.dtype)
+    with _BackwardMasks() as calls:
+        (got,) = torch.autograd.grad(so.upsample_conv2d(x, weight, bias, backend=backend), (trainable,), grad_y)
+    assert calls.masks == [[frozen == "weight", frozen == "x"]]
+    (want,) = torch.autograd.grad(upsample_conv2d_reference(x, weight, bias), (trainable,), grad_y)
+    assert rel_l2(got, want) < 1e-12
 
 
 # The fake ops must predict the strides the kernels write in every layout (opcheck compares them).
@@ -264,7 +309,7 @@ def test_fake_strides_match_kernels(backend, x_layout, weight_layout, c_in):
     x, weight, bias = _layout_inputs(x_layout, weight_layout, c_in)
     checks = ("test_schema", "test_faketensor")
     torch.library.opcheck(op, (x, weight, bias), test_utils=checks)
-    torch.library.opcheck(backward, (op(x, weight, bias), x, weight), test_utils=checks)
+    torch.library.opcheck(backward, (op(x, weight, bias), x, weight, [True, True]), test_utils=checks)
 
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's per-sample loop
@@ -335,7 +380,8 @@ def test_gpu_layouts_follow_conv2d(x_layout, weight_layout, c_in):
     assert rel_l2(out, upsample_conv2d_reference(*(t.cpu().double() for t in (x, weight, bias)))) < 1e-5
     checks = ("test_schema", "test_faketensor")
     torch.library.opcheck(torch.ops.stylegan_ops.upsample_conv2d.default, (x, weight, bias), test_utils=checks)
-    torch.library.opcheck(torch.ops.stylegan_ops.upsample_conv2d_backward.default, (out, x, weight), test_utils=checks)
+    torch.library.opcheck(torch.ops.stylegan_ops.upsample_conv2d_backward.default, (out, x, weight, [True, True]),
+                          test_utils=checks)
 
 
 @pytest.mark.gpu

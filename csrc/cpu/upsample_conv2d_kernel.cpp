@@ -150,7 +150,8 @@ at::Tensor upsample_conv2d_impl(const at::Tensor& x, const at::Tensor& weight, c
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_impl(const at::Tensor& grad_y,
                                                                              const at::Tensor& x,
-                                                                             const at::Tensor& weight) {
+                                                                             const at::Tensor& weight,
+                                                                             std::array<bool, 2> output_mask) {
   check_upsample_conv2d_backward_args(grad_y, x, weight);
   const int64_t N = x.size(0), C_out = weight.size(0), H = x.size(2), W = x.size(3);
   // Scatter dy into the stacked layout; the border row/column of each phase no output reads stays 0.
@@ -158,8 +159,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_impl(con
   move_phases(grad_z, grad_y, /*to_output=*/false);
   auto [grad_x, grad_stacked, unused] = at::convolution_backward(
       grad_z, x, stacked_phase_weight(weight), /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1}, /*padding=*/{1, 1},
-      /*dilation=*/{1, 1}, /*transposed=*/false, /*output_padding=*/{0, 0}, /*groups=*/1, {true, true, false});
-  return {grad_x, unstack_phase_weight_grad(grad_stacked), grad_y.sum({0, 2, 3})};
+      /*dilation=*/{1, 1}, /*transposed=*/false, /*output_padding=*/{0, 0}, /*groups=*/1,
+      {output_mask[0], output_mask[1], false});
+  return {output_mask[0] ? grad_x : not_computed(x),
+          output_mask[1] ? unstack_phase_weight_grad(grad_stacked) : not_computed(x), grad_y.sum({0, 2, 3})};
 }
 
 }  // namespace

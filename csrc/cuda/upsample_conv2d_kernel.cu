@@ -621,15 +621,21 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, int64
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(const at::Tensor& grad_y,
                                                                              const at::Tensor& x,
-                                                                             const at::Tensor& weight) {
+                                                                             const at::Tensor& weight,
+                                                                             std::array<bool, 2> output_mask) {
   check_upsample_conv2d_backward_args(grad_y, x, weight);
   const DeviceGuard guard(x.device());
   const int64_t C_out = weight.size(0);
   TORCH_CHECK(x.size(2) < (int64_t(1) << 30) && x.size(3) < (int64_t(1) << 30), "upsample_conv2d: x is too large, got ",
               x.sizes());
-  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x)));
-  if (grad_x.numel() > 0) launch_phase_conv<4, 1>(grad_y, weight, std::nullopt, grad_x, /*transposed=*/true);
-  at::Tensor grad_weight = x.numel() > 0 && C_out > 0 ? grad_weight_cuda(grad_y, x, C_out) : at::zeros_like(weight);
+  at::Tensor grad_x = not_computed(x), grad_weight = not_computed(x);
+  if (output_mask[0]) {
+    grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x)));
+    if (grad_x.numel() > 0) launch_phase_conv<4, 1>(grad_y, weight, std::nullopt, grad_x, /*transposed=*/true);
+  }
+  if (output_mask[1]) {
+    grad_weight = x.numel() > 0 && C_out > 0 ? grad_weight_cuda(grad_y, x, C_out) : at::zeros_like(weight);
+  }
   return {grad_x, grad_weight, grad_y.sum({0, 2, 3})};
 }
 

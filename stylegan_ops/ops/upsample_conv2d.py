@@ -76,11 +76,12 @@ def _setup_context(ctx, inputs, output):
 def _autograd_backward(backward_op):
     def backward(ctx, grad_y):
         x, weight = ctx.saved_tensors
+        needed = list(ctx.needs_input_grad[:2])  # only those: a frozen weight (or x) skips its GEMM
         if torch.is_grad_enabled():  # create_graph=True: keep the graph for higher derivatives
             grad_x, grad_weight, grad_bias = _backward_composite(grad_y, x, weight)
         else:
-            grad_x, grad_weight, grad_bias = backward_op(grad_y, x, weight)
-        return grad_x, grad_weight, grad_bias if ctx.has_bias else None
+            grad_x, grad_weight, grad_bias = backward_op(grad_y, x, weight, needed)
+        return grad_x if needed[0] else None, grad_weight if needed[1] else None, grad_bias if ctx.has_bias else None
 
     return backward
 
@@ -91,10 +92,11 @@ def _fake_forward(x, weight, bias):
     return x.new_empty((n, weight.shape[0], 2 * h, 2 * w)).contiguous(memory_format=memory_format)
 
 
-def _fake_backward(grad_y, x, weight):
+def _fake_backward(grad_y, x, weight, output_mask):
+    """grad_x and grad_weight as output_mask asks for them, else empty (0 elements, not computed)."""
     return (
-        torch.empty_like(x, memory_format=output_memory_format(x)),
-        weight.new_empty(weight.shape),
+        torch.empty_like(x, memory_format=output_memory_format(x)) if output_mask[0] else x.new_empty(0),
+        weight.new_empty(weight.shape) if output_mask[1] else x.new_empty(0),
         weight.new_empty(weight.shape[:1]),
     )
 
@@ -109,11 +111,11 @@ def _triton_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 
 @torch.library.custom_op("stylegan_ops::upsample_conv2d_triton_backward", mutates_args=())
 def _triton_backward(
-    grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
+    grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, output_mask: list[bool]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from stylegan_ops.triton import upsample_conv2d as kernels
 
-    return kernels.backward(grad_y, x, weight)
+    return kernels.backward(grad_y, x, weight, output_mask)
 
 
 register(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite,

@@ -267,13 +267,17 @@ def _dtypes(x):
 def _fold(weight):
     """(C_out, C_in, 3, 3) -> Wf (2, 2, 2, 2, C_in, C_out) = (a, b, t, u, c, o), contiguous, weight's dtype."""
     c_out, c_in = weight.shape[:2]
-    if 16 * c_in * c_out >= 2**31:  # the fold kernels index Wf and dWf's slabs in 32 bits
-        raise RuntimeError(f"upsample_conv2d (triton): C_in * C_out = {c_in * c_out} filter pairs, 16 folded taps "
-                           "each, need more than 32-bit indices in the Triton fold kernels")
+    _check_fold_indices(c_in, c_out)
     folded = torch.empty((2, 2, 2, 2, c_in, c_out), device=weight.device, dtype=weight.dtype)
     _fold_kernel[(triton.cdiv(c_in * c_out, FOLD_BLOCK),)](weight.contiguous(), folded, c_in, c_out,
                                                           ACC=_dtypes(weight)["ACC"], BLOCK=FOLD_BLOCK)
     return folded
+
+
+def _check_fold_indices(c_in, c_out):
+    if 16 * c_in * c_out >= 2**31:  # the fold kernels index Wf and dWf's slabs in 32 bits
+        raise RuntimeError(f"upsample_conv2d (triton): C_in * C_out = {c_in * c_out} filter pairs, 16 folded taps "
+                           "each, need more than 32-bit indices in the Triton fold kernels")
 
 
 def _grad_weight_split(n, c_in, c_out, h, w, device):
@@ -312,16 +316,29 @@ def forward(x, weight, bias):
 
 
 @on_inputs_device
-def backward(grad_y, x, weight):
+def backward(grad_y, x, weight, output_mask):
+    """(grad_x, grad_weight, grad_bias); a gradient output_mask does not ask for is empty, not computed."""
+    return (_grad_x(grad_y, x, weight) if output_mask[0] else x.new_empty(0),
+            _grad_weight(grad_y, x, weight) if output_mask[1] else x.new_empty(0),
+            grad_y.sum(dim=(0, 2, 3)))
+
+
+def _grad_x(grad_y, x, weight):
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    folded = _fold(weight)
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
     _launch(
         _grad_x_kernel, _grad_x_autotuned,
         lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_in, bn)),
-        grad_y, folded, grad_x, n, c_in, c_out, h, w, *grad_y.stride(), *grad_x.stride(), **_dtypes(x),
+        grad_y, _fold(weight), grad_x, n, c_in, c_out, h, w, *grad_y.stride(), *grad_x.stride(), **_dtypes(x),
     )
+    return grad_x
+
+
+def _grad_weight(grad_y, x, weight):
+    n, c_in, h, w = x.shape
+    c_out = weight.shape[0]
+    _check_fold_indices(c_in, c_out)
     split_k = _grad_weight_split(n, c_in, c_out, h, w, x.device)
     acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     partial = torch.empty((split_k, 16, c_in, c_out), device=x.device, dtype=acc_dtype)  # every program stores
@@ -333,4 +350,4 @@ def backward(grad_y, x, weight):
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
     _unfold_grad_kernel[(triton.cdiv(c_in * c_out, FOLD_BLOCK),)](partial, grad_weight, c_in, c_out, split_k,
                                                                   ACC=_dtypes(x)["ACC"], BLOCK=FOLD_BLOCK)
-    return grad_x, grad_weight, grad_y.sum(dim=(0, 2, 3))
+    return grad_weight
