@@ -32,6 +32,8 @@ def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
     for op in ("noise_adain_lrelu", "upsample_conv2d", "generator"):
         for direction in ("fwd", "fwd+bwd"):
             assert {(op, "eager", direction), (op, "compile", direction)} <= ran
+            assert ((op, "native+compile", direction) in ran) == (
+                op == "generator" and bench.available(op, "native", "cpu") is None)
             if "native" in bench.IMPLEMENTED_BACKENDS.get(op, ("native",)) and bench.available(op, "native", "cpu") is None:
                 assert (op, "native", direction) in ran
     for record in records:
