@@ -23,6 +23,9 @@ class NoiseAdainLrelu : public torch::autograd::Function<NoiseAdainLrelu> {
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["negative_slope"] = negative_slope;
     ctx->mark_non_differentiable({mean, rstd});
+    // Left on, autograd would hand backward zero tensors for mean's and rstd's gradients, made by
+    // two fill kernels on every backward; only y's is read.
+    ctx->set_materialize_grads(false);
     return {y, mean, rstd};
   }
 
@@ -40,6 +43,7 @@ class NoiseAdainLrelu : public torch::autograd::Function<NoiseAdainLrelu> {
     const OptionalTensor noise = saved[1].defined() ? OptionalTensor(saved[1]) : std::nullopt;
     const double negative_slope = ctx->saved_data["negative_slope"].toDouble();
     const Tensor& grad_y = grad_outputs[0];
+    if (!grad_y.defined()) return variable_list(7);
     auto [grad_x, grad_noise_weight, grad_scale, grad_bias] =
         at::GradMode::is_enabled()
             ? composite_op.call(grad_y, x, noise, noise_weight, style_scale, style_bias,

@@ -745,7 +745,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
   const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
-  at::Tensor grad_a_per_plane = at::zeros({N, C}, mean.options());
+  at::Tensor grad_a_per_plane = at::empty({N, C}, mean.options());  // every plane's block stores its value
   at::Tensor grad_scale = at::empty({N, C}, x.options()), grad_bias = at::empty({N, C}, x.options());
   if (N * C == 0) return {grad_x, grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
   const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();

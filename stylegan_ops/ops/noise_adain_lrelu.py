@@ -77,12 +77,15 @@ def _setup_context(ctx, inputs, output):
     x, noise, noise_weight, style_scale, style_bias, eps, negative_slope = inputs
     _, mean, rstd = output
     ctx.mark_non_differentiable(mean, rstd)
+    ctx.set_materialize_grads(False)  # no zero gradients made for mean and rstd: only y's is read
     ctx.save_for_backward(x, noise, noise_weight, style_scale, style_bias, mean, rstd)
     ctx.eps, ctx.negative_slope = eps, negative_slope
 
 
 def _autograd_backward(backward_op):
     def backward(ctx, grad_y, _grad_mean, _grad_rstd):
+        if grad_y is None:
+            return (None,) * 7
         x, noise, noise_weight, style_scale, style_bias, mean, rstd = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: keep the graph for higher derivatives
             grad_x, grad_noise_weight, grad_scale, grad_bias = _backward_composite(
