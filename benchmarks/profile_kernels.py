@@ -12,13 +12,13 @@ its call time (the rest is per-call CPU cost), upsample_conv2d's kernels all of 
 import cProfile
 import io
 import pstats
-import statistics
 import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 import stylegan_ops as so
+from stylegan_ops.bench import _medians_ms
 
 CASES = {
     "noise_adain_lrelu (8, 128, 128, 128)": lambda: _noise_inputs(8, 128, 128, 128),
@@ -42,20 +42,6 @@ def _upsample_inputs(n, c_in, c_out, h, w):
     return so.upsample_conv2d, (_randn(n, c_in, h, w, channels_last=True), _randn(c_out, c_in, 3, 3))
 
 
-def _call_ms(step, reps=20):
-    """Median of single calls from an idle GPU, CUDA events around each (the CLI's measure)."""
-    times = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def profile_case(name, make, backend):
     op, args = make()
     grad_y = torch.randn_like(op(*args, backend=backend))
@@ -64,9 +50,7 @@ def profile_case(name, make, backend):
     def step():
         torch.autograd.grad(op(*args, backend=backend), inputs, grad_y)
 
-    for _ in range(3):
-        step()
-    call_ms = _call_ms(step)
+    call_ms = _medians_ms([step], "cuda", reps=20, warmup=3)[0]  # the CLI's measure, warm-up included
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
             step()
