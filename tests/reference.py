@@ -9,6 +9,7 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 # ---- the seed's modules --------------------------------------------------------------------
@@ -98,6 +99,19 @@ def upsample_conv2d_reference(x, weight, bias=None):
     """Nearest 2x by repeat_interleave, then a 3x3 convolution with zero padding 1."""
     upsampled = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     return F.conv2d(upsampled, weight, bias, padding=1)
+
+
+class OpCalls(TorchDispatchMode):
+    """Records every operator call made under it (ATen's and stylegan_ops' alike) as (op, args, output)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.calls.append((func, args, out))
+        return out
 
 
 def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:

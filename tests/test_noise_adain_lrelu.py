@@ -5,12 +5,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import stylegan_ops as so
 from stylegan_ops.bench import saved_bytes
 from conftest import cpu_backend_or_skip
-from reference import LAYOUTS, assert_matches_reference, noise_adain_lrelu_reference, output_and_grads, rel_l2
+from reference import LAYOUTS, OpCalls, assert_matches_reference, noise_adain_lrelu_reference, output_and_grads, rel_l2
 
 OP = "noise_adain_lrelu"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -340,21 +339,6 @@ def test_backward_saves_only_per_plane_statistics(backend, dtype):
         assert saved == 2 * 2 * 3 * (8 if dtype == torch.float64 else 4)
 
 
-class _ZeroFills(TorchDispatchMode):
-    """Records the shapes of the tensors that ATen zero-fills under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.shapes = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if func.overloadpacket in (torch.ops.aten.zeros, torch.ops.aten.zeros_like, torch.ops.aten.new_zeros,
-                                   torch.ops.aten.fill_, torch.ops.aten.zero_):
-            self.shapes.append(tuple(out.shape))
-        return out
-
-
 # mean and rstd are outputs without gradients: autograd must not make zero tensors for them on
 # every backward (the native CPU backward fills nothing at all).
 def test_backward_makes_no_zero_gradients_for_the_statistics():
@@ -362,9 +346,11 @@ def test_backward_makes_no_zero_gradients_for_the_statistics():
     inputs = [t.requires_grad_() for t in make_inputs(2, 3, 8, 8)]
     y = so.noise_adain_lrelu(*inputs, backend="native")
     grad_y = torch.randn_like(y)
-    with _ZeroFills() as fills:
+    with OpCalls() as ops:
         grads = torch.autograd.grad(y, inputs[:1] + inputs[2:], grad_y)
-    assert fills.shapes == []
+    zero_fills = (torch.ops.aten.zeros, torch.ops.aten.zeros_like, torch.ops.aten.new_zeros, torch.ops.aten.fill_,
+                  torch.ops.aten.zero_)
+    assert [tuple(out.shape) for func, _, out in ops.calls if func.overloadpacket in zero_fills] == []
     _, want = _grads(noise_adain_lrelu_reference, inputs, ("x", "noise_weight", "style_scale", "style_bias"), grad_y)
     assert all(rel_l2(g, r) < 1e-12 for g, r in zip(grads, want, strict=True))
 

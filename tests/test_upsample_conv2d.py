@@ -5,12 +5,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import stylegan_ops as so
 from stylegan_ops.bench import saved_bytes
 from conftest import cpu_backend_or_skip
-from reference import LAYOUTS, assert_matches_reference, output_and_grads, rel_l2, upsample_conv2d_reference
+from reference import LAYOUTS, OpCalls, assert_matches_reference, output_and_grads, rel_l2, upsample_conv2d_reference
 
 OP = "upsample_conv2d"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -271,19 +270,6 @@ def test_backward_computes_only_the_gradients_asked_for(backend, output_mask):
         assert torch.equal(got, want) if asked else got.numel() == 0
 
 
-class _BackwardMasks(TorchDispatchMode):
-    """Records the output_mask of every upsample_conv2d backward op called under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.masks = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func._opname in ("upsample_conv2d_backward", "upsample_conv2d_triton_backward"):
-            self.masks.append(list(args[3]))
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("frozen", ["x", "weight"])
 def test_autograd_asks_only_for_the_gradients_it_needs(backend, frozen):
     if backend == "eager":
@@ -292,9 +278,11 @@ def test_autograd_asks_only_for_the_gradients_it_needs(backend, frozen):
     trainable = weight if frozen == "x" else x
     trainable.requires_grad_()
     grad_y = torch.randn(2, 4, 10, 12, dtype=x.dtype)
-    with _BackwardMasks() as calls:
+    with OpCalls() as ops:
         (got,) = torch.autograd.grad(so.upsample_conv2d(x, weight, bias, backend=backend), (trainable,), grad_y)
-    assert calls.masks == [[frozen == "weight", frozen == "x"]]
+    masks = [list(args[3]) for func, args, _ in ops.calls
+             if func._opname in ("upsample_conv2d_backward", "upsample_conv2d_triton_backward")]
+    assert masks == [[frozen == "weight", frozen == "x"]]
     (want,) = torch.autograd.grad(upsample_conv2d_reference(x, weight, bias), (trainable,), grad_y)
     assert rel_l2(got, want) < 1e-12
 
