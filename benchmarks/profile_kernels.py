@@ -1,9 +1,12 @@
 """Where a fused op's time goes on a GPU: its kernels' time (torch.profiler) against the time of a
-call (one call from an idle GPU, as the benchmark CLI times it), per backend, forward+backward,
-and the Python functions that take a call's CPU time (cProfile, by own time).
+call (one call from an idle GPU, as the benchmark CLI times it), per backend, forward+backward;
+the CPU side of a call: the operators and CUDA runtime/driver calls with the most CPU time (any
+synchronising call named), the Python functions by own time (cProfile), and a forward call's CPU
+cost layer by layer (public function, registered op, Triton launcher).
 
-The first H200 run showed both gaps this separates: noise_adain_lrelu's kernels took a fifth of
-its call time (the rest is per-call CPU cost), upsample_conv2d's kernels all of it.
+The GPU runs showed the gaps this separates: noise_adain_lrelu's kernels take a tenth to a fifth
+of its call time, the Triton backend's a tenth of its forward+backward (0.115 of 1.15 ms on an
+H100); upsample_conv2d's CUDA kernels all of its call.
 
     python benchmarks/profile_kernels.py   (CUDA only; about 20 s with STYLEGAN_OPS_TRITON_AUTOTUNE=0,
     which the GPU suite sets)
@@ -12,7 +15,9 @@ its call time (the rest is per-call CPU cost), upsample_conv2d's kernels all of 
 import cProfile
 import io
 import pstats
+import statistics
 import sys
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -51,15 +56,22 @@ def profile_case(name, make, backend):
         torch.autograd.grad(op(*args, backend=backend), inputs, grad_y)
 
     call_ms = _medians_ms([step], "cuda", reps=20, warmup=3)[0]  # the CLI's measure, warm-up included
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
             step()
         torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]  # kernels, copies
+    averages = prof.key_averages()
+    events = [e for e in averages if e.self_device_time_total > 0]  # kernels, copies
     kernel_ms = sum(e.self_device_time_total for e in events) / 5 / 1e3
     print(f"== {name} {backend} fwd+bwd: call {call_ms:.3f} ms, kernels {kernel_ms:.3f} ms")
     for e in sorted(events, key=lambda e: -e.self_device_time_total)[:8]:
         print(f"   {e.self_device_time_total / 5 / 1e3:8.3f} ms  x{e.count // 5:<3} {e.key[:100]}")
+    print("   CPU time per call by operator and runtime call (torch.profiler, self time):")
+    host = [e for e in averages if e.self_cpu_time_total > 0]
+    for e in sorted(host, key=lambda e: -e.self_cpu_time_total)[:10]:
+        print(f"   {e.self_cpu_time_total / 5 / 1e3:8.3f} ms  x{e.count // 5:<3} {e.key[:100]}")
+    waits = [f"{e.key} x{e.count}" for e in host if _waits_for_gpu(e.key)]
+    print(f"   calls that wait for the GPU, in 5 calls and the loop's one torch.cuda.synchronize(): {', '.join(waits)}")
     cpu = cProfile.Profile()
     cpu.enable()
     for _ in range(20):
@@ -72,12 +84,79 @@ def profile_case(name, make, backend):
     print("\n".join("   " + line for line in report.getvalue().splitlines() if line.strip()))
 
 
+def _waits_for_gpu(name):
+    """Whether a CUDA runtime or driver call blocks the CPU until the GPU catches up."""
+    return "Synchronize" in name or name in ("cudaMemcpy", "cuMemcpyDtoH_v2", "cuMemcpyHtoD_v2")
+
+
+def _host_us(call, calls=50, reps=5):
+    """CPU microseconds of one call queued behind a GPU sleep of about 20 ms (the median of ``reps``
+    loops of ``calls`` calls): a call that synchronises waits out the sleep and shows as
+    thousands of microseconds."""
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        torch.cuda._sleep(40_000_000)  # cycles
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        times.append((time.perf_counter() - start) / calls * 1e6)
+        torch.cuda.synchronize()
+    return statistics.median(times)
+
+
+def layer_costs(name, make):
+    """A forward call's CPU cost (no autograd) through each layer down to the Triton launcher: the
+    difference between two lines is that layer's own cost."""
+    op, args = make()
+    plain = [a.detach() for a in args]
+    layers = LAYERS[op.__name__](plain)
+    with torch.no_grad():
+        for layer, call in layers.items():
+            call()  # compiled, autotuned
+            print(f"   {_host_us(call):8.1f} µs  {layer}")
+
+
+def _noise_layers(args):
+    from stylegan_ops.triton import noise_adain_lrelu as kernels
+
+    full = (*args, 1e-5, 0.2)
+    return {
+        "native: so.noise_adain_lrelu": lambda: so.noise_adain_lrelu(*args, backend="native"),
+        "native: torch.ops.stylegan_ops.noise_adain_lrelu": lambda: torch.ops.stylegan_ops.noise_adain_lrelu(*full),
+        "triton: so.noise_adain_lrelu": lambda: so.noise_adain_lrelu(*args, backend="triton"),
+        "triton: torch.ops.stylegan_ops.noise_adain_lrelu_triton":
+            lambda: torch.ops.stylegan_ops.noise_adain_lrelu_triton(*full),
+        "triton: stylegan_ops.triton.noise_adain_lrelu.forward (launcher)": lambda: kernels.forward(*full),
+    }
+
+
+def _upsample_layers(args):
+    from stylegan_ops.triton import upsample_conv2d as kernels
+
+    full = (*args, None)
+    return {
+        "native: so.upsample_conv2d": lambda: so.upsample_conv2d(*args, backend="native"),
+        "native: torch.ops.stylegan_ops.upsample_conv2d": lambda: torch.ops.stylegan_ops.upsample_conv2d(*full),
+        "triton: so.upsample_conv2d": lambda: so.upsample_conv2d(*args, backend="triton"),
+        "triton: torch.ops.stylegan_ops.upsample_conv2d_triton":
+            lambda: torch.ops.stylegan_ops.upsample_conv2d_triton(*full),
+        "triton: stylegan_ops.triton.upsample_conv2d.forward (launcher)": lambda: kernels.forward(*full),
+    }
+
+
+LAYERS = {"noise_adain_lrelu": _noise_layers, "upsample_conv2d": _upsample_layers}
+
+
 def main():
     if not torch.cuda.is_available():
         sys.exit("profile_kernels.py needs a CUDA device")
     for name, make in CASES.items():
         for backend in ("eager", "native", "triton"):
             profile_case(name, make, backend)
+    for name, make in CASES.items():
+        print(f"== {name}: CPU cost of one forward call, layer by layer (GPU kept busy)")
+        layer_costs(name, make)
 
 
 if __name__ == "__main__":

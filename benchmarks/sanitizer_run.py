@@ -10,9 +10,13 @@ upsample_conv2d's (the phase-conv and grad-weight kernels) has partial pixel til
 second block of 64 channels on both sides, with channels staged element by element (70 and 66
 channels) and, channels_last, in 16-byte vectors (72 and 80)."""
 
+import sys
+
 import torch
 
 import stylegan_ops as so
+
+BACKENDS = ("native", "triton")
 
 
 def noise_adain_lrelu_run(backend):
@@ -41,16 +45,20 @@ def upsample_conv2d_run(backend):
             torch.autograd.grad(y, inputs, torch.randn_like(y))
 
 
-def main():
+def main(backends):
     # The hand-written CUDA kernels first; a line per part, so that a run cut short by the
     # suite's time cap shows how far it got.
-    for backend in ("native", "triton"):
+    for backend in backends:
         for run in (noise_adain_lrelu_run, upsample_conv2d_run):
             run(backend)
             torch.cuda.synchronize()
             print(f"{run.__name__.removesuffix('_run')} {backend}: every kernel launched", flush=True)
-    print("sanitizer run: all CUDA kernels launched")
+    print(f"sanitizer run: every {' and '.join(backends)} kernel launched")
 
 
 if __name__ == "__main__":
-    main()
+    # Optional arguments name the backends to run (default: both), e.g. `sanitizer_run.py native`.
+    chosen = tuple(sys.argv[1:]) or BACKENDS
+    if any(b not in BACKENDS for b in chosen):
+        sys.exit(f"usage: sanitizer_run.py [{' '.join(BACKENDS)}]")
+    main(chosen)

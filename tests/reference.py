@@ -142,6 +142,25 @@ def assert_matches_reference(fn, reference_fn, inputs, names, grad_y, ref_dtype,
     return y, got
 
 
+def assert_never_waits_for_gpu(fn, inputs, grad_y):
+    """fn's forward and backward on CUDA make no call that blocks the CPU until the GPU catches up
+    (``torch.cuda.set_sync_debug_mode("error")`` raises on any), once a first call has compiled and
+    autotuned (which do wait). A hidden wait would stall every training step's CPU on its GPU."""
+    inputs = [t.detach().requires_grad_() if t is not None else None for t in inputs]
+    wrt = [t for t in inputs if t is not None]
+
+    def step():
+        torch.autograd.grad(fn(*inputs), wrt, grad_y)
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 # ---- layouts ---------------------------------------------------------------------------------
 def _channels_last_slice(t):
     """t's values as channels 1..C of a channels_last tensor with C + 2 channels: not contiguous in

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 import stylegan_ops as so
 from stylegan_ops.bench import saved_bytes
 from conftest import cpu_backend_or_skip
-from reference import LAYOUTS, OpCalls, assert_matches_reference, noise_adain_lrelu_reference, output_and_grads, rel_l2
+from reference import (LAYOUTS, OpCalls, assert_matches_reference, assert_never_waits_for_gpu, noise_adain_lrelu_reference,
+                       output_and_grads, rel_l2)
 
 OP = "noise_adain_lrelu"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -445,6 +446,17 @@ def test_gpu_layouts_and_determinism(gpu_backend, layout):
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     y_ref = noise_adain_lrelu_reference(*[t.double() for t in inputs])
     assert rel_l2(y, y_ref) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(8, 512, 16, 16), (8, 64, 128, 128)], ids=str)  # NCHW: whole planes, pixel ranges
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_gpu_calls_never_wait_for_the_gpu(gpu_backend, shape, memory_format):
+    inputs = [t.cuda() for t in make_inputs(*shape, dtype=torch.bfloat16)]
+    inputs[0] = inputs[0].contiguous(memory_format=memory_format)
+    assert_never_waits_for_gpu(lambda *a: so.noise_adain_lrelu(*a, backend=gpu_backend), inputs,
+                               torch.randn(shape, device="cuda", dtype=torch.bfloat16))
 
 
 @pytest.mark.gpu

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 import stylegan_ops as so
 from stylegan_ops.bench import saved_bytes
 from conftest import cpu_backend_or_skip
-from reference import LAYOUTS, OpCalls, assert_matches_reference, output_and_grads, rel_l2, upsample_conv2d_reference
+from reference import (LAYOUTS, OpCalls, assert_matches_reference, assert_never_waits_for_gpu, output_and_grads, rel_l2,
+                       upsample_conv2d_reference)
 
 OP = "upsample_conv2d"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -408,6 +409,16 @@ def test_gpu_backward_is_deterministic(gpu_backend):
     first = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)[1]
     second = _grads(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend), (x, weight, bias), NAMES, grad_y)[1]
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_gpu_calls_never_wait_for_the_gpu(gpu_backend, memory_format):
+    x, weight, bias = (t.cuda() for t in make_inputs(4, 64, 64, 16, 16, dtype=torch.bfloat16))
+    assert_never_waits_for_gpu(lambda *a: so.upsample_conv2d(*a, backend=gpu_backend),
+                               (x.contiguous(memory_format=memory_format), weight, bias),
+                               torch.randn(4, 64, 32, 32, device="cuda", dtype=torch.bfloat16))
 
 
 @pytest.mark.gpu
