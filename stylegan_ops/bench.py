@@ -180,17 +180,23 @@ def _sleep_cycles_per_ms():
 def _gpu_ms(step, call_ms):
     """A call's time with the CPU ahead (CUDA): the stream sleeps for longer than the CPU needs to
     enqueue a few calls, so the events around those calls time their GPU work back to back. About
-    10 ms of calls; the sleep is twice their one-call-from-idle time. A call that waits for the GPU
-    itself, or a CPU slower than the kernels even then, makes this the larger, honest time."""
+    10 ms of calls; the sleep is twice their one-call-from-idle time, doubled (up to twice more)
+    whenever it ended before the CPU had queued every call, for then the GPU waited for the CPU
+    (GPU clocks move, and with them a sleep's length). A call that waits for the GPU itself ends
+    every sleep early: the last, larger time is then the honest one."""
     calls = max(1, min(10, int(10 / max(call_ms, 1e-3))))
-    torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda._sleep(int(_sleep_cycles_per_ms() * (2 * calls * call_ms + 1)))
-    start.record()
-    for _ in range(calls):
-        step()
-    end.record()
-    end.synchronize()
+    for attempt in range(3):
+        torch.cuda.synchronize()
+        torch.cuda._sleep(int(_sleep_cycles_per_ms() * (2 * calls * call_ms + 1) * 2**attempt))
+        start.record()
+        for _ in range(calls):
+            step()
+        end.record()
+        slept_through = not start.query()  # the GPU is still asleep: every call was queued in time
+        end.synchronize()
+        if slept_through:
+            break
     return start.elapsed_time(end) / calls
 
 
