@@ -19,11 +19,30 @@ inline int multiprocessor_count(const at::Tensor& t) {
   return count;
 }
 
-// kernel<<<grid, block>>>(args...) on the current stream, checked.
+// A launch's threads per block and dynamic shared memory (read by dynamic_shared_memory()).
+struct BlockShape {
+  dim3 threads;
+  size_t shared_bytes = 0;
+  BlockShape(dim3 threads_, size_t shared_bytes_ = 0) : threads(threads_), shared_bytes(shared_bytes_) {}
+  BlockShape(unsigned threads_, size_t shared_bytes_ = 0) : threads(threads_), shared_bytes(shared_bytes_) {}
+};
+
+// kernel<<<grid, block.threads, block.shared_bytes>>>(args...) on the current stream, checked.
+// Past 48 KiB a kernel must opt in to its dynamic shared memory.
 template <typename Kernel, typename... Args>
-void launch_kernel(Kernel kernel, dim3 grid, dim3 block, Args... args) {
-  kernel<<<grid, block, 0, c10::cuda::getCurrentCUDAStream()>>>(args...);
+void launch_kernel(Kernel kernel, dim3 grid, BlockShape block, Args... args) {
+  if (block.shared_bytes > 48 * 1024) {
+    C10_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(block.shared_bytes)));
+  }
+  kernel<<<grid, block.threads, block.shared_bytes, c10::cuda::getCurrentCUDAStream()>>>(args...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The block's dynamic shared memory, block.shared_bytes of launch_kernel, 128-byte aligned.
+__device__ inline unsigned char* dynamic_shared_memory() {
+  extern __shared__ __align__(128) unsigned char bytes[];
+  return bytes;
 }
 
 }  // namespace stylegan_ops

@@ -12,7 +12,8 @@
 // The forward and dx are one kernel, phase_conv_kernel: a thread block owns 64 destination
 // channels of an 8x8 tile of low-resolution pixels in every destination phase, stages the
 // source tile with a one-pixel halo (and the 16 folded weight slabs) in shared memory for
-// BK source channels at a time, and each of the 16 (phase, tap) terms is a GEMM on a shifted
+// BK source channels at a time, double-buffered (the next BK channels load through cp.async
+// while these are multiplied), and each of the 16 (phase, tap) terms is a GEMM on a shifted
 // view of that one staged tile. The forward thus computes all four output phases from one
 // input tile and writes the interleaved 2x output directly; dx reads the four phases of dy
 // from one tile the same way. dWf is a reduction over pixels (grad_weight_kernel), split over
@@ -25,12 +26,13 @@
 // coalesced along their contiguous dimension; channels_last needs no transposition at all, and
 // where its channel counts are whole 16-byte vectors the tiles are staged a vector per load.
 //
-// Not tuned on a GPU: single-buffered staging, no cp.async or ldmatrix, tile sizes picked by
-// reasoning about registers and shared memory. Measured (bf16 channels_last, 512 -> 512 channels
-// on 32x32, forward / dx / d weight): 1.1 / 1.7 / 4.7 ms on the first H200 run; 0.57 / 0.81 /
-// 0.61 ms on an H100 after d weight's and the epilogue's bank conflicts were removed and staging
-// went to 16-byte vectors and two blocks per SM; cuDNN takes 0.20 / 0.21 / 0.31 ms on the
-// upsampled input (benchmarks/results/nvidia-h100-2026-11-26-profile.log).
+// Not tuned on a GPU: no ldmatrix, tile sizes picked by reasoning about registers and shared
+// memory. Measured (bf16 channels_last, 512 -> 512 channels on 32x32, forward / dx / d weight):
+// 1.1 / 1.7 / 4.7 ms on the first H200 run; 0.57 / 0.81 / 0.61 ms on an H100 after d weight's
+// and the epilogue's bank conflicts were removed and staging went to 16-byte vectors and two
+// blocks per SM, all single-buffered; cuDNN takes 0.20 / 0.21 / 0.31 ms on the upsampled input
+// (benchmarks/results/nvidia-h100-2026-11-26-profile.log). The phase convolutions' double
+// buffering came after that run and is not yet measured.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -50,6 +52,7 @@
 #ifndef STYLEGAN_OPS_EMULATE_CUDA  // else cuda_emulation.h provides these
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_pipeline_primitives.h>
 #include <mma.h>
 #endif
 
@@ -216,6 +219,13 @@ struct PhaseConvTile {
   static constexpr int kTH = 8, kTW = kFragN;  // low-resolution pixel tile
   static constexpr int kBK = 32 / int(sizeof(T));
   static constexpr int kHaloPixels = (kTH + 2) * (kTW + 2);
+  static constexpr int kWeightElems = 16 * kBM * kBK;  // a stage's weights: [slab][m][k]
+  // A stage's source tile, [src phase][halo row][halo col][k].
+  static constexpr int src_elems(int src_phases) { return src_phases * kHaloPixels * kBK; }
+  // Two stages (double buffering): 70 KiB forward, 89 KiB dx, whatever T (kBK is 32 bytes).
+  static constexpr size_t shared_bytes(int src_phases) {
+    return 2 * size_t(kWeightElems + src_elems(src_phases)) * sizeof(T);
+  }
 };
 
 // Grid: x = (n, tile row, tile column), y = block of 64 destination channels.
@@ -235,12 +245,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   constexpr int kTaps = 16 / kDstPhases;                      // terms per destination phase
   constexpr int kRowGroups = kWarps / (kDstPhases * 2);       // warps sharing one (phase, channel half)
   constexpr int kRows = kTH / kRowGroups;                     // tile rows (fragments) per warp
-  constexpr int kWeightElems = 16 * kBM * kBK;
-  constexpr int kSrcElems = kSrcPhases * Tile::kHaloPixels * kBK;
+  constexpr int kWeightElems = Tile::kWeightElems, kSrcElems = Tile::src_elems(kSrcPhases);
+  constexpr int kStageElems = kWeightElems + kSrcElems;
+  constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
+  using Vector = Packed<T, kVec>;
   static_assert(kWarps % (kDstPhases * 2) == 0 && kTH % kRowGroups == 0, "warp layout");
   static_assert(kWarps * kFragM * kFragN * sizeof(acc_t) <= kWeightElems * sizeof(T), "epilogue scratch");
-  __shared__ __align__(128) T w_smem[kWeightElems];  // [slab][m][k]; reused as epilogue scratch
-  __shared__ __align__(128) T s_smem[kSrcElems];     // [src phase][halo row][halo col][k]
+  static_assert(kStageElems * sizeof(T) % 128 == 0, "stages 128-byte aligned");
+  // Two stages, each its weights then its source tile; the first stage's weights are the epilogue's scratch.
+  T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int q = warp % kDstPhases;                    // destination phase of this warp
@@ -254,34 +267,30 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   const int i0 = ti * kTH, j0 = tj * kTW;
   const int64_t m0 = int64_t(blockIdx.y) * kBM;
 
-  typename Mma::FragC acc[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) Mma::zero(acc[r]);
-
-  for (int64_t k0 = 0; k0 < K_pad; k0 += kBK) {
-    __syncthreads();  // the previous stage's fragments are loaded
-    // Weights: 16 slabs x 64 rows x kBK, each row 32 contiguous bytes of `weights`.
-    constexpr int kVecs = kWeightElems * int(sizeof(T)) / 16;
-    for (int v = threadIdx.x; v < kVecs; v += kThreads) {
+  // Starts loading the kBK channels from k0 into stage buffer `buf`: the weights, and the source
+  // tile where 16-byte vectors allow (channel_vectors), as asynchronous copies committed as one
+  // group; any other source element by element, stored before this returns. Halo pixels outside
+  // the image and channels past K are zeros.
+  auto load_stage = [&](int buf, int64_t k0) {
+    T* const w_stage = smem + buf * kStageElems;
+    T* const s_stage = w_stage + kWeightElems;
+    // Weights: 16 slabs x 64 rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
+    for (int v = threadIdx.x; v < kWeightElems / kVec; v += kThreads) {
       const int row = v / 2, slab = row / kBM, m = row % kBM;
-      const int4* from =
-          reinterpret_cast<const int4*>(weights + (int64_t(slab) * M_pad + m0 + m) * K_pad + k0) + (v & 1);
-      reinterpret_cast<int4*>(w_smem)[v] = __ldg(from);
+      __pipeline_memcpy_async(w_stage + v * kVec, weights + (int64_t(slab) * M_pad + m0 + m) * K_pad + k0 + (v & 1) * kVec,
+                              16);
     }
-    // Source tile with a one-pixel halo, zero outside the image and past K: in 16-byte vectors
-    // of channels where the source allows (channel_vectors), else element by element.
     if (src_vectors) {
-      constexpr int kVec = 16 / int(sizeof(T)), kVecsPerPixel = kBK / kVec;
-      using Vector = Packed<T, kVec>;
+      constexpr int kVecsPerPixel = kBK / kVec;
       for (int e = threadIdx.x; e < kSrcElems / kVec; e += kThreads) {
         const int k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
         const int phase = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
         const int i = i0 - 1 + hp / (kTW + 2), j = j0 - 1 + hp % (kTW + 2);
-        Vector v{};  // zero bits: 0.0
-        if (i >= 0 && i < H && j >= 0 && j < W && k0 + k < K) {
-          v = *reinterpret_cast<const Vector*>(src + phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase));
-        }
-        *reinterpret_cast<Vector*>(s_smem + pixel * kBK + k) = v;
+        const bool inside = i >= 0 && i < H && j >= 0 && j < W && k0 + k < K;
+        // Outside: zero-filled, nothing read (src itself stands in as a valid address).
+        __pipeline_memcpy_async(s_stage + pixel * kBK + k,
+                                inside ? src + phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase) : src, 16,
+                                inside ? 0 : 16);
       }
     } else {
       for (int e = threadIdx.x; e < kSrcElems; e += kThreads) {
@@ -297,30 +306,49 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
         if (i >= 0 && i < H && j >= 0 && j < W && k0 + k < K) {
           v = reinterpret_cast<const T*>(src)[phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase)];
         }
-        s_smem[pixel * kBK + k] = v;
+        s_stage[pixel * kBK + k] = v;
       }
     }
-    __syncthreads();
+    __pipeline_commit();
+  };
+
+  typename Mma::FragC acc[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) Mma::zero(acc[r]);
+
+  // Double buffering: stage s + 1 loads while stage s is multiplied.
+  const int64_t stages = K_pad / kBK;
+  if (stages > 0) load_stage(0, 0);
+  for (int64_t s = 0; s < stages; ++s) {
+    if (s + 1 < stages) {
+      load_stage(int((s + 1) % 2), (s + 1) * kBK);  // its buffer was last read before the previous barrier
+      __pipeline_wait_prior(1);                      // stage s's copies have landed, s + 1's may not
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();  // every thread's copies of stage s are visible
+    const T* const w_stage = smem + (s % 2) * kStageElems;
+    const T* const s_stage = w_stage + kWeightElems;
 #pragma unroll
     for (int k = 0; k < kTaps; ++k) {
       const Tap tap = tap_of<kDstPhases>(q, k);
       typename Mma::FragA a;
-      Mma::load_a(a, w_smem + (tap.slab * kBM + half * kFragM) * kBK, kBK);
+      Mma::load_a(a, w_stage + (tap.slab * kBM + half * kFragM) * kBK, kBK);
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         const int hy = row0 + r + 1 + tap.di, hx = 1 + tap.dj;
         typename Mma::FragB b;
-        Mma::load_b(b, s_smem + ((tap.src_phase * (kTH + 2) + hy) * (kTW + 2) + hx) * kBK, kBK);
+        Mma::load_b(b, s_stage + ((tap.src_phase * (kTH + 2) + hy) * (kTW + 2) + hx) * kBK, kBK);
         Mma::mma(acc[r], a, b);
       }
     }
+    __syncthreads();  // stage s is read: its buffer may take stage s + 2
   }
 
   // Epilogue: each warp stages one 32 x 8 fragment at a time and writes it with bias, in
   // channel-fastest order for channels_last destinations and pixel-fastest otherwise (the
   // fragment staged in that order too).
-  __syncthreads();
-  acc_t* scratch = reinterpret_cast<acc_t*>(w_smem) + warp * kFragM * kFragN;
+  acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * kFragM * kFragN;  // the stages are read
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     Mma::store(scratch, acc[r], /*col_major=*/dst_channels_inner);
@@ -572,7 +600,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     TORCH_CHECK(blocks_y < 65536, "upsample_conv2d: too many channels (", M, ")");
     const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
     launch_kernel(phase_conv_kernel<scalar_t, kSrcPhases, kDstPhases>, dim3(unsigned(blocks_x), unsigned(blocks_y)),
-                  kThreads, src.const_data_ptr<scalar_t>(), strides_of(src), slabs.const_data_ptr<scalar_t>(),
+                  BlockShape(kThreads, Tile::shared_bytes(kSrcPhases)), src.const_data_ptr<scalar_t>(), strides_of(src), slabs.const_data_ptr<scalar_t>(),
                   bias ? bias_c.const_data_ptr<scalar_t>() : nullptr, dst.mutable_data_ptr<scalar_t>(),
                   strides_of(dst), H, W, K, M, slabs.size(2), slabs.size(1), tiles_h, tiles_w, channels_inner(src),
                   channel_vectors(src), channels_inner(dst));

@@ -10,6 +10,10 @@
 // Programming Guide specifies it, with its preconditions checked (pointers 256-bit aligned, ldm
 // a multiple of 16 bytes). What this cannot check: how the hardware distributes fragments over
 // lanes (opaque to the kernels), memory-model races between blocks, and anything about speed.
+// Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
+// only when __pipeline_wait_prior lets their group complete, as late as the GPU may land them,
+// so a kernel that reads a stage before waiting for it reads stale data here too; a copy still
+// pending when the thread ends, or one outside the dynamic shared memory, is a violation.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -17,6 +21,7 @@
 #include <barrier>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,6 +52,8 @@ struct Warp {
 };
 inline thread_local dim3 thread_idx, block_idx;
 inline dim3 block_dim;
+inline unsigned char* dynamic_smem = nullptr;
+inline size_t dynamic_smem_bytes = 0;
 inline std::barrier<>* block_barrier = nullptr;
 inline std::vector<std::unique_ptr<Warp>> warps;
 // A broken precondition of a CUDA call, kept for launch_kernel to raise once the block's
@@ -82,6 +89,48 @@ T __shfl_down_sync(unsigned, T value, unsigned offset) {
 template <typename T>
 T __ldg(const T* p) {
   return *p;
+}
+
+// ---- cp.async (cuda_pipeline_primitives.h) ------------------------------------------------------
+inline unsigned char* dynamic_shared_memory() { return cuda_emulation::dynamic_smem; }
+
+namespace cuda_emulation {
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  size_t size, zfill;
+};
+inline thread_local std::vector<PendingCopy> open_group;
+inline thread_local std::deque<std::vector<PendingCopy>> committed_groups;
+}  // namespace cuda_emulation
+
+inline void __pipeline_memcpy_async(void* dst, const void* src, size_t size, size_t zfill = 0) {
+  using namespace cuda_emulation;
+  const auto d = reinterpret_cast<std::uintptr_t>(dst), base = reinterpret_cast<std::uintptr_t>(dynamic_smem);
+  if ((size != 4 && size != 8 && size != 16) || zfill > size) {
+    report_violation("cp.async: size must be 4, 8 or 16 bytes and zfill at most the size");
+  } else if (d < base || d + size > base + dynamic_smem_bytes) {
+    report_violation("cp.async: destination outside the dynamic shared memory");
+  } else if (d % size != 0 || (zfill < size && reinterpret_cast<std::uintptr_t>(src) % size != 0)) {
+    report_violation("cp.async: pointers not aligned to the copy size");
+  } else {
+    open_group.push_back({dst, src, size, zfill});
+  }
+}
+inline void __pipeline_commit() {
+  cuda_emulation::committed_groups.push_back(std::exchange(cuda_emulation::open_group, {}));
+}
+// Completes every committed group but the newest `prior`.
+inline void __pipeline_wait_prior(size_t prior) {
+  auto& groups = cuda_emulation::committed_groups;
+  while (groups.size() > prior) {
+    for (const auto& copy : groups.front()) {
+      auto* dst = static_cast<unsigned char*>(copy.dst);
+      std::memcpy(dst, copy.src, copy.size - copy.zfill);
+      std::memset(dst + copy.size - copy.zfill, 0, copy.zfill);
+    }
+    groups.pop_front();
+  }
 }
 
 // ---- WMMA ----------------------------------------------------------------------------------------
@@ -166,17 +215,30 @@ struct DeviceGuard {
 // A small "GPU", so that the grad-weight kernel splits its pixels over several blocks.
 inline int multiprocessor_count(const at::Tensor&) { return 16; }
 
+struct BlockShape {
+  dim3 threads;
+  size_t shared_bytes = 0;
+  BlockShape(dim3 threads_, size_t shared_bytes_ = 0) : threads(threads_), shared_bytes(shared_bytes_) {}
+  BlockShape(unsigned threads_, size_t shared_bytes_ = 0) : threads(threads_), shared_bytes(shared_bytes_) {}
+};
+
 template <typename Kernel, typename... Args>
-void launch_kernel(Kernel kernel, dim3 grid, dim3 block, Args... args) {
-  const int threads = int(block.x);
-  TORCH_CHECK(block.y == 1 && block.z == 1 && threads % cuda_emulation::kWarp == 0, "emulated launch: bad block");
+void launch_kernel(Kernel kernel, dim3 grid, BlockShape block, Args... args) {
+  const int threads = int(block.threads.x);
+  TORCH_CHECK(block.threads.y == 1 && block.threads.z == 1 && threads % cuda_emulation::kWarp == 0,
+              "emulated launch: bad block");
   std::barrier<> barrier(threads);
   cuda_emulation::block_barrier = &barrier;
-  cuda_emulation::block_dim = block;
+  cuda_emulation::block_dim = block.threads;
   cuda_emulation::warps.clear();
   for (int w = 0; w < threads / cuda_emulation::kWarp; ++w) {
     cuda_emulation::warps.push_back(std::make_unique<cuda_emulation::Warp>());
   }
+  // Dynamic shared memory, 128-byte aligned, all bits set (NaN in every floating type): a read of
+  // a slot never written shows in the results.
+  std::vector<unsigned char> shared(block.shared_bytes + 128, 0xff);
+  cuda_emulation::dynamic_smem = shared.data() + (128 - reinterpret_cast<std::uintptr_t>(shared.data()) % 128);
+  cuda_emulation::dynamic_smem_bytes = block.shared_bytes;
   for (unsigned z = 0; z < grid.z; ++z) {
     for (unsigned y = 0; y < grid.y; ++y) {
       for (unsigned x = 0; x < grid.x; ++x) {
@@ -186,6 +248,11 @@ void launch_kernel(Kernel kernel, dim3 grid, dim3 block, Args... args) {
             cuda_emulation::thread_idx = dim3(unsigned(t));
             cuda_emulation::block_idx = dim3(x, y, z);
             kernel(args...);
+            if (!cuda_emulation::open_group.empty() || !cuda_emulation::committed_groups.empty()) {
+              cuda_emulation::report_violation("cp.async: copies still pending when the thread ended");
+              cuda_emulation::open_group.clear();
+              cuda_emulation::committed_groups.clear();
+            }
           });
         }
         for (auto& thread : team) thread.join();
@@ -193,6 +260,8 @@ void launch_kernel(Kernel kernel, dim3 grid, dim3 block, Args... args) {
     }
   }
   cuda_emulation::block_barrier = nullptr;
+  cuda_emulation::dynamic_smem = nullptr;
+  cuda_emulation::dynamic_smem_bytes = 0;
   const std::string violation = std::exchange(cuda_emulation::violation, std::string());
   TORCH_CHECK(violation.empty(), "emulated kernel broke a CUDA precondition: ", violation);
 }
