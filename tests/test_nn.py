@@ -149,10 +149,15 @@ def test_synthesis_block_refuses_w_for_another_batch():
         block(torch.randn(2, 4, 5, 6), torch.randn(3, W_DIM))
 
 
-@pytest.mark.parametrize("noise_shape", [(3, 1, 10, 12), (2, 2, 10, 12), (1, 2, 1, 10, 12)])
-def test_synthesis_block_refuses_noise_that_does_not_broadcast(noise_shape):
+@pytest.mark.parametrize("noise_shape,message", [
+    ((3, 1, 10, 12), r"noise of shape \(3, 1, 10, 12\) does not broadcast against the conv output \(2, 6, 10, 12\)"),
+    ((2, 2, 10, 12), r"noise of shape \(2, 2, 10, 12\) does not broadcast"),
+    ((1, 2, 1, 10, 12), r"noise of shape \(1, 2, 1, 10, 12\) would broadcast the conv output \(2, 6, 10, 12\) to "
+                        r"\(1, 2, 6, 10, 12\)"),
+])
+def test_synthesis_block_refuses_noise_that_does_not_broadcast(noise_shape, message):
     block = so.nn.SynthesisBlock(4, 6, W_DIM, True, "eager")
-    with pytest.raises(ValueError, match=r"SynthesisBlock: noise of shape"):
+    with pytest.raises(ValueError, match="SynthesisBlock: " + message):
         block(torch.randn(2, 4, 5, 6), torch.randn(2, W_DIM), torch.randn(noise_shape))
 
 

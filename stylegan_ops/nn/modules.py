@@ -142,17 +142,18 @@ class SynthesisBlock(nn.Module):
     def _noise_per_sample(self, x, noise):
         """(x, noise) for noise_adain_lrelu, whose noise is one (N, 1, H, W) map per sample: a
         broadcast one is expanded (a stride-0 view, no copy); noise that differs across channels
-        (which the seed's broadcasting also accepts) is added to x here, and the op gets none."""
-        try:
-            shape = torch.broadcast_shapes(noise.shape, x.shape)
-        except RuntimeError:
+        (which the seed's broadcasting also accepts) is added to x here, and the op gets none.
+        The shape rules are checked by hand, not by torch.broadcast_shapes: that takes 20% of a
+        small generator's CPU time per forward, called once per block."""
+        pairs = list(zip(reversed(noise.shape), reversed(x.shape)))
+        if any(n != d and n != 1 and d != 1 for n, d in pairs):
             raise ValueError(
                 f"SynthesisBlock: noise of shape {tuple(noise.shape)} does not broadcast against the conv output "
                 f"{tuple(x.shape)}; expected (N, 1, H, W) or (1, 1, H, W)"
-            ) from None
-        if shape != x.shape:
+            )
+        if noise.dim() > x.dim() or any(n != d and d == 1 for n, d in pairs):
             raise ValueError(f"SynthesisBlock: noise of shape {tuple(noise.shape)} would broadcast the conv output "
-                             f"{tuple(x.shape)} to {tuple(shape)}")
+                             f"{tuple(x.shape)} to {tuple(torch.broadcast_shapes(noise.shape, x.shape))}")
         if noise.dim() >= 3 and noise.shape[-3] != 1:
             return x + self.noise_injection.weight * noise, None
         return x, noise.expand(x.shape[0], 1, x.shape[2], x.shape[3])
