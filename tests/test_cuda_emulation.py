@@ -31,8 +31,11 @@ UPSAMPLE_NAMES = ("x", "weight", "bias")
 # (N, C_in, C_out, H, W): partial 8x8 tiles and 16-wide grad-weight tiles, two channel blocks of
 # 64 on either side with a partial one, several K stages with a partial last one, a 1x1 input.
 # Channel counts that are whole 16-byte vectors in some dtypes only (20, 70), in every dtype (24,
-# 72: channels_last tiles staged in vectors), and none; partial pixel tiles and channel blocks.
-UPSAMPLE_SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (2, 24, 72, 5, 9), (1, 1, 1, 1, 1)]
+# 72, 40: channels_last tiles staged in vectors, through cp.async), and none; partial pixel tiles
+# and channel blocks. (1, 24, 40, 20, 33) gives d weight's blocks two or more pixel tiles each,
+# vector-staged, so its double buffering alternates (as the phase convolutions' stages do at
+# 24 and more channels).
+UPSAMPLE_SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (2, 24, 72, 5, 9), (1, 24, 40, 20, 33), (1, 1, 1, 1, 1)]
 
 
 @pytest.fixture(scope="module")

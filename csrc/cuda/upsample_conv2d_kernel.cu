@@ -1,5 +1,5 @@
 // upsample_conv2d on CUDA: implicit GEMMs in the phase domain, on tensor cores for float16 and
-// bfloat16 (WMMA m32n8k16, float32 accumulation) and on CUDA cores for float32 and float64
+// bfloat16 (WMMA, float32 accumulation) and on CUDA cores for float32 and float64
 // (exact: no TF32). The folding, Wf[a,b,t,u] (2x2 taps per output phase), is in
 // ../upsample_conv2d.h; with "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
 //
@@ -17,10 +17,11 @@
 // view of that one staged tile. The forward thus computes all four output phases from one
 // input tile and writes the interleaved 2x output directly; dx reads the four phases of dy
 // from one tile the same way. dWf is a reduction over pixels (grad_weight_kernel), split over
-// blocks into float32 partials that are summed in a fixed order: deterministic, no atomics.
+// blocks into float32 partials that are summed in a fixed order: deterministic, no atomics;
+// its pixel tiles are double-buffered likewise.
 //
-// Fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile row is
-// one fragment column and shifted views are plain pointer offsets into the staged tile.
+// phase_conv's fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile
+// row is one fragment column and shifted views are plain pointer offsets into the staged tile.
 // NCHW and channels_last are both read and written through their strides, no copy: staging
 // loads walk pixels fastest for NCHW and channels fastest for channels_last, so both are
 // coalesced along their contiguous dimension; channels_last needs no transposition at all, and
@@ -31,8 +32,8 @@
 // 1.1 / 1.7 / 4.7 ms on the first H200 run; 0.57 / 0.81 / 0.61 ms on an H100 after d weight's
 // and the epilogue's bank conflicts were removed and staging went to 16-byte vectors and two
 // blocks per SM, all single-buffered; cuDNN takes 0.20 / 0.21 / 0.31 ms on the upsampled input
-// (benchmarks/results/nvidia-h100-2026-11-26-profile.log). The phase convolutions' double
-// buffering came after that run and is not yet measured.
+// (benchmarks/results/nvidia-h100-2026-11-26-profile.log). The double buffering (cp.async) of
+// all three came after that run and is not yet measured.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -69,9 +70,6 @@ constexpr int kThreads = kWarps * kWarp;
 // 1.3 KB, so they keep one.
 template <typename scalar_t>
 constexpr int kMinBlocksPerSM = sizeof(scalar_t) == 2 ? 2 : 1;
-constexpr int kFragM = 32;  // fragment rows: channels
-constexpr int kFragN = 8;   // fragment columns: pixels of one tile row (phase_conv) or channels (grad_weight)
-
 // The CUDA type with the bits of an ATen scalar type, for WMMA and shared memory.
 template <typename T>
 struct Native {
@@ -98,85 +96,91 @@ __device__ inline Acc to_acc(T v) {
   }
 }
 
-// ---- warp-level C (32 x 8) += A (32 x K) · B (K x 8) -------------------------------------------
-// Both implementations take A and B from shared memory: A row-major (kAColMajor false: element
-// (m, k) at p[m * ldm + k]) or column-major (p[k * ldm + m]); B column-major (p[n * ldm + k]).
-// store() writes C row-major with leading dimension 8, or column-major with leading dimension 32:
-// the order its reader walks, so that consecutive lanes read consecutive words.
+// ---- warp-level C (M x N) += A (M x K) · B (K x N) -------------------------------------------
+// A warp GEMM's shape and its operands' layouts in shared memory: A row-major (kAColMajor false:
+// element (m, k) at p[m * ldm + k]) or column-major (p[k * ldm + m]); B column-major (kBRowMajor
+// false: p[n * ldm + k]) or row-major (p[k * ldm + n]).
+template <int kM, int kN, int kK, bool kAColMajor_, bool kBRowMajor_>
+struct GemmShape {
+  static constexpr int M = kM, N = kN, K = kK;
+  static constexpr bool kAColMajor = kAColMajor_, kBRowMajor = kBRowMajor_;
+};
 
-// CUDA cores, exact in Acc: lane l owns row l of C. B is read from shared memory inside mma()
-// (all lanes read the same address: a broadcast), so load_b only records where it is.
-template <typename T, typename Acc, int K, bool kAColMajor>
+// CUDA cores, exact in Acc: lane l owns row l % M of C and, of that row, the M * N / 32 columns
+// from (l / M) * (M * N / 32) on. B is read from shared memory inside mma(), so load_b only
+// records where it is. store() writes C row-major (leading dimension N) or column-major (M).
+template <typename T, typename Acc, typename Shape>
 struct CudaCoreMma {
+  static constexpr int kCols = Shape::M * Shape::N / kWarp;
   struct FragA {
-    Acc v[K];
+    Acc v[Shape::K];
   };
   struct FragB {
     const T* p;
     unsigned ldm;
   };
   struct FragC {
-    Acc v[kFragN];
+    Acc v[kCols];
   };
+  static __device__ int row() { return int(threadIdx.x % kWarp) % Shape::M; }
+  static __device__ int first_col() { return int(threadIdx.x % kWarp) / Shape::M * kCols; }
   static __device__ void zero(FragC& c) {
 #pragma unroll
-    for (int n = 0; n < kFragN; ++n) c.v[n] = Acc(0);
+    for (int n = 0; n < kCols; ++n) c.v[n] = Acc(0);
   }
   static __device__ void load_a(FragA& a, const T* p, unsigned ldm) {
-    const int lane = threadIdx.x % kWarp;
+    const int m = row();
 #pragma unroll
-    for (int k = 0; k < K; ++k) a.v[k] = to_acc<Acc>(kAColMajor ? p[k * ldm + lane] : p[lane * ldm + k]);
+    for (int k = 0; k < Shape::K; ++k) a.v[k] = to_acc<Acc>(Shape::kAColMajor ? p[k * ldm + m] : p[m * ldm + k]);
   }
   static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { b = {p, ldm}; }
   static __device__ void mma(FragC& c, const FragA& a, const FragB& b) {
+    const int n0 = first_col();
 #pragma unroll
-    for (int n = 0; n < kFragN; ++n) {
+    for (int n = 0; n < kCols; ++n) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) c.v[n] += a.v[k] * to_acc<Acc>(b.p[n * b.ldm + k]);
+      for (int k = 0; k < Shape::K; ++k) {
+        c.v[n] += a.v[k] * to_acc<Acc>(Shape::kBRowMajor ? b.p[k * b.ldm + n0 + n] : b.p[(n0 + n) * b.ldm + k]);
+      }
     }
   }
   static __device__ void store(Acc* p, const FragC& c, bool col_major) {
-    const int lane = threadIdx.x % kWarp;
+    const int m = row(), n0 = first_col();
 #pragma unroll
-    for (int n = 0; n < kFragN; ++n) (col_major ? p[n * kFragM + lane] : p[lane * kFragN + n]) = c.v[n];
+    for (int n = 0; n < kCols; ++n) (col_major ? p[(n0 + n) * Shape::M + m] : p[m * Shape::N + n0 + n]) = c.v[n];
   }
 };
 
-// Tensor cores through WMMA m32n8k16 (float16/bfloat16 operands, float32 accumulation; sm_80+).
+// Tensor cores through WMMA (float16/bfloat16 operands, float32 accumulation, K = 16; sm_80+).
 // Shared-memory operands need 32-byte aligned fragment pointers and ldm a multiple of 8.
-template <typename T, bool kAColMajor>
+template <typename T, typename Shape>
 struct TensorCoreMma {
-  using ALayout = std::conditional_t<kAColMajor, nvcuda::wmma::col_major, nvcuda::wmma::row_major>;
-  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, kFragM, kFragN, 16, T, ALayout>;
-  using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, kFragM, kFragN, 16, T, nvcuda::wmma::col_major>;
-  using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, kFragM, kFragN, 16, float>;
+  using ALayout = std::conditional_t<Shape::kAColMajor, nvcuda::wmma::col_major, nvcuda::wmma::row_major>;
+  using BLayout = std::conditional_t<Shape::kBRowMajor, nvcuda::wmma::row_major, nvcuda::wmma::col_major>;
+  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, Shape::M, Shape::N, 16, T, ALayout>;
+  using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, Shape::M, Shape::N, 16, T, BLayout>;
+  using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, Shape::M, Shape::N, 16, float>;
   static __device__ void zero(FragC& c) { nvcuda::wmma::fill_fragment(c, 0.0f); }
   static __device__ void load_a(FragA& a, const T* p, unsigned ldm) { nvcuda::wmma::load_matrix_sync(a, p, ldm); }
   static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { nvcuda::wmma::load_matrix_sync(b, p, ldm); }
   static __device__ void mma(FragC& c, const FragA& a, const FragB& b) { nvcuda::wmma::mma_sync(c, a, b, c); }
   static __device__ void store(float* p, const FragC& c, bool col_major) {
-    nvcuda::wmma::store_matrix_sync(p, c, col_major ? kFragM : kFragN,
+    nvcuda::wmma::store_matrix_sync(p, c, col_major ? Shape::M : Shape::N,
                                     col_major ? nvcuda::wmma::mem_col_major : nvcuda::wmma::mem_row_major);
   }
 };
 
-// The warp GEMM for storage type T accumulating in Acc with k-step K.
-template <typename T, typename Acc, int K, bool kAColMajor>
-struct WarpMma {
-  using type = CudaCoreMma<T, Acc, K, kAColMajor>;
-};
-// The host pass, sm_80+ device passes and the CPU emulation see the tensor-core specialisations;
-// older device targets (only built when TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
+// The warp GEMM for storage type T accumulating in Acc: tensor cores for the 16-bit types (k-step
+// 16). The host pass, sm_80+ device passes and the CPU emulation see them; older device targets
+// (only built when TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-template <bool kAColMajor>
-struct WarpMma<__half, float, 16, kAColMajor> {
-  using type = TensorCoreMma<__half, kAColMajor>;
-};
-template <bool kAColMajor>
-struct WarpMma<__nv_bfloat16, float, 16, kAColMajor> {
-  using type = TensorCoreMma<__nv_bfloat16, kAColMajor>;
-};
+constexpr bool kTensorCores = true;
+#else
+constexpr bool kTensorCores = false;
 #endif
+template <typename T, typename Acc, typename Shape>
+using WarpMma = std::conditional_t<kTensorCores && sizeof(T) == 2 && Shape::K == 16, TensorCoreMma<T, Shape>,
+                                   CudaCoreMma<T, Acc, Shape>>;
 
 // ---- forward and dx: phase_conv_kernel -------------------------------------------------------
 // A (N, C, H', W') tensor addressed through its strides, seen as `kPhases` phase grids of
@@ -215,9 +219,11 @@ __device__ inline Tap tap_of(int q, int k) {
 // 16-bit types: one WMMA k-step), so every stage is 32 bytes of each weight row.
 template <typename T>
 struct PhaseConvTile {
-  static constexpr int kBM = 2 * kFragM;  // destination channels per block
-  static constexpr int kTH = 8, kTW = kFragN;  // low-resolution pixel tile
-  static constexpr int kBK = 32 / int(sizeof(T));
+  // Fragments of 32 channels x 8 pixels (one tile row); A the weights [m][k], B the tile [pixel][k].
+  using Gemm = GemmShape<32, 8, 32 / int(sizeof(T)), /*kAColMajor=*/false, /*kBRowMajor=*/false>;
+  static constexpr int kBM = 2 * Gemm::M;  // destination channels per block
+  static constexpr int kTH = 8, kTW = Gemm::N;  // low-resolution pixel tile
+  static constexpr int kBK = Gemm::K;
   static constexpr int kHaloPixels = (kTH + 2) * (kTW + 2);
   static constexpr int kWeightElems = 16 * kBM * kBK;  // a stage's weights: [slab][m][k]
   // A stage's source tile, [src phase][halo row][halo col][k].
@@ -240,8 +246,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   using T = typename Native<scalar_t>::type;
   using Tile = PhaseConvTile<T>;
   using acc_t = at::opmath_type<scalar_t>;
-  using Mma = typename WarpMma<T, acc_t, Tile::kBK, /*kAColMajor=*/false>::type;
+  using Mma = WarpMma<T, acc_t, typename Tile::Gemm>;
   constexpr int kBM = Tile::kBM, kTH = Tile::kTH, kTW = Tile::kTW, kBK = Tile::kBK;
+  constexpr int kFragM = Tile::Gemm::M, kFragN = Tile::Gemm::N;
   constexpr int kTaps = 16 / kDstPhases;                      // terms per destination phase
   constexpr int kRowGroups = kWarps / (kDstPhases * 2);       // warps sharing one (phase, channel half)
   constexpr int kRows = kTH / kRowGroups;                     // tile rows (fragments) per warp
@@ -372,43 +379,52 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
 // ---- dWf: grad_weight_kernel -------------------------------------------------------------------
 // Block: 64 channels c of x x 64 channels o of dy, one phase (a, b), its four taps (one per warp
 // pair), over its share of the pixel tiles (kRows rows x 16 columns; a tile row is one 16-pixel
-// k-step). C[c][o] += A[c][pixel] (x shifted, column-major from the [pixel][c] tile) · B[pixel][o]
-// (dy, column-major from the [o][pixel] tile). Writes float partials [split][slab][c][o].
+// k-step). C[c][o] += A[c][pixel] (x shifted) · B[pixel][o] (dy), both read from pixel-major
+// tiles, [pixel][c] and [pixel][o]: channels contiguous, as channels_last stores them, so that
+// 16-byte vectors of either go straight to shared memory through cp.async, double-buffered (the
+// next tile loads while this one is multiplied). m16n16k16 fragments, because a fragment's
+// pointer must be 32-byte aligned and here both operands step along channels: 16 of them.
+// Writes float partials [split][slab][c][o].
 template <typename T>
 struct GradWeightTile {
-  static constexpr int kBC = 2 * kFragM, kBO = 8 * kFragN;  // x channels, dy channels per block
-  static constexpr int kTW = 16;                            // pixels per tile row: one k-step
-  static constexpr int kRows = 8 / int(sizeof(T));          // tile rows: same shared memory for every T
+  using Gemm = GemmShape<16, 16, 16, /*kAColMajor=*/true, /*kBRowMajor=*/true>;
+  static constexpr int kBC = 64, kBO = 64;          // x channels, dy channels per block
+  static constexpr int kTW = Gemm::K;                // pixels per tile row: one k-step
+  static constexpr int kRows = 8 / int(sizeof(T));   // tile rows: same shared memory for every T
   static constexpr int kHaloW = kTW + 2;
-  // Shared-memory rows (a pixel's channels of x, a channel's pixels of dy) are padded by 32 bytes:
-  // unpadded, both are 128 bytes apart, so the 8 rows a fragment load reads at once all fall on
-  // the same 4 banks (an 8-way conflict); at 160 bytes they spread over all 32 banks (2-way),
-  // and rows stay 32-byte aligned, as WMMA needs.
+  // Shared-memory rows (a pixel's channels) are padded by 32 bytes: unpadded, they are 128 bytes
+  // apart, so the 8 rows a fragment load reads at once all fall on the same 4 banks (an 8-way
+  // conflict); at 160 bytes they spread over all 32 banks (2-way), and rows stay 32-byte aligned,
+  // as WMMA needs.
   static constexpr int kPad = 32 / int(sizeof(T));
-  static constexpr int kXLd = kBC + kPad, kDyLd = kRows * kTW + kPad;
+  static constexpr int kXLd = kBC + kPad, kDyLd = kBO + kPad;
+  static constexpr int kXElems = (kRows + 2) * kHaloW * kXLd;  // [halo row][halo col][c]
+  static constexpr int kDyElems = kRows * kTW * kDyLd;         // [row][col][o]
+  // A stage (x tile, then dy tile) rounded up to 128 bytes; two of them.
+  static constexpr int kStageElems = (kXElems + kDyElems + 128 / int(sizeof(T)) - 1) / (128 / int(sizeof(T))) *
+                                     (128 / int(sizeof(T)));
+  static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
 };
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     grad_weight_kernel(const scalar_t* __restrict__ x, Strides x_s, const scalar_t* __restrict__ grad_y,
                        Strides gy_s, at::opmath_type<scalar_t>* __restrict__ partial, int H, int W, int64_t C_in,
-                       int64_t C_out, int64_t tiles, int tiles_h, int tiles_w, int splits,
-                       bool x_channels_inner, bool x_vectors, bool gy_vectors) {
+                       int64_t C_out, int64_t tiles, int tiles_h, int tiles_w, int splits, bool x_channels_inner,
+                       bool x_vectors, bool gy_channels_inner, bool gy_vectors) {
   using T = typename Native<scalar_t>::type;
   using Tile = GradWeightTile<T>;
+  using Gemm = typename Tile::Gemm;
   using acc_t = at::opmath_type<scalar_t>;
-  using Mma = typename WarpMma<T, acc_t, Tile::kTW, /*kAColMajor=*/true>::type;
+  using Mma = WarpMma<T, acc_t, Gemm>;
   constexpr int kBC = Tile::kBC, kBO = Tile::kBO, kTW = Tile::kTW, kRows = Tile::kRows, kHaloW = Tile::kHaloW;
   constexpr int kXLd = Tile::kXLd, kDyLd = Tile::kDyLd;  // leading dimensions of the tiles
-  constexpr int kXElems = (kRows + 2) * kHaloW * kBC;   // staged elements (padding aside)
-  constexpr int kPixels = kRows * kTW, kDyElems = kBO * kPixels;
+  constexpr int kHaloPixels = (kRows + 2) * kHaloW, kPixels = kRows * kTW;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
-  using Vector = Packed<T, kVec>;
-  constexpr int kOFrags = kBO / kFragN;
-  static_assert(kWarps * kFragM * kFragN * sizeof(acc_t) <= (kRows + 2) * kHaloW * kXLd * sizeof(T),
-                "epilogue scratch");
-  __shared__ __align__(128) T x_smem[(kRows + 2) * kHaloW * kXLd];  // [halo row][halo col][c]; epilogue scratch
-  __shared__ __align__(128) T dy_smem[kBO * kDyLd];                 // [o][row][col]
+  constexpr int kCFrags = kBC / 2 / Gemm::M, kOFrags = kBO / Gemm::N;  // per warp: 32 channels c, all 64 o
+  constexpr int kFragElems = Gemm::M * Gemm::N;
+  static_assert(kWarps * kFragElems * sizeof(acc_t) <= Tile::kStageElems * sizeof(T), "epilogue scratch");
+  T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());  // two stages; the first is the epilogue's scratch
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int tap = warp % 4, half = warp / 4;  // tap (t, u) and which 32 of the 64 x channels
@@ -416,91 +432,114 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   const int a = phase >> 1, b = phase & 1, di = a - 1 + (tap >> 1), dj = b - 1 + (tap & 1);
   const int64_t c0 = int64_t(blockIdx.x) * kBC, o0 = int64_t(blockIdx.y) * kBO;
 
-  typename Mma::FragC acc[kOFrags];
-#pragma unroll
-  for (int f = 0; f < kOFrags; ++f) Mma::zero(acc[f]);
-
-  for (int64_t tile = split; tile < tiles; tile += splits) {
+  // Starts loading pixel tile `tile` into stage buffer `buf`: x with a one-pixel halo and dy's
+  // phase, each through cp.async in 16-byte vectors of channels where it allows (channel_vectors),
+  // committed as one group, else element by element, stored before this returns. Outside the
+  // image and past the channel counts: zeros.
+  auto load_tile = [&](int buf, int64_t tile) {
+    T* const x_stage = smem + buf * Tile::kStageElems;
+    T* const dy_stage = x_stage + Tile::kXElems;
     const int tj = tile % tiles_w, ti = (tile / tiles_w) % tiles_h;
     const int64_t n = tile / (int64_t(tiles_w) * tiles_h);
     const int i0 = ti * kRows, j0 = tj * kTW;
-    __syncthreads();  // the previous tile's fragments are loaded
-    // x tile with a one-pixel halo, zero outside the image and past C_in: 16-byte vectors of
-    // channels where x allows (channel_vectors), else element by element.
     if (x_vectors) {
-      for (int e = threadIdx.x; e < kXElems / kVec; e += kThreads) {
+      for (int e = threadIdx.x; e < kHaloPixels * (kBC / kVec); e += kThreads) {
         const int c = e % (kBC / kVec) * kVec, hp = e / (kBC / kVec);
         const int i = i0 - 1 + hp / kHaloW, j = j0 - 1 + hp % kHaloW;
-        Vector v{};  // zero bits: 0.0
-        if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
-          v = *reinterpret_cast<const Vector*>(x + phase_offset<1>(x_s, n, c0 + c, i, j, 0));
-        }
-        *reinterpret_cast<Vector*>(x_smem + hp * kXLd + c) = v;
+        const bool inside = i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in;
+        // Outside: zero-filled, nothing read (x itself stands in as a valid address).
+        __pipeline_memcpy_async(x_stage + hp * kXLd + c, inside ? x + phase_offset<1>(x_s, n, c0 + c, i, j, 0) : x,
+                                16, inside ? 0 : 16);
       }
     } else {
-      for (int e = threadIdx.x; e < kXElems; e += kThreads) {
-        const int c = x_channels_inner ? e % kBC : e / ((kRows + 2) * kHaloW);
-        const int hp = x_channels_inner ? e / kBC : e % ((kRows + 2) * kHaloW);
+      for (int e = threadIdx.x; e < kHaloPixels * kBC; e += kThreads) {
+        const int c = x_channels_inner ? e % kBC : e / kHaloPixels;
+        const int hp = x_channels_inner ? e / kBC : e % kHaloPixels;
         const int i = i0 - 1 + hp / kHaloW, j = j0 - 1 + hp % kHaloW;
         T v{};  // zero bits: 0.0
         if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
           v = reinterpret_cast<const T*>(x)[phase_offset<1>(x_s, n, c0 + c, i, j, 0)];
         }
-        x_smem[hp * kXLd + c] = v;
+        x_stage[hp * kXLd + c] = v;
       }
     }
-    // dy tile, [o][pixel]: the lanes of a store walk pixels, along a row (lanes walking o would
-    // share banks, rows being kDyLd apart; unpadded, all 32 lanes shared one). 16-byte vectors of
-    // channels where dy allows, each unpacked into kVec rows.
     if (gy_vectors) {
-      for (int e = threadIdx.x; e < kDyElems / kVec; e += kThreads) {
-        const int p = e % kPixels, o = e / kPixels * kVec;
+      for (int e = threadIdx.x; e < kPixels * (kBO / kVec); e += kThreads) {
+        const int o = e % (kBO / kVec) * kVec, p = e / (kBO / kVec);
         const int i = i0 + p / kTW, j = j0 + p % kTW;
-        Vector v{};  // zero bits: 0.0
-        if (i < H && j < W && o0 + o < C_out) {
-          v = *reinterpret_cast<const Vector*>(grad_y + phase_offset<4>(gy_s, n, o0 + o, i, j, phase));
-        }
-#pragma unroll
-        for (int l = 0; l < kVec; ++l) dy_smem[(o + l) * kDyLd + p] = v.v[l];
+        const bool inside = i < H && j < W && o0 + o < C_out;
+        __pipeline_memcpy_async(dy_stage + p * kDyLd + o,
+                                inside ? grad_y + phase_offset<4>(gy_s, n, o0 + o, i, j, phase) : grad_y, 16,
+                                inside ? 0 : 16);
       }
     } else {
-      for (int e = threadIdx.x; e < kDyElems; e += kThreads) {
-        const int p = e % kPixels, o = e / kPixels;
+      for (int e = threadIdx.x; e < kPixels * kBO; e += kThreads) {
+        const int o = gy_channels_inner ? e % kBO : e / kPixels;
+        const int p = gy_channels_inner ? e / kBO : e % kPixels;
         const int i = i0 + p / kTW, j = j0 + p % kTW;
         T v{};  // zero bits: 0.0
         if (i < H && j < W && o0 + o < C_out) {
           v = reinterpret_cast<const T*>(grad_y)[phase_offset<4>(gy_s, n, o0 + o, i, j, phase)];
         }
-        dy_smem[o * kDyLd + p] = v;
+        dy_stage[p * kDyLd + o] = v;
       }
     }
-    __syncthreads();
+    __pipeline_commit();
+  };
+
+  typename Mma::FragC acc[kCFrags][kOFrags];
+#pragma unroll
+  for (int m = 0; m < kCFrags; ++m) {
+#pragma unroll
+    for (int f = 0; f < kOFrags; ++f) Mma::zero(acc[m][f]);
+  }
+
+  // This block's tiles: split, split + splits, ...; tile s + 1 loads while tile s is multiplied.
+  const int64_t count = (tiles - split + splits - 1) / splits;
+  if (count > 0) load_tile(0, split);
+  for (int64_t s = 0; s < count; ++s) {
+    if (s + 1 < count) {
+      load_tile(int((s + 1) % 2), split + (s + 1) * splits);  // its buffer was last read before the previous barrier
+      __pipeline_wait_prior(1);                              // tile s's copies have landed, s + 1's may not
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();  // every thread's copies of tile s are visible
+    const T* const x_stage = smem + (s % 2) * Tile::kStageElems;
+    const T* const dy_stage = x_stage + Tile::kXElems;
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      typename Mma::FragA fa;
-      Mma::load_a(fa, x_smem + ((r + 1 + di) * kHaloW + 1 + dj) * kXLd + half * kFragM, kXLd);
+      typename Mma::FragA fa[kCFrags];
+#pragma unroll
+      for (int m = 0; m < kCFrags; ++m) {
+        Mma::load_a(fa[m], x_stage + ((r + 1 + di) * kHaloW + 1 + dj) * kXLd + (half * kCFrags + m) * Gemm::M, kXLd);
+      }
 #pragma unroll
       for (int f = 0; f < kOFrags; ++f) {
         typename Mma::FragB fb;
-        Mma::load_b(fb, dy_smem + f * kFragN * kDyLd + r * kTW, kDyLd);
-        Mma::mma(acc[f], fa, fb);
+        Mma::load_b(fb, dy_stage + r * kTW * kDyLd + f * Gemm::N, kDyLd);
+#pragma unroll
+        for (int m = 0; m < kCFrags; ++m) Mma::mma(acc[m][f], fa[m], fb);
       }
     }
+    __syncthreads();  // tile s is read: its buffer may take tile s + 2
   }
 
-  __syncthreads();
-  acc_t* scratch = reinterpret_cast<acc_t*>(x_smem) + warp * kFragM * kFragN;
+  acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * kFragElems;  // the stages are read
   const int64_t slab = 4 * phase + tap;
   acc_t* out = partial + (int64_t(split) * 16 + slab) * C_in * C_out;
 #pragma unroll
-  for (int f = 0; f < kOFrags; ++f) {
-    Mma::store(scratch, acc[f], /*col_major=*/false);
-    __syncwarp();
-    for (int e = lane; e < kFragM * kFragN; e += kWarp) {
-      const int64_t c = c0 + half * kFragM + e / kFragN, o = o0 + f * kFragN + e % kFragN;
-      if (c < C_in && o < C_out) out[c * C_out + o] = scratch[e];
+  for (int m = 0; m < kCFrags; ++m) {
+#pragma unroll
+    for (int f = 0; f < kOFrags; ++f) {
+      Mma::store(scratch, acc[m][f], /*col_major=*/false);
+      __syncwarp();
+      for (int e = lane; e < kFragElems; e += kWarp) {
+        const int64_t c = c0 + (half * kCFrags + m) * Gemm::M + e / Gemm::N, o = o0 + f * Gemm::N + e % Gemm::N;
+        if (c < C_in && o < C_out) out[c * C_out + o] = scratch[e];
+      }
+      __syncwarp();
     }
-    __syncwarp();
   }
 }
 
@@ -638,9 +677,10 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, int64
     TORCH_CHECK(o_blocks < 65536, "upsample_conv2d: too many output channels (", C_out, ")");
     const at::Tensor partial = at::empty({splits, 16, C_in, C_out}, x.options().dtype(acc_dtype));
     launch_kernel(grad_weight_kernel<scalar_t>, dim3(unsigned(c_blocks), unsigned(o_blocks), unsigned(4 * splits)),
-                  kThreads, x.const_data_ptr<scalar_t>(), strides_of(x), grad_y.const_data_ptr<scalar_t>(),
-                  strides_of(grad_y), partial.mutable_data_ptr<acc_t>(), H, W, C_in, C_out, tiles, tiles_h, tiles_w,
-                  splits, channels_inner(x), channel_vectors(x), channel_vectors(grad_y));
+                  BlockShape(kThreads, Tile::kSharedBytes), x.const_data_ptr<scalar_t>(), strides_of(x),
+                  grad_y.const_data_ptr<scalar_t>(), strides_of(grad_y), partial.mutable_data_ptr<acc_t>(), H, W, C_in,
+                  C_out, tiles, tiles_h, tiles_w, splits, channels_inner(x), channel_vectors(x),
+                  channels_inner(grad_y), channel_vectors(grad_y));
     launch_kernel(unfold_grad_kernel<scalar_t>, dim3(unsigned((C_in * C_out + kThreads - 1) / kThreads)), kThreads,
                   partial.const_data_ptr<acc_t>(), grad_weight.mutable_data_ptr<scalar_t>(), C_out, C_in, splits);
   });

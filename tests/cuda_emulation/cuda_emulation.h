@@ -6,9 +6,9 @@
 // one too: that is only equivalent because every warp of those kernels reaches each
 // __syncwarp the same number of times. __shfl_down_sync exchanges through a per-warp buffer
 // between two warp barriers, so all 32 lanes must call it together (as the kernels do).
-// WMMA (nvcuda::wmma) is emulated for the one shape the kernels use, m32n8k16, as the CUDA C++
-// Programming Guide specifies it, with its preconditions checked (pointers 256-bit aligned, ldm
-// a multiple of 16 bytes). What this cannot check: how the hardware distributes fragments over
+// WMMA (nvcuda::wmma) is emulated for the 16-bit operand shapes (m32n8k16, m16n16k16, m8n32k16)
+// as the CUDA C++ Programming Guide specifies them, with their preconditions checked (pointers
+// 256-bit aligned, ldm a multiple of 16 bytes). What this cannot check: how the hardware distributes fragments over
 // lanes (opaque to the kernels), memory-model races between blocks, and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
 // only when __pipeline_wait_prior lets their group complete, as late as the GPU may land them,
@@ -147,18 +147,29 @@ struct row_major {};
 struct col_major {};
 enum layout_t { mem_row_major, mem_col_major };
 
-// Hardware fragments are spread over the warp in an unspecified way; here lane l holds row l of
-// a matrix_a (32 x 16) and of an accumulator (32 x 8), and every lane holds all of a matrix_b
-// (16 x 8). Loads read memory when called, as on the GPU.
+// Hardware fragments are spread over the warp in an unspecified way; here lane l holds row l % M
+// of a matrix_a (M x 16) and, of an accumulator (M x N), that row's kCols = M * N / 32 columns
+// from (l / M) * kCols on; of a matrix_b (16 x N) it holds those columns of every row. The
+// shapes are WMMA's for 16-bit operands: m32n8k16, m16n16k16, m8n32k16. Loads read memory when
+// called, as on the GPU.
 template <typename Use, int M, int N, int K, typename T, typename Layout = void>
 struct fragment {
-  static_assert(M == 32 && N == 8 && K == 16, "emulated for m32n8k16 only");
-  static constexpr int kElems = std::is_same_v<Use, matrix_b> ? K * N : std::is_same_v<Use, matrix_a> ? K : N;
+  static_assert(K == 16 && M * N == 256 && (M == 32 || M == 16 || M == 8), "a WMMA shape for 16-bit operands");
+  static constexpr int kCols = M * N / 32;
+  static constexpr int kElems = std::is_same_v<Use, matrix_b> ? K * kCols : std::is_same_v<Use, matrix_a> ? K : kCols;
   T x[kElems];
 };
 
 namespace detail {
 inline unsigned lane() { return threadIdx.x % cuda_emulation::kWarp; }
+template <int M>
+int row() {
+  return int(lane()) % M;
+}
+template <int M, int N>
+int first_col() {
+  return int(lane()) / M * (M * N / 32);
+}
 template <typename T>
 void check_operand(const T* p, unsigned ldm) {
   if (reinterpret_cast<std::uintptr_t>(p) % 32 != 0) {
@@ -175,36 +186,41 @@ T at(const T* p, unsigned ldm, int row, int col) {
 }
 }  // namespace detail
 
-template <typename Layout, typename T>
-void load_matrix_sync(fragment<matrix_a, 32, 8, 16, T, Layout>& a, const T* p, unsigned ldm) {
+template <int M, int N, typename Layout, typename T>
+void load_matrix_sync(fragment<matrix_a, M, N, 16, T, Layout>& a, const T* p, unsigned ldm) {
   detail::check_operand(p, ldm);
-  for (int k = 0; k < 16; ++k) a.x[k] = detail::at<Layout>(p, ldm, int(detail::lane()), k);
+  for (int k = 0; k < 16; ++k) a.x[k] = detail::at<Layout>(p, ldm, detail::row<M>(), k);
 }
-template <typename Layout, typename T>
-void load_matrix_sync(fragment<matrix_b, 32, 8, 16, T, Layout>& b, const T* p, unsigned ldm) {
+template <int M, int N, typename Layout, typename T>
+void load_matrix_sync(fragment<matrix_b, M, N, 16, T, Layout>& b, const T* p, unsigned ldm) {
   detail::check_operand(p, ldm);
+  constexpr int kCols = M * N / 32;
   for (int k = 0; k < 16; ++k) {
-    for (int n = 0; n < 8; ++n) b.x[k * 8 + n] = detail::at<Layout>(p, ldm, k, n);
+    for (int n = 0; n < kCols; ++n) b.x[k * kCols + n] = detail::at<Layout>(p, ldm, k, detail::first_col<M, N>() + n);
   }
 }
-inline void fill_fragment(fragment<accumulator, 32, 8, 16, float>& c, float value) {
+template <int M, int N>
+void fill_fragment(fragment<accumulator, M, N, 16, float>& c, float value) {
   for (float& v : c.x) v = value;
 }
 // d = a b + c, products and sums in float.
-template <typename T, typename LayoutA, typename LayoutB>
-void mma_sync(fragment<accumulator, 32, 8, 16, float>& d, const fragment<matrix_a, 32, 8, 16, T, LayoutA>& a,
-              const fragment<matrix_b, 32, 8, 16, T, LayoutB>& b, const fragment<accumulator, 32, 8, 16, float>& c) {
-  for (int n = 0; n < 8; ++n) {
+template <int M, int N, typename T, typename LayoutA, typename LayoutB>
+void mma_sync(fragment<accumulator, M, N, 16, float>& d, const fragment<matrix_a, M, N, 16, T, LayoutA>& a,
+              const fragment<matrix_b, M, N, 16, T, LayoutB>& b, const fragment<accumulator, M, N, 16, float>& c) {
+  constexpr int kCols = M * N / 32;
+  for (int n = 0; n < kCols; ++n) {
     float sum = c.x[n];
-    for (int k = 0; k < 16; ++k) sum += float(a.x[k]) * float(b.x[k * 8 + n]);
+    for (int k = 0; k < 16; ++k) sum += float(a.x[k]) * float(b.x[k * kCols + n]);
     d.x[n] = sum;
   }
 }
-inline void store_matrix_sync(float* p, const fragment<accumulator, 32, 8, 16, float>& c, unsigned ldm,
-                              layout_t layout) {
+template <int M, int N>
+void store_matrix_sync(float* p, const fragment<accumulator, M, N, 16, float>& c, unsigned ldm, layout_t layout) {
   detail::check_operand(p, ldm);
-  const int row = int(detail::lane());
-  for (int n = 0; n < 8; ++n) (layout == mem_row_major ? p[row * ldm + n] : p[n * ldm + row]) = c.x[n];
+  const int row = detail::row<M>(), col = detail::first_col<M, N>();
+  for (int n = 0; n < M * N / 32; ++n) {
+    (layout == mem_row_major ? p[row * ldm + col + n] : p[(col + n) * ldm + row]) = c.x[n];
+  }
 }
 }  // namespace nvcuda::wmma
 
