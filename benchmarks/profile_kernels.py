@@ -13,6 +13,7 @@ H100); upsample_conv2d's CUDA kernels all of its call.
 """
 
 import cProfile
+import importlib
 import io
 import pstats
 import statistics
@@ -110,42 +111,30 @@ def layer_costs(name, make):
     difference between two lines is that layer's own cost."""
     op, args = make()
     plain = [a.detach() for a in args]
-    layers = LAYERS[op.__name__](plain)
+    layers = _layers(op, plain)
     with torch.no_grad():
         for layer, call in layers.items():
             call()  # compiled, autotuned
             print(f"   {_host_us(call):8.1f} µs  {layer}")
 
 
-def _noise_layers(args):
-    from stylegan_ops.triton import noise_adain_lrelu as kernels
+# What the registered ops take after the public function's tensors: its defaults.
+OP_DEFAULTS = {"noise_adain_lrelu": (1e-5, 0.2), "upsample_conv2d": (None,)}
 
-    full = (*args, 1e-5, 0.2)
+
+def _layers(op, args):
+    """The calls of one forward, from the public function down to the Triton launcher."""
+    name = op.__name__
+    launcher = importlib.import_module(f"stylegan_ops.triton.{name}").forward
+    full = (*args, *OP_DEFAULTS[name])
+    native_op, triton_op = getattr(torch.ops.stylegan_ops, name), getattr(torch.ops.stylegan_ops, f"{name}_triton")
     return {
-        "native: so.noise_adain_lrelu": lambda: so.noise_adain_lrelu(*args, backend="native"),
-        "native: torch.ops.stylegan_ops.noise_adain_lrelu": lambda: torch.ops.stylegan_ops.noise_adain_lrelu(*full),
-        "triton: so.noise_adain_lrelu": lambda: so.noise_adain_lrelu(*args, backend="triton"),
-        "triton: torch.ops.stylegan_ops.noise_adain_lrelu_triton":
-            lambda: torch.ops.stylegan_ops.noise_adain_lrelu_triton(*full),
-        "triton: stylegan_ops.triton.noise_adain_lrelu.forward (launcher)": lambda: kernels.forward(*full),
+        f"native: so.{name}": lambda: op(*args, backend="native"),
+        f"native: torch.ops.stylegan_ops.{name}": lambda: native_op(*full),
+        f"triton: so.{name}": lambda: op(*args, backend="triton"),
+        f"triton: torch.ops.stylegan_ops.{name}_triton": lambda: triton_op(*full),
+        f"triton: stylegan_ops.triton.{name}.forward (launcher)": lambda: launcher(*full),
     }
-
-
-def _upsample_layers(args):
-    from stylegan_ops.triton import upsample_conv2d as kernels
-
-    full = (*args, None)
-    return {
-        "native: so.upsample_conv2d": lambda: so.upsample_conv2d(*args, backend="native"),
-        "native: torch.ops.stylegan_ops.upsample_conv2d": lambda: torch.ops.stylegan_ops.upsample_conv2d(*full),
-        "triton: so.upsample_conv2d": lambda: so.upsample_conv2d(*args, backend="triton"),
-        "triton: torch.ops.stylegan_ops.upsample_conv2d_triton":
-            lambda: torch.ops.stylegan_ops.upsample_conv2d_triton(*full),
-        "triton: stylegan_ops.triton.upsample_conv2d.forward (launcher)": lambda: kernels.forward(*full),
-    }
-
-
-LAYERS = {"noise_adain_lrelu": _noise_layers, "upsample_conv2d": _upsample_layers}
 
 
 def main():
