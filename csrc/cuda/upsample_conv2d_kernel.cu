@@ -46,7 +46,6 @@
 #include <type_traits>
 
 #include "../upsample_conv2d.h"
-#include "packed.h"
 
 #include "runtime.h"
 
@@ -249,23 +248,28 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   using Mma = WarpMma<T, acc_t, typename Tile::Gemm>;
   constexpr int kBM = Tile::kBM, kTH = Tile::kTH, kTW = Tile::kTW, kBK = Tile::kBK;
   constexpr int kFragM = Tile::Gemm::M, kFragN = Tile::Gemm::N;
-  constexpr int kTaps = 16 / kDstPhases;                      // terms per destination phase
-  constexpr int kRowGroups = kWarps / (kDstPhases * 2);       // warps sharing one (phase, channel half)
-  constexpr int kRows = kTH / kRowGroups;                     // tile rows (fragments) per warp
+  // Warps: (destination phase, channel half, tap group). Each multiplies kGroupTaps of its phase's
+  // terms over all kTH tile rows, so each weight fragment it loads serves kTH pixel fragments:
+  // the forward's one group holds a phase's 4 taps; dx's 16 taps split into 4 groups, whose
+  // partial sums the epilogue adds (rows split over warps instead, each warp reloading all 16
+  // weight fragments per stage for 2 rows, read twice the shared memory per stage).
+  constexpr int kTapGroups = kWarps / (kDstPhases * 2);
+  constexpr int kGroupTaps = 16 / kDstPhases / kTapGroups;
   constexpr int kWeightElems = Tile::kWeightElems, kSrcElems = Tile::src_elems(kSrcPhases);
   constexpr int kStageElems = kWeightElems + kSrcElems;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
-  using Vector = Packed<T, kVec>;
-  static_assert(kWarps % (kDstPhases * 2) == 0 && kTH % kRowGroups == 0, "warp layout");
-  static_assert(kWarps * kFragM * kFragN * sizeof(acc_t) <= kWeightElems * sizeof(T), "epilogue scratch");
+  constexpr int kFragElems = kFragM * kFragN;
+  static_assert(kWarps % (kDstPhases * 2) == 0 && 16 % (kDstPhases * kTapGroups) == 0, "warp layout");
+  static_assert(kWarps * kFragElems * sizeof(acc_t) <= 2 * kStageElems * sizeof(T), "epilogue scratch");
   static_assert(kStageElems * sizeof(T) % 128 == 0, "stages 128-byte aligned");
-  // Two stages, each its weights then its source tile; the first stage's weights are the epilogue's scratch.
+  // Two stages, each its weights then its source tile; after the last, the epilogue's scratch.
   T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());
 
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const int q = warp % kDstPhases;                    // destination phase of this warp
-  const int half = (warp / kDstPhases) % 2;           // which 32 of the block's 64 channels
-  const int row0 = (warp / (kDstPhases * 2)) * kRows; // first tile row of this warp
+  const int warp = threadIdx.x / kWarp;
+  const int q = warp % kDstPhases;                // destination phase of this warp
+  const int half = (warp / kDstPhases) % 2;       // which 32 of the block's 64 channels
+  const int group = warp / (kDstPhases * 2);      // which of the phase's taps: kGroupTaps from group * kGroupTaps
+  const int first_tap = kTapGroups == 1 ? 0 : group * kGroupTaps;  // a constant where there is one group
   int tile = blockIdx.x;
   const int tj = tile % tiles_w;
   tile /= tiles_w;
@@ -319,9 +323,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     __pipeline_commit();
   };
 
-  typename Mma::FragC acc[kRows];
+  typename Mma::FragC acc[kTH];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) Mma::zero(acc[r]);
+  for (int r = 0; r < kTH; ++r) Mma::zero(acc[r]);
 
   // Double buffering: stage s + 1 loads while stage s is multiplied.
   const int64_t stages = K_pad / kBK;
@@ -337,13 +341,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     const T* const w_stage = smem + (s % 2) * kStageElems;
     const T* const s_stage = w_stage + kWeightElems;
 #pragma unroll
-    for (int k = 0; k < kTaps; ++k) {
-      const Tap tap = tap_of<kDstPhases>(q, k);
+    for (int k = 0; k < kGroupTaps; ++k) {
+      const Tap tap = tap_of<kDstPhases>(q, first_tap + k);
       typename Mma::FragA a;
       Mma::load_a(a, w_stage + (tap.slab * kBM + half * kFragM) * kBK, kBK);
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const int hy = row0 + r + 1 + tap.di, hx = 1 + tap.dj;
+      for (int r = 0; r < kTH; ++r) {
+        const int hy = r + 1 + tap.di, hx = 1 + tap.dj;
         typename Mma::FragB b;
         Mma::load_b(b, s_stage + ((tap.src_phase * (kTH + 2) + hy) * (kTW + 2) + hx) * kBK, kBK);
         Mma::mma(acc[r], a, b);
@@ -352,27 +356,34 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     __syncthreads();  // stage s is read: its buffer may take stage s + 2
   }
 
-  // Epilogue: each warp stages one 32 x 8 fragment at a time and writes it with bias, in
+  // Epilogue, a tile row at a time: every warp stages its 32 x 8 fragment of the row (the
+  // stages are read: the loop ended on a barrier), then the block writes the row's 64 channels x
+  // 8 pixels of each destination phase, each the sum of its tap groups' fragments plus bias, in
   // channel-fastest order for channels_last destinations and pixel-fastest otherwise (the
-  // fragment staged in that order too).
-  acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * kFragM * kFragN;  // the stages are read
+  // fragments staged in that order too, so consecutive threads read consecutive words).
+  acc_t* const scratch = reinterpret_cast<acc_t*>(smem);
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    Mma::store(scratch, acc[r], /*col_major=*/dst_channels_inner);
-    __syncwarp();
-    const int i = i0 + row0 + r;
-    for (int e = lane; e < kFragM * kFragN; e += kWarp) {
-      const int m = dst_channels_inner ? e % kFragM : e / kFragN;
-      const int px = dst_channels_inner ? e / kFragM : e % kFragN;
-      const int64_t channel = m0 + half * kFragM + m;
+  for (int r = 0; r < kTH; ++r) {
+    Mma::store(scratch + warp * kFragElems, acc[r], /*col_major=*/dst_channels_inner);
+    __syncthreads();
+    const int i = i0 + r;
+    for (int e = threadIdx.x; e < kDstPhases * kBM * kTW; e += kThreads) {
+      const int m = dst_channels_inner ? e % kBM : e / kTW % kBM;  // channel in the block
+      const int px = dst_channels_inner ? e / kBM % kTW : e % kTW;
+      const int phase = e / (kBM * kTW);
+      const int64_t channel = m0 + m;
       const int j = j0 + px;
       if (i < H && j < W && channel < M) {
-        acc_t value = dst_channels_inner ? scratch[px * kFragM + m] : scratch[m * kFragN + px];
-        if (bias != nullptr) value += static_cast<acc_t>(bias[channel]);
-        dst[phase_offset<kDstPhases>(dst_s, n, channel, i, j, q)] = static_cast<scalar_t>(value);
+        const int at = dst_channels_inner ? px * kFragM + m % kFragM : m % kFragM * kFragN + px;
+        acc_t value = bias != nullptr ? static_cast<acc_t>(bias[channel]) : acc_t(0);
+#pragma unroll
+        for (int g = 0; g < kTapGroups; ++g) {
+          value += scratch[(phase + kDstPhases * (m / kFragM + 2 * g)) * kFragElems + at];
+        }
+        dst[phase_offset<kDstPhases>(dst_s, n, channel, i, j, phase)] = static_cast<scalar_t>(value);
       }
     }
-    __syncwarp();
+    __syncthreads();
   }
 }
 
