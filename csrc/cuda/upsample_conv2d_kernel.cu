@@ -64,9 +64,9 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * kWarp;
 // The tensor-core (16-bit) GEMM kernels ask for two resident blocks per SM, at most 128 registers
 // a thread: left alone, nvcc gave the bf16 forward 168 and d weight 244, one block of 8 warps per
-// SM, too few to hide the single-buffered staging's load latency. At 128 they spill 8 to 72
-// bytes a thread. The float32/float64 CUDA-core paths (exactness, not speed) would spill up to
-// 1.3 KB, so they keep one.
+// SM, too few to hide the staging's load latency (single-buffered then). At 128 they spill 8 to
+// 120 bytes a thread (tests/test_cuda_resources.py holds them to 128). The float32/float64
+// CUDA-core paths (exactness, not speed) would spill up to 1.3 KB, so they keep one.
 template <typename scalar_t>
 constexpr int kMinBlocksPerSM = sizeof(scalar_t) == 2 ? 2 : 1;
 // The CUDA type with the bits of an ATen scalar type, for WMMA and shared memory.
