@@ -156,13 +156,17 @@ def noise_inputs(n, c, h, w, dtype, memory_format=torch.contiguous_format):
 
 
 # (N, C, H, W) in NCHW, with the emulation's 16 SMs: a block per plane for 35 elements (no whole
-# vectors: element path), 8x8 (vectors, register cache), 2 x 17 planes of 65x64 (vectors, swept:
-# over 64x64) and 40 small planes; PlaneMajor pixel ranges for the few large planes of 80x80
-# (vectors, 3 ranges) and 67x71 (elements, 9 ranges). In channels_last every shape takes the
-# ChannelMajor ranges, C = 40 with a partial second group of 32 channels.
+# vectors: element path), 8x8 (vectors, register cache), 2 x 17 planes of 65x64 and of 91x92
+# (vectors, swept: over 64x64; copied into shared memory up to 64 KiB of planes, so the 65x64
+# float64 backward, 66.5 KiB of x and dy, and the 91x92 float32/float64 ones and float64 forward
+# sweep global memory, the rest shared memory) and 40 small planes; PlaneMajor pixel ranges for
+# the few large planes of 80x80 (vectors, 3 ranges) and 67x71 (elements, 9 ranges). In
+# channels_last every shape takes the ChannelMajor ranges, C = 40 with a partial second group of
+# 32 channels.
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
 @pytest.mark.parametrize(
-    "shape", [(2, 3, 5, 7), (2, 4, 8, 8), (2, 17, 65, 64), (1, 3, 80, 80), (1, 2, 67, 71), (2, 40, 9, 7)], ids=str
+    "shape", [(2, 3, 5, 7), (2, 4, 8, 8), (2, 17, 65, 64), (2, 17, 91, 92), (1, 3, 80, 80), (1, 2, 67, 71),
+              (2, 40, 9, 7)], ids=str
 )
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_noise_adain_lrelu_matches_reference(emulated, dtype, shape, memory_format):
