@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import stylegan_ops as so
 from stylegan_ops.bench import saved_bytes
 from conftest import cpu_backend_or_skip
-from reference import (LAYOUTS, OpCalls, assert_matches_reference, assert_never_waits_for_gpu, noise_adain_lrelu_reference,
-                       output_and_grads, rel_l2)
+from reference import (LAYOUTS, OpCalls, assert_matches_reference, assert_never_waits_for_gpu,
+                       noise_adain_lrelu_reference, output_and_grads, rel_l2)
 
 OP = "noise_adain_lrelu"
 ALL_BACKENDS = ["eager", "native", "triton"]

@@ -7,11 +7,12 @@
 // formula, then a second pass to write y; up to 64 KiB of planes (x; x and dy backward: bf16
 // 128x128 planes) are first copied into shared memory, so global memory is read once. The
 // crossover (4096 elements = 64x64) is where the register cache reaches 8 values per thread at
-// 512 threads; it is a reasoned choice and has not been tuned on a GPU yet. Large planes too few for a block each to fill the GPU (under
-// two per SM) are split into pixel ranges over several blocks instead (PlaneMajor, under
-// "split planes"). Planes that are contiguous and 16-byte aligned in every tensor of the call
-// (NCHW, every StyleGAN plane size) move in 16-byte vectors of kVec = 16 / sizeof(scalar_t)
-// elements, thread t owning vectors t, t + blockDim, ...; other strides move element by element.
+// 512 threads; it is a reasoned choice and has not been tuned on a GPU yet. Large planes too
+// few for a block each to fill the GPU (under two per SM) are split into pixel ranges over
+// several blocks instead (PlaneMajor, under "split planes"). Planes that are contiguous and
+// 16-byte aligned in every tensor of the call (NCHW, every StyleGAN plane size) move in 16-byte
+// vectors of kVec = 16 / sizeof(scalar_t) elements, thread t owning vectors t, t + blockDim, ...;
+// other strides move element by element.
 //
 // Channels innermost (channels_last): lanes over 32 adjacent channels, so every warp access
 // is contiguous, and planes split into pixel ranges over several blocks with partial sums

@@ -251,8 +251,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   // Warps: (destination phase, channel half, tap group). Each multiplies kGroupTaps of its phase's
   // terms over all kTH tile rows, so each weight fragment it loads serves kTH pixel fragments:
   // the forward's one group holds a phase's 4 taps; dx's 16 taps split into 4 groups, whose
-  // partial sums the epilogue adds (rows split over warps instead, each warp reloading all 16
-  // weight fragments per stage for 2 rows, read twice the shared memory per stage).
+  // partial sums the epilogue adds. (Splitting dx's rows over warps instead made each warp load
+  // all 16 weight fragments per stage for 2 rows: twice the shared-memory reads.)
   constexpr int kTapGroups = kWarps / (kDstPhases * 2);
   constexpr int kGroupTaps = 16 / kDstPhases / kTapGroups;
   constexpr int kWeightElems = Tile::kWeightElems, kSrcElems = Tile::src_elems(kSrcPhases);
@@ -288,8 +288,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     // Weights: 16 slabs x 64 rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
     for (int v = threadIdx.x; v < kWeightElems / kVec; v += kThreads) {
       const int row = v / 2, slab = row / kBM, m = row % kBM;
-      __pipeline_memcpy_async(w_stage + v * kVec, weights + (int64_t(slab) * M_pad + m0 + m) * K_pad + k0 + (v & 1) * kVec,
-                              16);
+      const scalar_t* const from = weights + (int64_t(slab) * M_pad + m0 + m) * K_pad + k0 + (v & 1) * kVec;
+      __pipeline_memcpy_async(w_stage + v * kVec, from, 16);
     }
     if (src_vectors) {
       constexpr int kVecsPerPixel = kBK / kVec;
@@ -650,10 +650,10 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     TORCH_CHECK(blocks_y < 65536, "upsample_conv2d: too many channels (", M, ")");
     const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
     launch_kernel(phase_conv_kernel<scalar_t, kSrcPhases, kDstPhases>, dim3(unsigned(blocks_x), unsigned(blocks_y)),
-                  BlockShape(kThreads, Tile::shared_bytes(kSrcPhases)), src.const_data_ptr<scalar_t>(), strides_of(src), slabs.const_data_ptr<scalar_t>(),
-                  bias ? bias_c.const_data_ptr<scalar_t>() : nullptr, dst.mutable_data_ptr<scalar_t>(),
-                  strides_of(dst), H, W, K, M, slabs.size(2), slabs.size(1), tiles_h, tiles_w, channels_inner(src),
-                  channel_vectors(src), channels_inner(dst));
+                  BlockShape(kThreads, Tile::shared_bytes(kSrcPhases)), src.const_data_ptr<scalar_t>(),
+                  strides_of(src), slabs.const_data_ptr<scalar_t>(), bias ? bias_c.const_data_ptr<scalar_t>() : nullptr,
+                  dst.mutable_data_ptr<scalar_t>(), strides_of(dst), H, W, K, M, slabs.size(2), slabs.size(1),
+                  tiles_h, tiles_w, channels_inner(src), channel_vectors(src), channels_inner(dst));
   });
 }
 
