@@ -13,8 +13,8 @@
 # run of 2026-11-26 the build took about 55 s and memcheck 110 s; the GPU tests, with Triton's
 # compile cache cold, had passed 61 tests when their 95 s cap ended them (all 141 took 125 s on
 # the warm machine), and racecheck over both backends did not finish in 90 s. So:
-#   build (uncapped) + tests 150 s + profile 45 s + ceilings 15 s + benchmarks 25 + 35 + 65 s
-#   + memcheck 115 s + racecheck 60 s (the hand-written CUDA kernels only: the Triton kernels'
+#   build (uncapped) + tests 150 s + profile 55 s + ceilings 15 s + benchmarks 25 + 35 + 65 s
+#   + memcheck 115 s + racecheck 50 s (the hand-written CUDA kernels only: the Triton kernels'
 #   reports are Triton's own reduction lowering, triton-lang/triton#7264, see README).
 # The generator gets the longest benchmark cap: its case compiles the whole model twice
 # (compile, native+compile), and a case is written only once all its backends are timed.
@@ -54,7 +54,7 @@ if [ "$MODE" = all ]; then
   echo "pytest status $?"; tail -n 15 "$OUT/tests.log"
 
   step "kernel profile (kernel time against call time)"
-  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 45 "$PY" benchmarks/profile_kernels.py 2>&1 | tee "$OUT/bench.log"
+  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 55 "$PY" benchmarks/profile_kernels.py 2>&1 | tee "$OUT/bench.log"
 
   step "ceilings"
   timeout 15 "$PY" benchmarks/ceilings.py "$OUT/ceilings.json"
@@ -74,7 +74,7 @@ if [ "$MODE" = bench ]; then step "done"; exit 0; fi
 
 step "compute-sanitizer"
 SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-for run in "memcheck 115 native triton" "racecheck 60 native"; do
+for run in "memcheck 115 native triton" "racecheck 50 native"; do
   set -- $run
   tool=$1 cap=$2
   shift 2

@@ -2,13 +2,14 @@
 call (one call from an idle GPU, as the benchmark CLI times it), per backend, forward+backward;
 the CPU side of a call: the operators and CUDA runtime/driver calls with the most CPU time (any
 synchronising call named), the Python functions by own time (cProfile), and a forward call's CPU
-cost layer by layer (public function, registered op, Triton launcher).
+cost layer by layer (public function, registered op, Triton launcher); the same tables for the
+benchmark's generator forward on eager and native.
 
 The GPU runs showed the gaps this separates: noise_adain_lrelu's kernels take a tenth to a fifth
 of its call time, the Triton backend's a tenth of its forward+backward (0.115 of 1.15 ms on an
 H100); upsample_conv2d's CUDA kernels all of its call.
 
-    python benchmarks/profile_kernels.py   (CUDA only; about 20 s with STYLEGAN_OPS_TRITON_AUTOTUNE=0,
+    python benchmarks/profile_kernels.py   (CUDA only; about 40 s with STYLEGAN_OPS_TRITON_AUTOTUNE=0,
     which the GPU suite sets)
 """
 
@@ -49,6 +50,7 @@ def _upsample_inputs(n, c_in, c_out, h, w):
 
 
 def profile_case(name, make, backend):
+    """An op's forward+backward on ``backend``."""
     op, args = make()
     grad_y = torch.randn_like(op(*args, backend=backend))
     inputs = [a for a in args if a.requires_grad]
@@ -56,32 +58,55 @@ def profile_case(name, make, backend):
     def step():
         torch.autograd.grad(op(*args, backend=backend), inputs, grad_y)
 
+    profile_step(f"{name} {backend} fwd+bwd", step)
+
+
+def profile_generator(backend, batch=8, resolution=256):
+    """The benchmark's generator forward (bf16, channels_last, const noise) on ``backend``: on the
+    H100 run its native call took 6.7 ms against 2.6 ms of GPU work."""
+    torch.manual_seed(0)
+    model = so.nn.Generator(resolution=resolution, backend=backend, channels_last=True)
+    model = model.to(device="cuda", dtype=torch.bfloat16).eval()
+    z = torch.randn(batch, model.z_dim, device="cuda", dtype=torch.bfloat16)
+
+    def step():
+        with torch.no_grad():
+            model(z, noise_mode="const")
+
+    profile_step(f"generator ({batch}, {resolution}) {backend} fwd", step, calls=3)
+
+
+def profile_step(label, step, calls=5):
+    """One call's time (as the benchmark CLI measures it) against its kernels' time, the CPU time by
+    operator and CUDA runtime call (torch.profiler), any call that waits for the GPU, and the
+    Python functions by own time (cProfile)."""
     call_ms = _medians_ms([step], "cuda", reps=20, warmup=3)[0]  # the CLI's measure, warm-up included
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(5):
+        for _ in range(calls):
             step()
         torch.cuda.synchronize()
     averages = prof.key_averages()
     events = [e for e in averages if e.self_device_time_total > 0]  # kernels, copies
-    kernel_ms = sum(e.self_device_time_total for e in events) / 5 / 1e3
-    print(f"== {name} {backend} fwd+bwd: call {call_ms:.3f} ms, kernels {kernel_ms:.3f} ms")
+    kernel_ms = sum(e.self_device_time_total for e in events) / calls / 1e3
+    print(f"== {label}: call {call_ms:.3f} ms, kernels {kernel_ms:.3f} ms")
     for e in sorted(events, key=lambda e: -e.self_device_time_total)[:8]:
-        print(f"   {e.self_device_time_total / 5 / 1e3:8.3f} ms  x{e.count // 5:<3} {e.key[:100]}")
+        print(f"   {e.self_device_time_total / calls / 1e3:8.3f} ms  x{e.count // calls:<3} {e.key[:100]}")
     print("   CPU time per call by operator and runtime call (torch.profiler, self time):")
     host = [e for e in averages if e.self_cpu_time_total > 0]
     for e in sorted(host, key=lambda e: -e.self_cpu_time_total)[:10]:
-        print(f"   {e.self_cpu_time_total / 5 / 1e3:8.3f} ms  x{e.count // 5:<3} {e.key[:100]}")
+        print(f"   {e.self_cpu_time_total / calls / 1e3:8.3f} ms  x{e.count // calls:<3} {e.key[:100]}")
     waits = [f"{e.key} x{e.count}" for e in host if _waits_for_gpu(e.key)]
-    print(f"   calls that wait for the GPU, in 5 calls and the loop's one torch.cuda.synchronize(): {', '.join(waits)}")
+    print(f"   calls that wait for the GPU, in {calls} calls and the loop's one torch.cuda.synchronize(): "
+          f"{', '.join(waits)}")
     cpu = cProfile.Profile()
     cpu.enable()
-    for _ in range(20):
+    for _ in range(4 * calls):
         step()
     cpu.disable()
     torch.cuda.synchronize()
     report = io.StringIO()
     pstats.Stats(cpu, stream=report).sort_stats("tottime").print_stats(8)
-    print("   CPU time of 20 calls, by function (cProfile):")
+    print(f"   CPU time of {4 * calls} calls, by function (cProfile):")
     print("\n".join("   " + line for line in report.getvalue().splitlines() if line.strip()))
 
 
@@ -146,6 +171,8 @@ def main():
     for name, make in CASES.items():
         print(f"== {name}: CPU cost of one forward call, layer by layer (GPU kept busy)")
         layer_costs(name, make)
+    for backend in ("eager", "native"):  # last: the slowest part, the first a time cap would cut
+        profile_generator(backend)
 
 
 if __name__ == "__main__":
