@@ -3,12 +3,14 @@
 Each op runs on native (the hand-written kernels), then on Triton: every dtype, both layouts,
 forward and backward. noise_adain_lrelu's shapes take the native kernels through NCHW
 register-cached planes by 16-byte vectors and by elements (35-element planes), swept planes (400
-of them: a block each), split planes (2 of them: pixel ranges) and the channel-major
-channels_last kernels, with and without noise, and the Triton kernels through register-resident
-planes and pixel ranges (one per plane at 65x64, several at 80x80, channels_last at every size);
-upsample_conv2d's (the phase-conv and grad-weight kernels) has partial pixel tiles and a partial
-second block of 64 channels on both sides, with channels staged element by element (70 and 66
-channels) and, channels_last, in 16-byte vectors (72 and 80)."""
+of them: a block each; copied into shared memory but for float64's backward), split planes (2 of
+them: pixel ranges) and the channel-major channels_last kernels, with and without noise, and the
+Triton kernels through register-resident planes and pixel ranges (one per plane at 65x64, several
+at 80x80, channels_last at every size); upsample_conv2d's (the phase-conv and grad-weight
+kernels) has partial pixel tiles and a partial second block of 64 channels on both sides, with
+channels staged element by element (70 and 66 channels) and, channels_last, through cp.async in
+16-byte vectors (72 and 80), at 33x40 with several pixel tiles per d weight block (its double
+buffering alternates, as the phase convolutions' stages do at every size here)."""
 
 import sys
 
@@ -35,9 +37,11 @@ def noise_adain_lrelu_run(backend):
 
 def upsample_conv2d_run(backend):
     for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
-        for (c_in, c_out), memory_format in [((70, 66), torch.contiguous_format), ((70, 66), torch.channels_last),
-                                             ((72, 80), torch.channels_last)]:
-            x = torch.randn(2, c_in, 9, 11, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
+        for (n, c_in, c_out, h, w), memory_format in [((2, 70, 66, 9, 11), torch.contiguous_format),
+                                                      ((2, 70, 66, 9, 11), torch.channels_last),
+                                                      ((2, 72, 80, 9, 11), torch.channels_last),
+                                                      ((2, 72, 80, 33, 40), torch.channels_last)]:
+            x = torch.randn(n, c_in, h, w, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
             weight = torch.randn(c_out, c_in, 3, 3, device="cuda", dtype=dtype)
             bias = torch.randn(c_out, device="cuda", dtype=dtype)
             inputs = [t.requires_grad_() for t in (x, weight, bias)]
