@@ -28,10 +28,16 @@ struct BlockShape {
 };
 
 // kernel<<<grid, block.threads, block.shared_bytes>>>(args...) on the current stream, checked.
-// Past 48 KiB a kernel must opt in to its dynamic shared memory.
+// Past 48 KiB a kernel must opt in to its dynamic shared memory, as far as the device allows.
 template <typename Kernel, typename... Args>
 void launch_kernel(Kernel kernel, dim3 grid, BlockShape block, Args... args) {
   if (block.shared_bytes > 48 * 1024) {
+    int device = 0, allowed = 0;
+    C10_CUDA_CHECK(cudaGetDevice(&device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&allowed, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    TORCH_CHECK(block.shared_bytes <= size_t(allowed), "stylegan_ops: a CUDA kernel needs ", block.shared_bytes,
+                " bytes of shared memory per block, and this device allows ", allowed,
+                " (stylegan_ops' CUDA kernels are made for compute capability 8.0 and newer)");
     C10_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(block.shared_bytes)));
   }
