@@ -8,8 +8,9 @@
 // between two warp barriers, so all 32 lanes must call it together (as the kernels do).
 // WMMA (nvcuda::wmma) is emulated for the 16-bit operand shapes (m32n8k16, m16n16k16, m8n32k16)
 // as the CUDA C++ Programming Guide specifies them, with their preconditions checked (pointers
-// 256-bit aligned, ldm a multiple of 16 bytes). What this cannot check: how the hardware distributes fragments over
-// lanes (opaque to the kernels), memory-model races between blocks, and anything about speed.
+// 256-bit aligned, ldm a multiple of 16 bytes). What this cannot check: how the hardware
+// distributes fragments over lanes (opaque to the kernels), memory-model races between blocks,
+// and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
 // only when __pipeline_wait_prior lets their group complete, as late as the GPU may land them,
 // so a kernel that reads a stage before waiting for it reads stale data here too; a copy still
@@ -86,11 +87,6 @@ T __shfl_down_sync(unsigned, T value, unsigned offset) {
   warp.barrier.arrive_and_wait();
   return result;
 }
-template <typename T>
-T __ldg(const T* p) {
-  return *p;
-}
-
 // ---- cp.async (cuda_pipeline_primitives.h) ------------------------------------------------------
 inline unsigned char* dynamic_shared_memory() { return cuda_emulation::dynamic_smem; }
 
