@@ -93,11 +93,22 @@ def test_bad_input_names_the_argument(backend, overrides, error, match):
 
 
 def test_library_op_refuses_zero_channels():
-    # Below the Python checks: oneDNN answers a convolution of 0 input channels with 0 output
-    # channels, which the kernel must never index as 4 * C_out.
+    # Below the Python checks, the library op refuses it too: a direct torch.ops call gets the
+    # contract's error, not whatever the kernels would make of 0 channels.
     cpu_backend_or_skip("native", OP)
     with pytest.raises(RuntimeError, match="x must have at least one channel"):
         torch.ops.stylegan_ops.upsample_conv2d(torch.randn(1, 0, 3, 3), torch.randn(4, 0, 3, 3), None)
+
+
+def test_library_backward_of_empty_batch_is_zero():
+    # The public function answers an empty batch with eager's result before any kernel runs; the
+    # library op, called directly, sums d weight and d bias over no pixels: zeros, not uninitialised memory.
+    cpu_backend_or_skip("native", OP)
+    x, weight, _ = make_inputs(n=0)
+    grad_x, grad_weight, grad_bias = torch.ops.stylegan_ops.upsample_conv2d_backward(
+        torch.randn(0, 4, 10, 12, dtype=torch.float64), x, weight, [True, True])
+    assert grad_x.shape == x.shape
+    assert torch.equal(grad_weight, torch.zeros_like(weight)) and torch.equal(grad_bias, torch.zeros(4).double())
 
 
 # ---- layouts, gradients ----------------------------------------------------------------------------
@@ -181,6 +192,26 @@ def test_weight_gradient_split_over_pixels(backend, monkeypatch):
         monkeypatch.setattr(triton_upsample, "multiprocessor_count", lambda device: 132)
         assert triton_upsample._grad_weight_split(2, 3, 4, 32, 32, torch.device("cpu")) == 2
     _assert_float64_grads_match_reference(backend, (2, 3, 4, 32, 32), NAMES)
+
+
+# The native CPU kernel runs its GEMM and gather (scatter) over blocks of about 1 MiB of Z, 9 C_out
+# values per pixel of x, and at least 16 rows of x (csrc/cpu/upsample_conv2d_kernel.cpp). In float64
+# with C_out = 8 and W = 40 a row of Z is 23 KiB, a block 45 rows: H = 100 splits each sample into
+# the bands [0, 45), [45, 90), [90, 100) (the forward's recomputing their neighbours' edge rows),
+# H = 20 puts two whole samples in a block (5 samples: blocks of 2, 2 and 1).
+@pytest.mark.parametrize("shape", [(2, 3, 8, 100, 40), (5, 3, 8, 20, 40)], ids=["row_bands", "sample_blocks"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_native_cpu_blocks_match_reference(shape, layout):
+    cpu_backend_or_skip("native", OP)
+    n, c_in, c_out, h, w = shape
+    x, weight, bias = make_inputs(n, c_in, c_out, h, w)
+    inputs = [LAYOUTS[layout][0](x), weight, bias]
+    grad_y = LAYOUTS[layout][0](torch.randn(n, c_out, 2 * h, 2 * w, dtype=torch.float64))
+    y, got = _grads(lambda *a: so.upsample_conv2d(*a, backend="native"), inputs, NAMES, grad_y)
+    y_ref, want = _grads(upsample_conv2d_reference, inputs, NAMES, grad_y)
+    assert rel_l2(y, y_ref) < 1e-12
+    for name, g, r in zip(NAMES, got, want):
+        assert rel_l2(g, r) < 1e-12, name
 
 
 def test_gradients_without_bias(backend):
