@@ -1,10 +1,10 @@
 r"""Nearest 2x upsample + 3x3 convolution (padding 1) without materialising the upsampled input.
 
 ``upsample_conv2d_ref`` is the eager twin (interpolate, then conv2d) and the ``eager`` backend.
-``native`` is ``torch.ops.stylegan_ops.upsample_conv2d``: on CPU the four output phases as one
-2x2 oneDNN convolution with folded weights (csrc/cpu/), on CUDA implicit GEMMs on tensor cores
-(csrc/cuda/); ``triton`` is ``torch.ops.stylegan_ops.upsample_conv2d_triton`` (implicit GEMMs,
-stylegan_ops/triton/).
+``native`` is ``torch.ops.stylegan_ops.upsample_conv2d``: on CUDA the four output phases as
+implicit GEMMs on tensor cores (csrc/cuda/), on CPU one GEMM of x with the 9 taps of every filter
+and a gather into the 2x output (csrc/cpu/); ``triton`` is
+``torch.ops.stylegan_ops.upsample_conv2d_triton`` (phase implicit GEMMs, stylegan_ops/triton/).
 
 Backward. The op is linear in x and in (weight, bias), so with up(x) the nearest upsampling:
 
@@ -12,9 +12,9 @@ Backward. The op is linear in x and in (weight, bias), so with up(x) the nearest
                                                              the adjoint of up)
     dW = conv2d_weight(up(x), dy)                          db = Σ_{n,h,w} dy
 
-The native and Triton backward ops compute these in the phase domain (dx as a phase convolution
+The CUDA and Triton backward ops compute these in the phase domain (dx as a phase convolution
 of dy with the transposed folded weights, the folded-weight gradient as a reduction over pixels,
-unfolded to 3x3).
+unfolded to 3x3), the CPU one as the adjoint of its GEMM and gather.
 Double backward runs the formulas above composed of differentiable PyTorch ops (``_backward_composite``,
 for the native op as ``stylegan_ops::upsample_conv2d_backward_composite``). The native op's autograd is
 C++ (csrc/autograd/), the Triton op's is registered here.
@@ -152,9 +152,11 @@ def upsample_conv2d(x, weight, bias=None, *, backend="auto"):
         backend: "auto", "eager", "native" or "triton".
 
     Returns (N, C_out, 2H, 2W) in x's dtype (inside ``torch.autocast``, every tensor is first cast
-    to the autocast dtype), channels_last when x or weight is, as ``F.conv2d``. The kernels compute
-    the four output phases as 2x2 convolutions of x with folded weights: 16 instead of 36
-    multiply-adds per input pixel and channel pair, and no upsampled tensor.
+    to the autocast dtype), channels_last when x or weight is, as ``F.conv2d``. No backend but eager
+    makes the upsampled tensor. The CUDA and Triton kernels compute the four output phases as 2x2
+    convolutions of x with folded weights: 16 instead of 36 multiply-adds per input pixel and
+    channel pair. The CPU kernel multiplies x by the 9 taps once (9 per pair: each product is shared
+    by the 4 outputs that read it) and sums 9 products per output.
     """
     (x, weight, bias), region = autocast_region(x, weight, bias)
     _check_args(x, weight, bias)
