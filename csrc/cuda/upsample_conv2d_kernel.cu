@@ -1,7 +1,7 @@
 // upsample_conv2d on CUDA: implicit GEMMs in the phase domain, on tensor cores for float16 and
 // bfloat16 (WMMA, float32 accumulation) and on CUDA cores for float32 and float64
-// (exact: no TF32). The folding, Wf[a,b,t,u] (2x2 taps per output phase), is in
-// ../upsample_conv2d.h; with "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
+// (exact: no TF32). With Wf[a,b,t,u] the folded weights (2x2 taps per output phase: fold_taps
+// below) and "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
 //
 //   forward  y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u} Σ_c Wf[a,b,t,u][o, c] · x[n, c] shifted by (a-1+t, b-1+u)
 //   dx       dx[n, c, i, j]      = Σ_{a,b,t,u} Σ_o Wf[a,b,t,u][o, c] · dy_ab[n, o] shifted by (1-a-t, 1-b-u)
@@ -58,6 +58,70 @@
 
 namespace stylegan_ops {
 namespace {
+
+// Phases: output pixel (2i + a, 2j + b) = Σ_{t,u} Wf[a,b,t,u] · x[i + a - 1 + t, j + b - 1 + u],
+// with Wf[a,b] = A_a W A_bᵀ, A_0 = [[1,0,0],[0,1,1]], A_1 = [[1,1,0],[0,0,1]] (rows: the 2
+// taps, columns: the 3 original taps). The Python twin is stylegan_ops/ops/upsample_conv2d.py.
+//
+// ---- the folding, per (o, c) pair: 3x3 taps -> 16 folded taps (a, b, t, u) ------------------------
+// Along one axis, A_a applied to taps w[0..2]: phase 0 -> (w0, w1 + w2), phase 1 -> (w0 + w1, w2).
+template <typename T>
+__device__ inline void fold_axis(const T w[3], T folded[2][2]) {
+  folded[0][0] = w[0];
+  folded[0][1] = w[1] + w[2];
+  folded[1][0] = w[0] + w[1];
+  folded[1][1] = w[2];
+}
+
+// Its adjoint (A_0ᵀ g_0 + A_1ᵀ g_1): gradient of the four (a, t) folded taps -> the three taps.
+template <typename T>
+__device__ inline void unfold_axis(const T grad_folded[2][2], T grad[3]) {
+  grad[0] = grad_folded[0][0] + grad_folded[1][0];
+  grad[1] = grad_folded[0][1] + grad_folded[1][0];
+  grad[2] = grad_folded[0][1] + grad_folded[1][1];
+}
+
+// w[3k + l] (row k, column l) -> folded[8a + 4b + 2t + u]: rows folded first, then columns.
+template <typename T>
+__device__ inline void fold_taps(const T w[9], T folded[16]) {
+  T rows[2][2][3];  // (a, t, l)
+  for (int l = 0; l < 3; ++l) {
+    const T column[3] = {w[l], w[3 + l], w[6 + l]};
+    T f[2][2];
+    fold_axis(column, f);
+    for (int a = 0; a < 2; ++a)
+      for (int t = 0; t < 2; ++t) rows[a][t][l] = f[a][t];
+  }
+  for (int a = 0; a < 2; ++a) {
+    for (int t = 0; t < 2; ++t) {
+      T f[2][2];
+      fold_axis(rows[a][t], f);
+      for (int b = 0; b < 2; ++b)
+        for (int u = 0; u < 2; ++u) folded[8 * a + 4 * b + 2 * t + u] = f[b][u];
+    }
+  }
+}
+
+// The adjoint of fold_taps, in the reverse order: columns, then rows.
+template <typename T>
+__device__ inline void unfold_taps(const T grad_folded[16], T grad[9]) {
+  T rows[2][2][3];  // (a, t, l)
+  for (int a = 0; a < 2; ++a) {
+    for (int t = 0; t < 2; ++t) {
+      T g[2][2];
+      for (int b = 0; b < 2; ++b)
+        for (int u = 0; u < 2; ++u) g[b][u] = grad_folded[8 * a + 4 * b + 2 * t + u];
+      unfold_axis(g, rows[a][t]);
+    }
+  }
+  for (int l = 0; l < 3; ++l) {
+    T g[2][2], column[3];
+    for (int a = 0; a < 2; ++a)
+      for (int t = 0; t < 2; ++t) g[a][t] = rows[a][t][l];
+    unfold_axis(g, column);
+    for (int k = 0; k < 3; ++k) grad[3 * k + l] = column[k];
+  }
+}
 
 constexpr int kWarp = 32;
 constexpr int kWarps = 8;
