@@ -245,6 +245,31 @@ template <typename T, typename Acc, typename Shape>
 using WarpMma = std::conditional_t<kTensorCores && sizeof(T) == 2 && Shape::K == 16, TensorCoreMma<T, Shape>,
                                    CudaCoreMma<T, Acc, Shape>>;
 
+// ---- double-buffered stages ---------------------------------------------------------------------
+// Runs compute(buf, s) for the stages s = 0 .. count - 1, stage s in shared-memory buffer s % 2,
+// while stage s + 1 loads into the other: load(buf, s) starts the stage's asynchronous copies
+// (cp.async; elements it stores directly are as visible after the barrier), committed here as
+// one group. Every thread of the block calls it.
+template <typename Load, typename Compute>
+__device__ inline void double_buffered(int64_t count, const Load& load, const Compute& compute) {
+  const auto start = [&](int64_t s) {
+    load(int(s % 2), s);
+    __pipeline_commit();
+  };
+  if (count > 0) start(0);
+  for (int64_t s = 0; s < count; ++s) {
+    if (s + 1 < count) {
+      start(s + 1);              // its buffer was last read before the previous barrier
+      __pipeline_wait_prior(1);  // stage s's copies have landed, s + 1's may not
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();  // every thread's copies of stage s are visible
+    compute(int(s % 2), s);
+    __syncthreads();  // stage s is read: its buffer may take stage s + 2
+  }
+}
+
 // ---- forward and dx: phase_conv_kernel -------------------------------------------------------
 // A (N, C, H', W') tensor addressed through its strides, seen as `kPhases` phase grids of
 // H x W low-resolution pixels: phase (a, b) of pixel (i, j) is element (kScale*i + a, kScale*j + b),
@@ -342,11 +367,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   const int i0 = ti * kTH, j0 = tj * kTW;
   const int64_t m0 = int64_t(blockIdx.y) * kBM;
 
-  // Starts loading the kBK channels from k0 into stage buffer `buf`: the weights, and the source
-  // tile where 16-byte vectors allow (channel_vectors), as asynchronous copies committed as one
-  // group; any other source element by element, stored before this returns. Halo pixels outside
-  // the image and channels past K are zeros.
-  auto load_stage = [&](int buf, int64_t k0) {
+  // Starts loading stage s, the kBK channels from s * kBK, into buffer `buf`: the weights, and
+  // the source tile where 16-byte vectors allow (channel_vectors), as asynchronous copies; any
+  // other source element by element, stored before this returns. Halo pixels outside the image
+  // and channels past K are zeros.
+  auto load_stage = [&](int buf, int64_t s) {
+    const int64_t k0 = s * kBK;
     T* const w_stage = smem + buf * kStageElems;
     T* const s_stage = w_stage + kWeightElems;
     // Weights: 16 slabs x 64 rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
@@ -384,25 +410,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
         s_stage[pixel * kBK + k] = v;
       }
     }
-    __pipeline_commit();
   };
 
   typename Mma::FragC acc[kTH];
 #pragma unroll
   for (int r = 0; r < kTH; ++r) Mma::zero(acc[r]);
 
-  // Double buffering: stage s + 1 loads while stage s is multiplied.
-  const int64_t stages = K_pad / kBK;
-  if (stages > 0) load_stage(0, 0);
-  for (int64_t s = 0; s < stages; ++s) {
-    if (s + 1 < stages) {
-      load_stage(int((s + 1) % 2), (s + 1) * kBK);  // its buffer was last read before the previous barrier
-      __pipeline_wait_prior(1);                      // stage s's copies have landed, s + 1's may not
-    } else {
-      __pipeline_wait_prior(0);
-    }
-    __syncthreads();  // every thread's copies of stage s are visible
-    const T* const w_stage = smem + (s % 2) * kStageElems;
+  double_buffered(K_pad / kBK, load_stage, [&](int buf, int64_t) {
+    const T* const w_stage = smem + buf * kStageElems;
     const T* const s_stage = w_stage + kWeightElems;
 #pragma unroll
     for (int k = 0; k < kGroupTaps; ++k) {
@@ -417,11 +432,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
         Mma::mma(acc[r], a, b);
       }
     }
-    __syncthreads();  // stage s is read: its buffer may take stage s + 2
-  }
+  });
 
   // Epilogue, a tile row at a time: every warp stages its 32 x 8 fragment of the row (the
-  // stages are read: the loop ended on a barrier), then the block writes the row's 64 channels x
+  // stages are read: double_buffered ended on a barrier), then the block writes the row's 64 channels x
   // 8 pixels of each destination phase, each the sum of its tap groups' fragments plus bias, in
   // channel-fastest order for channels_last destinations and pixel-fastest otherwise (the
   // fragments staged in that order too, so consecutive threads read consecutive words).
@@ -507,11 +521,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   const int a = phase >> 1, b = phase & 1, di = a - 1 + (tap >> 1), dj = b - 1 + (tap & 1);
   const int64_t c0 = int64_t(blockIdx.x) * kBC, o0 = int64_t(blockIdx.y) * kBO;
 
-  // Starts loading pixel tile `tile` into stage buffer `buf`: x with a one-pixel halo and dy's
-  // phase, each through cp.async in 16-byte vectors of channels where it allows (channel_vectors),
-  // committed as one group, else element by element, stored before this returns. Outside the
-  // image and past the channel counts: zeros.
-  auto load_tile = [&](int buf, int64_t tile) {
+  // Starts loading this block's pixel tile s (tile split + s * splits) into buffer `buf`: x with
+  // a one-pixel halo and dy's phase, each through cp.async in 16-byte vectors of channels where
+  // it allows (channel_vectors), else element by element, stored before this returns. Outside
+  // the image and past the channel counts: zeros.
+  auto load_tile = [&](int buf, int64_t s) {
+    const int64_t tile = split + s * splits;
     T* const x_stage = smem + buf * Tile::kStageElems;
     T* const dy_stage = x_stage + Tile::kXElems;
     const int tj = tile % tiles_w, ti = (tile / tiles_w) % tiles_h;
@@ -559,7 +574,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
         dy_stage[p * kDyLd + o] = v;
       }
     }
-    __pipeline_commit();
   };
 
   typename Mma::FragC acc[kCFrags][kOFrags];
@@ -569,18 +583,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     for (int f = 0; f < kOFrags; ++f) Mma::zero(acc[m][f]);
   }
 
-  // This block's tiles: split, split + splits, ...; tile s + 1 loads while tile s is multiplied.
-  const int64_t count = (tiles - split + splits - 1) / splits;
-  if (count > 0) load_tile(0, split);
-  for (int64_t s = 0; s < count; ++s) {
-    if (s + 1 < count) {
-      load_tile(int((s + 1) % 2), split + (s + 1) * splits);  // its buffer was last read before the previous barrier
-      __pipeline_wait_prior(1);                              // tile s's copies have landed, s + 1's may not
-    } else {
-      __pipeline_wait_prior(0);
-    }
-    __syncthreads();  // every thread's copies of tile s are visible
-    const T* const x_stage = smem + (s % 2) * Tile::kStageElems;
+  // This block's tiles: split, split + splits, ...
+  double_buffered((tiles - split + splits - 1) / splits, load_tile, [&](int buf, int64_t) {
+    const T* const x_stage = smem + buf * Tile::kStageElems;
     const T* const dy_stage = x_stage + Tile::kXElems;
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
@@ -597,8 +602,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
         for (int m = 0; m < kCFrags; ++m) Mma::mma(acc[m][f], fa[m], fb);
       }
     }
-    __syncthreads();  // tile s is read: its buffer may take tile s + 2
-  }
+  });
 
   acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * kFragElems;  // the stages are read
   const int64_t slab = 4 * phase + tap;
