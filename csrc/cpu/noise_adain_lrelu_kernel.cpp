@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../noise_adain_lrelu.h"
+#include "unit_stride.h"
 
 namespace stylegan_ops {
 namespace {
@@ -117,22 +118,12 @@ Vec leaky_relu_grad(Vec dy, Vec xhat, Vec gamma, Vec beta, Vec slope) {
   return Vec::blendv(dy * slope, dy, gamma * xhat + beta > Vec(0));
 }
 
-// Calls body(stride) with a compile-time 1 when stride == 1, so unit-stride loops vectorise.
-template <typename Body>
-void with_unit_stride(bool unit, int64_t stride, const Body& body) {
-  if (unit) {
-    body(std::integral_constant<int64_t, 1>());
-  } else {
-    body(stride);
-  }
-}
-
 // v[i] = x[i] + a * noise[i] for one plane, into a contiguous op-math buffer.
 template <typename scalar_t, typename acc_t>
 void gather_plane(const scalar_t* x, int64_t x_hw, const scalar_t* noise, int64_t noise_hw, acc_t a, int64_t M,
                   acc_t* v) {
   if (noise == nullptr) {
-    with_unit_stride(x_hw == 1, x_hw, [&](auto xs) {
+    with_unit_stride(x_hw, [&](auto xs) {
       for (int64_t i = 0; i < M; ++i) v[i] = acc_t(x[i * xs]);
     });
   } else if (x_hw == 1 && noise_hw == 1) {
@@ -149,7 +140,7 @@ const acc_t* contiguous_plane(const scalar_t* plane, int64_t hw, int64_t M, acc_
   if constexpr (std::is_same_v<scalar_t, acc_t>) {
     if (hw == 1) return plane;
   }
-  with_unit_stride(hw == 1, hw, [&](auto s) {
+  with_unit_stride(hw, [&](auto s) {
     for (int64_t i = 0; i < M; ++i) buf[i] = acc_t(plane[i * s]);
   });
   return buf;
@@ -174,7 +165,7 @@ const acc_t* write_plane(const F& f, acc_t* buf, int64_t M, scalar_t* out, int64
     }
   }
   apply(buf);
-  with_unit_stride(out_hw == 1, out_hw, [&](auto os) {
+  with_unit_stride(out_hw, [&](auto os) {
     for (int64_t i = 0; i < M; ++i) out[i * os] = scalar_t(buf[i]);
   });
   return buf;

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "../upsample_conv2d.h"
+#include "unit_stride.h"
 
 namespace stylegan_ops {
 namespace {
@@ -182,17 +183,12 @@ void gather_output(const acc_t* z, const scalar_t* bias, const Block& block, con
       const acc_t* __restrict__ s0 = sums + 3 * a * stride;
       const acc_t *__restrict__ s1 = s0 + stride, *__restrict__ s2 = s1 + stride;
       scalar_t* __restrict__ dst = out.row(block.n0 + n, o, 2 * i + a);
-      const auto store = [&](auto step) {  // step: a constant 1 lets the compiler vectorise the NCHW case
+      with_unit_stride(out.w, [&](auto step) {
         for (int64_t j = 0; j < W; ++j) {
           dst[2 * j * step] = scalar_t(b + s0[j - 1] + s1[j] + s2[j]);
           dst[(2 * j + 1) * step] = scalar_t(b + s0[j] + s1[j] + s2[j + 1]);
         }
-      };
-      if (out.w == 1) {
-        store(std::integral_constant<int64_t, 1>());
-      } else {
-        store(out.w);
-      }
+      });
     }
   });
 }
@@ -216,14 +212,9 @@ void scatter_grad(const at::Tensor& grad_y, const Block& block, acc_t* dz) {
         continue;
       }
       const scalar_t* __restrict__ from = dy.row(block.n0 + n, o, Y);
-      const auto load = [&](auto step) {  // step: a constant 1 lets the compiler vectorise the NCHW case
+      with_unit_stride(dy.w, [&](auto step) {
         for (int64_t X = 0; X < 2 * W; ++X) to[X] = acc_t(from[X * step]);
-      };
-      if (dy.w == 1) {
-        load(std::integral_constant<int64_t, 1>());
-      } else {
-        load(dy.w);
-      }
+      });
     }
     for (int64_t ky = 0; ky < 3; ++ky) {  // rows 2i + 1 - ky and 2i + 2 - ky: t = 2 - ky and 3 - ky
       const acc_t *__restrict__ first = scratch + (2 - ky) * stride + 1, *__restrict__ second = first + stride;
