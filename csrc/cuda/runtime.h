@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "block_shape.h"
+
 namespace stylegan_ops {
 
 using DeviceGuard = c10::cuda::CUDAGuard;
@@ -18,14 +20,6 @@ inline int multiprocessor_count(const at::Tensor& t) {
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, t.get_device()));
   return count;
 }
-
-// A launch's threads per block and dynamic shared memory (read by dynamic_shared_memory()).
-struct BlockShape {
-  dim3 threads;
-  size_t shared_bytes = 0;
-  BlockShape(dim3 threads_, size_t shared_bytes_ = 0) : threads(threads_), shared_bytes(shared_bytes_) {}
-  BlockShape(unsigned threads_, size_t shared_bytes_ = 0) : threads(threads_), shared_bytes(shared_bytes_) {}
-};
 
 // kernel<<<grid, block.threads, block.shared_bytes>>>(args...) on the current stream, checked.
 // Past 48 KiB a kernel must opt in to its dynamic shared memory, as far as the device allows.

@@ -41,9 +41,7 @@ struct dim3 {
   unsigned x, y, z;
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-struct alignas(16) int4 {
-  int x, y, z, w;
-};
+#include "../../csrc/cuda/block_shape.h"  // after dim3, which it uses
 
 namespace cuda_emulation {
 constexpr int kWarp = 32;
@@ -227,15 +225,8 @@ struct DeviceGuard {
 // A small "GPU", so that the grad-weight kernel splits its pixels over several blocks.
 inline int multiprocessor_count(const at::Tensor&) { return 16; }
 
-struct BlockShape {
-  dim3 threads;
-  size_t shared_bytes = 0;
-  BlockShape(dim3 threads_, size_t shared_bytes_ = 0) : threads(threads_), shared_bytes(shared_bytes_) {}
-  BlockShape(unsigned threads_, size_t shared_bytes_ = 0) : threads(threads_), shared_bytes(shared_bytes_) {}
-};
-
 template <typename Kernel, typename... Args>
-void launch_kernel(Kernel kernel, dim3 grid, BlockShape block, Args... args) {
+void launch_kernel(Kernel kernel, dim3 grid, stylegan_ops::BlockShape block, Args... args) {
   const int threads = int(block.threads.x);
   TORCH_CHECK(block.threads.y == 1 && block.threads.z == 1 && threads % cuda_emulation::kWarp == 0,
               "emulated launch: bad block");
