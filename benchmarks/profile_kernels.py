@@ -25,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import stylegan_ops as so
-from stylegan_ops.bench import _medians_ms
+from stylegan_ops.bench import _medians_ms, _sleep_cycles_per_ms
 
 CASES = {
     "noise_adain_lrelu (8, 128, 128, 128)": lambda: _noise_inputs(8, 128, 128, 128),
@@ -122,7 +122,7 @@ def _host_us(call, calls=50, reps=5):
     times = []
     for _ in range(reps):
         torch.cuda.synchronize()
-        torch.cuda._sleep(40_000_000)  # cycles
+        torch.cuda._sleep(int(_sleep_cycles_per_ms() * 20))
         start = time.perf_counter()
         for _ in range(calls):
             call()
