@@ -66,8 +66,10 @@ inline void check_noise_adain_lrelu_backward_args(const at::Tensor& grad_y, cons
                                                   const std::optional<at::Tensor>& noise,
                                                   const at::Tensor& noise_weight, const at::Tensor& style_scale,
                                                   const at::Tensor& style_bias, const at::Tensor& mean,
-                                                  const at::Tensor& rstd) {
+                                                  const at::Tensor& rstd, bool compute_grad_noise) {
   check_noise_adain_lrelu_args(x, noise, noise_weight, style_scale, style_bias);
+  TORCH_CHECK(noise.has_value() || !compute_grad_noise,
+              "noise_adain_lrelu_backward: compute_grad_noise needs a noise tensor, got None");
   TORCH_CHECK(grad_y.sizes() == x.sizes() && grad_y.scalar_type() == x.scalar_type() && grad_y.device() == x.device(),
               "noise_adain_lrelu_backward: grad_y must match x in shape, dtype and device, got ", grad_y.sizes(), " ",
               grad_y.scalar_type());

@@ -20,15 +20,19 @@ TORCH_LIBRARY(stylegan_ops, m) {
   m.def(
       "noise_adain_lrelu(Tensor x, Tensor? noise, Tensor noise_weight, Tensor style_scale, Tensor style_bias, "
       "float eps, float negative_slope) -> (Tensor y, Tensor mean, Tensor rstd)");
+  // grad_noise, (N, 1, H, W), only with compute_grad_noise (which needs noise); else it comes back empty
+  // (0 elements): noise is usually a constant that needs no gradient.
   m.def(
       "noise_adain_lrelu_backward(Tensor grad_y, Tensor x, Tensor? noise, Tensor noise_weight, Tensor style_scale, "
-      "Tensor style_bias, Tensor mean, Tensor rstd, float negative_slope) "
-      "-> (Tensor grad_x, Tensor grad_noise_weight, Tensor grad_style_scale, Tensor grad_style_bias)");
+      "Tensor style_bias, Tensor mean, Tensor rstd, float negative_slope, bool compute_grad_noise) "
+      "-> (Tensor grad_x, Tensor grad_noise, Tensor grad_noise_weight, Tensor grad_style_scale, "
+      "Tensor grad_style_bias)");
   // The backward formula in differentiable PyTorch ops, for double backward: recomputes mean and rstd from x.
   m.def(
       "noise_adain_lrelu_backward_composite(Tensor grad_y, Tensor x, Tensor? noise, Tensor noise_weight, "
-      "Tensor style_scale, Tensor style_bias, float eps, float negative_slope) "
-      "-> (Tensor grad_x, Tensor grad_noise_weight, Tensor grad_style_scale, Tensor grad_style_bias)");
+      "Tensor style_scale, Tensor style_bias, float eps, float negative_slope, bool compute_grad_noise) "
+      "-> (Tensor grad_x, Tensor grad_noise, Tensor grad_noise_weight, Tensor grad_style_scale, "
+      "Tensor grad_style_bias)");
   // conv2d(nearest_upsample_2x(x), weight, bias, padding=1) as four 2x2 phase convolutions of x.
   m.def("upsample_conv2d(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
   // output_mask: which of (grad_x, grad_weight) to compute; one not asked for comes back empty (0 elements),

@@ -143,10 +143,9 @@ class EmulatedNoiseAdainLrelu(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, noise, noise_weight, style_scale, style_bias, mean, rstd = ctx.saved_tensors
-        grad_x, grad_a, grad_scale, grad_bias = ctx.ops.noise_adain_lrelu_backward(
-            grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, 0.2)
-        grad_noise = (grad_x * noise_weight.view(1, -1, 1, 1)).sum(1, keepdim=True)
-        return None, grad_x, grad_noise, grad_a, grad_scale, grad_bias
+        grads = ctx.ops.noise_adain_lrelu_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean,
+                                                   rstd, 0.2, True)
+        return None, *grads
 
 
 def noise_inputs(n, c, h, w, dtype, memory_format=torch.contiguous_format):
@@ -195,7 +194,9 @@ def test_noise_adain_lrelu_element_paths(emulated, case):
     y, mean, rstd = emulated.noise_adain_lrelu(x, noise, noise_weight, style_scale, style_bias, 1e-5, 0.2)
     channels_last = case == "channels_last_slice"
     assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    got = emulated.noise_adain_lrelu_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, 0.2)
+    got = emulated.noise_adain_lrelu_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, 0.2,
+                                              False)
+    got = got[:1] + got[2:]  # grad_noise not asked for (see the reference's inputs)
     inputs = [t.clone().requires_grad_() for t in (x, noise_weight, style_scale, style_bias)]
     y_ref = noise_adain_lrelu_reference(inputs[0], noise, *inputs[1:])
     want = torch.autograd.grad(y_ref, inputs, grad_y, allow_unused=True)

@@ -307,12 +307,50 @@ def test_backward_composite_matches_backward_kernel(with_noise):
     x, noise, weight, scale, bias = make_inputs(2, 3, 5, 7, noise=with_noise)
     grad_y = torch.randn_like(x)
     _, mean, rstd = torch.ops.stylegan_ops.noise_adain_lrelu(x, noise, weight, scale, bias, 1e-5, 0.2)
-    kernel = torch.ops.stylegan_ops.noise_adain_lrelu_backward(grad_y, x, noise, weight, scale, bias, mean, rstd, 0.2)
+    kernel = torch.ops.stylegan_ops.noise_adain_lrelu_backward(grad_y, x, noise, weight, scale, bias, mean, rstd, 0.2,
+                                                               with_noise)
     composite = torch.ops.stylegan_ops.noise_adain_lrelu_backward_composite(grad_y, x, noise, weight, scale, bias,
-                                                                            1e-5, 0.2)
-    for name, got, want in zip(("x", "noise_weight", "style_scale", "style_bias"), composite, kernel):
+                                                                            1e-5, 0.2, with_noise)
+    for name, got, want in zip(NAMES, composite, kernel):
         want = want if with_noise or name != "noise_weight" else torch.zeros_like(want)
+        assert got.shape == (want.shape if with_noise or name != "noise" else (0,)), name
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=lambda m: f"d {name}: {m}")
+
+
+@pytest.mark.parametrize("backend_op", ["noise_adain_lrelu", "noise_adain_lrelu_triton"])
+def test_backward_op_computes_grad_noise_only_when_asked(backend_op):
+    """grad_noise is a reduction across channels that most calls (noise a constant) do not need:
+    without compute_grad_noise it comes back empty and the other gradients are the same; asking
+    for it without noise is an error."""
+    cpu_backend_or_skip("native" if backend_op == "noise_adain_lrelu" else "triton", OP)
+    forward = getattr(torch.ops.stylegan_ops, backend_op)
+    backward = getattr(torch.ops.stylegan_ops, backend_op + "_backward")
+    x, noise, weight, scale, bias = make_inputs(2, 3, 5, 7)
+    grad_y = torch.randn_like(x)
+    _, mean, rstd = forward(x, noise, weight, scale, bias, 1e-5, 0.2)
+    asked = backward(grad_y, x, noise, weight, scale, bias, mean, rstd, 0.2, True)
+    not_asked = backward(grad_y, x, noise, weight, scale, bias, mean, rstd, 0.2, False)
+    assert asked[1].shape == (2, 1, 5, 7) and not_asked[1].shape == (0,)
+    assert all(torch.equal(a, b) for i, (a, b) in enumerate(zip(asked, not_asked)) if i != 1)
+    with pytest.raises(RuntimeError, match="compute_grad_noise needs a noise tensor"):
+        backward(grad_y, x, None, weight, scale, bias, mean, rstd, 0.2, True)
+
+
+# The CPU kernel sums grad_noise = Σ_c a_c dv_c over tasks of (sample, a run of at least 8
+# channels, 16384 / (H*W) where that is more), then over a sample's tasks: 64x64 planes make runs
+# [0, 8), [8, 16), [16, 20); 8x8 planes one run of all 20 channels.
+@pytest.mark.parametrize("shape", [(2, 20, 64, 64), (3, 20, 8, 8)], ids=str)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_native_cpu_grad_noise_over_runs_of_channels(shape, memory_format):
+    cpu_backend_or_skip("native", OP)
+    x, noise, weight, scale, bias = make_inputs(*shape)
+    x = x.contiguous(memory_format=memory_format)
+    grad_y = torch.randn(shape, dtype=torch.float64)
+    _, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend="native"), (x, noise, weight, scale, bias), NAMES,
+                    grad_y)
+    _, want = _grads(noise_adain_lrelu_reference, (x, noise, weight, scale, bias), NAMES, grad_y)
+    for name, g, r in zip(NAMES, got, want):
+        assert rel_l2(g, r) < 1e-12, name
 
 
 def test_backward_is_deterministic(backend):
@@ -383,8 +421,10 @@ def test_opcheck_backward_op(backend, layout):
     x = LAYOUTS[layout][0](x)
     scale = scale.t().contiguous().t()  # transposed (N, C): the fake must not copy its strides
     _, mean, rstd = forward(x, noise, weight, scale, bias, 1e-5, 0.2)
-    torch.library.opcheck(backward, (torch.randn_like(x), x, noise, weight, scale, bias, mean, rstd, 0.2),
-                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    for compute_grad_noise in (True, False):
+        torch.library.opcheck(backward, (torch.randn_like(x), x, noise, weight, scale, bias, mean, rstd, 0.2,
+                                         compute_grad_noise),
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's per-sample loop

@@ -7,7 +7,7 @@
 namespace stylegan_ops {
 namespace {
 
-using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor>;  // x, noise_weight, style_scale, style_bias
+using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;  // x, noise, noise_weight, style_scale, style_bias
 
 class NoiseAdainLrelu : public torch::autograd::Function<NoiseAdainLrelu> {
  public:
@@ -32,11 +32,11 @@ class NoiseAdainLrelu : public torch::autograd::Function<NoiseAdainLrelu> {
   static variable_list backward(AutogradContext* ctx, const variable_list& grad_outputs) {
     static const auto backward_op = operator_handle<Grads(const Tensor&, const Tensor&, const OptionalTensor&,
                                                           const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                                          const Tensor&, double)>(
+                                                          const Tensor&, double, bool)>(
         "stylegan_ops::noise_adain_lrelu_backward");
     static const auto composite_op = operator_handle<Grads(const Tensor&, const Tensor&, const OptionalTensor&,
                                                            const Tensor&, const Tensor&, const Tensor&, double,
-                                                           double)>(
+                                                           double, bool)>(
         "stylegan_ops::noise_adain_lrelu_backward_composite");
     const variable_list saved = ctx->get_saved_variables();
     const Tensor &x = saved[0], &noise_weight = saved[2], &style_scale = saved[3], &style_bias = saved[4];
@@ -44,15 +44,15 @@ class NoiseAdainLrelu : public torch::autograd::Function<NoiseAdainLrelu> {
     const double negative_slope = ctx->saved_data["negative_slope"].toDouble();
     const Tensor& grad_y = grad_outputs[0];
     if (!grad_y.defined()) return variable_list(7);
-    auto [grad_x, grad_noise_weight, grad_scale, grad_bias] =
+    // Edges count defined tensor inputs only: with noise present, edge 1 is noise.
+    const bool compute_grad_noise = noise && ctx->needs_input_grad(1);
+    auto [grad_x, grad_noise, grad_noise_weight, grad_scale, grad_bias] =
         at::GradMode::is_enabled()
             ? composite_op.call(grad_y, x, noise, noise_weight, style_scale, style_bias,
-                                ctx->saved_data["eps"].toDouble(), negative_slope)
+                                ctx->saved_data["eps"].toDouble(), negative_slope, compute_grad_noise)
             : backward_op.call(grad_y, x, noise, noise_weight, style_scale, style_bias, saved[5], saved[6],
-                               negative_slope);
-    Tensor grad_noise;
-    // Edges count defined tensor inputs only: with noise present, edge 1 is noise.
-    if (noise && ctx->needs_input_grad(1)) grad_noise = (grad_x * noise_weight.view({1, -1, 1, 1})).sum(1, true);
+                               negative_slope, compute_grad_noise);
+    if (!compute_grad_noise) grad_noise = Tensor();  // the ops' empty stand-in
     if (!noise) grad_noise_weight = Tensor();  // as in eager: noise_weight takes no part without noise
     return {grad_x, grad_noise, grad_noise_weight, grad_scale, grad_bias, Tensor(), Tensor()};
   }

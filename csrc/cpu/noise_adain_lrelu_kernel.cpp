@@ -261,11 +261,39 @@ void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise,
   });
 }
 
+// The backward's tasks: (sample n, a run of `channels` channels), `per_sample` of them per sample.
+// They are fixed by the shape alone, so grad_noise's sums over channels (in channel order within
+// a task, then over a sample's tasks in order) are the same whatever the thread count:
+// deterministic. Each task keeps an M-element partial sum of grad_noise; at least 8 channels a
+// task hold those partials to an eighth of x's size.
+struct BackwardTasks {
+  int64_t channels, per_sample;
+};
+
+inline BackwardTasks backward_tasks(int64_t C, int64_t M, bool grad_noise) {
+  const int64_t channels = std::max<int64_t>(1, std::min(C, std::max<int64_t>(grad_noise ? 8 : 1, 16384 / M)));
+  return {channels, (C + channels - 1) / channels};
+}
+
+// partial[i] = a * dv[i] (first) or partial[i] += a * dv[i]: one channel's share of grad_noise.
+template <typename acc_t>
+void add_scaled_plane(acc_t* partial, acc_t a, const acc_t* dv, int64_t M, bool first) {
+  using Vec = Vectorized<acc_t>;
+  const Vec a_vec(a);
+  if (first) {
+    at::vec::map([&](Vec d) { return a_vec * d; }, partial, dv, M);
+  } else {
+    at::vec::map2([&](Vec p, Vec d) { return p + a_vec * d; }, partial, partial, dv, M);
+  }
+}
+
+// grad_noise_partial, when not null, is (N, tasks per sample, M): each task's Σ_c a_c dv_c.
 template <typename scalar_t>
 void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::optional<at::Tensor>& noise,
                      const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
                      const at::Tensor& mean_in, const at::Tensor& rstd_in, double negative_slope, at::Tensor& grad_x,
-                     at::Tensor& grad_noise_weight_per_plane, at::Tensor& grad_scale, at::Tensor& grad_bias) {
+                     at::Tensor* grad_noise_partial, at::Tensor& grad_noise_weight_per_plane, at::Tensor& grad_scale,
+                     at::Tensor& grad_bias) {
   using acc_t = at::opmath_type<scalar_t>;
   using Vec = Vectorized<acc_t>;
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
@@ -280,21 +308,24 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
   const acc_t* mean_ptr = mean_in.const_data_ptr<acc_t>();
   const acc_t* rstd_ptr = rstd_in.const_data_ptr<acc_t>();
   scalar_t* gx_ptr = grad_x.mutable_data_ptr<scalar_t>();
+  acc_t* gn_ptr = grad_noise_partial != nullptr ? grad_noise_partial->mutable_data_ptr<acc_t>() : nullptr;
   acc_t* ga_ptr = grad_noise_weight_per_plane.mutable_data_ptr<acc_t>();
   scalar_t* gscale_ptr = grad_scale.mutable_data_ptr<scalar_t>();
   scalar_t* gbias_ptr = grad_bias.mutable_data_ptr<scalar_t>();
   const Vec slope_v = Vec(acc_t(negative_slope));
 
   const int64_t group = planes_per_group<acc_t>(M);
-  at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / M), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> xhat(group * M), g(group * M);
+  // Planes [begin, end) of sample n, a group at a time (xhat and g: buffers of `group` planes); with
+  // grad_noise, Σ_c a_c dv_c over them into grad_noise_sum (M elements).
+  const auto backward_planes = [&](int64_t n, int64_t begin, int64_t end, acc_t* grad_noise_sum, acc_t* xhat,
+                                   acc_t* g) {
     acc_t sum_g[Vec::size()], sum_g_xhat[Vec::size()];
     for (int64_t first = begin; first < end; first += group) {
       const int64_t last = std::min(first + group, end);
       for (int64_t plane = first; plane < last; ++plane) {  // the group's sums, back to back
-        const int64_t n = plane / C, c = plane % C, slot = plane - first;
-        acc_t* xh_p = xhat.data() + slot * M;
-        acc_t* g_p = g.data() + slot * M;
+        const int64_t c = plane % C, slot = plane - first;
+        acc_t* xh_p = xhat + slot * M;
+        acc_t* g_p = g + slot * M;
         gather_plane(x_ptr + n * xv.n_stride + c * xv.c_stride, xv.hw_stride,
                      noise_ptr ? noise_ptr + n * nv.n_stride : nullptr, nv.hw_stride, acc_t(a_ptr[c]), M, xh_p);
         const acc_t mean = mean_ptr[plane], rstd = rstd_ptr[plane];
@@ -322,15 +353,16 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
         sum_g_xhat[slot] = acc_t(sum_g_xhat_acc.total());
       }
       for (int64_t plane = first; plane < last; ++plane) {
-        const int64_t n = plane / C, c = plane % C, slot = plane - first;
-        acc_t* xh_p = xhat.data() + slot * M;
-        acc_t* g_p = g.data() + slot * M;
+        const int64_t c = plane % C, slot = plane - first;
+        acc_t* xh_p = xhat + slot * M;
+        acc_t* g_p = g + slot * M;
         // dv = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), written to dx.
         const acc_t k = acc_t(scale_ptr[plane]) * rstd_ptr[plane];
         const Vec k_vec(k), mean_g_vec(sum_g[slot] / M), mean_g_xhat_vec(sum_g_xhat[slot] / M);
         const acc_t* dv = write_plane(
             [&](Vec gi, Vec xh) { return k_vec * (gi - mean_g_vec - xh * mean_g_xhat_vec); }, g_p, M,
             gx_ptr + n * gxv.n_stride + c * gxv.c_stride, gxv.hw_stride, g_p, xh_p);
+        if (grad_noise_sum != nullptr) add_scaled_plane(grad_noise_sum, acc_t(a_ptr[c]), dv, M, plane == begin);
         double dv_dot_noise = 0;
         if (noise_ptr != nullptr) {  // x̂ is spent: its buffer may take the noise plane
           const acc_t* nz = contiguous_plane(noise_ptr + n * nv.n_stride, nv.hw_stride, M, xh_p);
@@ -342,6 +374,16 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
         gscale_ptr[plane] = scalar_t(sum_g_xhat[slot]);
         gbias_ptr[plane] = scalar_t(sum_g[slot]);
       }
+    }
+  };
+  const BackwardTasks tasks = backward_tasks(C, M, grad_noise_partial != nullptr);
+  const int64_t grain = std::max<int64_t>(1, 16384 / (tasks.channels * M));
+  at::parallel_for(0, N * tasks.per_sample, grain, [&](int64_t task_begin, int64_t task_end) {
+    std::vector<acc_t> xhat(group * M), g(group * M);
+    for (int64_t task = task_begin; task < task_end; ++task) {
+      const int64_t n = task / tasks.per_sample, c_begin = task % tasks.per_sample * tasks.channels;
+      backward_planes(n, n * C + c_begin, n * C + std::min(C, c_begin + tasks.channels),
+                      gn_ptr != nullptr ? gn_ptr + task * M : nullptr, xhat.data(), g.data());
     }
   });
 }
@@ -363,25 +405,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cpu(
   return {y, mean, rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_backward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_backward_cpu(
     const at::Tensor& grad_y_in, const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in,
     const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
-    const at::Tensor& mean, const at::Tensor& rstd, double negative_slope) {
-  check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd);
+    const at::Tensor& mean, const at::Tensor& rstd, double negative_slope, bool compute_grad_noise) {
+  check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd,
+                                        compute_grad_noise);
   const at::Tensor x = with_collapsible_hw(x_in), grad_y = with_collapsible_hw(grad_y_in);
   const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
   at::Tensor grad_a_per_plane = at::empty(style_scale.sizes(), mean.options());
   at::Tensor grad_scale = at::empty(style_scale.sizes(), x.options());
   at::Tensor grad_bias = at::empty(style_scale.sizes(), x.options());
+  at::Tensor grad_noise_partial;  // every task's, (N, tasks per sample, H*W), summed over the tasks below
+  if (compute_grad_noise) {
+    grad_noise_partial = at::empty({N, backward_tasks(C, H * W, true).per_sample, H * W}, mean.options());
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_backward_cpu", [&] {
     backward_kernel<scalar_t>(grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(),
                               style_bias.contiguous(), mean.contiguous(), rstd.contiguous(), negative_slope, grad_x,
-                              grad_a_per_plane, grad_scale, grad_bias);
+                              compute_grad_noise ? &grad_noise_partial : nullptr, grad_a_per_plane, grad_scale,
+                              grad_bias);
   });
-  // Summing the per-plane partials over the batch in a fixed order keeps it deterministic.
+  // The partials (per plane, per task) summed in a fixed order keep it deterministic.
+  const at::Tensor grad_noise = compute_grad_noise
+                                    ? grad_noise_partial.sum(1).to(x.scalar_type()).view({N, 1, H, W})
+                                    : at::empty({0}, x.options());
   at::Tensor grad_noise_weight = grad_a_per_plane.sum(0).to(x.scalar_type());
-  return {grad_x, grad_noise_weight, grad_scale, grad_bias};
+  return {grad_x, grad_noise, grad_noise_weight, grad_scale, grad_bias};
 }
 
 }  // namespace

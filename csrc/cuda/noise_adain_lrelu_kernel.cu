@@ -793,11 +793,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
   return {y, mean, rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_backward_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_backward_cuda(
     const at::Tensor& grad_y_in, const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in,
     const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
-    const at::Tensor& mean, const at::Tensor& rstd, double negative_slope) {
-  check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd);
+    const at::Tensor& mean, const at::Tensor& rstd, double negative_slope, bool compute_grad_noise) {
+  check_noise_adain_lrelu_backward_args(grad_y_in, x_in, noise_in, noise_weight, style_scale, style_bias, mean, rstd,
+                                        compute_grad_noise);
   const DeviceGuard guard(x_in.device());
   const at::Tensor x = with_collapsible_hw(x_in), grad_y = with_collapsible_hw(grad_y_in);
   const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
@@ -805,7 +806,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
   at::Tensor grad_a_per_plane = at::empty({N, C}, mean.options());  // every plane's block stores its value
   at::Tensor grad_scale = at::empty({N, C}, x.options()), grad_bias = at::empty({N, C}, x.options());
-  if (N * C == 0) return {grad_x, grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
+  // grad_noise = Σ_c a_c dx_c: a reduction across planes, which the kernels (a block or a few per
+  // plane) do not see together; PyTorch ops on dx, whose sum over C is deterministic.
+  const auto grad_noise_of = [&](const at::Tensor& dx) {
+    return compute_grad_noise ? (dx * noise_weight.view({1, -1, 1, 1})).sum(1, true) : at::empty({0}, x.options());
+  };
+  if (N * C == 0) {
+    return {grad_x, grad_noise_of(grad_x), grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
+  }
   const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
   const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
   const PlaneView xv = plane_view(x), nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
@@ -848,7 +856,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_bac
     dispatch_layout<scalar_t>(x, N * C, M, vectors, split_planes, per_plane);
   });
   // Per-plane partials summed over the batch in a fixed order: deterministic.
-  return {grad_x, grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
+  return {grad_x, grad_noise_of(grad_x), grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
 }
 
 }  // namespace

@@ -16,8 +16,9 @@ mean and biased variance, r = (σ² + eps)^-½, x̂ = (v − μ) r, z = s x̂ + 
 
 So backward needs only x, noise, the inputs' small tensors and the per-plane μ, r saved by
 the forward: never x̂ or y. The kernels do two passes over a plane (Σ g and Σ g x̂, then dv);
-da is reduced per plane and then over the batch in a fixed order (deterministic, no atomics),
-dξ is a reduction of dx over channels done here with PyTorch ops.
+da is reduced per plane and then over the batch in a fixed order (deterministic, no atomics).
+dξ, a reduction across planes, is computed only when noise needs a gradient: by the CPU kernel,
+in fixed runs of channels; on CUDA (native and Triton) from dx with PyTorch ops.
 
 Double backward runs the same formula composed of differentiable PyTorch ops
 (``_backward_composite``, for the native op as ``stylegan_ops::noise_adain_lrelu_backward_composite``),
@@ -51,7 +52,8 @@ def stats_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 # ---- autograd (the Triton op's; csrc/autograd/noise_adain_lrelu_kernel.cpp is the native op's) ----
-def _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
+def _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias, eps, negative_slope,
+                        compute_grad_noise):
     """The module docstring's backward formula in differentiable PyTorch ops (for double backward)."""
     v = x if noise is None else x + noise_weight.view(1, -1, 1, 1) * noise
     mean = v.mean(dim=(2, 3), keepdim=True)
@@ -70,7 +72,14 @@ def _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias,
     grad_v = scale * rstd * (g - g.mean(dim=(2, 3), keepdim=True) - xhat * (g * xhat).mean(dim=(2, 3), keepdim=True))
     # Without noise, noise_weight takes no part: zero (the autograd functions return None for it).
     grad_noise_weight = torch.zeros_like(noise_weight) if noise is None else (grad_v * noise).sum(dim=(0, 2, 3))
-    return grad_v, grad_noise_weight, grad_scale, grad_bias
+    return grad_v, grad_noise_of(grad_v, noise_weight, compute_grad_noise), grad_noise_weight, grad_scale, grad_bias
+
+
+def grad_noise_of(grad_x, noise_weight, compute):
+    """dξ = Σ_c a_c dx_c as (N, 1, H, W), or an empty stand-in when not ``compute``d."""
+    if not compute:
+        return grad_x.new_empty(0)
+    return (grad_x * noise_weight.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
 
 
 def _setup_context(ctx, inputs, output):
@@ -87,17 +96,16 @@ def _autograd_backward(backward_op):
         if grad_y is None:
             return (None,) * 7
         x, noise, noise_weight, style_scale, style_bias, mean, rstd = ctx.saved_tensors
+        compute_grad_noise = noise is not None and ctx.needs_input_grad[1]
         if torch.is_grad_enabled():  # create_graph=True: keep the graph for higher derivatives
-            grad_x, grad_noise_weight, grad_scale, grad_bias = _backward_composite(
-                grad_y, x, noise, noise_weight, style_scale, style_bias, ctx.eps, ctx.negative_slope
-            )
+            grads = _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias, ctx.eps,
+                                        ctx.negative_slope, compute_grad_noise)
         else:
-            grad_x, grad_noise_weight, grad_scale, grad_bias = backward_op(
-                grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, ctx.negative_slope
-            )
-        grad_noise = None
-        if noise is not None and ctx.needs_input_grad[1]:
-            grad_noise = (grad_x * noise_weight.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+            grads = backward_op(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd,
+                                ctx.negative_slope, compute_grad_noise)
+        grad_x, grad_noise, grad_noise_weight, grad_scale, grad_bias = grads
+        if not compute_grad_noise:
+            grad_noise = None  # the ops' empty stand-in
         if noise is None:
             grad_noise_weight = None  # as in eager: noise_weight takes no part without noise
         return grad_x, grad_noise, grad_noise_weight, grad_scale, grad_bias, None, None
@@ -111,11 +119,14 @@ def _fake_forward(x, noise, noise_weight, style_scale, style_bias, eps, negative
     return y, mean, torch.empty_like(mean)
 
 
-def _fake_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope):
+def _fake_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope,
+                   compute_grad_noise):
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
+    n, _, h, w = x.shape
+    grad_noise = x.new_empty((n, 1, h, w) if compute_grad_noise else (0,))
     # The kernels return fresh contiguous (C,) and (N, C) tensors whatever the inputs' strides.
     grad_style = style_scale.new_empty(style_scale.shape)
-    return grad_x, noise_weight.new_empty(noise_weight.shape), grad_style, torch.empty_like(grad_style)
+    return grad_x, grad_noise, noise_weight.new_empty(noise_weight.shape), grad_style, torch.empty_like(grad_style)
 
 
 # ---- the Triton op ------------------------------------------------------------------------------
@@ -145,10 +156,16 @@ def _triton_backward(
     mean: torch.Tensor,
     rstd: torch.Tensor,
     negative_slope: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    compute_grad_noise: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from stylegan_ops.triton import noise_adain_lrelu as kernels
 
-    return kernels.backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope)
+    if compute_grad_noise and noise is None:  # as the native op's check
+        raise RuntimeError("noise_adain_lrelu_triton_backward: compute_grad_noise needs a noise tensor, got None")
+    grad_x, grad_noise_weight, grad_scale, grad_bias = kernels.backward(
+        grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope
+    )
+    return grad_x, grad_noise_of(grad_x, noise_weight, compute_grad_noise), grad_noise_weight, grad_scale, grad_bias
 
 
 register(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite,
