@@ -60,18 +60,19 @@ def _forward_kernel(
     pix_ok, o_ok = pix < N * H * W, o < C_out
     n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
-    for tap in range(4):  # a loop, not unrolled: see _grad_x_kernel
+    k_steps = tl.cdiv(C_in, BLOCK_K)
+    for step in range(4 * k_steps):  # (tap, channel block) flattened: see _grad_x_kernel
+        tap, k0 = step // k_steps, step % k_steps * BLOCK_K
         t, u = tap // 2, tap % 2
         ih, iw = i + a - 1 + t, j + b - 1 + u
         in_ok = pix_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
         x_row = X + n * x_n + ih.to(tl.int64) * x_h + iw.to(tl.int64) * x_w
         w_tap = WF + ((phase * 4 + tap) * C_in).to(tl.int64) * C_out
-        for k0 in range(0, C_in, BLOCK_K):
-            c = k0 + tl.arange(0, BLOCK_K)
-            c_ok = c < C_in
-            xa = tl.load(x_row[:, None] + c[None, :].to(tl.int64) * x_c, mask=in_ok[:, None] & c_ok[None, :], other=0.0)
-            wb = tl.load(w_tap + c[:, None] * C_out + o[None, :], mask=c_ok[:, None] & o_ok[None, :], other=0.0)
-            acc += _dot(xa, wb, ACC, UPCAST)
+        c = k0 + tl.arange(0, BLOCK_K)
+        c_ok = c < C_in
+        xa = tl.load(x_row[:, None] + c[None, :].to(tl.int64) * x_c, mask=in_ok[:, None] & c_ok[None, :], other=0.0)
+        wb = tl.load(w_tap + c[:, None] * C_out + o[None, :], mask=c_ok[:, None] & o_ok[None, :], other=0.0)
+        acc += _dot(xa, wb, ACC, UPCAST)
     if HAS_BIAS:
         acc += tl.load(BIAS + o, mask=o_ok, other=0.0).to(ACC)[None, :]
     oh, ow = (2 * i + a).to(tl.int64), (2 * j + b).to(tl.int64)
@@ -93,22 +94,26 @@ def _grad_x_kernel(
     pix_ok, c_ok = pix < N * H * W, c < C_in
     n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
-    # A loop, not tl.static_range: unrolled, the 16 pipelined K-loops spilled registers and took 20 to 30 s
-    # per config to compile for float32 (sm_90, tests/triton_sm90_compile.py), so autotuning ate a GPU lease.
-    for phase_tap in range(16):
+    # One loop over (phase-tap, channel block), not a K-loop per phase-tap: Triton pipelines a loop's
+    # loads (num_stages deep) within the loop, so 16 short loops (C_out / BLOCK_K steps each: 1 to 4
+    # at the generator's 64- and 128-channel levels) would fill and drain the pipeline 16 times. Not
+    # tl.static_range either: unrolled, the 16 pipelined K-loops spilled registers and took 20 to 30 s
+    # per config to compile for float32 (sm_90, tests/triton_sm90_compile.py).
+    k_steps = tl.cdiv(C_out, BLOCK_K)
+    for step in range(16 * k_steps):
+        phase_tap, k0 = step // k_steps, step % k_steps * BLOCK_K
         phase, tap = phase_tap // 4, phase_tap % 4
         a, b, t, u = phase // 2, phase % 2, tap // 2, tap % 2
         si, sj = i - a + 1 - t, j - b + 1 - u  # low-res output pixel that read x[i, j] through this tap
         src_ok = pix_ok & (si >= 0) & (si < H) & (sj >= 0) & (sj < W)
         gy_row = GY + n * gy_n + (2 * si + a).to(tl.int64) * gy_h + (2 * sj + b).to(tl.int64) * gy_w
         w_tap = WF + (phase_tap * C_in).to(tl.int64) * C_out
-        for k0 in range(0, C_out, BLOCK_K):
-            o = k0 + tl.arange(0, BLOCK_K)
-            o_ok = o < C_out
-            dya = tl.load(gy_row[:, None] + o[None, :].to(tl.int64) * gy_c, mask=src_ok[:, None] & o_ok[None, :],
-                          other=0.0)
-            wt = tl.load(w_tap + c[None, :] * C_out + o[:, None], mask=o_ok[:, None] & c_ok[None, :], other=0.0)
-            acc += _dot(dya, wt, ACC, UPCAST)
+        o = k0 + tl.arange(0, BLOCK_K)
+        o_ok = o < C_out
+        dya = tl.load(gy_row[:, None] + o[None, :].to(tl.int64) * gy_c, mask=src_ok[:, None] & o_ok[None, :],
+                      other=0.0)
+        wt = tl.load(w_tap + c[None, :] * C_out + o[:, None], mask=o_ok[:, None] & c_ok[None, :], other=0.0)
+        acc += _dot(dya, wt, ACC, UPCAST)
     gx_ptr = GX + (n * gx_n + i.to(tl.int64) * gx_h + j.to(tl.int64) * gx_w)[:, None] + c[None, :].to(tl.int64) * gx_c
     tl.store(gx_ptr, acc.to(GX.dtype.element_ty), mask=pix_ok[:, None] & c_ok[None, :])
 
