@@ -109,6 +109,47 @@ def test_triton_autotune_switch(monkeypatch, value, expected):
         assert autotune_on_gpu() is expected
 
 
+def test_launch_autotuned_consults_the_autotuner_once_per_key():
+    """The GPU launchers go through Triton's autotuner the first time a key (the autotune key's
+    argument values and the dtype) is seen, then launch the kernel with the config it chose."""
+    from stylegan_ops.triton import launch_autotuned
+
+    launches = []
+
+    class Config:
+        def __init__(self, warps):
+            self.warps = warps
+
+        def all_kwargs(self):
+            return {"num_warps": self.warps}
+
+    class Kernel:  # kernel[grid](*args, **kwargs), logged
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append((self.name, grid, args[1:], kwargs))
+
+    class Autotuned(Kernel):  # tunes on every call it gets, choosing num_warps = how many launches came before
+        arg_names, keys, fn = ["X", "M", "C"], ["M"], Kernel("kernel")
+
+        def __getitem__(self, grid):
+            self.best_config = Config(len(launches))
+            return super().__getitem__(grid)
+
+    autotuned, x = Autotuned("autotuner"), torch.empty(1)
+    launch_autotuned(autotuned, (1,), x, 8, 3, FLAG=True)
+    launch_autotuned(autotuned, (2,), x, 8, 5, FLAG=False)  # C is not in the key: the choice for M = 8
+    launch_autotuned(autotuned, (1,), x, 16, 3)  # a new M
+    launch_autotuned(autotuned, (1,), x.double(), 8, 3)  # a new dtype
+    launch_autotuned(autotuned, (1,), x, 16, 3)
+    assert launches == [("autotuner", (1,), (8, 3), {"FLAG": True}),
+                        ("kernel", (2,), (8, 5), {"FLAG": False, "num_warps": 0}),
+                        ("autotuner", (1,), (16, 3), {}),
+                        ("autotuner", (1,), (8, 3), {}),
+                        ("kernel", (1,), (16, 3), {"num_warps": 2})]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 @pytest.mark.parametrize("backend", ["native", "triton"])

@@ -8,7 +8,8 @@ replaced by one that compiles for sm_90 (ttir, ttgir, llir, ptx, then a cubin fr
 ptxas), reads each cubin's registers and local memory with Triton's cuobjdump, checks them and the
 shared memory against the H100's limits, and launches nothing. With ``--autotune`` the autotuner
 compiles every config it would try on the GPU; without it, the one fixed config per launch that
-``STYLEGAN_OPS_TRITON_AUTOTUNE=0`` runs.
+``STYLEGAN_OPS_TRITON_AUTOTUNE=0`` runs. Each launch runs twice: the second must compile nothing
+(with ``--autotune``, it launches the autotuner's choice without the autotuner).
 
     python tests/triton_sm90_compile.py [--autotune] [--dtypes float32,bfloat16] [--verbose]
 
@@ -187,6 +188,13 @@ def main(argv=None):
             before = len(compile_only.compiled)
             try:
                 call()
+                # Again: the launchers then skip the autotuner (stylegan_ops.triton.launch_autotuned) and
+                # must hit a kernel it compiled, with its config; a recompile means they launched another.
+                again = len(compile_only.compiled)
+                call()
+                if len(compile_only.compiled) != again:
+                    failures.append(f"{dtype_name} {label}: a second launch compiled "
+                                    f"{len(compile_only.compiled) - again} more kernels")
             except Exception as e:  # noqa: BLE001: a failed compile is this script's finding
                 failures.append(f"{dtype_name} {label}: {type(e).__name__}: {e}")
             print(f"  {dtype_name:8} {label}: {len(compile_only.compiled) - before} compiled "

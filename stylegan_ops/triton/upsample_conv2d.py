@@ -23,7 +23,8 @@ import triton
 import triton.language as tl
 
 from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
-from stylegan_ops.triton import autotune_on_gpu, interpreted, multiprocessor_count, on_inputs_device
+from stylegan_ops.triton import (autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
+                                  on_inputs_device)
 
 # On GPU the kernels are autotuned over _GPU_CONFIGS, or run _GPU_FIXED with autotuning switched
 # off (stylegan_ops.triton.autotune_on_gpu); Triton's interpreter (CPU tests) runs a small config.
@@ -274,7 +275,7 @@ def _fold(weight):
     c_out, c_in = weight.shape[:2]
     _check_fold_indices(c_in, c_out)
     folded = torch.empty((2, 2, 2, 2, c_in, c_out), device=weight.device, dtype=weight.dtype)
-    _fold_kernel[(triton.cdiv(c_in * c_out, FOLD_BLOCK),)](weight.contiguous(), folded, c_in, c_out,
+    _fold_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](weight.contiguous(), folded, c_in, c_out,
                                                           ACC=_dtypes(weight)["ACC"], BLOCK=FOLD_BLOCK)
     return folded
 
@@ -289,14 +290,14 @@ def _grad_weight_split(n, c_in, c_out, h, w, device):
     """SPLIT_K for d weight: enough pixel shares that the 16 phase-tap GEMMs (counted in 64x64
     tiles) give about four programs per SM, each share at least 1024 pixels, at most 32. Every
     share keeps a float32 copy of dWf (16 * C_in * C_out), so no more shares than that."""
-    tiles = 16 * triton.cdiv(c_in, 64) * triton.cdiv(c_out, 64)
-    wanted = triton.cdiv(4 * multiprocessor_count(device), tiles)
+    tiles = 16 * cdiv(c_in, 64) * cdiv(c_out, 64)
+    wanted = cdiv(4 * multiprocessor_count(device), tiles)
     return max(1, min(wanted, 32, n * h * w // 1024))
 
 
 def _launch(kernel, autotuned, grid_of, *args, **kwargs):
     if not _IN_INTERPRETER and autotune_on_gpu():
-        autotuned[lambda meta: grid_of(meta["BLOCK_M"], meta["BLOCK_N"])](*args, **kwargs)
+        launch_autotuned(autotuned, lambda meta: grid_of(meta["BLOCK_M"], meta["BLOCK_N"]), *args, **kwargs)
         return
     config = _INTERPRETER_CONFIG if _IN_INTERPRETER else _GPU_FIXED
     blocks = config.kwargs
@@ -312,7 +313,7 @@ def forward(x, weight, bias):
                     memory_format=conv_output_memory_format(x, weight))
     _launch(
         _forward_kernel, _forward_autotuned,
-        lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_out, bn), 4),
+        lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_out, bn), 4),
         x, _fold(weight), bias.contiguous() if bias is not None else x, y,
         n, c_in, c_out, h, w, *x.stride(), *y.stride(),
         HAS_BIAS=bias is not None, **_dtypes(x),
@@ -334,7 +335,7 @@ def _grad_x(grad_y, x, weight):
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
     _launch(
         _grad_x_kernel, _grad_x_autotuned,
-        lambda bm, bn: (triton.cdiv(n * h * w, bm), triton.cdiv(c_in, bn)),
+        lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_in, bn)),
         grad_y, _fold(weight), grad_x, n, c_in, c_out, h, w, *grad_y.stride(), *grad_x.stride(), **_dtypes(x),
     )
     return grad_x
@@ -349,10 +350,10 @@ def _grad_weight(grad_y, x, weight):
     partial = torch.empty((split_k, 16, c_in, c_out), device=x.device, dtype=acc_dtype)  # every program stores
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
-        lambda bm, bn: (triton.cdiv(c_in, bm), triton.cdiv(c_out, bn), 16 * split_k),
+        lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 16 * split_k),
         x, grad_y, partial, n, c_in, c_out, h, w, split_k, *x.stride(), *grad_y.stride(), **_dtypes(x),
     )
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
-    _unfold_grad_kernel[(triton.cdiv(c_in * c_out, FOLD_BLOCK),)](partial, grad_weight, c_in, c_out, split_k,
+    _unfold_grad_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](partial, grad_weight, c_in, c_out, split_k,
                                                                   ACC=_dtypes(x)["ACC"], BLOCK=FOLD_BLOCK)
     return grad_weight
