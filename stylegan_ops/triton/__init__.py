@@ -32,7 +32,7 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-_CHOSEN_CONFIGS = {}  # (autotuned kernel, key) -> the triton.Config its autotuner chose
+_CHOSEN_CONFIGS = {}  # (autotuned kernel, dtype, its key arguments) -> the triton.Config it chose
 _KEY_POSITIONS = {}  # autotuned kernel -> positions of its autotune key among the launch's arguments
 
 
