@@ -49,6 +49,23 @@ def test_backends_agree_with_eager_float32(backend):
     assert rel_l2(grads, ref_grads) < 1e-4
 
 
+def test_projection_gradients_of_w_and_noise_maps(backend):
+    """Projecting an image into a fixed generator (StyleGAN2's projector) optimises w and the
+    per-layer noise maps: gradients flow into the const noise buffers (one (1, 1, H, W) map each,
+    broadcast over the batch), not into frozen parameters."""
+    def w_and_noise_grads(G, dtype):
+        G = G.to(dtype).requires_grad_(False)
+        buffers = [getattr(G, f"noise_const_{i}").requires_grad_() for i in range(G.num_ws)]
+        ws = torch.randn(2, G.num_ws, 16, generator=torch.Generator().manual_seed(2)).to(dtype).requires_grad_()
+        img = G.synthesize(ws, noise_mode="const")
+        grad_ws, *grad_noise = torch.autograd.grad(img.square().mean(), [ws, *buffers])
+        return grad_ws, torch.cat([g.flatten() for g in grad_noise])
+
+    want = w_and_noise_grads(make_generator(), torch.float64)
+    got = w_and_noise_grads(make_generator(backend=backend), torch.float32)
+    assert rel_l2(got[0], want[0]) < 1e-4 and rel_l2(got[1], want[1]) < 1e-4
+
+
 def test_torch_compile_fullgraph(backend):
     torch._dynamo.reset()
     G = make_generator(backend=backend)
