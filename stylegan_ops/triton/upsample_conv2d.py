@@ -276,7 +276,7 @@ def _fold(weight):
     _check_fold_indices(c_in, c_out)
     folded = torch.empty((2, 2, 2, 2, c_in, c_out), device=weight.device, dtype=weight.dtype)
     _fold_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](weight.contiguous(), folded, c_in, c_out,
-                                                          ACC=_dtypes(weight)["ACC"], BLOCK=FOLD_BLOCK)
+                                                   ACC=_dtypes(weight)["ACC"], BLOCK=FOLD_BLOCK)
     return folded
 
 
@@ -355,5 +355,5 @@ def _grad_weight(grad_y, x, weight):
     )
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
     _unfold_grad_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](partial, grad_weight, c_in, c_out, split_k,
-                                                                  ACC=_dtypes(x)["ACC"], BLOCK=FOLD_BLOCK)
+                                                          ACC=_dtypes(x)["ACC"], BLOCK=FOLD_BLOCK)
     return grad_weight
