@@ -151,6 +151,31 @@ def test_launch_autotuned_consults_the_autotuner_once_per_key():
 
 
 @pytest.mark.gpu
+def test_gpu_autotuned_triton_launch_goes_through_the_autotuner_once(monkeypatch):
+    """With autotuning on (the GPU suite's tests run with it off), a Triton launch tunes on its
+    first call for a shape and later calls launch the chosen config without Triton's autotuner,
+    with the same result."""
+    from triton.runtime.autotuner import Autotuner
+
+    import stylegan_ops.triton
+
+    monkeypatch.setenv("STYLEGAN_OPS_TRITON_AUTOTUNE", "1")
+    monkeypatch.setattr(stylegan_ops.triton, "_CHOSEN_CONFIGS", {})
+    autotuner_runs = []
+    run = Autotuner.run
+    monkeypatch.setattr(Autotuner, "run", lambda self, *args, **kwargs: (autotuner_runs.append(self),
+                                                                         run(self, *args, **kwargs))[1])
+    x = torch.randn(2, 8, 16, 16, device="cuda")  # one program per plane: one autotuned kernel
+    args = (x, torch.randn(2, 1, 16, 16, device="cuda"), torch.randn(8, device="cuda"),
+            torch.randn(2, 8, device="cuda"), torch.randn(2, 8, device="cuda"))
+    first = so.noise_adain_lrelu(*args, backend="triton")
+    assert len(autotuner_runs) == 1
+    again = so.noise_adain_lrelu(*args, backend="triton")
+    assert len(autotuner_runs) == 1 and torch.equal(first, again)
+    assert rel_l2(first, so.noise_adain_lrelu(*args, backend="eager")) < 1e-5
+
+
+@pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 @pytest.mark.parametrize("backend", ["native", "triton"])
 def test_ops_run_on_a_cuda_device_that_is_not_current(backend):
