@@ -195,6 +195,21 @@ def test_weight_gradient_split_over_pixels(backend, monkeypatch):
     _assert_float64_grads_match_reference(backend, (2, 3, 4, 32, 32), NAMES)
 
 
+def test_input_gradient_split_over_steps(backend, monkeypatch):
+    """512 low-resolution pixels and 3 input channels (8 tiles of 64x64) on the CPU stand-in of 4
+    SMs: the Triton dx GEMM shares its 16 * C_out steps out over 2 programs per tile, whose partials
+    are summed afterwards. On an H100 the generator's 8x8 level at batch 8 and 512 channels (64
+    tiles) splits 8 ways, its 16x16 level 2 ways, and 32x32 not at all."""
+    _assert_float64_grads_match_reference(backend, (2, 3, 4, 16, 16), NAMES)
+    if backend == "triton":
+        from stylegan_ops.triton import upsample_conv2d as triton_upsample
+
+        cpu = torch.device("cpu")
+        assert triton_upsample._grad_x_split(2, 3, 16, 16, cpu) == 2
+        monkeypatch.setattr(triton_upsample, "multiprocessor_count", lambda device: 132)
+        assert [triton_upsample._grad_x_split(8, 512, s, s, cpu) for s in (8, 16, 32)] == [8, 2, 1]
+
+
 # The native CPU kernel runs its GEMM and gather (scatter) over blocks of about 1 MiB of Z, 9 C_out
 # values per pixel of x, and at least 16 rows of x (csrc/cpu/upsample_conv2d_kernel.cpp). In float64
 # with C_out = 8 and W = 40 a row of Z is 23 KiB, a block 45 rows: H = 100 splits each sample into

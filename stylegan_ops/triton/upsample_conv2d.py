@@ -8,7 +8,8 @@ the input dtype; _unfold_grad_kernel applies the adjoint to dWf. With x̃(i, j) 
     forward   y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u,c} x̃[n, c] Wf[a,b,t,u][c, o]
                  GEMM per phase: M = N*H*W low-res pixels, N = C_out, K = 4 * C_in
     dx        dx[n, c, i, j] = Σ_{a,b,t,u,o} dy[n, o, 2i'+a, 2j'+b] Wf[a,b,t,u][c, o],
-                 i' = i - a + 1 - t (one GEMM, K = 16 * C_out)
+                 i' = i - a + 1 - t (one GEMM, K = 16 * C_out; with few pixels its K is split
+                 over programs into float32 partials, then summed)
     dWf       dWf[a,b,t,u][c, o] = Σ_{n,i,j} x̃[n, c] dy[n, o, 2i+a, 2j+b]
                  16 GEMMs with K = N*H*W, split over SPLIT_K programs into float32
                  partials summed in a fixed order (deterministic), then unfolded to 3x3.
@@ -83,13 +84,13 @@ def _forward_kernel(
 
 @triton.jit
 def _grad_x_kernel(
-    GY, WF, GX,
-    N, C_in, C_out, H, W,
+    GY, WF, GX, PARTIAL,
+    N, C_in, C_out, H, W, SPLIT_K,
     gy_n, gy_c, gy_h, gy_w, gx_n, gx_c, gx_h, gx_w,
     ACC: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    pid_m, pid_n = tl.program_id(0), tl.program_id(1)
+    pid_m, pid_n, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     c = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     pix_ok, c_ok = pix < N * H * W, c < C_in
@@ -100,8 +101,12 @@ def _grad_x_kernel(
     # at the generator's 64- and 128-channel levels) would fill and drain the pipeline 16 times. Not
     # tl.static_range either: unrolled, the 16 pipelined K-loops spilled registers and took 20 to 30 s
     # per config to compile for float32 (sm_90, tests/triton_sm90_compile.py).
+    # With SPLIT_K > 1 (a power of two up to 16: it divides the 16 * k_steps steps) each program
+    # along axis 2 takes one share of the steps and stores its partial dx in ACC (few pixels give
+    # too few programs otherwise: _grad_x_split).
     k_steps = tl.cdiv(C_out, BLOCK_K)
-    for step in range(16 * k_steps):
+    split_steps = 16 * k_steps // SPLIT_K
+    for step in range(split * split_steps, (split + 1) * split_steps):
         phase_tap, k0 = step // k_steps, step % k_steps * BLOCK_K
         phase, tap = phase_tap // 4, phase_tap % 4
         a, b, t, u = phase // 2, phase % 2, tap // 2, tap % 2
@@ -115,8 +120,12 @@ def _grad_x_kernel(
                       other=0.0)
         wt = tl.load(w_tap + c[None, :] * C_out + o[:, None], mask=o_ok[:, None] & c_ok[None, :], other=0.0)
         acc += _dot(dya, wt, ACC, UPCAST)
-    gx_ptr = GX + (n * gx_n + i.to(tl.int64) * gx_h + j.to(tl.int64) * gx_w)[:, None] + c[None, :].to(tl.int64) * gx_c
-    tl.store(gx_ptr, acc.to(GX.dtype.element_ty), mask=pix_ok[:, None] & c_ok[None, :])
+    ok = pix_ok[:, None] & c_ok[None, :]
+    if SPLIT_K == 1:
+        gx_pixel = n * gx_n + i.to(tl.int64) * gx_h + j.to(tl.int64) * gx_w
+        tl.store(GX + gx_pixel[:, None] + c[None, :].to(tl.int64) * gx_c, acc.to(GX.dtype.element_ty), mask=ok)
+    else:  # PARTIAL (SPLIT_K, N*H*W, C_in)
+        tl.store(PARTIAL + (split * N * H * W + pix).to(tl.int64)[:, None] * C_in + c[None, :], acc, mask=ok)
 
 
 @triton.jit
@@ -253,7 +262,7 @@ def _unfold_grad_kernel(PARTIAL, GW, C_in, C_out, SPLIT_K, ACC: tl.constexpr, BL
 # The keys hold an input's channel stride (1 for channels_last, H*W for NCHW): the two layouts load
 # tiles so differently that one's best config says nothing about the other's.
 _forward_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "x_c"])(_forward_kernel)
-_grad_x_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "gy_c"])(_grad_x_kernel)
+_grad_x_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "gy_c"])(_grad_x_kernel)
 # Each program stores (not adds) its partial tile, so autotuning reruns need no reset.
 _grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "x_c"])(
     _grad_weight_kernel
@@ -262,6 +271,10 @@ _grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H"
 
 # ---- launchers ------------------------------------------------------------------------------------
 _IN_INTERPRETER = interpreted(_forward_kernel)
+
+
+def _accumulation_dtype(x):
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def _dtypes(x):
@@ -329,15 +342,34 @@ def backward(grad_y, x, weight, output_mask):
             grad_y.sum(dim=(0, 2, 3)))
 
 
+def _grad_x_split(n, c_in, h, w, device):
+    """SPLIT_K for dx: with few pixels (the generator's 8x8 and 16x16 levels) the (pixel, channel)
+    tiles of dx are too few to fill the GPU (at 8x8, batch 8, 512 channels: 64 tiles of 64x64 for
+    132 SMs, each a serial loop of 16 * C_out products), so the 16 * C_out steps are split over up
+    to 16 programs per tile, about four programs per SM in all; a power of two, so that few
+    values reach the autotuner's key."""
+    tiles = cdiv(n * h * w, 64) * cdiv(c_in, 64)
+    wanted = min(cdiv(4 * multiprocessor_count(device), tiles), 16)
+    return 1 << (wanted.bit_length() - 1)
+
+
 def _grad_x(grad_y, x, weight):
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
+    split_k = _grad_x_split(n, c_in, h, w, x.device)
+    # SPLIT_K partials, pixel-major: (split, n, i, j, c). With SPLIT_K = 1 the kernel stores into
+    # grad_x itself and never touches this argument.
+    partial = (torch.empty((split_k, n, h, w, c_in), device=x.device, dtype=_accumulation_dtype(x))
+               if split_k > 1 else grad_x)
     _launch(
         _grad_x_kernel, _grad_x_autotuned,
-        lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_in, bn)),
-        grad_y, _fold(weight), grad_x, n, c_in, c_out, h, w, *grad_y.stride(), *grad_x.stride(), **_dtypes(x),
+        lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_in, bn), split_k),
+        grad_y, _fold(weight), grad_x, partial, n, c_in, c_out, h, w, split_k, *grad_y.stride(), *grad_x.stride(),
+        **_dtypes(x),
     )
+    if split_k > 1:  # torch.sum's order is fixed for a shape: deterministic
+        grad_x.copy_(partial.sum(dim=0).permute(0, 3, 1, 2))
     return grad_x
 
 
@@ -346,8 +378,7 @@ def _grad_weight(grad_y, x, weight):
     c_out = weight.shape[0]
     _check_fold_indices(c_in, c_out)
     split_k = _grad_weight_split(n, c_in, c_out, h, w, x.device)
-    acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    partial = torch.empty((split_k, 16, c_in, c_out), device=x.device, dtype=acc_dtype)  # every program stores
+    partial = torch.empty((split_k, 16, c_in, c_out), device=x.device, dtype=_accumulation_dtype(x))  # all stored
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
         lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 16 * split_k),
