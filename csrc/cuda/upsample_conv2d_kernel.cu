@@ -16,9 +16,10 @@
 // while these are multiplied), and each of the 16 (phase, tap) terms is a GEMM on a shifted
 // view of that one staged tile. The forward thus computes all four output phases from one
 // input tile and writes the interleaved 2x output directly; dx reads the four phases of dy
-// from one tile the same way. dWf is a reduction over pixels (grad_weight_kernel), split over
-// blocks into float32 partials that are summed in a fixed order: deterministic, no atomics;
-// its pixel tiles are double-buffered likewise.
+// from one tile the same way; grids too small to fill the GPU (few pixels) split the source
+// channels over blocks, whose float partials are then summed. dWf is a reduction over pixels
+// (grad_weight_kernel), split over blocks into float32 partials that are summed in a fixed
+// order: deterministic, no atomics; its pixel tiles are double-buffered likewise.
 //
 // phase_conv's fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile
 // row is one fragment column and shifted views are plain pointer offsets into the staged tile.
@@ -322,13 +323,17 @@ struct PhaseConvTile {
   }
 };
 
-// Grid: x = (n, tile row, tile column), y = block of 64 destination channels.
+// Grid: x = (n, tile row, tile column), y = block of 64 destination channels, z = share of the
+// source channels (split-K, for grids too small to fill the GPU: launch_phase_conv). With one
+// share a block writes dst; with several each writes its float partial sum (bias in share 0's) to
+// `partial`, laid out as dst with share s's samples at s * N, and the host sums the shares.
 // `weights` is (16, M_pad, K_pad): slab-major folded weights, zero-padded to whole blocks, so
 // weight stages are whole 16-byte vectors without bounds checks.
 template <typename scalar_t, int kSrcPhases, int kDstPhases>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     phase_conv_kernel(const scalar_t* __restrict__ src, Strides src_s, const scalar_t* __restrict__ weights,
-                      const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s, int H, int W,
+                      const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s,
+                      at::opmath_type<scalar_t>* __restrict__ partial, int64_t partial_share_offset, int H, int W,
                       int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int tiles_h, int tiles_w,
                       bool src_channels_inner, bool src_vectors, bool dst_channels_inner) {
   using T = typename Native<scalar_t>::type;
@@ -416,7 +421,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
 #pragma unroll
   for (int r = 0; r < kTH; ++r) Mma::zero(acc[r]);
 
-  double_buffered(K_pad / kBK, load_stage, [&](int buf, int64_t) {
+  // This block's share of the K_pad / kBK stages.
+  const int shares = int(gridDim.z), share = int(blockIdx.z);
+  const int64_t first_stage = K_pad / kBK * share / shares, end_stage = K_pad / kBK * (share + 1) / shares;
+  const auto load_share_stage = [&](int buf, int64_t s) { load_stage(buf, first_stage + s); };
+  double_buffered(end_stage - first_stage, load_share_stage, [&](int buf, int64_t) {
     const T* const w_stage = smem + buf * kStageElems;
     const T* const s_stage = w_stage + kWeightElems;
 #pragma unroll
@@ -453,12 +462,17 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
       const int j = j0 + px;
       if (i < H && j < W && channel < M) {
         const int at = dst_channels_inner ? px * kFragM + m % kFragM : m % kFragM * kFragN + px;
-        acc_t value = bias != nullptr ? static_cast<acc_t>(bias[channel]) : acc_t(0);
+        acc_t value = bias != nullptr && share == 0 ? static_cast<acc_t>(bias[channel]) : acc_t(0);
 #pragma unroll
         for (int g = 0; g < kTapGroups; ++g) {
           value += scratch[(phase + kDstPhases * (m / kFragM + 2 * g)) * kFragElems + at];
         }
-        dst[phase_offset<kDstPhases>(dst_s, n, channel, i, j, phase)] = static_cast<scalar_t>(value);
+        const int64_t offset = phase_offset<kDstPhases>(dst_s, n, channel, i, j, phase);
+        if (shares == 1) {
+          dst[offset] = static_cast<scalar_t>(value);
+        } else {
+          partial[share * partial_share_offset + offset] = value;
+        }
       }
     }
     __syncthreads();
@@ -704,6 +718,11 @@ void check_grid(int64_t blocks, const char* what) {
 }
 
 // Destination (N, M, kScale*H, kScale*W) = phase convolution of the source; see phase_conv_kernel.
+// A grid of fewer blocks than the GPU holds at once (the generator's 8x8 level at batch 8 and 512
+// channels: 64 blocks for 132 SMs of two blocks each) leaves SMs idle while each block runs all
+// of K, so the source channels are then split into shares, one per block along z, as many as fill
+// the GPU's block slots once (at most 16, at least a stage each), and the shares' float partials
+// are summed afterwards by torch.sum (a fixed order for a shape: deterministic).
 template <int kSrcPhases, int kDstPhases>
 void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        at::Tensor& dst, bool transposed) {
@@ -711,17 +730,30 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
   const int H = int(dst.size(2) / (kDstPhases == 4 ? 2 : 1)), W = int(dst.size(3) / (kDstPhases == 4 ? 2 : 1));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "upsample_conv2d_cuda", [&] {
     using Tile = PhaseConvTile<typename Native<scalar_t>::type>;
+    using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor slabs = slab_weights(weight, transposed, Tile::kBM, Tile::kBK);
     const int tiles_h = int((H + Tile::kTH - 1) / Tile::kTH), tiles_w = int((W + Tile::kTW - 1) / Tile::kTW);
     const int64_t blocks_x = N * tiles_h * tiles_w, blocks_y = slabs.size(1) / Tile::kBM;
     check_grid(blocks_x, "the pixel tiles");
     TORCH_CHECK(blocks_y < 65536, "upsample_conv2d: too many channels (", M, ")");
+    const int64_t slots = kMinBlocksPerSM<scalar_t> * int64_t(multiprocessor_count(src));
+    const int shares =
+        int(std::clamp<int64_t>(slots / (blocks_x * blocks_y), 1, std::min<int64_t>(16, slabs.size(2) / Tile::kBK)));
+    // Share s's partial sums: samples [s * N, (s + 1) * N) of a float tensor laid out as dst.
+    const at::Tensor partial = shares > 1 ? at::empty({shares * N, M, dst.size(2), dst.size(3)},
+                                                      dst.options().dtype(at::toOpMathType(dst.scalar_type()))
+                                                          .memory_format(dst.suggest_memory_format()))
+                                          : at::Tensor();
     const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
-    launch_kernel(phase_conv_kernel<scalar_t, kSrcPhases, kDstPhases>, dim3(unsigned(blocks_x), unsigned(blocks_y)),
+    launch_kernel(phase_conv_kernel<scalar_t, kSrcPhases, kDstPhases>,
+                  dim3(unsigned(blocks_x), unsigned(blocks_y), unsigned(shares)),
                   BlockShape(kThreads, Tile::shared_bytes(kSrcPhases)), src.const_data_ptr<scalar_t>(),
                   strides_of(src), slabs.const_data_ptr<scalar_t>(), bias ? bias_c.const_data_ptr<scalar_t>() : nullptr,
-                  dst.mutable_data_ptr<scalar_t>(), strides_of(dst), H, W, K, M, slabs.size(2), slabs.size(1),
-                  tiles_h, tiles_w, channels_inner(src), channel_vectors(src), channels_inner(dst));
+                  dst.mutable_data_ptr<scalar_t>(), strides_of(shares > 1 ? partial : dst),
+                  shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, shares > 1 ? N * partial.stride(0) : 0, H,
+                  W, K, M, slabs.size(2), slabs.size(1), tiles_h, tiles_w, channels_inner(src), channel_vectors(src),
+                  channels_inner(dst));
+    if (shares > 1) dst.copy_(partial.view({shares, N, M, dst.size(2), dst.size(3)}).sum(0));
   });
 }
 

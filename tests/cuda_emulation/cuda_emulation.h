@@ -50,7 +50,7 @@ struct Warp {
   alignas(8) unsigned char slots[kWarp][8];
 };
 inline thread_local dim3 thread_idx, block_idx;
-inline dim3 block_dim;
+inline dim3 block_dim, grid_dim;
 inline unsigned char* dynamic_smem = nullptr;
 inline size_t dynamic_smem_bytes = 0;
 inline std::barrier<>* block_barrier = nullptr;
@@ -68,6 +68,7 @@ inline void report_violation(const std::string& what) {
 #define threadIdx (cuda_emulation::thread_idx)
 #define blockIdx (cuda_emulation::block_idx)
 #define blockDim (cuda_emulation::block_dim)
+#define gridDim (cuda_emulation::grid_dim)
 
 inline void __syncthreads() { cuda_emulation::block_barrier->arrive_and_wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { __syncthreads(); }
@@ -233,6 +234,7 @@ void launch_kernel(Kernel kernel, dim3 grid, stylegan_ops::BlockShape block, Arg
   std::barrier<> barrier(threads);
   cuda_emulation::block_barrier = &barrier;
   cuda_emulation::block_dim = block.threads;
+  cuda_emulation::grid_dim = grid;
   cuda_emulation::warps.clear();
   for (int w = 0; w < threads / cuda_emulation::kWarp; ++w) {
     cuda_emulation::warps.push_back(std::make_unique<cuda_emulation::Warp>());
