@@ -101,13 +101,17 @@ def test_library_op_refuses_zero_channels():
         torch.ops.stylegan_ops.upsample_conv2d(torch.randn(1, 0, 3, 3), torch.randn(4, 0, 3, 3), None)
 
 
-def test_library_backward_of_empty_batch_is_zero():
+@pytest.mark.parametrize("library_backend", ["native", "triton"])
+def test_library_backward_of_empty_batch_is_zero(library_backend):
     # The public function answers an empty batch with eager's result before any kernel runs; the
-    # library op, called directly, sums d weight and d bias over no pixels: zeros, not uninitialised memory.
-    cpu_backend_or_skip("native", OP)
+    # library op, called directly, sums d weight and d bias over no pixels: zeros, not uninitialised
+    # memory (and the Triton dx has no pixels to share out over programs).
+    cpu_backend_or_skip(library_backend, OP)
+    backward_op = getattr(torch.ops.stylegan_ops, {"native": "upsample_conv2d_backward",
+                                                   "triton": "upsample_conv2d_triton_backward"}[library_backend])
     x, weight, _ = make_inputs(n=0)
-    grad_x, grad_weight, grad_bias = torch.ops.stylegan_ops.upsample_conv2d_backward(
-        torch.randn(0, 4, 10, 12, dtype=torch.float64), x, weight, [True, True])
+    grad_x, grad_weight, grad_bias = backward_op(torch.randn(0, 4, 10, 12, dtype=torch.float64), x, weight,
+                                                 [True, True])
     assert grad_x.shape == x.shape
     assert torch.equal(grad_weight, torch.zeros_like(weight)) and torch.equal(grad_bias, torch.zeros(4).double())
 

@@ -349,6 +349,8 @@ def _grad_x_split(n, c_in, h, w, device):
     to 16 programs per tile, about four programs per SM in all; a power of two, so that few
     values reach the autotuner's key."""
     tiles = cdiv(n * h * w, 64) * cdiv(c_in, 64)
+    if tiles == 0:  # no pixels (the library op takes an empty batch): nothing to share out
+        return 1
     wanted = min(cdiv(4 * multiprocessor_count(device), tiles), 16)
     return 1 << (wanted.bit_length() - 1)
 
