@@ -163,6 +163,25 @@ def test_bad_input_names_the_argument(backend, overrides, error, match):
         so.noise_adain_lrelu(**{**GOOD, **overrides}, backend=backend)
 
 
+@pytest.mark.parametrize("overrides,error,match", [case for case in BAD_INPUTS if all(
+    isinstance(t, torch.Tensor) and not t.is_meta for t in case[0].values())])
+def test_triton_library_ops_refuse_bad_input(overrides, error, match):
+    """Called directly (no public function's checks before them), the Triton ops refuse bad input
+    as the native ones do: a bad shape must not reach a kernel. (A non-tensor is the schema's to
+    refuse, mixed devices go to the Meta kernel first: those cases are the public function's.)"""
+    cpu_backend_or_skip("triton", OP)
+    inputs = {**GOOD, **overrides}
+    with pytest.raises(error, match=match):
+        torch.ops.stylegan_ops.noise_adain_lrelu_triton(*inputs.values(), 1e-5, 0.2)
+    _, mean, rstd = torch.ops.stylegan_ops.noise_adain_lrelu_triton(*GOOD.values(), 1e-5, 0.2)
+    grad_y = torch.randn_like(GOOD["x"])
+    with pytest.raises(ValueError, match="grad_y must have shape"):
+        torch.ops.stylegan_ops.noise_adain_lrelu_triton_backward(grad_y[:, :2], *GOOD.values(), mean, rstd, 0.2, False)
+    with pytest.raises(ValueError, match="rstd must be the forward's"):
+        torch.ops.stylegan_ops.noise_adain_lrelu_triton_backward(grad_y, *GOOD.values(), mean, rstd.double(), 0.2,
+                                                                 False)
+
+
 def test_bad_scalars(backend):
     with pytest.raises(TypeError, match="eps"):
         so.noise_adain_lrelu(**GOOD, eps="small", backend=backend)

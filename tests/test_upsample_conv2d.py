@@ -93,6 +93,21 @@ def test_bad_input_names_the_argument(backend, overrides, error, match):
         so.upsample_conv2d(**{**GOOD, **overrides}, backend=backend)
 
 
+@pytest.mark.parametrize("overrides,error,match", [case for case in BAD_INPUTS
+                                                   if not any(t.is_meta for t in case[0].values())])
+def test_triton_library_ops_refuse_bad_input(overrides, error, match):
+    """Called directly (no public function's checks before them), the Triton ops refuse bad input
+    as the native ones do: a bad shape must not reach a kernel. (Mixed devices go to the Meta
+    kernel first, so that case is the public function's.)"""
+    cpu_backend_or_skip("triton", OP)
+    inputs = {**GOOD, **overrides}
+    with pytest.raises(error, match=match):
+        torch.ops.stylegan_ops.upsample_conv2d_triton(inputs["x"], inputs["weight"], inputs["bias"])
+    x, weight = GOOD["x"], GOOD["weight"]
+    with pytest.raises(ValueError, match=r"grad_y must have shape \(2, 4, 10, 12\)"):
+        torch.ops.stylegan_ops.upsample_conv2d_triton_backward(torch.randn(2, 4, 10, 11), x, weight, [True, True])
+
+
 def test_library_op_refuses_zero_channels():
     # Below the Python checks, the library op refuses it too: a direct torch.ops call gets the
     # contract's error, not whatever the kernels would make of 0 channels.

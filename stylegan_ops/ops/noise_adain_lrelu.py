@@ -130,6 +130,8 @@ def _fake_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean
 
 
 # ---- the Triton op ------------------------------------------------------------------------------
+# Called directly, the Triton ops check their arguments as the native ones do in C++ (the public
+# function's checks): a bad shape must not reach a kernel, which would read out of bounds.
 @torch.library.custom_op("stylegan_ops::noise_adain_lrelu_triton", mutates_args=())
 def _triton_forward(
     x: torch.Tensor,
@@ -142,6 +144,7 @@ def _triton_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from stylegan_ops.triton import noise_adain_lrelu as kernels
 
+    _check_tensors(x, noise, noise_weight, style_scale, style_bias)
     return kernels.forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope)
 
 
@@ -160,6 +163,14 @@ def _triton_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from stylegan_ops.triton import noise_adain_lrelu as kernels
 
+    _check_tensors(x, noise, noise_weight, style_scale, style_bias)
+    check_tensor(OP, "grad_y", grad_y, tuple(x.shape))
+    check_same_device_and_dtype(OP, "x", x, grad_y=grad_y)
+    want = stats_dtype(x.dtype)
+    for name, stats in (("mean", mean), ("rstd", rstd)):
+        if stats.shape != style_scale.shape or stats.dtype != want or stats.device != x.device:
+            raise ValueError(f"{OP}: {name} must be the forward's {tuple(style_scale.shape)} {want} on {x.device}, "
+                             f"got {tuple(stats.shape)} {stats.dtype} on {stats.device}")
     if compute_grad_noise and noise is None:  # as the native op's check
         raise RuntimeError("noise_adain_lrelu_triton_backward: compute_grad_noise needs a noise tensor, got None")
     grad_x, grad_noise_weight, grad_scale, grad_bias = kernels.backward(
@@ -180,6 +191,11 @@ IMPLEMENTATIONS = {
 
 # ---- public function ------------------------------------------------------------------------------
 def _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
+    _check_tensors(x, noise, noise_weight, style_scale, style_bias)
+    return check_real(OP, "eps", eps), check_real(OP, "negative_slope", negative_slope)
+
+
+def _check_tensors(x, noise, noise_weight, style_scale, style_bias):
     check_tensor(OP, "x", x, ("N", "C", "H", "W"))
     n, c, h, w = x.shape
     if h * w == 1:
@@ -195,7 +211,6 @@ def _check_args(x, noise, noise_weight, style_scale, style_bias, eps, negative_s
     check_same_device_and_dtype(
         OP, "x", x, noise=noise, noise_weight=noise_weight, style_scale=style_scale, style_bias=style_bias
     )
-    return check_real(OP, "eps", eps), check_real(OP, "negative_slope", negative_slope)
 
 
 def noise_adain_lrelu(

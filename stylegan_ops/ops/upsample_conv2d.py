@@ -102,10 +102,13 @@ def _fake_backward(grad_y, x, weight, output_mask):
 
 
 # ---- the Triton op ------------------------------------------------------------------------------
+# Called directly, the Triton ops check their arguments as the native ones do in C++ (the public
+# function's checks): a bad shape must not reach a kernel, which would read out of bounds.
 @torch.library.custom_op("stylegan_ops::upsample_conv2d_triton", mutates_args=())
 def _triton_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     from stylegan_ops.triton import upsample_conv2d as kernels
 
+    _check_args(x, weight, bias)
     return kernels.forward(x, weight, bias)
 
 
@@ -115,6 +118,10 @@ def _triton_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from stylegan_ops.triton import upsample_conv2d as kernels
 
+    _check_args(x, weight, None)
+    n, _, h, w = x.shape
+    check_tensor(OP, "grad_y", grad_y, (n, weight.shape[0], 2 * h, 2 * w))
+    check_same_device_and_dtype(OP, "x", x, grad_y=grad_y)
     return kernels.backward(grad_y, x, weight, output_mask)
 
 
