@@ -8,6 +8,10 @@
 # A second call, `bash benchmarks/gpu_suite.sh bench`, builds again (a machine idle 30 s is gone)
 # and runs only the benchmark, 150 s per op: torch.compile's compile time leaves the one-shot
 # caps room for a few cases per op only. Its bench.json replaces the first call's.
+# `bash benchmarks/gpu_suite.sh ncu` builds and runs Nsight Compute (--clock-control none: the
+# device README says to leave clocks alone) on the cases of benchmarks/ncu_run.py, one process
+# each, 100 s cap each: speed of light, memory and compute workload, occupancy, warp stalls of
+# every kernel of one forward+backward, into ncu.txt.
 #
 # Every step after the build has a cap, so the suite ends inside the 10-minute call. On the H100
 # run of 2026-11-26 the build took about 55 s and memcheck 110 s; the GPU tests, with Triton's
@@ -28,7 +32,8 @@ MODE=${1:-all}
 case "$MODE" in
   all) CAPS="noise_adain_lrelu:25 upsample_conv2d:35 generator:65" ;;
   bench) CAPS="noise_adain_lrelu:150 upsample_conv2d:150 generator:150" ;;
-  *) echo "usage: $0 [all|bench]"; exit 2 ;;
+  ncu) CAPS="" ;;
+  *) echo "usage: $0 [all|bench|ncu]"; exit 2 ;;
 esac
 # The lent machine's torch lives in its `python3` (there may be no `python`).
 PY=${PYTHON:-python3}
@@ -58,6 +63,21 @@ if [ "$MODE" = all ]; then
 
   step "ceilings"
   timeout 15 "$PY" benchmarks/ceilings.py "$OUT/ceilings.json"
+fi
+
+if [ "$MODE" = ncu ]; then
+  step "Nsight Compute"
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  for case in $("$PY" benchmarks/ncu_run.py --list); do
+    echo "=== ncu $case ($(date +%T), ${SECONDS}s)" >> "$OUT/ncu.txt"
+    timeout 100 "$NCU" --profile-from-start off --clock-control none --target-processes all \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+      --section Occupancy --section LaunchStats --section WarpStateStats \
+      "$PY" benchmarks/ncu_run.py "$case" >> "$OUT/ncu.txt" 2>&1
+    echo "ncu $case status $?" | tee -a "$OUT/ncu.txt"
+  done
+  grep -E "^  [A-Za-z_].*\(|Duration|Throughput|Executed Ipc|Achieved Occupancy" "$OUT/ncu.txt" | head -n 120
+  step "done"; exit 0
 fi
 
 step "benchmark CLI (full set, one capped run per op, bfloat16 first)"

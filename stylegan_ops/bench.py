@@ -321,6 +321,7 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
         which = {"op": case.op, "dtype": dtype, "shape": list(case.shape), "direction": direction}
         measured = []  # (backend, step, max_rel_err, saved)
         reference = None  # eager's outputs
+        first_calls = []  # each backend's first call in seconds: where a capped GPU run's time goes
         for backend in backends:
             reason = available(case.op, backend, device)
             if reason is not None:
@@ -329,7 +330,10 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
             try:
                 fn, args, grad_indices, parameters = case.make(backend)
                 step = _step(fn, args, grad_indices, parameters, direction)
-                outputs = step()  # compiles, for "compile"
+                started = time.perf_counter()
+                outputs = step()  # compiles, for "compile"; autotunes, for "triton" on GPU
+                _synchronize(device)
+                first_calls.append(f"{backend} {time.perf_counter() - started:.1f}")
                 saved = saved_bytes(step, (*args, *parameters)) if direction == "fwd+bwd" else None
             except Exception as error:  # noqa: BLE001 - reported, and the other backends go on
                 log(f"{label} {backend}: FAILED {type(error).__name__}: {error}")
@@ -339,6 +343,7 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
                 reference = outputs
             max_rel_err = _max_rel_err(outputs, reference) if reference is not None else None
             measured.append((backend, step, max_rel_err, saved))
+        log(f"{label}: first calls (s): {', '.join(first_calls)}")
         log(f"{label}: timing {', '.join(backend for backend, *_ in measured)} in turns, {reps} repetitions")
         medians = _medians_ms([step for _, step, *_ in measured], device, reps, warmup)
         eager_ms = next((ms for (backend, *_), ms in zip(measured, medians) if backend == "eager"), None)
