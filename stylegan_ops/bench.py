@@ -253,9 +253,10 @@ def _rel_l2(out, ref):
 
 def _grad_output(y):
     """The same pseudo-random dy for every backend (dy = 1 would be degenerate: the sum of an
-    instance-normalised plane is constant, so its gradient is pure rounding noise)."""
+    instance-normalised plane is constant, so its gradient is pure rounding noise), in y's memory
+    format, as the layer after y would hand it back in a channels_last model."""
     generator = torch.Generator(device=y.device).manual_seed(0)
-    return torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+    return torch.empty_like(y).copy_(torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype))
 
 
 def _step(fn, args, grad_indices, parameters, direction):

@@ -1,4 +1,7 @@
-// noise_adain_lrelu on CPU: at::parallel_for over (n, c) planes, small planes in groups (planes_per_group).
+// noise_adain_lrelu on CPU: at::parallel_for over (n, c) planes, small planes in groups
+// (planes_per_group); with channels innermost (channels_last), over blocks of 16 channels of a
+// sample instead. ForwardPass and BackwardPass hold each direction's two kernels, by_planes and
+// by_channel_blocks.
 //
 // The forward gathers each plane of v = x + a * noise once (any layout, any floating dtype) into a
 // contiguous buffer in the op-math type (float for half/bfloat16/float, double for double) and
@@ -16,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -171,6 +175,14 @@ void write_plane(const F& f, const acc_t* in, int64_t M, acc_t* buf, scalar_t* o
   store_plane(buf, M, out, out_hw);
 }
 
+// 1 / sqrt(variance + eps); as PyTorch's batch_norm (so instance_norm), with eps = 0 a constant
+// plane normalises to 0, not 0 / 0.
+template <typename Vec, typename acc_t>
+Vec rstd_of(Vec variance, acc_t eps) {
+  const Vec rstd = Vec(acc_t(1)) / (variance + Vec(eps)).sqrt();
+  return eps == acc_t(0) ? Vec::blendv(rstd, Vec(acc_t(0)), variance == Vec(acc_t(0))) : rstd;
+}
+
 // Mean and rstd = 1 / sqrt(biased variance + eps), 0 where both are 0, of count <=
 // Vectorized<acc_t>::size() planes of M elements stored back to back in v. Two-pass variance
 // (squared deviations from the mean); the mean sums deviations from each plane's first value, so
@@ -201,11 +213,7 @@ void group_statistics(const acc_t* v, int64_t M, int64_t count, acc_t eps, acc_t
         },
         [&](int64_t i) { return (vp[i] - m) * (vp[i] - m); });
   }
-  const Vec variance = VecSum<acc_t>::totals(sums, count) / Vec(acc_t(M));
-  Vec rstd = Vec(acc_t(1)) / (variance + Vec(eps)).sqrt();
-  // As PyTorch's batch_norm (so instance_norm): with eps = 0 a constant plane normalises to 0, not 0 / 0.
-  if (eps == acc_t(0)) rstd = Vec::blendv(rstd, Vec(acc_t(0)), variance == Vec(acc_t(0)));
-  rstd.store(rstd_out, count);
+  rstd_of(VecSum<acc_t>::totals(sums, count) / Vec(acc_t(M)), eps).store(rstd_out, count);
 }
 
 // Planes handled as one group, at most one per vector lane (for VecSum::totals). Computing a group's
@@ -218,23 +226,75 @@ int64_t planes_per_group(int64_t M) {
   return std::clamp<int64_t>(2048 / M, 1, Vectorized<acc_t>::size());
 }
 
+// A forward call's tensors as its two kernels read them, unpacked once: sizes, (N, C, H*W) plane
+// views and data pointers (noise_ptr null without noise). by_planes is the kernel for planes
+// contiguous along H*W, by_channel_blocks the one for channels innermost (channels_last). Each
+// kernel first copies the members into locals (a structured binding of *this): the vector stores
+// through the data pointers may alias *this, so members read in a loop are reloaded after every
+// store (channels_last, float32, forward 0.55 -> 1.0 ms at (2, 32, 128, 128) reading members).
 template <typename scalar_t>
-void forward_kernel(const at::Tensor& x, const std::optional<at::Tensor>& noise, const at::Tensor& noise_weight,
-                    const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope,
-                    at::Tensor& y, at::Tensor& mean_out, at::Tensor& rstd_out) {
+struct ForwardPass {
   using acc_t = at::opmath_type<scalar_t>;
+  ForwardPass(const at::Tensor& x, const std::optional<at::Tensor>& noise, const at::Tensor& noise_weight,
+              const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope,
+              at::Tensor& y, at::Tensor& mean, at::Tensor& rstd)
+      : N(x.size(0)), C(x.size(1)), M(x.size(2) * x.size(3)), xv(plane_view(x)), yv(plane_view(y)),
+        nv(noise ? plane_view(*noise) : PlaneView{0, 0, 0}), x_ptr(x.const_data_ptr<scalar_t>()),
+        noise_ptr(noise ? noise->const_data_ptr<scalar_t>() : nullptr),
+        a_ptr(noise_weight.const_data_ptr<scalar_t>()), scale_ptr(style_scale.const_data_ptr<scalar_t>()),
+        bias_ptr(style_bias.const_data_ptr<scalar_t>()), y_ptr(y.mutable_data_ptr<scalar_t>()),
+        mean_ptr(mean.mutable_data_ptr<acc_t>()), rstd_ptr(rstd.mutable_data_ptr<acc_t>()), eps(eps),
+        negative_slope(negative_slope) {}
+  void by_planes() const;
+  void by_channel_blocks() const;
+
+  int64_t N, C, M;
+  PlaneView xv, yv, nv;
+  const scalar_t *x_ptr, *noise_ptr, *a_ptr, *scale_ptr, *bias_ptr;
+  scalar_t* y_ptr;
+  acc_t *mean_ptr, *rstd_ptr;
+  double eps, negative_slope;
+};
+
+// The backward's likewise. grad_noise_partial, when given, is (N, partial sums per sample, H*W):
+// each task's Σ_c a_c dv_c (grad_noise_partials).
+template <typename scalar_t>
+struct BackwardPass {
+  using acc_t = at::opmath_type<scalar_t>;
+  BackwardPass(const at::Tensor& grad_y, const at::Tensor& x, const std::optional<at::Tensor>& noise,
+               const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
+               const at::Tensor& mean, const at::Tensor& rstd, double negative_slope, at::Tensor& grad_x,
+               at::Tensor* grad_noise_partial, at::Tensor& grad_noise_weight_per_plane, at::Tensor& grad_scale,
+               at::Tensor& grad_bias)
+      : N(x.size(0)), C(x.size(1)), M(x.size(2) * x.size(3)), xv(plane_view(x)), gyv(plane_view(grad_y)),
+        gxv(plane_view(grad_x)), nv(noise ? plane_view(*noise) : PlaneView{0, 0, 0}),
+        x_ptr(x.const_data_ptr<scalar_t>()), gy_ptr(grad_y.const_data_ptr<scalar_t>()),
+        noise_ptr(noise ? noise->const_data_ptr<scalar_t>() : nullptr),
+        a_ptr(noise_weight.const_data_ptr<scalar_t>()), scale_ptr(style_scale.const_data_ptr<scalar_t>()),
+        bias_ptr(style_bias.const_data_ptr<scalar_t>()), mean_ptr(mean.const_data_ptr<acc_t>()),
+        rstd_ptr(rstd.const_data_ptr<acc_t>()), gx_ptr(grad_x.mutable_data_ptr<scalar_t>()),
+        gn_ptr(grad_noise_partial != nullptr ? grad_noise_partial->mutable_data_ptr<acc_t>() : nullptr),
+        ga_ptr(grad_noise_weight_per_plane.mutable_data_ptr<acc_t>()),
+        gscale_ptr(grad_scale.mutable_data_ptr<scalar_t>()), gbias_ptr(grad_bias.mutable_data_ptr<scalar_t>()),
+        negative_slope(negative_slope) {}
+  void by_planes() const;
+  void by_channel_blocks() const;
+
+  int64_t N, C, M;
+  PlaneView xv, gyv, gxv, nv;
+  const scalar_t *x_ptr, *gy_ptr, *noise_ptr, *a_ptr, *scale_ptr, *bias_ptr;
+  const acc_t *mean_ptr, *rstd_ptr;
+  scalar_t* gx_ptr;
+  acc_t *gn_ptr, *ga_ptr;
+  scalar_t *gscale_ptr, *gbias_ptr;
+  double negative_slope;
+};
+
+template <typename scalar_t>
+void ForwardPass<scalar_t>::by_planes() const {
+  const auto [N, C, M, xv, yv, nv, x_ptr, noise_ptr, a_ptr, scale_ptr, bias_ptr, y_ptr, mean_ptr, rstd_ptr, eps,
+              negative_slope] = *this;
   using Vec = Vectorized<acc_t>;
-  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
-  const PlaneView xv = plane_view(x), yv = plane_view(y);
-  const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
-  const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
-  const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
-  const scalar_t* a_ptr = noise_weight.const_data_ptr<scalar_t>();
-  const scalar_t* scale_ptr = style_scale.const_data_ptr<scalar_t>();
-  const scalar_t* bias_ptr = style_bias.const_data_ptr<scalar_t>();
-  scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
-  acc_t* mean_ptr = mean_out.mutable_data_ptr<acc_t>();
-  acc_t* rstd_ptr = rstd_out.mutable_data_ptr<acc_t>();
   const Vec slope_v = Vec(acc_t(negative_slope));
 
   const int64_t group = planes_per_group<acc_t>(M);
@@ -285,8 +345,6 @@ void for_each_vector(int64_t M, const Body& body) {
   if (i < M) body(i, M - i);
 }
 
-// grad_noise_partial, when not null, is (N, tasks per sample, M): each task's Σ_c a_c dv_c.
-//
 // Each plane takes two sweeps over x, noise and dy, read where they lie (converted once into
 // buffers only when not contiguous in the op-math type): the first sums g and g x̂, the second
 // writes dv and adds up the noise's gradients in the same pass. The second recomputes v = x + a
@@ -295,30 +353,11 @@ void for_each_vector(int64_t M, const Body& body) {
 // float32, best of three alternating runs against reading back x̂ and g: (8, 512, 8, 8) 0.195 ->
 // 0.152 ms, (4, 128, 64, 64) 2.59 -> 1.60 ms, (2, 32, 128, 128) 0.77 -> 0.47 ms.
 template <typename scalar_t>
-void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::optional<at::Tensor>& noise,
-                     const at::Tensor& noise_weight, const at::Tensor& style_scale, const at::Tensor& style_bias,
-                     const at::Tensor& mean_in, const at::Tensor& rstd_in, double negative_slope, at::Tensor& grad_x,
-                     at::Tensor* grad_noise_partial, at::Tensor& grad_noise_weight_per_plane, at::Tensor& grad_scale,
-                     at::Tensor& grad_bias) {
-  using acc_t = at::opmath_type<scalar_t>;
+void BackwardPass<scalar_t>::by_planes() const {
+  const auto [N, C, M, xv, gyv, gxv, nv, x_ptr, gy_ptr, noise_ptr, a_ptr, scale_ptr, bias_ptr, mean_ptr, rstd_ptr,
+              gx_ptr, gn_ptr, ga_ptr, gscale_ptr, gbias_ptr, negative_slope] = *this;
   using Vec = Vectorized<acc_t>;
   constexpr int64_t L = Vec::size();
-  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
-  const PlaneView xv = plane_view(x), gyv = plane_view(grad_y), gxv = plane_view(grad_x);
-  const PlaneView nv = noise ? plane_view(*noise) : PlaneView{0, 0, 0};
-  const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
-  const scalar_t* gy_ptr = grad_y.const_data_ptr<scalar_t>();
-  const scalar_t* noise_ptr = noise ? noise->const_data_ptr<scalar_t>() : nullptr;
-  const scalar_t* a_ptr = noise_weight.const_data_ptr<scalar_t>();
-  const scalar_t* scale_ptr = style_scale.const_data_ptr<scalar_t>();
-  const scalar_t* bias_ptr = style_bias.const_data_ptr<scalar_t>();
-  const acc_t* mean_ptr = mean_in.const_data_ptr<acc_t>();
-  const acc_t* rstd_ptr = rstd_in.const_data_ptr<acc_t>();
-  scalar_t* gx_ptr = grad_x.mutable_data_ptr<scalar_t>();
-  acc_t* gn_ptr = grad_noise_partial != nullptr ? grad_noise_partial->mutable_data_ptr<acc_t>() : nullptr;
-  acc_t* ga_ptr = grad_noise_weight_per_plane.mutable_data_ptr<acc_t>();
-  scalar_t* gscale_ptr = grad_scale.mutable_data_ptr<scalar_t>();
-  scalar_t* gbias_ptr = grad_bias.mutable_data_ptr<scalar_t>();
   const Vec slope_v = Vec(acc_t(negative_slope));
   const int64_t group = planes_per_group<acc_t>(M);
   const BackwardTasks tasks = backward_tasks(C, M, gn_ptr != nullptr);
@@ -411,6 +450,230 @@ void backward_kernel(const at::Tensor& grad_y, const at::Tensor& x, const std::o
   }
 }
 
+// ---- channels innermost (channels_last, or a channel slice of it): by blocks of channels ---------
+// There a plane's elements lie C apart, and a plane-by-plane gather takes a cache line per element.
+// Here a task takes kBlockChannels channels of one sample instead: a row of them per pixel, one
+// vector lane per channel, so each statistic is a lane-wise sum (no reduction across lanes) and
+// each pass reads whole rows. x is swept three times (mean, variance, output) and the backward's
+// x and dy twice, the later sweeps from cache (a task's rows: 16 x H*W elements, 256 KiB of
+// float32 at 64x64).
+constexpr int64_t kBlockChannels = 16;
+
+inline bool channels_innermost(const PlaneView& v) {
+  return v.c_stride == 1 && v.hw_stride != 1;
+}
+
+// The partial sums of grad_noise each sample's backward tasks write (N, this, H*W).
+inline int64_t grad_noise_partials(const PlaneView& xv, int64_t C, int64_t M) {
+  return channels_innermost(xv) ? (C + kBlockChannels - 1) / kBlockChannels : backward_tasks(C, M, true).per_sample;
+}
+
+template <typename acc_t>
+using Row = std::array<Vectorized<acc_t>, kBlockChannels / Vectorized<acc_t>::size()>;
+
+template <typename acc_t>
+Row<acc_t> filled_row(acc_t value) {
+  Row<acc_t> row;
+  row.fill(Vectorized<acc_t>(value));
+  return row;
+}
+
+// count <= kBlockChannels channels from p, stride apart, as op-math vectors; missing lanes are 0.
+// load_row and store_row run once a pixel: always inlined (left to GCC, store_row became a call
+// in the backward, 25% slower at 8x8 planes).
+template <typename acc_t, typename scalar_t>
+C10_ALWAYS_INLINE Row<acc_t> load_row(const scalar_t* p, int64_t stride, int64_t count) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t L = Vec::size();
+  Row<acc_t> row;
+  if (in_place<scalar_t, acc_t>(stride)) {
+    const acc_t* in = reinterpret_cast<const acc_t*>(p);
+    for (int64_t k = 0; k < int64_t(row.size()); ++k) row[k] = Vec::loadu(in + k * L, count - k * L);
+    return row;
+  }
+  acc_t values[kBlockChannels] = {};
+  for (int64_t c = 0; c < count; ++c) values[c] = acc_t(p[c * stride]);
+  for (size_t k = 0; k < row.size(); ++k) row[k] = Vec::loadu(values + k * L);
+  return row;
+}
+
+// The first count lanes of row, to p, stride apart.
+template <typename acc_t, typename scalar_t>
+C10_ALWAYS_INLINE void store_row(const Row<acc_t>& row, int64_t count, scalar_t* p, int64_t stride) {
+  constexpr int64_t L = Vectorized<acc_t>::size();
+  if (in_place<scalar_t, acc_t>(stride)) {
+    acc_t* out = reinterpret_cast<acc_t*>(p);
+    for (int64_t k = 0; k < int64_t(row.size()); ++k) row[k].store(out + k * L, count - k * L);
+    return;
+  }
+  acc_t values[kBlockChannels];
+  for (size_t k = 0; k < row.size(); ++k) row[k].store(values + k * L);
+  for (int64_t c = 0; c < count; ++c) p[c * stride] = scalar_t(values[c]);
+}
+
+// Lane-wise sums of rows: float lanes for up to kFlushEvery rows, then flushed into double lanes,
+// as VecSum does for a single sum.
+template <typename acc_t>
+class RowSum {
+ public:
+  void add(const Row<acc_t>& row) {
+    for (size_t k = 0; k < row.size(); ++k) lanes_[k] += row[k];
+    if (++pending_ == kFlushEvery) flush();
+  }
+  // Each lane's total divided by `divisor` (in double), as op-math vectors.
+  Row<acc_t> totals(double divisor = 1) {
+    flush();
+    acc_t values[kBlockChannels];
+    for (int64_t c = 0; c < kBlockChannels; ++c) values[c] = acc_t(totals_[c] / divisor);
+    Row<acc_t> row;
+    for (size_t k = 0; k < row.size(); ++k) row[k] = Vectorized<acc_t>::loadu(values + k * Vectorized<acc_t>::size());
+    return row;
+  }
+
+ private:
+  static constexpr int kFlushEvery = 64;
+  void flush() {
+    acc_t values[kBlockChannels];
+    for (size_t k = 0; k < lanes_.size(); ++k) {
+      lanes_[k].store(values + k * Vectorized<acc_t>::size());
+      lanes_[k] = Vectorized<acc_t>(acc_t(0));
+    }
+    for (int64_t c = 0; c < kBlockChannels; ++c) totals_[c] += values[c];
+    pending_ = 0;
+  }
+  Row<acc_t> lanes_ = filled_row(acc_t(0));
+  double totals_[kBlockChannels] = {};
+  int pending_ = 0;
+};
+
+// Calls body(task, n, c0, count) for every block of count <= kBlockChannels channels from c0 of a
+// sample n (task: its index, n * blocks + c0 / kBlockChannels), in parallel, grain_elements
+// elements a chunk.
+template <typename Body>
+void for_each_channel_block(int64_t N, int64_t C, int64_t M, int64_t grain_elements, const Body& body) {
+  const int64_t blocks = (C + kBlockChannels - 1) / kBlockChannels;
+  at::parallel_for(0, N * blocks, std::max<int64_t>(1, grain_elements / (kBlockChannels * M)),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t task = begin; task < end; ++task) {
+                       const int64_t c0 = task % blocks * kBlockChannels;
+                       body(task, task / blocks, c0, std::min(kBlockChannels, C - c0));
+                     }
+                   });
+}
+
+template <typename scalar_t>
+void ForwardPass<scalar_t>::by_channel_blocks() const {
+  const auto [N, C, M, xv, yv, nv, x_ptr, noise_ptr, a_ptr, scale_ptr, bias_ptr, y_ptr, mean_ptr, rstd_ptr, eps,
+              negative_slope] = *this;
+  using Vec = Vectorized<acc_t>;
+  using R = Row<acc_t>;
+  const Vec slope_v = Vec(acc_t(negative_slope));
+  for_each_channel_block(N, C, M, 32768, [&](int64_t, int64_t n, int64_t c0, int64_t count) {
+    const scalar_t* xs = x_ptr + n * xv.n_stride + c0;
+    const scalar_t* nz = noise_ptr != nullptr ? noise_ptr + n * nv.n_stride : nullptr;
+    const R a = load_row<acc_t>(a_ptr + c0, 1, count);
+    const auto v_at = [&](int64_t p) {  // v = x + a * noise at pixel p
+      R v = load_row<acc_t>(xs + p * xv.hw_stride, 1, count);
+      if (nz != nullptr) {
+        const Vec noise_p = Vec(acc_t(nz[p * nv.hw_stride]));
+        for (size_t k = 0; k < v.size(); ++k) v[k] = v[k] + a[k] * noise_p;
+      }
+      return v;
+    };
+    const R pivot = v_at(0);  // the mean sums deviations from the first pixel (a large offset keeps its variance)
+    RowSum<acc_t> deviations, squares;
+    for (int64_t p = 0; p < M; ++p) {
+      R v = v_at(p);
+      for (size_t k = 0; k < v.size(); ++k) v[k] = v[k] - pivot[k];
+      deviations.add(v);
+    }
+    R mean = deviations.totals(double(M));
+    for (size_t k = 0; k < mean.size(); ++k) mean[k] = pivot[k] + mean[k];
+    for (int64_t p = 0; p < M; ++p) {
+      R d = v_at(p);
+      for (size_t k = 0; k < d.size(); ++k) d[k] = (d[k] - mean[k]) * (d[k] - mean[k]);
+      squares.add(d);
+    }
+    const R variance = squares.totals(double(M));
+    const R scale = load_row<acc_t>(scale_ptr + n * C + c0, 1, count);
+    const R bias = load_row<acc_t>(bias_ptr + n * C + c0, 1, count);
+    R rstd, gamma;
+    for (size_t k = 0; k < rstd.size(); ++k) {
+      rstd[k] = rstd_of(variance[k], acc_t(eps));
+      gamma[k] = scale[k] * rstd[k];
+    }
+    store_row(mean, count, mean_ptr + n * C + c0, 1);
+    store_row(rstd, count, rstd_ptr + n * C + c0, 1);
+    scalar_t* ys = y_ptr + n * yv.n_stride + c0 * yv.c_stride;
+    for (int64_t p = 0; p < M; ++p) {
+      R v = v_at(p);
+      for (size_t k = 0; k < v.size(); ++k) v[k] = leaky_relu((v[k] - mean[k]) * gamma[k] + bias[k], slope_v);
+      store_row(v, count, ys + p * yv.hw_stride, yv.c_stride);
+    }
+  });
+}
+
+// The math of by_planes by blocks of channels; a task's grad_noise partial is the block's
+// Σ_c a_c dv_c per pixel, reduced across the lanes.
+template <typename scalar_t>
+void BackwardPass<scalar_t>::by_channel_blocks() const {
+  const auto [N, C, M, xv, gyv, gxv, nv, x_ptr, gy_ptr, noise_ptr, a_ptr, scale_ptr, bias_ptr, mean_ptr, rstd_ptr,
+              gx_ptr, gn_ptr, ga_ptr, gscale_ptr, gbias_ptr, negative_slope] = *this;
+  using Vec = Vectorized<acc_t>;
+  using R = Row<acc_t>;
+  const Vec slope_v = Vec(acc_t(negative_slope));
+  for_each_channel_block(N, C, M, 16384, [&](int64_t task, int64_t n, int64_t c0, int64_t count) {
+    const int64_t nc = n * C + c0;
+    const scalar_t* xs = x_ptr + n * xv.n_stride + c0;
+    const scalar_t* dys = gy_ptr + n * gyv.n_stride + c0 * gyv.c_stride;
+    const scalar_t* nz = noise_ptr != nullptr ? noise_ptr + n * nv.n_stride : nullptr;
+    const R a = load_row<acc_t>(a_ptr + c0, 1, count);
+    const R mean = load_row<acc_t>(mean_ptr + nc, 1, count), rstd = load_row<acc_t>(rstd_ptr + nc, 1, count);
+    const R gamma = load_row<acc_t>(scale_ptr + nc, 1, count), beta = load_row<acc_t>(bias_ptr + nc, 1, count);
+    // x̂ and g at pixel p, recomputed in each sweep as in by_planes.
+    const auto xhat_and_g = [&](int64_t p, R& xh, R& g) {
+      xh = load_row<acc_t>(xs + p * xv.hw_stride, 1, count);
+      g = load_row<acc_t>(dys + p * gyv.hw_stride, gyv.c_stride, count);
+      const Vec noise_p = Vec(nz != nullptr ? acc_t(nz[p * nv.hw_stride]) : acc_t(0));
+      for (size_t k = 0; k < xh.size(); ++k) {
+        xh[k] = (nz != nullptr ? xh[k] + a[k] * noise_p : xh[k]) - mean[k];
+        xh[k] = xh[k] * rstd[k];
+        g[k] = leaky_relu_grad(g[k], xh[k], gamma[k], beta[k], slope_v);
+      }
+    };
+    RowSum<acc_t> sum_g, sum_g_xhat, dv_dot_noise;
+    R xh, g;
+    for (int64_t p = 0; p < M; ++p) {
+      xhat_and_g(p, xh, g);
+      sum_g.add(g);
+      for (size_t k = 0; k < xh.size(); ++k) xh[k] = g[k] * xh[k];
+      sum_g_xhat.add(xh);
+    }
+    const R mean_g = sum_g.totals(double(M)), mean_g_xhat = sum_g_xhat.totals(double(M));
+    acc_t* grad_noise_sum = gn_ptr != nullptr ? gn_ptr + task * M : nullptr;
+    scalar_t* dxs = gx_ptr + n * gxv.n_stride + c0 * gxv.c_stride;
+    for (int64_t p = 0; p < M; ++p) {
+      xhat_and_g(p, xh, g);
+      R dv;  // dv = gamma * rstd * (g - mean(g) - x̂ mean(g x̂))
+      for (size_t k = 0; k < dv.size(); ++k) dv[k] = gamma[k] * rstd[k] * (g[k] - mean_g[k] - xh[k] * mean_g_xhat[k]);
+      store_row(dv, count, dxs + p * gxv.hw_stride, gxv.c_stride);
+      if (nz != nullptr) {
+        const Vec noise_p = Vec(acc_t(nz[p * nv.hw_stride]));
+        for (size_t k = 0; k < dv.size(); ++k) g[k] = dv[k] * noise_p;
+        dv_dot_noise.add(g);
+      }
+      if (grad_noise_sum != nullptr) {
+        Vec scaled = a[0] * dv[0];
+        for (size_t k = 1; k < dv.size(); ++k) scaled = scaled + a[k] * dv[k];
+        grad_noise_sum[p] = at::vec::vec_reduce_all<acc_t>([](auto l, auto r) { return l + r; }, scaled);
+      }
+    }
+    store_row(dv_dot_noise.totals(), count, ga_ptr + nc, 1);
+    store_row(sum_g_xhat.totals(), count, gscale_ptr + nc, 1);
+    store_row(sum_g.totals(), count, gbias_ptr + nc, 1);
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cpu(
     const at::Tensor& x_in, const std::optional<at::Tensor>& noise_in, const at::Tensor& noise_weight,
     const at::Tensor& style_scale, const at::Tensor& style_bias, double eps, double negative_slope) {
@@ -421,9 +684,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cpu(
   const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
   at::Tensor mean = at::empty({x.size(0), x.size(1)}, stats_options);
   at::Tensor rstd = at::empty({x.size(0), x.size(1)}, stats_options);
+  const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_cpu", [&] {
-    forward_kernel<scalar_t>(x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(),
-                             eps, negative_slope, y, mean, rstd);
+    const ForwardPass<scalar_t> pass(x, noise, a, scale, bias, eps, negative_slope, y, mean, rstd);
+    if (channels_innermost(pass.xv)) {
+      pass.by_channel_blocks();
+    } else {
+      pass.by_planes();
+    }
   });
   return {y, mean, rstd};
 }
@@ -443,13 +711,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
   at::Tensor grad_bias = at::empty(style_scale.sizes(), x.options());
   at::Tensor grad_noise_partial;  // every task's, (N, tasks per sample, H*W), summed over the tasks below
   if (compute_grad_noise) {
-    grad_noise_partial = at::empty({N, backward_tasks(C, H * W, true).per_sample, H * W}, mean.options());
+    grad_noise_partial = at::empty({N, grad_noise_partials(plane_view(x), C, H * W), H * W}, mean.options());
   }
+  const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
+  const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_adain_lrelu_backward_cpu", [&] {
-    backward_kernel<scalar_t>(grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(),
-                              style_bias.contiguous(), mean.contiguous(), rstd.contiguous(), negative_slope, grad_x,
-                              compute_grad_noise ? &grad_noise_partial : nullptr, grad_a_per_plane, grad_scale,
-                              grad_bias);
+    const BackwardPass<scalar_t> pass(grad_y, x, noise, a, scale, bias, mean_c, rstd_c, negative_slope, grad_x,
+                                      compute_grad_noise ? &grad_noise_partial : nullptr, grad_a_per_plane,
+                                      grad_scale, grad_bias);
+    if (channels_innermost(pass.xv)) {
+      pass.by_channel_blocks();
+    } else {
+      pass.by_planes();
+    }
   });
   // The partials (per plane, per task) summed in a fixed order keep it deterministic.
   const at::Tensor grad_noise = compute_grad_noise
