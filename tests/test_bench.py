@@ -127,6 +127,15 @@ def test_op_cases_draw_the_same_inputs_in_every_run(op):
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
+def test_grad_output_takes_the_layout_of_y():
+    """A channels_last model's next layer hands back a channels_last dy; the values stay those of
+    the NCHW draw, so errors compare across layouts."""
+    y = torch.empty(2, 3, 4, 5)
+    dy = bench._grad_output(y.contiguous(memory_format=torch.channels_last))
+    assert dy.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(dy, bench._grad_output(y))
+
+
 def test_backends_of_a_case_are_timed_in_turns():
     calls = []
     steps = [lambda: calls.append("eager"), lambda: calls.append("native")]
