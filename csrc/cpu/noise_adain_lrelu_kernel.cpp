@@ -646,8 +646,9 @@ void BackwardPass<scalar_t>::by_channel_blocks() const {
     for (int64_t p = 0; p < M; ++p) {
       xhat_and_g(p, xh, g);
       sum_g.add(g);
-      for (size_t k = 0; k < xh.size(); ++k) xh[k] = g[k] * xh[k];
-      sum_g_xhat.add(xh);
+      R g_xhat;
+      for (size_t k = 0; k < xh.size(); ++k) g_xhat[k] = g[k] * xh[k];
+      sum_g_xhat.add(g_xhat);
     }
     const R mean_g = sum_g.totals(double(M)), mean_g_xhat = sum_g_xhat.totals(double(M));
     acc_t* grad_noise_sum = gn_ptr != nullptr ? gn_ptr + task * M : nullptr;
@@ -659,8 +660,9 @@ void BackwardPass<scalar_t>::by_channel_blocks() const {
       store_row(dv, count, dxs + p * gxv.hw_stride, gxv.c_stride);
       if (nz != nullptr) {
         const Vec noise_p = Vec(acc_t(nz[p * nv.hw_stride]));
-        for (size_t k = 0; k < dv.size(); ++k) g[k] = dv[k] * noise_p;
-        dv_dot_noise.add(g);
+        R dv_noise;
+        for (size_t k = 0; k < dv.size(); ++k) dv_noise[k] = dv[k] * noise_p;
+        dv_dot_noise.add(dv_noise);
       }
       if (grad_noise_sum != nullptr) {
         Vec scaled = a[0] * dv[0];
