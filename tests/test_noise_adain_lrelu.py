@@ -229,11 +229,11 @@ def test_gradients_float32_match_float64_reference(backend):
         assert rel_l2(g, r) < 1e-4, name
 
 
-# channels_last with 20 channels: the native CPU kernel's blocks of 16 channels, a full one and a
+# channels_last with 36 channels: the native CPU kernel's blocks of 32 channels, a full one and a
 # partial one, converted from and to the 16-bit type a row at a time.
 @pytest.mark.parametrize("dtype,fwd_tol,grad_tol", [(torch.float16, 2e-3, 5e-3), (torch.bfloat16, 1e-2, 2e-2)])
 @pytest.mark.parametrize("shape,memory_format", [((2, 3, 12, 12), torch.contiguous_format),
-                                                 ((2, 20, 6, 6), torch.channels_last)], ids=["nchw", "nhwc"])
+                                                 ((2, 36, 6, 6), torch.channels_last)], ids=["nchw", "nhwc"])
 def test_reduced_precision_against_float32_reference(backend, dtype, fwd_tol, grad_tol, shape, memory_format):
     x, *rest = make_inputs(*shape, dtype=dtype)
     inputs = (x.contiguous(memory_format=memory_format), *rest)
@@ -274,7 +274,7 @@ def test_gradients_channels_last_and_broadcast_noise(backend):
 )
 def test_channels_last_with_large_offset(backend, shape, dtype, offset, fwd_tol, grad_tol):
     """channels_last takes channel-major kernels in native CPU and CUDA and in Triton: several
-    channel blocks (16 a block on CPU and in the interpreter, 32 on GPU), partial pixel tiles, and
+    channel blocks (32 a block on CPU and GPU, 16 in the interpreter), partial pixel tiles, and
     a common offset that the statistics must not lose the variance to (as large as the dtype's ulp
     leaves meaningful)."""
     x, noise, weight, scale, bias = make_inputs(*shape, dtype=dtype)
@@ -363,9 +363,9 @@ def test_backward_op_computes_grad_noise_only_when_asked(backend_op):
 
 # The CPU kernel sums grad_noise = Σ_c a_c dv_c over tasks of (sample, a run of at least 8
 # channels, 16384 / (H*W) where that is more), then over a sample's tasks: 64x64 planes make runs
-# [0, 8), [8, 16), [16, 20); 8x8 planes one run of all 20 channels. channels_last goes by blocks
-# of 16 channels whatever the plane size: [0, 16), [16, 20).
-@pytest.mark.parametrize("shape", [(2, 20, 64, 64), (3, 20, 8, 8)], ids=str)
+# [0, 8), [8, 16), ..., [32, 40); 8x8 planes one run of all 40 channels. channels_last goes by
+# blocks of 32 channels whatever the plane size: [0, 32), [32, 40).
+@pytest.mark.parametrize("shape", [(2, 40, 64, 64), (3, 40, 8, 8)], ids=str)
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_native_cpu_grad_noise_over_runs_of_channels(shape, memory_format):
     cpu_backend_or_skip("native", OP)
