@@ -514,6 +514,19 @@ C10_ALWAYS_INLINE void store_row(const Row<acc_t>& row, int64_t count, scalar_t*
   for (int64_t c = 0; c < count; ++c) p[c * stride] = scalar_t(values[c]);
 }
 
+// Row v = x + a * noise of one pixel: count channels from x_row, noise the pixel's noise value
+// (null: no noise).
+template <typename acc_t, typename scalar_t>
+C10_ALWAYS_INLINE Row<acc_t> load_v_row(const scalar_t* x_row, int64_t count, const Row<acc_t>& a,
+                                        const scalar_t* noise) {
+  Row<acc_t> v = load_row<acc_t>(x_row, 1, count);
+  if (noise != nullptr) {
+    const Vectorized<acc_t> noise_v = Vectorized<acc_t>(acc_t(*noise));
+    for (size_t k = 0; k < v.size(); ++k) v[k] = v[k] + a[k] * noise_v;
+  }
+  return v;
+}
+
 // Lane-wise sums of rows: float lanes for up to kFlushEvery rows, then flushed into double lanes,
 // as VecSum does for a single sum.
 template <typename acc_t>
@@ -575,13 +588,8 @@ void ForwardPass<scalar_t>::by_channel_blocks() const {
     const scalar_t* xs = x_ptr + n * xv.n_stride + c0;
     const scalar_t* nz = noise_ptr != nullptr ? noise_ptr + n * nv.n_stride : nullptr;
     const R a = load_row<acc_t>(a_ptr + c0, 1, count);
-    const auto v_at = [&](int64_t p) {  // v = x + a * noise at pixel p
-      R v = load_row<acc_t>(xs + p * xv.hw_stride, 1, count);
-      if (nz != nullptr) {
-        const Vec noise_p = Vec(acc_t(nz[p * nv.hw_stride]));
-        for (size_t k = 0; k < v.size(); ++k) v[k] = v[k] + a[k] * noise_p;
-      }
-      return v;
+    const auto v_at = [&](int64_t p) {
+      return load_v_row(xs + p * xv.hw_stride, count, a, nz != nullptr ? nz + p * nv.hw_stride : nullptr);
     };
     const R pivot = v_at(0);  // the mean sums deviations from the first pixel (a large offset keeps its variance)
     RowSum<acc_t> deviations, squares;
@@ -635,12 +643,10 @@ void BackwardPass<scalar_t>::by_channel_blocks() const {
     const R gamma = load_row<acc_t>(scale_ptr + nc, 1, count), beta = load_row<acc_t>(bias_ptr + nc, 1, count);
     // x̂ and g at pixel p, recomputed in each sweep as in by_planes.
     const auto xhat_and_g = [&](int64_t p, R& xh, R& g) {
-      xh = load_row<acc_t>(xs + p * xv.hw_stride, 1, count);
+      xh = load_v_row(xs + p * xv.hw_stride, count, a, nz != nullptr ? nz + p * nv.hw_stride : nullptr);
       g = load_row<acc_t>(dys + p * gyv.hw_stride, gyv.c_stride, count);
-      const Vec noise_p = Vec(nz != nullptr ? acc_t(nz[p * nv.hw_stride]) : acc_t(0));
       for (size_t k = 0; k < xh.size(); ++k) {
-        xh[k] = (nz != nullptr ? xh[k] + a[k] * noise_p : xh[k]) - mean[k];
-        xh[k] = xh[k] * rstd[k];
+        xh[k] = (xh[k] - mean[k]) * rstd[k];
         g[k] = leaky_relu_grad(g[k], xh[k], gamma[k], beta[k], slope_v);
       }
     };
