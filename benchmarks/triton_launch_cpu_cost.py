@@ -1,9 +1,12 @@
 """The CPU time of the Triton launchers, without a GPU: each op's launcher (grid arithmetic,
-allocations, autotuner, Triton's JIT dispatch) run against the compile-only sm_90 driver of
+allocations, autotuner, Triton's JIT dispatch), and the library ops around them (the dispatcher,
+the argument checks, autograd's recording), run against the compile-only sm_90 driver of
 tests/triton_sm90_compile.py, whose launch runs nothing. On the H100 runs a Triton call took far
 longer than its kernels (0.115 of 1.15 ms for noise_adain_lrelu forward+backward); this measures
-the part of that which is Python, on whatever CPU runs it. Tensors are CPU tensors, so the
-allocations cost what host memory does, not what PyTorch's CUDA caching allocator does.
+the part of that which is Python, on whatever CPU runs it. Tensors are CPU tensors: glibc is told
+to keep large blocks on its heap (as PyTorch's CUDA caching allocator keeps its blocks), since
+otherwise every output is a fresh mmap whose cost (30 us a call here, and in bursts) drowns what
+is measured.
 
     python benchmarks/triton_launch_cpu_cost.py [--fixed-configs]
 
@@ -11,6 +14,8 @@ TRITON_INTERPRET must be unset. To compare two versions, run it with each on PYT
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import os
 import sys
 import time
@@ -44,6 +49,7 @@ def main(argv=None):
     from triton.runtime import driver
     from triton_sm90_compile import CompileOnlyDriver
 
+    _keep_large_blocks_on_the_heap()
     driver.set_active(CompileOnlyDriver(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
                                                      "cuobjdump")))
     from stylegan_ops.triton import noise_adain_lrelu as noise
@@ -69,9 +75,34 @@ def main(argv=None):
         "noise_adain_lrelu backward (2 pixel-range kernels, 2 sums)":
             lambda: noise.backward(y, xn, noise_map, a, scale, shift, mean, rstd, 0.2),
     }
+    ops = torch.ops.stylegan_ops
+    x_grad, xn_grad = x.detach().requires_grad_(), xn.detach().requires_grad_()
+    cases |= {
+        "library op upsample_conv2d_triton, no grad": lambda: no_grad(ops.upsample_conv2d_triton, x, weight, bias),
+        "library op upsample_conv2d_triton, x requires grad": lambda: ops.upsample_conv2d_triton(x_grad, weight, bias),
+        "library op noise_adain_lrelu_triton, no grad":
+            lambda: no_grad(ops.noise_adain_lrelu_triton, xn, noise_map, a, scale, shift, 1e-5, 0.2),
+        "library op noise_adain_lrelu_triton, x requires grad":
+            lambda: ops.noise_adain_lrelu_triton(xn_grad, noise_map, a, scale, shift, 1e-5, 0.2),
+        "library op noise_adain_lrelu_triton_backward":
+            lambda: ops.noise_adain_lrelu_triton_backward(y, xn, noise_map, a, scale, shift, mean, rstd, 0.2, False),
+    }
     for label, call in cases.items():
         print(f"  {label}: {best_us(call):.1f}")
 
+
+def _keep_large_blocks_on_the_heap():
+    """glibc's mallopt: no mmap below 1 GiB and no trimming of the heap's top below 1 GiB free
+    (M_MMAP_THRESHOLD = -3, M_TRIM_THRESHOLD = -1), so that a freed output's block serves the next
+    call's."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not (libc.mallopt(-3, 1 << 30) and libc.mallopt(-1, 1 << 30)):
+        raise RuntimeError("mallopt refused the thresholds")
+
+
+def no_grad(op, *args):
+    with torch.no_grad():
+        return op(*args)
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,8 @@
 """torch.library registration shared by the ops.
 
 Every op exists twice: the native op (schema in csrc/stylegan_ops.cpp; device kernels and autograd
-in C++) and the Triton op (``torch.library.custom_op`` in stylegan_ops/ops/<op>.py). Both take
-their fake kernels from Python. The native op's C++ autograd calls ``<op>_backward_composite``
+in C++) and the Triton op (``triton_kernel`` below, in stylegan_ops/ops/<op>.py). Both take their
+fake kernels from Python. The native op's C++ autograd calls ``<op>_backward_composite``
 under ``create_graph=True``, a kernel registered here; the Triton op's autograd is registered here.
 """
 
@@ -12,6 +12,29 @@ from stylegan_ops import _extension
 
 # Holds the Python kernels of native schemas; alive as long as the module.
 _NATIVE_IMPLS = torch.library.Library("stylegan_ops", "IMPL")
+# Holds the Triton ops' schemas and kernels.
+_TRITON_OPS = torch.library.Library("stylegan_ops", "FRAGMENT")
+
+
+def triton_kernel(name):
+    """Decorator: the annotated function becomes op ``stylegan_ops::<name>``, its schema read from
+    the annotations, the function its CPU (the interpreter) and CUDA kernel.
+
+    ``torch.library.define`` and ``impl`` rather than ``torch.library.custom_op``, whose wrappers
+    (aliasing checks of every output, a torch.compile guard around the kernel) cost 16 us more a
+    call of noise_adain_lrelu's backward op (five outputs) and 1 to 3 us more a forward call on
+    this project's CPU (benchmarks/triton_launch_cpu_cost.py, one thread, three alternating runs).
+    Neither is needed here: the kernels return fresh tensors, and Dynamo runs the graphs it compiles
+    with its tracing off, so it never traces into a kernel.
+    """
+
+    def define(fn):
+        _TRITON_OPS.define(torch.library.infer_schema(fn, mutates_args=(), op_name=name))
+        for dispatch_key in ("CPU", "CUDA"):
+            _TRITON_OPS.impl(name, fn, dispatch_key)
+        return fn
+
+    return define
 
 
 def register(name, *, fake_forward, fake_backward, backward_composite, autograd_backward, setup_context):

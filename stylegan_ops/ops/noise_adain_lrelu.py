@@ -32,7 +32,7 @@ from stylegan_ops import backends
 from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_real, check_same_device_and_dtype, check_tensor
 from stylegan_ops.ops._layout import output_memory_format
-from stylegan_ops.ops._library import register
+from stylegan_ops.ops._library import register, triton_kernel
 
 OP = "noise_adain_lrelu"
 
@@ -132,7 +132,7 @@ def _fake_backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean
 # ---- the Triton op ------------------------------------------------------------------------------
 # Called directly, the Triton ops check their arguments as the native ones do in C++ (the public
 # function's checks): a bad shape must not reach a kernel, which would read out of bounds.
-@torch.library.custom_op("stylegan_ops::noise_adain_lrelu_triton", mutates_args=())
+@triton_kernel("noise_adain_lrelu_triton")
 def _triton_forward(
     x: torch.Tensor,
     noise: torch.Tensor | None,
@@ -148,7 +148,7 @@ def _triton_forward(
     return kernels.forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope)
 
 
-@torch.library.custom_op("stylegan_ops::noise_adain_lrelu_triton_backward", mutates_args=())
+@triton_kernel("noise_adain_lrelu_triton_backward")
 def _triton_backward(
     grad_y: torch.Tensor,
     x: torch.Tensor,

@@ -27,7 +27,7 @@ from stylegan_ops import backends
 from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_same_device_and_dtype, check_tensor
 from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
-from stylegan_ops.ops._library import register
+from stylegan_ops.ops._library import register, triton_kernel
 
 OP = "upsample_conv2d"
 
@@ -104,7 +104,7 @@ def _fake_backward(grad_y, x, weight, output_mask):
 # ---- the Triton op ------------------------------------------------------------------------------
 # Called directly, the Triton ops check their arguments as the native ones do in C++ (the public
 # function's checks): a bad shape must not reach a kernel, which would read out of bounds.
-@torch.library.custom_op("stylegan_ops::upsample_conv2d_triton", mutates_args=())
+@triton_kernel("upsample_conv2d_triton")
 def _triton_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     from stylegan_ops.triton import upsample_conv2d as kernels
 
@@ -112,7 +112,7 @@ def _triton_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return kernels.forward(x, weight, bias)
 
 
-@torch.library.custom_op("stylegan_ops::upsample_conv2d_triton_backward", mutates_args=())
+@triton_kernel("upsample_conv2d_triton_backward")
 def _triton_backward(
     grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, output_mask: list[bool]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
