@@ -167,35 +167,48 @@ class Generator(nn.Module):
         # No layout of its own: conv2d and upsample_conv2d return channels_last when their weight is,
         # so the activations take the conv weights' layout from the first conv on.
         x = self.const.unsqueeze(0).expand(batch, -1, -1, -1).to(ws.dtype)
-        for i, block in enumerate(self.blocks):
-            noise = None
-            if noise_mode == "const":
-                noise = getattr(self, f"noise_const_{i}").to(ws.dtype)  # (1, 1, H, W): the block broadcasts it
-            x = block(x, ws[:, i], noise, randomize_noise=noise_mode == "random", styles=styles[i])
+        for i, (block, noise) in enumerate(zip(self.blocks, self._noise_maps(ws, noise_mode))):
+            x = block(x, ws[:, i], noise, randomize_noise=False, styles=styles[i])
         return self.to_rgb(x)
+
+    def _noise_maps(self, ws, noise_mode):
+        """Each block's noise: (N, 1, H, W) draws, all from one randn call (one kernel, where a block
+        drawing its own takes one each); the (1, 1, H, W) const buffers, which the blocks broadcast;
+        or None."""
+        if noise_mode == "none":
+            return [None] * self.num_ws
+        if noise_mode == "const":
+            return [getattr(self, f"noise_const_{i}").to(ws.dtype) for i in range(self.num_ws)]
+        batch = ws.shape[0]
+        sizes = [batch * res * res for res in self.block_resolutions]
+        draws = torch.randn(sum(sizes), device=ws.device, dtype=ws.dtype).split(sizes)
+        return [draw.view(batch, 1, res, res) for draw, res in zip(draws, self.block_resolutions)]
 
     def _styles(self, ws):
         """Every block's (style_scale, style_bias), (N, C) each and contiguous (the ops copy strided
         ones): one batched GEMM per run of blocks of one width (a batch of GEMMs shares its sizes;
         the ws may differ per block, under style mixing and truncation cutoffs), batched over the
-        run's (block, scale or bias) halves: four kernels per width (two concatenations gather the
-        run's weights and biases, one repeats its ws, one GEMM) where the blocks on their own take
-        two GEMMs each."""
+        run's (block, scale or bias) halves. Two concatenations gather all blocks' weights and
+        biases, each run takes a view of them; a run adds two kernels (one repeats its ws, one
+        GEMM), where the blocks on their own take two GEMMs each."""
         runs = []  # [first block, end, channels] of each run of consecutive blocks of one width
         for i, block in enumerate(self.blocks):
             if runs and runs[-1][2] == block.adain.channels:
                 runs[-1][1] = i + 1
             else:
                 runs.append([i, i + 1, block.adain.channels])
-        styles = []
+        weights, biases = zip(*(block.adain.affine_parts() for block in self.blocks))
+        weight = torch.cat([t for pair in weights for t in pair])  # (Σ 2 C, w_dim), the blocks in order
+        bias = torch.cat([t for pair in biases for t in pair])
+        styles, row = [], 0
         for first, end, channels in runs:
-            weights, biases = zip(*(block.adain.affine_parts() for block in self.blocks[first:end]))
-            weight = torch.cat([t for pair in weights for t in pair]).view(2 * (end - first), channels, self.w_dim)
-            bias = torch.cat([t for pair in biases for t in pair]).view(2 * (end - first), 1, channels)
+            rows = slice(row, row + 2 * (end - first) * channels)
             # Each block's w twice, for its scale and its bias half: (2 blocks, N, w_dim).
             ws_run = ws[:, first:end].transpose(0, 1).repeat_interleave(2, dim=0)
-            out = torch.baddbmm(bias, ws_run, weight.transpose(1, 2))  # (2 blocks, N, C)
+            out = torch.baddbmm(bias[rows].view(-1, 1, channels), ws_run,
+                                weight[rows].view(-1, channels, self.w_dim).transpose(1, 2))  # (2 blocks, N, C)
             styles += list(zip(out[0::2].unbind(0), out[1::2].unbind(0)))
+            row = rows.stop
         return styles
 
     def forward(self, z, *, truncation_psi=1.0, truncation_cutoff=None, mix_z=None, crossover=None,
