@@ -37,19 +37,19 @@ _TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 def unavailable_reason(backend: str, device, op: str | None = None, implemented: Collection[str] = BACKENDS):
     """Why ``backend`` cannot run ``op`` on ``device``, or None if it can."""
-    device = _as_device(device)
+    device_type = _as_device(device).type  # read once: each read makes a new str
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS + ('auto',)}, got {backend!r}")
     if backend not in implemented:
         return f"stylegan_ops has no {backend} implementation of {op} yet"
     if backend == "eager":
         return None
-    if device.type not in ("cpu", "cuda"):
-        return f"the {backend} backend has no kernels for {device.type} tensors"
+    if device_type not in ("cpu", "cuda"):
+        return f"the {backend} backend has no kernels for {device_type} tensors"
     if backend == "native":
         if not _extension.is_loaded():
             return _extension.LOAD_ERROR
-        if device.type == "cuda" and _extension.cuda_version() is None:
+        if device_type == "cuda" and _extension.cuda_version() is None:
             return (
                 "the extension stylegan_ops._C was built without CUDA kernels (torch was not a CUDA "
                 "build, nvcc was not found, or STYLEGAN_OPS_CUDA=0); rebuild with CUDA_HOME set"
@@ -57,9 +57,9 @@ def unavailable_reason(backend: str, device, op: str | None = None, implemented:
     else:  # triton
         if not _TRITON_INSTALLED:
             return "Triton is not installed (pip install triton)"
-        if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
             return "Triton kernels run on CPU tensors only under the interpreter (set TRITON_INTERPRET=1 before import)"
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device_type == "cuda" and not torch.cuda.is_available():
         return "no CUDA device is usable here (torch.cuda.is_available() is False)"
     return None
 
