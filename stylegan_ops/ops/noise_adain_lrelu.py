@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from stylegan_ops import backends
 from stylegan_ops.ops._autocast import autocast_region
 from stylegan_ops.ops._checks import check_real, check_same_device_and_dtype, check_tensor
+from stylegan_ops.ops._dtypes import accumulation_dtype
 from stylegan_ops.ops._layout import output_memory_format
 from stylegan_ops.ops._library import register, triton_kernel
 
@@ -45,10 +46,6 @@ def noise_adain_lrelu_ref(x, noise, noise_weight, style_scale, style_bias, eps=1
     normalized = F.instance_norm(x, eps=eps)
     y = F.leaky_relu(style_scale[:, :, None, None] * normalized + style_bias[:, :, None, None], negative_slope)
     return y.contiguous(memory_format=memory_format)
-
-
-def stats_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # ---- autograd (the Triton op's; csrc/autograd/noise_adain_lrelu_kernel.cpp is the native op's) ----
@@ -115,7 +112,7 @@ def _autograd_backward(backward_op):
 
 def _fake_forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
     y = torch.empty_like(x, memory_format=output_memory_format(x))
-    mean = style_scale.new_empty(style_scale.shape, dtype=stats_dtype(x.dtype))
+    mean = style_scale.new_empty(style_scale.shape, dtype=accumulation_dtype(x.dtype))
     return y, mean, torch.empty_like(mean)
 
 
@@ -166,7 +163,7 @@ def _triton_backward(
     _check_tensors(x, noise, noise_weight, style_scale, style_bias)
     check_tensor(OP, "grad_y", grad_y, tuple(x.shape))
     check_same_device_and_dtype(OP, "x", x, grad_y=grad_y)
-    want = stats_dtype(x.dtype)
+    want = accumulation_dtype(x.dtype)
     for name, stats in (("mean", mean), ("rstd", rstd)):
         if stats.shape != style_scale.shape or stats.dtype != want or stats.device != x.device:
             raise ValueError(f"{OP}: {name} must be the forward's {tuple(style_scale.shape)} {want} on {x.device}, "

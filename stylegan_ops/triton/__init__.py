@@ -5,6 +5,8 @@ import os
 
 import torch
 
+from stylegan_ops.ops._dtypes import accumulation_dtype
+
 
 def interpreted(kernel) -> bool:
     """Whether ``kernel`` runs in Triton's interpreter. Triton decides that when it decorates the
@@ -24,6 +26,14 @@ def autotune_on_gpu():
     if value not in ("0", "1"):
         raise ValueError(f"STYLEGAN_OPS_TRITON_AUTOTUNE must be '0' or '1', got {value!r}")
     return value == "1"
+
+
+@functools.cache
+def tl_accumulation_dtype(dtype):
+    """``accumulation_dtype(dtype)`` as a Triton dtype, the kernels' ACC argument."""
+    import triton.language as tl
+
+    return {torch.float32: tl.float32, torch.float64: tl.float64}[accumulation_dtype(dtype)]
 
 
 def cdiv(a: int, b: int) -> int:

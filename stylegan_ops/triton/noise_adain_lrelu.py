@@ -21,10 +21,10 @@ import torch
 import triton
 import triton.language as tl
 
+from stylegan_ops.ops._dtypes import accumulation_dtype
 from stylegan_ops.ops._layout import output_memory_format
-from stylegan_ops.ops.noise_adain_lrelu import stats_dtype
 from stylegan_ops.triton import (autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
-                                  on_inputs_device)
+                                  on_inputs_device, tl_accumulation_dtype)
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
 
@@ -369,23 +369,19 @@ def _launch_ranges(kernel, n, c, block_c, splits, *args, **kwargs):
     kernel[grid](*args, **kwargs, **config.kwargs, BLOCK_C=block_c, num_warps=config.num_warps)
 
 
-def _acc(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 @on_inputs_device
 def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
     x = _with_collapsible_hw(x)
     n, c, h, w = x.shape
     y = torch.empty_like(x, memory_format=output_memory_format(x))
-    mean = torch.empty((n, c), device=x.device, dtype=stats_dtype(x.dtype))
+    mean = torch.empty((n, c), device=x.device, dtype=accumulation_dtype(x.dtype))
     rstd = torch.empty_like(mean)
     has_noise = noise is not None
     noise = _with_collapsible_hw(noise) if has_noise else x  # x: a placeholder pointer, never read
     noise_n, _, noise_hw = _plane_strides(noise)
     inputs = (x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous())
     strides = (*_plane_strides(x), noise_n, noise_hw)
-    options = dict(HAS_NOISE=has_noise, ACC=_acc(x.dtype))
+    options = dict(HAS_NOISE=has_noise, ACC=tl_accumulation_dtype(x.dtype))
     if not _use_ranges(x):
         _launch_plane(_forward_kernel, n, c, h * w, *inputs, y, mean, rstd, c, h * w, *strides, *_plane_strides(y),
                       eps, negative_slope, **options)
@@ -412,7 +408,7 @@ def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd
     inputs = (grad_y, x, noise, noise_weight.contiguous(), style_scale.contiguous(), style_bias.contiguous(),
               mean.contiguous(), rstd.contiguous())
     strides = (*_plane_strides(grad_y), *_plane_strides(x), noise_n, noise_hw)
-    options = dict(HAS_NOISE=has_noise, ACC=_acc(x.dtype))
+    options = dict(HAS_NOISE=has_noise, ACC=tl_accumulation_dtype(x.dtype))
     if not _use_ranges(x):
         grad_a = torch.zeros((n, c), device=x.device, dtype=mean.dtype)  # per plane
         _launch_plane(_backward_kernel, n, c, h * w, *inputs, grad_x, grad_a, grad_scale, grad_bias, c, h * w,

@@ -23,9 +23,10 @@ import torch
 import triton
 import triton.language as tl
 
+from stylegan_ops.ops._dtypes import accumulation_dtype
 from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
 from stylegan_ops.triton import (autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
-                                  on_inputs_device)
+                                  on_inputs_device, tl_accumulation_dtype)
 
 # On GPU the kernels are autotuned over _GPU_CONFIGS, or run _GPU_FIXED with autotuning switched
 # off (stylegan_ops.triton.autotune_on_gpu); Triton's interpreter (CPU tests) runs a small config.
@@ -273,14 +274,9 @@ _grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H"
 _IN_INTERPRETER = interpreted(_forward_kernel)
 
 
-def _accumulation_dtype(x):
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def _dtypes(x):
     """Kernel dtype arguments: the accumulation dtype, and whether to multiply in it (see _dot)."""
-    acc = tl.float64 if x.dtype == torch.float64 else tl.float32
-    return dict(ACC=acc, UPCAST=x.dtype == torch.bfloat16 and _IN_INTERPRETER)
+    return dict(ACC=tl_accumulation_dtype(x.dtype), UPCAST=x.dtype == torch.bfloat16 and _IN_INTERPRETER)
 
 
 def _fold(weight):
@@ -289,7 +285,7 @@ def _fold(weight):
     _check_fold_indices(c_in, c_out)
     folded = torch.empty((2, 2, 2, 2, c_in, c_out), device=weight.device, dtype=weight.dtype)
     _fold_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](weight.contiguous(), folded, c_in, c_out,
-                                                   ACC=_dtypes(weight)["ACC"], BLOCK=FOLD_BLOCK)
+                                                   ACC=tl_accumulation_dtype(weight.dtype), BLOCK=FOLD_BLOCK)
     return folded
 
 
@@ -362,7 +358,7 @@ def _grad_x(grad_y, x, weight):
     split_k = _grad_x_split(n, c_in, h, w, x.device)
     # SPLIT_K partials, pixel-major: (split, n, i, j, c). With SPLIT_K = 1 the kernel stores into
     # grad_x itself and never touches this argument.
-    partial = (torch.empty((split_k, n, h, w, c_in), device=x.device, dtype=_accumulation_dtype(x))
+    partial = (torch.empty((split_k, n, h, w, c_in), device=x.device, dtype=accumulation_dtype(x.dtype))
                if split_k > 1 else grad_x)
     _launch(
         _grad_x_kernel, _grad_x_autotuned,
@@ -380,7 +376,7 @@ def _grad_weight(grad_y, x, weight):
     c_out = weight.shape[0]
     _check_fold_indices(c_in, c_out)
     split_k = _grad_weight_split(n, c_in, c_out, h, w, x.device)
-    partial = torch.empty((split_k, 16, c_in, c_out), device=x.device, dtype=_accumulation_dtype(x))  # all stored
+    partial = torch.empty((split_k, 16, c_in, c_out), device=x.device, dtype=accumulation_dtype(x.dtype))  # all stored
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
         lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 16 * split_k),
@@ -388,5 +384,5 @@ def _grad_weight(grad_y, x, weight):
     )
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
     _unfold_grad_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](partial, grad_weight, c_in, c_out, split_k,
-                                                          ACC=_dtypes(x)["ACC"], BLOCK=FOLD_BLOCK)
+                                                          ACC=tl_accumulation_dtype(x.dtype), BLOCK=FOLD_BLOCK)
     return grad_weight
