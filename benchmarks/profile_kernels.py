@@ -167,7 +167,8 @@ def main():
         sys.exit("profile_kernels.py needs a CUDA device")
     # Layer costs first: a few seconds, and what the H100 run's capped profile never reached while
     # its cProfile tables put 0.65 ms of self time a call in torch.library's backend_impl, the
-    # frame around each Triton op's Python kernel.
+    # frame custom_op put around each Triton op's Python kernel (the Triton ops have been
+    # torch.library.define + impl since, without that frame).
     for name, make in CASES.items():
         print(f"== {name}: CPU cost of one forward call, layer by layer (GPU kept busy)")
         layer_costs(name, make)
