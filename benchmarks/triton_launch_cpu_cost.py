@@ -72,7 +72,7 @@ def main(argv=None):
             lambda: (upsample._grad_x(grad_y, x, weight), upsample._grad_weight(grad_y, x, weight)),
         "noise_adain_lrelu forward (2 pixel-range kernels)": lambda: noise.forward(xn, noise_map, a, scale, shift,
                                                                                     1e-5, 0.2),
-        "noise_adain_lrelu backward (2 pixel-range kernels, 2 sums)":
+        "noise_adain_lrelu backward (2 pixel-range kernels, a sum)":
             lambda: noise.backward(y, xn, noise_map, a, scale, shift, mean, rstd, 0.2),
     }
     ops = torch.ops.stylegan_ops

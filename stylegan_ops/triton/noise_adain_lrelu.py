@@ -108,9 +108,11 @@ def _backward_kernel(
     sum_g_xhat = tl.sum(g * xhat, axis=0)
     dv = (gamma * rstd) * (g - sum_g / M - xhat * (sum_g_xhat / M))
     tl.store(GX + n * gx_n + c * gx_c + offs * gx_hw, dv.to(GX.dtype.element_ty), mask=mask)
+    dv_noise = 0.0  # stored without noise too: the launcher's buffer needs no zero fill
     if HAS_NOISE:
         noise = tl.load(noise_plane + offs * noise_hw, mask=mask, other=0.0).to(ACC)
-        tl.store(GA + plane, tl.sum(tl.where(mask, dv, 0.0) * noise, axis=0))
+        dv_noise = tl.sum(tl.where(mask, dv, 0.0) * noise, axis=0)
+    tl.store(GA + plane, dv_noise)
     tl.store(GSCALE + plane, sum_g_xhat.to(GSCALE.dtype.element_ty))
     tl.store(GBIAS + plane, sum_g.to(GBIAS.dtype.element_ty))
 
@@ -285,8 +287,7 @@ def _range_backward_kernel(
         if HAS_NOISE:
             noise = tl.load(noise_plane + pix * noise_hw, mask=mask, other=0.0).to(ACC)
             dv_noise += tl.sum(tl.where(mask, dv, 0.0) * noise, axis=0)
-    if HAS_NOISE:
-        tl.store(GA_PARTIAL + tl.program_id(2) * tl.num_programs(0) * C + plane, dv_noise, mask=c_ok)
+    tl.store(GA_PARTIAL + tl.program_id(2) * tl.num_programs(0) * C + plane, dv_noise, mask=c_ok)  # 0 without noise
     if tl.program_id(2) == 0:
         tl.store(GSCALE + plane, sum_g_xhat.to(GSCALE.dtype.element_ty), mask=c_ok)
         tl.store(GBIAS + plane, sum_g.to(GBIAS.dtype.element_ty), mask=c_ok)
@@ -409,17 +410,18 @@ def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd
               mean.contiguous(), rstd.contiguous())
     strides = (*_plane_strides(grad_y), *_plane_strides(x), noise_n, noise_hw)
     options = dict(HAS_NOISE=has_noise, ACC=tl_accumulation_dtype(x.dtype))
+    # grad_a: Σ dv·ξ of every plane (of every pixel range), rows of C summed by torch.sum, a fixed order for a
+    # shape: deterministic.
     if not _use_ranges(x):
-        grad_a = torch.zeros((n, c), device=x.device, dtype=mean.dtype)  # per plane
+        grad_a = torch.empty((n, c), device=x.device, dtype=mean.dtype)
         _launch_plane(_backward_kernel, n, c, h * w, *inputs, grad_x, grad_a, grad_scale, grad_bias, c, h * w,
                       *strides, *_plane_strides(grad_x), negative_slope, **options)
     else:
         block_c, splits = _range_split(x)
         partial = torch.empty((splits, 2, n, c), device=x.device, dtype=mean.dtype)
-        grad_a = torch.zeros((splits, n, c), device=x.device, dtype=mean.dtype)  # per range and plane
+        grad_a = torch.empty((splits, n, c), device=x.device, dtype=mean.dtype)
         _launch_ranges(_range_grad_sums_kernel, n, c, block_c, splits, *inputs, partial, c, h * w, splits, *strides,
                        negative_slope, **options)
         _launch_ranges(_range_backward_kernel, n, c, block_c, splits, *inputs, partial, grad_x, grad_a, grad_scale,
                        grad_bias, c, h * w, splits, *strides, *_plane_strides(grad_x), negative_slope, **options)
-        grad_a = grad_a.sum(dim=0)  # ranges in a fixed order: deterministic
-    return grad_x, grad_a.sum(dim=0).to(x.dtype), grad_scale, grad_bias
+    return grad_x, grad_a.view(-1, c).sum(dim=0).to(x.dtype), grad_scale, grad_bias
