@@ -104,5 +104,6 @@ def no_grad(op, *args):
     with torch.no_grad():
         return op(*args)
 
+
 if __name__ == "__main__":
     main()
