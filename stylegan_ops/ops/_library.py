@@ -22,7 +22,7 @@ def triton_kernel(name):
 
     ``torch.library.define`` and ``impl`` rather than ``torch.library.custom_op``, whose wrappers
     (aliasing checks of every output, a torch.compile guard around the kernel) cost 16 us more a
-    call of noise_adain_lrelu's backward op (five outputs) and 1 to 3 us more a forward call on
+    call of noise_adain_lrelu's backward op (five outputs) and up to 3 us more a forward call on
     this project's CPU (benchmarks/triton_launch_cpu_cost.py, one thread, three alternating runs).
     Neither is needed here: the kernels return fresh tensors, and Dynamo runs the graphs it compiles
     with its tracing off, so it never traces into a kernel.
