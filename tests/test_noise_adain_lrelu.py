@@ -269,15 +269,17 @@ def test_gradients_channels_last_and_broadcast_noise(backend):
 
 
 @pytest.mark.parametrize("x_format,dy_format", [(torch.channels_last, torch.contiguous_format),
-                                                (torch.contiguous_format, torch.channels_last)], ids=["nhwc-nchw", "nchw-nhwc"])
+                                                (torch.contiguous_format, torch.channels_last)],
+                         ids=["nhwc-nchw", "nchw-nhwc"])
 def test_gradients_with_dy_in_the_other_layout(backend, x_format, dy_format):
     """A dy laid out unlike x (the native CPU backward copies an NCHW dy into channels_last for a
     channels_last x, and reads a channels_last dy for an NCHW x where it lies)."""
     x, noise, weight, scale, bias = make_inputs(2, 36, 6, 5)
     x = x.contiguous(memory_format=x_format)
     grad_y = torch.randn(2, 36, 6, 5, dtype=torch.float64).contiguous(memory_format=dy_format)
-    _, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), (x, noise, weight, scale, bias), NAMES, grad_y)
-    _, want = _grads(noise_adain_lrelu_reference, (x, noise, weight, scale, bias), NAMES, grad_y)
+    inputs = (x, noise, weight, scale, bias)
+    _, got = _grads(lambda *a: so.noise_adain_lrelu(*a, backend=backend), inputs, NAMES, grad_y)
+    _, want = _grads(noise_adain_lrelu_reference, inputs, NAMES, grad_y)
     if backend != "eager":  # the fused backward writes dx in x's layout
         assert got[0].is_contiguous(memory_format=x_format)
     for name, g, r in zip(NAMES, got, want):
