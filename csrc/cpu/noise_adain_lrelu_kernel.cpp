@@ -362,6 +362,9 @@ void BackwardPass<scalar_t>::by_planes() const {
   const int64_t group = planes_per_group<acc_t>(M);
   const BackwardTasks tasks = backward_tasks(C, M, gn_ptr != nullptr);
   const int64_t grain = std::max<int64_t>(1, 16384 / (tasks.channels * M));
+  struct PlaneConstants {
+    Vec a, mean, rstd, gamma, beta;
+  };
 
   const auto run = [&](auto with_noise) {
     at::parallel_for(0, N * tasks.per_sample, grain, [&](int64_t task_begin, int64_t task_end) {
@@ -379,6 +382,12 @@ void BackwardPass<scalar_t>::by_planes() const {
         acc_t* grad_noise_sum = gn_ptr != nullptr ? gn_ptr + task * M : nullptr;
         if (grad_noise_sum != nullptr) std::fill_n(grad_noise_sum, M, acc_t(0));
         // v, x̂ and g of one vector of a plane (a: the plane's noise weight).
+        // A plane's noise weight, statistics and style as vectors, read once per sweep of it.
+        const auto constants_of = [&](int64_t plane) {
+          const int64_t c = plane % C;
+          return PlaneConstants{Vec(acc_t(a_ptr[c])), Vec(mean_ptr[plane]), Vec(rstd_ptr[plane]),
+                                Vec(acc_t(scale_ptr[plane])), Vec(acc_t(bias_ptr[plane]))};
+        };
         const auto load_v = [&](const acc_t* xp, Vec a, int64_t i, int64_t count) {
           const Vec xi = Vec::loadu(xp + i, count);
           if constexpr (with_noise) {
@@ -398,8 +407,7 @@ void BackwardPass<scalar_t>::by_planes() const {
                                                           x_buf.data() + slot * M);
             const acc_t* dy = dys[slot] = contiguous_plane(gy_ptr + n * gyv.n_stride + c * gyv.c_stride,
                                                            gyv.hw_stride, M, dy_buf.data() + slot * M);
-            const Vec a_v = Vec(acc_t(a_ptr[c])), mean_v = Vec(mean_ptr[plane]), rstd_v = Vec(rstd_ptr[plane]);
-            const Vec gamma_v = Vec(acc_t(scale_ptr[plane])), beta_v = Vec(acc_t(bias_ptr[plane]));
+            const auto [a_v, mean_v, rstd_v, gamma_v, beta_v] = constants_of(plane);
             VecSum<acc_t> sum_g_acc, sum_g_xhat_acc;
             for_each_vector<Vec>(M, [&](int64_t i, int64_t count) {
               const Vec xh = (load_v(xp, a_v, i, count) - mean_v) * rstd_v;
@@ -414,10 +422,9 @@ void BackwardPass<scalar_t>::by_planes() const {
             const int64_t c = plane % C, slot = plane - first;
             const acc_t* xp = xs[slot];
             const acc_t* dy = dys[slot];
-            const Vec a_v = Vec(acc_t(a_ptr[c])), mean_v = Vec(mean_ptr[plane]), rstd_v = Vec(rstd_ptr[plane]);
-            const Vec gamma_v = Vec(acc_t(scale_ptr[plane])), beta_v = Vec(acc_t(bias_ptr[plane]));
+            const auto [a_v, mean_v, rstd_v, gamma_v, beta_v] = constants_of(plane);
             // dv = gamma * rstd * (g - mean(g) - x̂ mean(g x̂))
-            const Vec k_v = Vec(acc_t(scale_ptr[plane]) * rstd_ptr[plane]);
+            const Vec k_v = gamma_v * rstd_v;
             const Vec mean_g_v = Vec(sum_g[slot] / M), mean_g_xhat_v = Vec(sum_g_xhat[slot] / M);
             scalar_t* dx = gx_ptr + n * gxv.n_stride + c * gxv.c_stride;
             acc_t* dv_out = in_place<scalar_t, acc_t>(gxv.hw_stride) ? reinterpret_cast<acc_t*>(dx) : dx_buf.data();
