@@ -1,7 +1,10 @@
-"""The compiled CUDA kernels' registers and spills, read from the extension's cubins with Triton's
-cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are meant to run two
-256-thread blocks per SM (__launch_bounds__), which needs at most 128 registers a thread; a
-change that pushes them past it spills instead, and a large spill would show here first."""
+"""The compiled CUDA kernels' registers, spills and shared-memory loads, read from the extension's
+cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
+meant to run two 256-thread blocks per SM (__launch_bounds__), which needs at most 128 registers a
+thread; a change that pushes them past it spills instead, and a large spill would show here first.
+Their operands are staged in shared memory and must be read from there by shared-memory loads
+(LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (see load_shared
+in csrc/cuda/upsample_conv2d_kernel.cu)."""
 
 import os
 import re
@@ -16,16 +19,25 @@ GEMM_KERNELS = ("phase_conv_kernel", "grad_weight_kernel")
 HALF_TYPES = ("IN3c108BFloat16E", "IN3c104HalfE")  # as the (mangled) template arguments read
 
 
-def _resource_usage():
-    """{mangled kernel name: (registers, stack bytes)} for every kernel of the extension."""
+def _cuobjdump(option):
+    """cuobjdump's output for the extension, as lines."""
     if so.build_info()["cuda"] is None:
         pytest.skip("the extension was built without CUDA kernels")
     triton = pytest.importorskip("triton")
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     if not os.path.exists(cuobjdump):
         pytest.skip("Triton's cuobjdump is not there")
-    out = subprocess.run([cuobjdump, "--dump-resource-usage", _extension._C.__file__], capture_output=True,
-                         text=True, check=True).stdout.splitlines()
+    return subprocess.run([cuobjdump, option, _extension._C.__file__], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+
+
+def _is_tensor_core_gemm(name):
+    return any(k in name for k in GEMM_KERNELS) and any(t in name for t in HALF_TYPES)
+
+
+def _resource_usage():
+    """{mangled kernel name: (registers, stack bytes)} for every kernel of the extension."""
+    out = _cuobjdump("--dump-resource-usage")
     usage = {}
     for line, next_line in zip(out, out[1:]):
         function = re.search(r"Function (\S+):", line)
@@ -37,8 +49,24 @@ def _resource_usage():
 
 def test_tensor_core_gemm_kernels_fit_two_blocks_per_sm():
     usage = _resource_usage()
-    checked = {name: regs_stack for name, regs_stack in usage.items()
-               if any(k in name for k in GEMM_KERNELS) and any(t in name for t in HALF_TYPES)}
+    checked = {name: regs_stack for name, regs_stack in usage.items() if _is_tensor_core_gemm(name)}
     assert len(checked) == 6, sorted(usage)  # phase_conv (forward, dx) and grad_weight, in fp16 and bf16
     for name, (registers, stack) in checked.items():
         assert registers <= 128 and stack <= 128, (name, registers, stack)
+
+
+def test_tensor_core_gemm_kernels_read_shared_memory_with_shared_loads():
+    loads = {}  # kernel -> opcode -> count, of the loads from shared or generic memory
+    kernel = None
+    for line in _cuobjdump("-sass"):
+        function = re.search(r"Function : (\S+)", line)
+        if function:
+            kernel = function.group(1) if _is_tensor_core_gemm(function.group(1)) else None
+            continue
+        load = re.search(r"\*/\s+(?:@!?P\w+\s+)?(LD|LDS|LDSM)(\.[\w.]+)?\s", line) if kernel else None
+        if load:
+            counts = loads.setdefault(kernel, {})
+            counts[load.group(1)] = counts.get(load.group(1), 0) + 1
+    assert len(loads) == 6, sorted(loads)
+    for name, counts in loads.items():
+        assert counts.get("LD", 0) == 0 and counts.get("LDSM", 0) > 0, (name, counts)

@@ -28,13 +28,16 @@
 // coalesced along their contiguous dimension; channels_last needs no transposition at all, and
 // where its channel counts are whole 16-byte vectors the tiles are staged a vector per load.
 //
-// Not tuned on a GPU: no ldmatrix, tile sizes picked by reasoning about registers and shared
-// memory. Measured (bf16 channels_last, 512 -> 512 channels on 32x32, forward / dx / d weight):
+// Not tuned on a GPU: tile sizes picked by reasoning about registers and shared memory.
+// Measured (bf16 channels_last, 512 -> 512 channels on 32x32, forward / dx / d weight):
 // 1.1 / 1.7 / 4.7 ms on the first H200 run; 0.57 / 0.81 / 0.61 ms on an H100 after d weight's
 // and the epilogue's bank conflicts were removed and staging went to 16-byte vectors and two
 // blocks per SM, all single-buffered; cuDNN takes 0.20 / 0.21 / 0.31 ms on the upsampled input
-// (benchmarks/results/nvidia-h100-2026-11-26-profile.log). The double buffering (cp.async) of
-// all three came after that run and is not yet measured.
+// (benchmarks/results/nvidia-h100-2026-11-26-profile.log). Not yet measured since: the double
+// buffering (cp.async) of all three, and bfloat16 fragments read by shared-memory loads (LDSM)
+// instead of generic ones (load_shared): in the sm_90 SASS the multiply part of a bf16 stage (a
+// warp's 64 HMMA, from the barrier on) went from 340 instructions to 164 in the forward, from
+// 499 to 244 in dx and from 332 to 159 in d weight.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -215,6 +218,53 @@ struct CudaCoreMma {
   }
 };
 
+// An operand fragment from shared memory, where these kernels stage every operand. bfloat16
+// fragments go through PTX that names the .shared state space: nvcc 13.0 lowers the bf16 WMMA load
+// builtins to generic-address wmma.load (the f16 ones to wmma.load...shared), which ptxas turns
+// into generic LD.E loads, each after its own 64-bit address arithmetic. cuobjdump -sass of the
+// sm_90 build before this: 68 LD.E in the forward's phase_conv_kernel, 96 in dx's and 96 in
+// grad_weight_kernel for bfloat16, none in their float16 twins. These are the four fragment
+// shapes and layouts the kernels load; registers in the order the builtins fill them.
+template <typename Frag, typename T>
+__device__ inline void load_shared(Frag& f, const T* p, unsigned ldm) {
+  nvcuda::wmma::load_matrix_sync(f, p, ldm);
+}
+#ifndef STYLEGAN_OPS_EMULATE_CUDA  // the emulation runs the template above (and checks p is shared)
+__device__ inline unsigned shared_address(const void* p) { return unsigned(__cvta_generic_to_shared(p)); }
+__device__ inline void load_shared(
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 32, 8, 16, __nv_bfloat16, nvcuda::wmma::row_major>& f,
+    const __nv_bfloat16* p, unsigned ldm) {
+  unsigned* r = reinterpret_cast<unsigned*>(&f);
+  asm volatile("wmma.load.a.sync.aligned.row.m32n8k16.shared.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, [%8], %9;"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]), "=r"(r[4]), "=r"(r[5]), "=r"(r[6]), "=r"(r[7])
+               : "r"(shared_address(p)), "r"(ldm));
+}
+__device__ inline void load_shared(
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 32, 8, 16, __nv_bfloat16, nvcuda::wmma::col_major>& f,
+    const __nv_bfloat16* p, unsigned ldm) {
+  unsigned* r = reinterpret_cast<unsigned*>(&f);
+  asm volatile("wmma.load.b.sync.aligned.col.m32n8k16.shared.bf16 {%0, %1}, [%2], %3;"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(shared_address(p)), "r"(ldm));
+}
+__device__ inline void load_shared(
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::col_major>& f,
+    const __nv_bfloat16* p, unsigned ldm) {
+  unsigned* r = reinterpret_cast<unsigned*>(&f);
+  asm volatile("wmma.load.a.sync.aligned.col.m16n16k16.shared.bf16 {%0, %1, %2, %3}, [%4], %5;"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(p)), "r"(ldm));
+}
+__device__ inline void load_shared(
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major>& f,
+    const __nv_bfloat16* p, unsigned ldm) {
+  unsigned* r = reinterpret_cast<unsigned*>(&f);
+  asm volatile("wmma.load.b.sync.aligned.row.m16n16k16.shared.bf16 {%0, %1, %2, %3}, [%4], %5;"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(p)), "r"(ldm));
+}
+#endif
+
 // Tensor cores through WMMA (float16/bfloat16 operands, float32 accumulation, K = 16; sm_80+).
 // Shared-memory operands need 32-byte aligned fragment pointers and ldm a multiple of 8.
 template <typename T, typename Shape>
@@ -225,8 +275,8 @@ struct TensorCoreMma {
   using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, Shape::M, Shape::N, 16, T, BLayout>;
   using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, Shape::M, Shape::N, 16, float>;
   static __device__ void zero(FragC& c) { nvcuda::wmma::fill_fragment(c, 0.0f); }
-  static __device__ void load_a(FragA& a, const T* p, unsigned ldm) { nvcuda::wmma::load_matrix_sync(a, p, ldm); }
-  static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { nvcuda::wmma::load_matrix_sync(b, p, ldm); }
+  static __device__ void load_a(FragA& a, const T* p, unsigned ldm) { load_shared(a, p, ldm); }
+  static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { load_shared(b, p, ldm); }
   static __device__ void mma(FragC& c, const FragA& a, const FragB& b) { nvcuda::wmma::mma_sync(c, a, b, c); }
   static __device__ void store(float* p, const FragC& c, bool col_major) {
     nvcuda::wmma::store_matrix_sync(p, c, col_major ? Shape::M : Shape::N,

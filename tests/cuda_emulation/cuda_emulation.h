@@ -8,7 +8,8 @@
 // between two warp barriers, so all 32 lanes must call it together (as the kernels do).
 // WMMA (nvcuda::wmma) is emulated for the 16-bit operand shapes (m32n8k16, m16n16k16, m8n32k16)
 // as the CUDA C++ Programming Guide specifies them, with their preconditions checked (pointers
-// 256-bit aligned, ldm a multiple of 16 bytes). What this cannot check: how the hardware
+// 256-bit aligned, ldm a multiple of 16 bytes) and the kernels' own rule that fragments live in
+// shared memory (their bfloat16 loads are PTX naming the .shared state space). What this cannot check: how the hardware
 // distributes fragments over lanes (opaque to the kernels), memory-model races between blocks,
 // and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
@@ -167,7 +168,12 @@ int first_col() {
 }
 template <typename T>
 void check_operand(const T* p, unsigned ldm) {
-  if (reinterpret_cast<std::uintptr_t>(p) % 32 != 0) {
+  const auto address = reinterpret_cast<std::uintptr_t>(p);
+  const auto base = reinterpret_cast<std::uintptr_t>(cuda_emulation::dynamic_smem);
+  if (address < base || address >= base + cuda_emulation::dynamic_smem_bytes) {
+    cuda_emulation::report_violation("wmma: fragment outside the dynamic shared memory (bf16 loads are .shared PTX)");
+  }
+  if (address % 32 != 0) {
     cuda_emulation::report_violation("wmma: pointer not 256-bit aligned");
   }
   if (ldm * sizeof(T) % 16 != 0) {
