@@ -34,10 +34,12 @@
 // and the epilogue's bank conflicts were removed and staging went to 16-byte vectors and two
 // blocks per SM, all single-buffered; cuDNN takes 0.20 / 0.21 / 0.31 ms on the upsampled input
 // (benchmarks/results/nvidia-h100-2026-11-26-profile.log). Not yet measured since: the double
-// buffering (cp.async) of all three, and bfloat16 fragments read by shared-memory loads (LDSM)
+// buffering (cp.async) of all three; bfloat16 fragments read by shared-memory loads (LDSM)
 // instead of generic ones (load_shared): in the sm_90 SASS the multiply part of a bf16 stage (a
 // warp's 64 HMMA, from the barrier on) went from 340 instructions to 164 in the forward, from
-// 499 to 244 in dx and from 332 to 159 in d weight.
+// 499 to 244 in dx and from 332 to 159 in d weight; each source fragment loaded once for the two
+// taps that read it (dx's 244 -> 182: 18 source fragments a stage instead of 32, which ptxas had
+// already merged in the forward).
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -396,9 +398,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   // terms over all kTH tile rows, so each weight fragment it loads serves kTH pixel fragments:
   // the forward's one group holds a phase's 4 taps; dx's 16 taps split into 4 groups, whose
   // partial sums the epilogue adds. (Splitting dx's rows over warps instead made each warp load
-  // all 16 weight fragments per stage for 2 rows: twice the shared-memory reads.)
+  // all 16 weight fragments per stage for 2 rows: twice the shared-memory reads.) Either way a
+  // group is the 2x2 taps (t, u) of one source phase, 2t + u from first_tap, which read a 9-row
+  // window of the tile: 18 source fragments a stage serve its 32 products.
   constexpr int kTapGroups = kWarps / (kDstPhases * 2);
   constexpr int kGroupTaps = 16 / kDstPhases / kTapGroups;
+  static_assert(kGroupTaps == 4, "a tap group is one source phase's 2x2 taps");
   constexpr int kWeightElems = Tile::kWeightElems, kSrcElems = Tile::src_elems(kSrcPhases);
   constexpr int kStageElems = kWeightElems + kSrcElems;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
@@ -479,16 +484,22 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     const T* const w_stage = smem + buf * kStageElems;
     const T* const s_stage = w_stage + kWeightElems;
 #pragma unroll
-    for (int k = 0; k < kGroupTaps; ++k) {
-      const Tap tap = tap_of<kDstPhases>(q, first_tap + k);
-      typename Mma::FragA a;
-      Mma::load_a(a, w_stage + (tap.slab * kBM + half * kFragM) * kBK, kBK);
+    for (int u = 0; u < 2; ++u) {
+      // The group's taps 2t + u: the same column shift, rows one apart. The upper one (the forward's
+      // t = 0, dx's t = 1) reads tile rows h + 1 + upper.di for its rows h, the lower one the same
+      // rows for its rows h - 1, so each of the kTH + 1 source fragments is loaded once for both.
+      const Tap upper = tap_of<kDstPhases>(q, first_tap + (kDstPhases == 4 ? 0 : 2) + u);
+      const Tap lower = tap_of<kDstPhases>(q, first_tap + (kDstPhases == 4 ? 2 : 0) + u);
+      typename Mma::FragA a_upper, a_lower;
+      Mma::load_a(a_upper, w_stage + (upper.slab * kBM + half * kFragM) * kBK, kBK);
+      Mma::load_a(a_lower, w_stage + (lower.slab * kBM + half * kFragM) * kBK, kBK);
 #pragma unroll
-      for (int r = 0; r < kTH; ++r) {
-        const int hy = r + 1 + tap.di, hx = 1 + tap.dj;
+      for (int h = 0; h <= kTH; ++h) {
         typename Mma::FragB b;
-        Mma::load_b(b, s_stage + ((tap.src_phase * (kTH + 2) + hy) * (kTW + 2) + hx) * kBK, kBK);
-        Mma::mma(acc[r], a, b);
+        Mma::load_b(b, s_stage + ((upper.src_phase * (kTH + 2) + h + 1 + upper.di) * (kTW + 2) + 1 + upper.dj) * kBK,
+                    kBK);
+        if (h < kTH) Mma::mma(acc[h], a_upper, b);
+        if (h > 0) Mma::mma(acc[h - 1], a_lower, b);
       }
     }
   });
