@@ -33,16 +33,11 @@
 #include <type_traits>
 
 #include "../noise_adain_lrelu.h"
+#include "packed.h"
 #include "runtime.h"
 
 namespace stylegan_ops {
 namespace {
-
-// kVec consecutive elements read or written as one aligned access: one 16-byte vector load or store.
-template <typename T, int kVec>
-struct alignas(sizeof(T) * kVec) Packed {
-  T v[kVec];
-};
 
 constexpr int kItems = 8;
 constexpr int kMaxThreads = 512;

@@ -52,7 +52,7 @@
 #include <type_traits>
 
 #include "../upsample_conv2d.h"
-
+#include "packed.h"
 #include "runtime.h"
 
 #ifndef STYLEGAN_OPS_EMULATE_CUDA  // else cuda_emulation.h provides these
@@ -387,7 +387,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
                       const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s,
                       at::opmath_type<scalar_t>* __restrict__ partial, int64_t partial_share_offset, int H, int W,
                       int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int tiles_h, int tiles_w,
-                      bool src_channels_inner, bool src_vectors, bool dst_channels_inner) {
+                      bool src_channels_inner, bool src_vectors, bool dst_channels_inner, bool dst_vectors) {
   using T = typename Native<scalar_t>::type;
   using Tile = PhaseConvTile<T>;
   using acc_t = at::opmath_type<scalar_t>;
@@ -509,30 +509,58 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   // 8 pixels of each destination phase, each the sum of its tap groups' fragments plus bias, in
   // channel-fastest order for channels_last destinations and pixel-fastest otherwise (the
   // fragments staged in that order too, so consecutive threads read consecutive words).
+  // dst_vectors (channels_last, whole aligned 16-byte vectors of channels, one share): a thread
+  // writes kOutVec channels of a pixel with one store, and computes one address for them.
+  constexpr int kOutVec = 16 / int(sizeof(scalar_t));
+  static_assert(kFragM % kOutVec == 0, "a vector of channels within one fragment");
   acc_t* const scratch = reinterpret_cast<acc_t*>(smem);
+  const scalar_t* const share_bias = share == 0 ? bias : nullptr;  // the bias goes into share 0's partial
+  // Where channel m (of the block) of pixel px in `phase` lies in the staged fragments of the first
+  // tap group; the other groups' follow kGroupStride apart.
+  constexpr int kGroupStride = 2 * kDstPhases * kFragElems;
+  const auto staged = [&](unsigned phase, unsigned m, unsigned px) {
+    const unsigned at = dst_channels_inner ? px * kFragM + m % kFragM : m % kFragM * kFragN + px;
+    return scratch + (phase + kDstPhases * (m / kFragM)) * kFragElems + at;
+  };
+  const auto value = [&](const acc_t* fragments, int64_t channel) {  // its tap groups' sum plus bias
+    acc_t sum = share_bias != nullptr ? static_cast<acc_t>(share_bias[channel]) : acc_t(0);
+#pragma unroll
+    for (int g = 0; g < kTapGroups; ++g) sum += fragments[g * kGroupStride];
+    return sum;
+  };
 #pragma unroll
   for (int r = 0; r < kTH; ++r) {
     Mma::store(scratch + warp * kFragElems, acc[r], /*col_major=*/dst_channels_inner);
     __syncthreads();
     const int i = i0 + r;
-    for (int e = threadIdx.x; e < kDstPhases * kBM * kTW; e += kThreads) {
-      const int m = dst_channels_inner ? e % kBM : e / kTW % kBM;  // channel in the block
-      const int px = dst_channels_inner ? e / kBM % kTW : e % kTW;
-      const int phase = e / (kBM * kTW);
-      const int64_t channel = m0 + m;
-      const int j = j0 + px;
-      if (i < H && j < W && channel < M) {
-        const int at = dst_channels_inner ? px * kFragM + m % kFragM : m % kFragM * kFragN + px;
-        acc_t value = bias != nullptr && share == 0 ? static_cast<acc_t>(bias[channel]) : acc_t(0);
+    if (dst_vectors) {
+      for (unsigned v = threadIdx.x; v < kDstPhases * kBM * kTW / kOutVec; v += kThreads) {
+        const unsigned m = v % (kBM / kOutVec) * kOutVec, px = v / (kBM / kOutVec) % kTW;
+        const unsigned phase = v / (kBM / kOutVec * kTW);
+        const int j = j0 + int(px);
+        if (i < H && j < W && m0 + m < M) {
+          const acc_t* const fragments = staged(phase, m, px);
+          Packed<scalar_t, kOutVec> out;
 #pragma unroll
-        for (int g = 0; g < kTapGroups; ++g) {
-          value += scratch[(phase + kDstPhases * (m / kFragM + 2 * g)) * kFragElems + at];
+          for (int l = 0; l < kOutVec; ++l) out.v[l] = static_cast<scalar_t>(value(fragments + l, m0 + m + l));
+          *reinterpret_cast<Packed<scalar_t, kOutVec>*>(dst + phase_offset<kDstPhases>(dst_s, n, m0 + m, i, j, phase)) =
+              out;
         }
-        const int64_t offset = phase_offset<kDstPhases>(dst_s, n, channel, i, j, phase);
-        if (shares == 1) {
-          dst[offset] = static_cast<scalar_t>(value);
-        } else {
-          partial[share * partial_share_offset + offset] = value;
+      }
+    } else {
+      for (unsigned e = threadIdx.x; e < kDstPhases * kBM * kTW; e += kThreads) {
+        const unsigned m = dst_channels_inner ? e % kBM : e / kTW % kBM;  // channel in the block
+        const unsigned px = dst_channels_inner ? e / kBM % kTW : e % kTW;
+        const unsigned phase = e / (kBM * kTW);
+        const int j = j0 + int(px);
+        if (i < H && j < W && m0 + m < M) {
+          const acc_t sum = value(staged(phase, m, px), m0 + m);
+          const int64_t offset = phase_offset<kDstPhases>(dst_s, n, m0 + m, i, j, phase);
+          if (shares == 1) {
+            dst[offset] = static_cast<scalar_t>(sum);
+          } else {
+            partial[share * partial_share_offset + offset] = sum;
+          }
         }
       }
     }
@@ -705,9 +733,9 @@ bool channels_inner(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) =
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
-// Whether t's channels can be staged in 16-byte vectors: channels contiguous (channels_last), the
-// data 16-byte aligned, and the channel count and every other stride whole vectors, so a vector
-// never straddles a pixel or the end of the channels.
+// Whether t's channels can be staged (or written) in 16-byte vectors: channels contiguous
+// (channels_last), the data 16-byte aligned, and the channel count and every other stride whole
+// vectors, so a vector never straddles a pixel or the end of the channels.
 bool channel_vectors(const at::Tensor& t) {
   const int64_t vec = 16 / int64_t(t.element_size());
   const auto address = reinterpret_cast<uintptr_t>(t.const_data_ptr());
@@ -813,7 +841,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                   dst.mutable_data_ptr<scalar_t>(), strides_of(shares > 1 ? partial : dst),
                   shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, shares > 1 ? N * partial.stride(0) : 0, H,
                   W, K, M, slabs.size(2), slabs.size(1), tiles_h, tiles_w, channels_inner(src), channel_vectors(src),
-                  channels_inner(dst));
+                  channels_inner(dst), shares == 1 && channel_vectors(dst));
     if (shares > 1) dst.copy_(partial.view({shares, N, M, dst.size(2), dst.size(3)}).sum(0));
   });
 }
