@@ -4,7 +4,9 @@ meant to run two 256-thread blocks per SM (__launch_bounds__), which needs at mo
 thread; a change that pushes them past it spills instead, and a large spill would show here first.
 Their operands are staged in shared memory and must be read from there by shared-memory loads
 (LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (see load_shared
-in csrc/cuda/upsample_conv2d_kernel.cu)."""
+in csrc/cuda/upsample_conv2d_kernel.cu). The kernels' 16-byte vector paths must write whole
+vectors (STG.E.128), which nvcc had split into element stores (see store_packed in
+csrc/cuda/packed.h)."""
 
 import os
 import re
@@ -55,18 +57,40 @@ def test_tensor_core_gemm_kernels_fit_two_blocks_per_sm():
         assert registers <= 128 and stack <= 128, (name, registers, stack)
 
 
-def test_tensor_core_gemm_kernels_read_shared_memory_with_shared_loads():
-    loads = {}  # kernel -> opcode -> count, of the loads from shared or generic memory
+def _opcodes(is_kernel):
+    """{kernel: {opcode with its modifiers: count}} of the SASS of the kernels is_kernel picks."""
+    found = {}
     kernel = None
     for line in _cuobjdump("-sass"):
         function = re.search(r"Function : (\S+)", line)
         if function:
-            kernel = function.group(1) if _is_tensor_core_gemm(function.group(1)) else None
+            kernel = function.group(1) if is_kernel(function.group(1)) else None
             continue
-        load = re.search(r"\*/\s+(?:@!?P\w+\s+)?(LD|LDS|LDSM)(\.[\w.]+)?\s", line) if kernel else None
-        if load:
-            counts = loads.setdefault(kernel, {})
-            counts[load.group(1)] = counts.get(load.group(1), 0) + 1
-    assert len(loads) == 6, sorted(loads)
-    for name, counts in loads.items():
-        assert counts.get("LD", 0) == 0 and counts.get("LDSM", 0) > 0, (name, counts)
+        opcode = re.search(r"\*/\s+(?:@!?U?P\w+\s+)?([A-Z][\w.]*)", line) if kernel else None
+        if opcode:
+            counts = found.setdefault(kernel, {})
+            counts[opcode.group(1)] = counts.get(opcode.group(1), 0) + 1
+    return found
+
+
+def test_tensor_core_gemm_kernels_read_shared_memory_with_shared_loads():
+    kernels = _opcodes(_is_tensor_core_gemm)
+    assert len(kernels) == 6, sorted(kernels)
+    for name, counts in kernels.items():
+        loads = {}  # LD (generic), LDS, LDSM, whatever their modifiers
+        for opcode, count in counts.items():
+            if opcode.split(".")[0] in ("LD", "LDS", "LDSM"):
+                loads[opcode.split(".")[0]] = loads.get(opcode.split(".")[0], 0) + count
+        assert loads.get("LD", 0) == 0 and loads.get("LDSM", 0) > 0, (name, loads)
+
+
+# The kernels with 16-byte vector paths: the noise_adain_lrelu per-plane kernels of vector width > 1
+# (template argument Li8E, Li4E or Li2E after the scalar type) and every phase_conv_kernel.
+VECTOR_KERNELS = re.compile(r"(forward|backward)_kernelI(N3c108BFloat16E|N3c104HalfE|f|d)Li[248]E|phase_conv_kernel")
+
+
+def test_vector_paths_store_whole_vectors():
+    kernels = _opcodes(VECTOR_KERNELS.search)
+    assert len(kernels) == 4 * 3 * 2 + 8, sorted(kernels)  # (dtype, plane cache, direction); phase_conv's
+    for name, counts in kernels.items():
+        assert counts.get("STG.E.128", 0) > 0, (name, {k: v for k, v in counts.items() if k.startswith("STG")})

@@ -159,7 +159,7 @@ __device__ inline void store(scalar_t* data, Plane p, int64_t i, const acc_t (&i
     Packed<scalar_t, kVec> packed;
 #pragma unroll
     for (int e = 0; e < kVec; ++e) packed.v[e] = scalar_t(in[e]);
-    *reinterpret_cast<Packed<scalar_t, kVec>*>(data + p.base + i) = packed;
+    store_packed(data + p.base + i, packed);
   }
 }
 

@@ -543,8 +543,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
           Packed<scalar_t, kOutVec> out;
 #pragma unroll
           for (int l = 0; l < kOutVec; ++l) out.v[l] = static_cast<scalar_t>(value(fragments + l, m0 + m + l));
-          *reinterpret_cast<Packed<scalar_t, kOutVec>*>(dst + phase_offset<kDstPhases>(dst_s, n, m0 + m, i, j, phase)) =
-              out;
+          store_packed(dst + phase_offset<kDstPhases>(dst_s, n, m0 + m, i, j, phase), out);
         }
       }
     } else {
