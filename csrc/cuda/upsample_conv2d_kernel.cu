@@ -431,15 +431,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   // the source tile where 16-byte vectors allow (channel_vectors), as asynchronous copies; any
   // other source element by element, stored before this returns. Halo pixels outside the image
   // and channels past K are zeros.
+  // Weights: 16 slabs x 64 rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
+  // Thread t copies vectors t, t + kThreads, ...: the same half of the same row m of every
+  // kWeightSlabStep-th slab, so its sources are one pointer and one stride, set up once.
+  constexpr int kWeightVectors = kWeightElems / kVec, kWeightSlabStep = kThreads / 2 / kBM;
+  static_assert(kBK == 2 * kVec && kWeightVectors % kThreads == 0 && kThreads % (2 * kBM) == 0, "weight copies");
+  const unsigned weight_row = threadIdx.x / 2;
+  const scalar_t* const weight_from =
+      weights + (int64_t(weight_row / kBM) * M_pad + m0 + weight_row % kBM) * K_pad + threadIdx.x % 2 * kVec;
+  const int64_t weight_slab_stride = kWeightSlabStep * M_pad * K_pad;
   auto load_stage = [&](int buf, int64_t s) {
     const int64_t k0 = s * kBK;
     T* const w_stage = smem + buf * kStageElems;
     T* const s_stage = w_stage + kWeightElems;
-    // Weights: 16 slabs x 64 rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
-    for (int v = threadIdx.x; v < kWeightElems / kVec; v += kThreads) {
-      const int row = v / 2, slab = row / kBM, m = row % kBM;
-      const scalar_t* const from = weights + (int64_t(slab) * M_pad + m0 + m) * K_pad + k0 + (v & 1) * kVec;
-      __pipeline_memcpy_async(w_stage + v * kVec, from, 16);
+#pragma unroll
+    for (int c = 0; c < kWeightVectors / kThreads; ++c) {
+      __pipeline_memcpy_async(w_stage + (threadIdx.x + c * kThreads) * kVec, weight_from + c * weight_slab_stride + k0,
+                              16);
     }
     if (src_vectors) {
       constexpr int kVecsPerPixel = kBK / kVec;
