@@ -1,5 +1,5 @@
-"""The compiled CUDA kernels' registers, spills and shared-memory loads, read from the extension's
-cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
+"""The compiled CUDA kernels' registers, spills, shared-memory loads and vector stores, read from the
+extension's cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
 meant to run two 256-thread blocks per SM (__launch_bounds__), which needs at most 128 registers a
 thread; a change that pushes them past it spills instead, and a large spill would show here first.
 Their operands are staged in shared memory and must be read from there by shared-memory loads

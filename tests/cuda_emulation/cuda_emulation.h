@@ -9,9 +9,10 @@
 // WMMA (nvcuda::wmma) is emulated for the 16-bit operand shapes (m32n8k16, m16n16k16, m8n32k16)
 // as the CUDA C++ Programming Guide specifies them, with their preconditions checked (pointers
 // 256-bit aligned, ldm a multiple of 16 bytes) and the kernels' own rule that fragments live in
-// shared memory (their bfloat16 loads are PTX naming the .shared state space). What this cannot check: how the hardware
-// distributes fragments over lanes (opaque to the kernels), memory-model races between blocks,
-// and anything about speed.
+// shared memory (their bfloat16 loads are PTX naming the .shared state space). What this cannot
+// check: how the hardware distributes fragments over lanes (opaque to the kernels), inline PTX
+// (the kernels' bfloat16 fragment loads and vector stores run their plain C++ twins here),
+// memory-model races between blocks, and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
 // only when __pipeline_wait_prior lets their group complete, as late as the GPU may land them,
 // so a kernel that reads a stage before waiting for it reads stale data here too; a copy still
