@@ -231,7 +231,9 @@ template <typename Frag, typename T>
 __device__ inline void load_shared(Frag& f, const T* p, unsigned ldm) {
   nvcuda::wmma::load_matrix_sync(f, p, ldm);
 }
-#ifndef STYLEGAN_OPS_EMULATE_CUDA  // the emulation runs the template above (and checks p is shared)
+// The emulation runs the template above (and checks p is shared); targets before sm_80 have no
+// bfloat16 WMMA (and use the CUDA-core GEMMs, kTensorCores below).
+#if !defined(STYLEGAN_OPS_EMULATE_CUDA) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
 __device__ inline unsigned shared_address(const void* p) { return unsigned(__cvta_generic_to_shared(p)); }
 __device__ inline void load_shared(
     nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 32, 8, 16, __nv_bfloat16, nvcuda::wmma::row_major>& f,
