@@ -362,8 +362,14 @@ void BackwardPass<scalar_t>::by_planes() const {
   const int64_t group = planes_per_group<acc_t>(M);
   const BackwardTasks tasks = backward_tasks(C, M, gn_ptr != nullptr);
   const int64_t grain = std::max<int64_t>(1, 16384 / (tasks.channels * M));
+  // A plane's noise weight, statistics and style as vectors, read once per sweep of it.
   struct PlaneConstants {
     Vec a, mean, rstd, gamma, beta;
+  };
+  const auto constants_of = [&](int64_t plane) {
+    const int64_t c = plane % C;
+    return PlaneConstants{Vec(acc_t(a_ptr[c])), Vec(mean_ptr[plane]), Vec(rstd_ptr[plane]),
+                          Vec(acc_t(scale_ptr[plane])), Vec(acc_t(bias_ptr[plane]))};
   };
 
   const auto run = [&](auto with_noise) {
@@ -381,13 +387,7 @@ void BackwardPass<scalar_t>::by_planes() const {
         if constexpr (with_noise) nz = contiguous_plane(noise_ptr + n * nv.n_stride, nv.hw_stride, M, noise_buf.data());
         acc_t* grad_noise_sum = gn_ptr != nullptr ? gn_ptr + task * M : nullptr;
         if (grad_noise_sum != nullptr) std::fill_n(grad_noise_sum, M, acc_t(0));
-        // v, x̂ and g of one vector of a plane (a: the plane's noise weight).
-        // A plane's noise weight, statistics and style as vectors, read once per sweep of it.
-        const auto constants_of = [&](int64_t plane) {
-          const int64_t c = plane % C;
-          return PlaneConstants{Vec(acc_t(a_ptr[c])), Vec(mean_ptr[plane]), Vec(rstd_ptr[plane]),
-                                Vec(acc_t(scale_ptr[plane])), Vec(acc_t(bias_ptr[plane]))};
-        };
+        // v = x + a noise of one vector of a plane (a: the plane's noise weight).
         const auto load_v = [&](const acc_t* xp, Vec a, int64_t i, int64_t count) {
           const Vec xi = Vec::loadu(xp + i, count);
           if constexpr (with_noise) {
