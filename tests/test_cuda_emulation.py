@@ -29,17 +29,20 @@ TOLERANCES = {
 }
 UPSAMPLE_NAMES = ("x", "weight", "bias")
 # (N, C_in, C_out, H, W): partial 8x8 tiles and 16-wide grad-weight tiles, two channel blocks of
-# 64 on either side with a partial one, several K stages with a partial last one, a 1x1 input.
-# Channel counts that are whole 16-byte vectors in some dtypes only (20, 70), in every dtype (24,
-# 72, 40: channels_last tiles staged in vectors, through cp.async), and none; partial pixel tiles
-# and channel blocks. (3, 24, 40, 20, 33) gives d weight's blocks two or more pixel tiles each,
-# vector-staged, so its double buffering alternates (as the phase convolutions' stages do at
-# 24 and more channels). On the emulation's 16 SMs the smaller grids split K over blocks (forward,
-# dx): (1, 70, 20, 3, 20) into 5 and 2 shares, (2, 24, 72, 5, 9) into 2 and 4 or 5; the first
-# shape's float32 and float64 grids do not split. Unsplit grids whose destination channels are
-# whole 16-byte vectors write channels_last a vector at a time: (3, 24, 40, 20, 33) in every
-# dtype (45 pixel tiles fill the 32 block slots of the 16-bit kernels), (2, 20, 70, 9, 17) in dx
-# for float32 and float64.
+# 64 (dx) or 32 (forward) on either side with a partial one, several K stages with a partial last
+# one, a 1x1 input. The forward's blocks take pairs of consecutive pixel tiles: pairs across tile
+# rows and samples, and an odd tile count (15 and 45 tiles, the 1x1 input's one) whose last pair
+# is half empty. Channel counts that are whole 16-byte vectors in some dtypes only (20, 70), in
+# every dtype (24, 72, 40: channels_last tiles staged in vectors, through cp.async), and none;
+# partial pixel tiles and channel blocks. (3, 24, 40, 20, 33) gives d weight's blocks two or more
+# pixel tiles each, vector-staged, so its double buffering alternates (as the phase convolutions'
+# stages do at 24 and more channels). On the emulation's 16 SMs the smaller grids split K over
+# blocks (forward, dx): (1, 70, 20, 3, 20) into 5 (16-bit) or 8 and 2 shares, (2, 24, 72, 5, 9)
+# into 2 and 4 or 5; the first shape's float32 and float64 grids do not split. Unsplit grids whose
+# destination channels are whole 16-byte vectors write channels_last a vector at a time:
+# (3, 24, 40, 20, 33) in every dtype (23 tile pairs x 2 channel blocks in the forward, 45 tiles
+# in dx, fill the 32 block slots of the 16-bit kernels), (2, 20, 70, 9, 17) in dx for float32
+# and float64.
 UPSAMPLE_SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (2, 24, 72, 5, 9), (3, 24, 40, 20, 33), (1, 1, 1, 1, 1)]
 
 

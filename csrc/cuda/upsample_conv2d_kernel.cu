@@ -9,17 +9,18 @@
 //
 // where dy_ab[n, o, i, j] = dy[n, o, 2i+a, 2j+b] is one phase of the 2x gradient.
 //
-// The forward and dx are one kernel, phase_conv_kernel: a thread block owns 64 destination
-// channels of an 8x8 tile of low-resolution pixels in every destination phase, stages the
-// source tile with a one-pixel halo (and the 16 folded weight slabs) in shared memory for
-// BK source channels at a time, double-buffered (the next BK channels load through cp.async
-// while these are multiplied), and each of the 16 (phase, tap) terms is a GEMM on a shifted
-// view of that one staged tile. The forward thus computes all four output phases from one
-// input tile and writes the interleaved 2x output directly; dx reads the four phases of dy
-// from one tile the same way; grids too small to fill the GPU (few pixels) split the source
-// channels over blocks, whose float partials are then summed. dWf is a reduction over pixels
-// (grad_weight_kernel), split over blocks into float32 partials that are summed in a fixed
-// order: deterministic, no atomics; its pixel tiles are double-buffered likewise.
+// The forward and dx are one kernel, phase_conv_kernel: a thread block owns destination
+// channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (two in the
+// forward, one in dx) in every destination phase, stages the source tiles with a one-pixel halo
+// (and the 16 folded weight slabs) in shared memory for BK source channels at a time,
+// double-buffered (the next BK channels load through cp.async while these are multiplied), and
+// each of the 16 (phase, tap) terms is a GEMM on a shifted view of a staged tile. The forward
+// thus computes all four output phases from one input tile and writes the interleaved 2x output
+// directly; dx reads the four phases of dy from one tile the same way; grids too small to fill
+// the GPU (few pixels) split the source channels over blocks, whose float partials are then
+// summed. dWf is a reduction over pixels (grad_weight_kernel), split over blocks into float32
+// partials that are summed in a fixed order: deterministic, no atomics; its pixel tiles are
+// double-buffered likewise.
 //
 // phase_conv's fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile
 // row is one fragment column and shifted views are plain pointer offsets into the staged tile.
@@ -39,7 +40,8 @@
 // warp's 64 HMMA, from the barrier on) went from 340 instructions to 164 in the forward, from
 // 499 to 244 in dx and from 332 to 159 in d weight; each source fragment loaded once for the two
 // taps that read it (dx's 244 -> 182: 18 source fragments a stage instead of 32, which ptxas had
-// already merged in the forward).
+// already merged in the forward); the forward's blocks of two pixel tiles and 32 channels instead
+// of one and 64 (PhaseConvTile: 1.6x less traffic from L2).
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -359,81 +361,109 @@ __device__ inline Tap tap_of(int q, int k) {
 }
 
 // Tile shapes of phase_conv_kernel for storage type T: BK source channels per stage (16 for the
-// 16-bit types: one WMMA k-step), so every stage is 32 bytes of each weight row.
-template <typename T>
+// 16-bit types: one WMMA k-step), so every stage is 32 bytes of each weight row. A block owns
+// kTiles pixel tiles of 8x8 and kBM destination channels. Per source channel of a stage it loads
+// 16 * kBM folded weights and kTiles halo tiles, and multiplies 16 * kBM * 64 * kTiles times
+// (the forward: 4 phases x 4 taps; dx: 1 phase x 16 taps, from 4 source phases). With the
+// warps' accumulators fixed (64 channel x pixel products each), the forward's two tiles of 32
+// channels do 92 multiply-adds per element loaded against one tile of 64 channels' 58: 1.6x less
+// traffic from L2, which bounds these kernels (Triton's forward, at 64 per element, moved 5 TB/s
+// on the H100). dx's four source phases make its tiles the larger load: two tiles would give 50
+// against 46, so it keeps one.
+template <typename T, int kSrcPhases, int kDstPhases>
 struct PhaseConvTile {
   // Fragments of 32 channels x 8 pixels (one tile row); A the weights [m][k], B the tile [pixel][k].
   using Gemm = GemmShape<32, 8, 32 / int(sizeof(T)), /*kAColMajor=*/false, /*kBRowMajor=*/false>;
-  static constexpr int kBM = 2 * Gemm::M;  // destination channels per block
-  static constexpr int kTH = 8, kTW = Gemm::N;  // low-resolution pixel tile
+  static constexpr int kTiles = kDstPhases == 4 ? 2 : 1;
+  static constexpr int kBM = 2 / kTiles * Gemm::M;  // destination channels per block
+  static constexpr int kTH = 8, kTW = Gemm::N;      // a low-resolution pixel tile
   static constexpr int kBK = Gemm::K;
   static constexpr int kHaloPixels = (kTH + 2) * (kTW + 2);
   static constexpr int kWeightElems = 16 * kBM * kBK;  // a stage's weights: [slab][m][k]
-  // A stage's source tile, [src phase][halo row][halo col][k].
-  static constexpr int src_elems(int src_phases) { return src_phases * kHaloPixels * kBK; }
-  // Two stages (double buffering): 70 KiB forward, 89 KiB dx, whatever T (kBK is 32 bytes).
-  static constexpr size_t shared_bytes(int src_phases) {
-    return 2 * size_t(kWeightElems + src_elems(src_phases)) * sizeof(T);
-  }
+  // A stage's source: per pixel tile [src phase][halo row][halo col][k].
+  static constexpr int kTileElems = kSrcPhases * kHaloPixels * kBK;
+  static constexpr int kStageElems = kWeightElems + kTiles * kTileElems;
+  // Two stages (double buffering): 44.5 KiB forward, 89 KiB dx, whatever T (kBK is 32 bytes).
+  static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
 };
 
-// Grid: x = (n, tile row, tile column), y = block of 64 destination channels, z = share of the
-// source channels (split-K, for grids too small to fill the GPU: launch_phase_conv). With one
-// share a block writes dst; with several each writes its float partial sum (bias in share 0's) to
-// `partial`, laid out as dst with share s's samples at s * N, and the host sums the shares.
-// `weights` is (16, M_pad, K_pad): slab-major folded weights, zero-padded to whole blocks, so
-// weight stages are whole 16-byte vectors without bounds checks.
+// Grid: x = kTiles consecutive pixel tiles of the (n, tile row, tile column) order, y = block of
+// kBM destination channels, z = share of the source channels (split-K, for grids too small to
+// fill the GPU: launch_phase_conv). With one share a block writes dst; with several each writes
+// its float partial sum (bias in share 0's) to `partial`, laid out as dst with share s's samples
+// at s * N, and the host sums the shares. `weights` is (16, M_pad, K_pad): slab-major folded
+// weights, zero-padded to whole blocks, so weight stages are whole 16-byte vectors without
+// bounds checks.
 template <typename scalar_t, int kSrcPhases, int kDstPhases>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     phase_conv_kernel(const scalar_t* __restrict__ src, Strides src_s, const scalar_t* __restrict__ weights,
                       const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s,
                       at::opmath_type<scalar_t>* __restrict__ partial, int64_t partial_share_offset, int H, int W,
-                      int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int tiles_h, int tiles_w,
+                      int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int64_t tiles, int tiles_h, int tiles_w,
                       bool src_channels_inner, bool src_vectors, bool dst_channels_inner, bool dst_vectors) {
   using T = typename Native<scalar_t>::type;
-  using Tile = PhaseConvTile<T>;
+  using Tile = PhaseConvTile<T, kSrcPhases, kDstPhases>;
   using acc_t = at::opmath_type<scalar_t>;
   using Mma = WarpMma<T, acc_t, typename Tile::Gemm>;
-  constexpr int kBM = Tile::kBM, kTH = Tile::kTH, kTW = Tile::kTW, kBK = Tile::kBK;
+  constexpr int kTiles = Tile::kTiles, kBM = Tile::kBM, kTH = Tile::kTH, kTW = Tile::kTW, kBK = Tile::kBK;
   constexpr int kFragM = Tile::Gemm::M, kFragN = Tile::Gemm::N;
-  // Warps: (destination phase, channel half, tap group). Each multiplies kGroupTaps of its phase's
-  // terms over all kTH tile rows, so each weight fragment it loads serves kTH pixel fragments:
-  // the forward's one group holds a phase's 4 taps; dx's 16 taps split into 4 groups, whose
-  // partial sums the epilogue adds. (Splitting dx's rows over warps instead made each warp load
-  // all 16 weight fragments per stage for 2 rows: twice the shared-memory reads.) Either way a
-  // group is the 2x2 taps (t, u) of one source phase, 2t + u from first_tap, which read a 9-row
-  // window of the tile: 18 source fragments a stage serve its 32 products.
+  // Warps: (destination phase, slot, tap group), the slot being the block's pixel tile where it
+  // has two (the forward) and its channel half where it has one (dx). Each warp multiplies
+  // kGroupTaps of its phase's terms over all kTH rows of its tile, so each weight fragment it
+  // loads serves kTH pixel fragments: the forward's one group holds a phase's 4 taps; dx's 16
+  // taps split into 4 groups, whose partial sums the epilogue adds. (Splitting dx's rows over
+  // warps instead made each warp load all 16 weight fragments per stage for 2 rows: twice the
+  // shared-memory reads.) Either way a group is the 2x2 taps (t, u) of one source phase, 2t + u
+  // from first_tap, which read a 9-row window of the tile: 18 source fragments a stage serve its
+  // 32 products.
   constexpr int kTapGroups = kWarps / (kDstPhases * 2);
   constexpr int kGroupTaps = 16 / kDstPhases / kTapGroups;
   static_assert(kGroupTaps == 4, "a tap group is one source phase's 2x2 taps");
-  constexpr int kWeightElems = Tile::kWeightElems, kSrcElems = Tile::src_elems(kSrcPhases);
-  constexpr int kStageElems = kWeightElems + kSrcElems;
+  static_assert(kBM * kTiles == 2 * kFragM, "two slots a phase: pixel tiles or channel halves");
+  constexpr int kWeightElems = Tile::kWeightElems, kTileElems = Tile::kTileElems;
+  constexpr int kStageElems = Tile::kStageElems;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
   constexpr int kFragElems = kFragM * kFragN;
   static_assert(kWarps % (kDstPhases * 2) == 0 && 16 % (kDstPhases * kTapGroups) == 0, "warp layout");
   static_assert(kWarps * kFragElems * sizeof(acc_t) <= 2 * kStageElems * sizeof(T), "epilogue scratch");
   static_assert(kStageElems * sizeof(T) % 128 == 0, "stages 128-byte aligned");
-  // Two stages, each its weights then its source tile; after the last, the epilogue's scratch.
+  // Two stages, each its weights then its source tiles; after the last, the epilogue's scratch.
   T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());
 
   const int warp = threadIdx.x / kWarp;
   const int q = warp % kDstPhases;                // destination phase of this warp
-  const int half = (warp / kDstPhases) % 2;       // which 32 of the block's 64 channels
+  const int slot = (warp / kDstPhases) % 2;
+  const int sub = kTiles == 1 ? 0 : slot;         // which of the block's pixel tiles
+  const int half = kTiles == 1 ? slot : 0;        // which kFragM of the block's channels
   const int group = warp / (kDstPhases * 2);      // which of the phase's taps: kGroupTaps from group * kGroupTaps
   const int first_tap = kTapGroups == 1 ? 0 : group * kGroupTaps;  // a constant where there is one group
-  int tile = blockIdx.x;
-  const int tj = tile % tiles_w;
-  tile /= tiles_w;
-  const int ti = tile % tiles_h;
-  const int64_t n = tile / tiles_h;
-  const int i0 = ti * kTH, j0 = tj * kTW;
+  // The block's pixel tiles. An odd tile count leaves the last block's second one empty: i_end 0
+  // puts all its rows outside the image, so it stages zeros and writes nothing.
+  struct PixelTile {
+    int64_t n;
+    int i0, j0, i_end;
+  };
+  const auto decode_tile = [&](int64_t tile) -> PixelTile {
+    return {tile / tiles_w / tiles_h, int(tile / tiles_w % tiles_h) * kTH, int(tile % tiles_w) * kTW,
+            tile < tiles ? H : 0};
+  };
+  // One tile is kept in registers; two in shared memory, read where used (the same word for every
+  // thread: a broadcast): in registers, both tiles' coordinates stayed live through the main loop
+  // and made the forward spill. (One tile read from shared memory made bf16 dx spill instead.)
+  __shared__ PixelTile shared_tiles[kTiles];
+  const PixelTile only_tile = kTiles == 1 ? decode_tile(blockIdx.x) : PixelTile{};
+  if (kTiles > 1) {
+    if (threadIdx.x < kTiles) shared_tiles[threadIdx.x] = decode_tile(int64_t(blockIdx.x) * kTiles + threadIdx.x);
+    __syncthreads();
+  }
+  const auto pixel_tile = [&](int t) { return kTiles == 1 ? only_tile : shared_tiles[t]; };
   const int64_t m0 = int64_t(blockIdx.y) * kBM;
 
   // Starts loading stage s, the kBK channels from s * kBK, into buffer `buf`: the weights, and
-  // the source tile where 16-byte vectors allow (channel_vectors), as asynchronous copies; any
+  // the source tiles where 16-byte vectors allow (channel_vectors), as asynchronous copies; any
   // other source element by element, stored before this returns. Halo pixels outside the image
   // and channels past K are zeros.
-  // Weights: 16 slabs x 64 rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
+  // Weights: 16 slabs x kBM rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
   // Thread t copies vectors t, t + kThreads, ...: the same half of the same row m of every
   // kWeightSlabStep-th slab, so its sources are one pointer and one stride, set up once.
   constexpr int kWeightVectors = kWeightElems / kVec, kWeightSlabStep = kThreads / 2 / kBM;
@@ -445,37 +475,44 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   auto load_stage = [&](int buf, int64_t s) {
     const int64_t k0 = s * kBK;
     T* const w_stage = smem + buf * kStageElems;
-    T* const s_stage = w_stage + kWeightElems;
 #pragma unroll
     for (int c = 0; c < kWeightVectors / kThreads; ++c) {
       __pipeline_memcpy_async(w_stage + (threadIdx.x + c * kThreads) * kVec, weight_from + c * weight_slab_stride + k0,
                               16);
     }
+    // The source tiles are planes of halo pixels, [pixel tile][src phase]: plane p is phase
+    // p % kSrcPhases of pixel tile p / kSrcPhases.
+    constexpr int kPlanePixels = kTiles * kSrcPhases * Tile::kHaloPixels;
+    T* const s_stage = w_stage + kWeightElems;
     if (src_vectors) {
       constexpr int kVecsPerPixel = kBK / kVec;
-      for (int e = threadIdx.x; e < kSrcElems / kVec; e += kThreads) {
+      for (int e = threadIdx.x; e < kPlanePixels * kVecsPerPixel; e += kThreads) {
         const int k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
-        const int phase = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
-        const int i = i0 - 1 + hp / (kTW + 2), j = j0 - 1 + hp % (kTW + 2);
-        const bool inside = i >= 0 && i < H && j >= 0 && j < W && k0 + k < K;
+        const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
+        const PixelTile tile = pixel_tile(plane / kSrcPhases);
+        const int i = tile.i0 - 1 + hp / (kTW + 2), j = tile.j0 - 1 + hp % (kTW + 2);
+        const bool inside = i >= 0 && i < tile.i_end && j >= 0 && j < W && k0 + k < K;
         // Outside: zero-filled, nothing read (src itself stands in as a valid address).
-        __pipeline_memcpy_async(s_stage + pixel * kBK + k,
-                                inside ? src + phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase) : src, 16,
-                                inside ? 0 : 16);
+        __pipeline_memcpy_async(
+            s_stage + pixel * kBK + k,
+            inside ? src + phase_offset<kSrcPhases>(src_s, tile.n, k0 + k, i, j, plane % kSrcPhases) : src, 16,
+            inside ? 0 : 16);
       }
     } else {
-      for (int e = threadIdx.x; e < kSrcElems; e += kThreads) {
+      for (int e = threadIdx.x; e < kPlanePixels * kBK; e += kThreads) {
         int k, pixel;
         if (src_channels_inner) {
           k = e % kBK, pixel = e / kBK;
         } else {
-          pixel = e % (kSrcPhases * Tile::kHaloPixels), k = e / (kSrcPhases * Tile::kHaloPixels);
+          pixel = e % kPlanePixels, k = e / kPlanePixels;
         }
-        const int phase = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
-        const int i = i0 - 1 + hp / (kTW + 2), j = j0 - 1 + hp % (kTW + 2);
+        const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
+        const PixelTile tile = pixel_tile(plane / kSrcPhases);
+        const int i = tile.i0 - 1 + hp / (kTW + 2), j = tile.j0 - 1 + hp % (kTW + 2);
         T v{};  // zero bits: 0.0
-        if (i >= 0 && i < H && j >= 0 && j < W && k0 + k < K) {
-          v = reinterpret_cast<const T*>(src)[phase_offset<kSrcPhases>(src_s, n, k0 + k, i, j, phase)];
+        if (i >= 0 && i < tile.i_end && j >= 0 && j < W && k0 + k < K) {
+          const int64_t offset = phase_offset<kSrcPhases>(src_s, tile.n, k0 + k, i, j, plane % kSrcPhases);
+          v = reinterpret_cast<const T*>(src)[offset];
         }
         s_stage[pixel * kBK + k] = v;
       }
@@ -492,7 +529,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   const auto load_share_stage = [&](int buf, int64_t s) { load_stage(buf, first_stage + s); };
   double_buffered(end_stage - first_stage, load_share_stage, [&](int buf, int64_t) {
     const T* const w_stage = smem + buf * kStageElems;
-    const T* const s_stage = w_stage + kWeightElems;
+    const T* const s_stage = w_stage + kWeightElems + sub * kTileElems;
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       // The group's taps 2t + u: the same column shift, rows one apart. The upper one (the forward's
@@ -515,22 +552,24 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   });
 
   // Epilogue, a tile row at a time: every warp stages its 32 x 8 fragment of the row (the
-  // stages are read: double_buffered ended on a barrier), then the block writes the row's 64 channels x
-  // 8 pixels of each destination phase, each the sum of its tap groups' fragments plus bias, in
-  // channel-fastest order for channels_last destinations and pixel-fastest otherwise (the
-  // fragments staged in that order too, so consecutive threads read consecutive words).
-  // dst_vectors (channels_last, whole aligned 16-byte vectors of channels, one share): a thread
-  // writes kOutVec channels of a pixel with one store, and computes one address for them.
+  // stages are read: double_buffered ended on a barrier), then the block writes the row's kBM
+  // channels x 8 pixels of each destination phase and pixel tile, each the sum of its tap
+  // groups' fragments plus bias, in channel-fastest order for channels_last destinations and
+  // pixel-fastest otherwise (the fragments staged in that order too, so consecutive threads read
+  // consecutive words). dst_vectors (channels_last, whole aligned 16-byte vectors of channels,
+  // one share): a thread writes kOutVec channels of a pixel with one store, and computes one
+  // address for them.
   constexpr int kOutVec = 16 / int(sizeof(scalar_t));
   static_assert(kFragM % kOutVec == 0, "a vector of channels within one fragment");
   acc_t* const scratch = reinterpret_cast<acc_t*>(smem);
   const scalar_t* const share_bias = share == 0 ? bias : nullptr;  // the bias goes into share 0's partial
-  // Where channel m (of the block) of pixel px in `phase` lies in the staged fragments of the first
-  // tap group; the other groups' follow kGroupStride apart.
+  // Where channel m (of the block) of pixel px in `phase` of pixel tile s lies in the staged
+  // fragments of the first tap group (the fragment of warp phase + kDstPhases * slot); the other
+  // groups' follow kGroupStride apart.
   constexpr int kGroupStride = 2 * kDstPhases * kFragElems;
-  const auto staged = [&](unsigned phase, unsigned m, unsigned px) {
+  const auto staged = [&](unsigned s, unsigned phase, unsigned m, unsigned px) {
     const unsigned at = dst_channels_inner ? px * kFragM + m % kFragM : m % kFragM * kFragN + px;
-    return scratch + (phase + kDstPhases * (m / kFragM)) * kFragElems + at;
+    return scratch + (phase + kDstPhases * (kTiles == 1 ? m / kFragM : s)) * kFragElems + at;
   };
   const auto value = [&](const acc_t* fragments, int64_t channel) {  // its tap groups' sum plus bias
     acc_t sum = share_bias != nullptr ? static_cast<acc_t>(share_bias[channel]) : acc_t(0);
@@ -538,33 +577,36 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     for (int g = 0; g < kTapGroups; ++g) sum += fragments[g * kGroupStride];
     return sum;
   };
+  // Row outputs a block writes: (pixel tile, phase, pixel, channel), channel (or pixel) fastest.
+  constexpr unsigned kRowOutputs = kTiles * kDstPhases * kTW * kBM;
 #pragma unroll
   for (int r = 0; r < kTH; ++r) {
     Mma::store(scratch + warp * kFragElems, acc[r], /*col_major=*/dst_channels_inner);
     __syncthreads();
-    const int i = i0 + r;
     if (dst_vectors) {
-      for (unsigned v = threadIdx.x; v < kDstPhases * kBM * kTW / kOutVec; v += kThreads) {
+      for (unsigned v = threadIdx.x; v < kRowOutputs / kOutVec; v += kThreads) {
         const unsigned m = v % (kBM / kOutVec) * kOutVec, px = v / (kBM / kOutVec) % kTW;
-        const unsigned phase = v / (kBM / kOutVec * kTW);
-        const int j = j0 + int(px);
-        if (i < H && j < W && m0 + m < M) {
-          const acc_t* const fragments = staged(phase, m, px);
+        const unsigned phase = v / (kBM / kOutVec * kTW) % kDstPhases, s = v / (kBM / kOutVec * kTW * kDstPhases);
+        const PixelTile tile = pixel_tile(s);
+        const int i = tile.i0 + r, j = tile.j0 + int(px);
+        if (i < tile.i_end && j < W && m0 + m < M) {
+          const acc_t* const fragments = staged(s, phase, m, px);
           Packed<scalar_t, kOutVec> out;
 #pragma unroll
           for (int l = 0; l < kOutVec; ++l) out.v[l] = static_cast<scalar_t>(value(fragments + l, m0 + m + l));
-          store_packed(dst + phase_offset<kDstPhases>(dst_s, n, m0 + m, i, j, phase), out);
+          store_packed(dst + phase_offset<kDstPhases>(dst_s, tile.n, m0 + m, i, j, phase), out);
         }
       }
     } else {
-      for (unsigned e = threadIdx.x; e < kDstPhases * kBM * kTW; e += kThreads) {
+      for (unsigned e = threadIdx.x; e < kRowOutputs; e += kThreads) {
         const unsigned m = dst_channels_inner ? e % kBM : e / kTW % kBM;  // channel in the block
         const unsigned px = dst_channels_inner ? e / kBM % kTW : e % kTW;
-        const unsigned phase = e / (kBM * kTW);
-        const int j = j0 + int(px);
-        if (i < H && j < W && m0 + m < M) {
-          const acc_t sum = value(staged(phase, m, px), m0 + m);
-          const int64_t offset = phase_offset<kDstPhases>(dst_s, n, m0 + m, i, j, phase);
+        const unsigned phase = e / (kBM * kTW) % kDstPhases, s = e / (kBM * kTW * kDstPhases);
+        const PixelTile tile = pixel_tile(s);
+        const int i = tile.i0 + r, j = tile.j0 + int(px);
+        if (i < tile.i_end && j < W && m0 + m < M) {
+          const acc_t sum = value(staged(s, phase, m, px), m0 + m);
+          const int64_t offset = phase_offset<kDstPhases>(dst_s, tile.n, m0 + m, i, j, phase);
           if (shares == 1) {
             dst[offset] = static_cast<scalar_t>(sum);
           } else {
@@ -827,11 +869,12 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
   const int64_t N = dst.size(0), M = dst.size(1), K = src.size(1);
   const int H = int(dst.size(2) / (kDstPhases == 4 ? 2 : 1)), W = int(dst.size(3) / (kDstPhases == 4 ? 2 : 1));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "upsample_conv2d_cuda", [&] {
-    using Tile = PhaseConvTile<typename Native<scalar_t>::type>;
+    using Tile = PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>;
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor slabs = slab_weights(weight, transposed, Tile::kBM, Tile::kBK);
     const int tiles_h = int((H + Tile::kTH - 1) / Tile::kTH), tiles_w = int((W + Tile::kTW - 1) / Tile::kTW);
-    const int64_t blocks_x = N * tiles_h * tiles_w, blocks_y = slabs.size(1) / Tile::kBM;
+    const int64_t tiles = N * tiles_h * tiles_w;
+    const int64_t blocks_x = (tiles + Tile::kTiles - 1) / Tile::kTiles, blocks_y = slabs.size(1) / Tile::kBM;
     check_grid(blocks_x, "the pixel tiles");
     TORCH_CHECK(blocks_y < 65536, "upsample_conv2d: too many channels (", M, ")");
     const int64_t slots = kMinBlocksPerSM<scalar_t> * int64_t(multiprocessor_count(src));
@@ -845,12 +888,12 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
     launch_kernel(phase_conv_kernel<scalar_t, kSrcPhases, kDstPhases>,
                   dim3(unsigned(blocks_x), unsigned(blocks_y), unsigned(shares)),
-                  BlockShape(kThreads, Tile::shared_bytes(kSrcPhases)), src.const_data_ptr<scalar_t>(),
+                  BlockShape(kThreads, Tile::kSharedBytes), src.const_data_ptr<scalar_t>(),
                   strides_of(src), slabs.const_data_ptr<scalar_t>(), bias ? bias_c.const_data_ptr<scalar_t>() : nullptr,
                   dst.mutable_data_ptr<scalar_t>(), strides_of(shares > 1 ? partial : dst),
                   shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, shares > 1 ? N * partial.stride(0) : 0, H,
-                  W, K, M, slabs.size(2), slabs.size(1), tiles_h, tiles_w, channels_inner(src), channel_vectors(src),
-                  channels_inner(dst), shares == 1 && channel_vectors(dst));
+                  W, K, M, slabs.size(2), slabs.size(1), tiles, tiles_h, tiles_w, channels_inner(src),
+                  channel_vectors(src), channels_inner(dst), shares == 1 && channel_vectors(dst));
     if (shares > 1) dst.copy_(partial.view({shares, N, M, dst.size(2), dst.size(3)}).sum(0));
   });
 }
