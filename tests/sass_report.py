@@ -1,6 +1,6 @@
 """The machine code (sm_90 SASS) of the built extension's CUDA kernels, read and summarised: no GPU needed.
 
-    python tests/sass_report.py [--kernels REGEX]
+    python tests/sass_report.py [--kernels REGEX] [--library FILE]
 
 Per kernel whose mangled name matches: registers and stack bytes (spills), static instruction count,
 and, where a backward branch spans all its matrix or fused multiply-adds (HMMA, FFMA, DFMA), the
@@ -103,12 +103,17 @@ def multiply_part(code):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernels", default=".", help="regex on the mangled kernel names")
+    parser.add_argument("--library", help="a library or object file with sm_90 code (default: the built "
+                        "extension), e.g. one kernel file compiled by nvcc -c to compare with")
     args = parser.parse_args()
     if cuobjdump_path() is None:
         raise SystemExit("needs Triton's cuobjdump (pip install triton)")
-    from stylegan_ops import _extension
+    if args.library:
+        library = args.library
+    else:
+        from stylegan_ops import _extension
 
-    library = _extension._C.__file__
+        library = _extension._C.__file__
     usage = resource_usage(library)
     pattern = re.compile(args.kernels)
     for name, code in sorted(instructions(library, pattern.search).items()):
