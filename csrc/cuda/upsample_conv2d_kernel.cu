@@ -10,8 +10,8 @@
 // where dy_ab[n, o, i, j] = dy[n, o, 2i+a, 2j+b] is one phase of the 2x gradient.
 //
 // The forward and dx are one kernel, phase_conv_kernel: a thread block owns destination
-// channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (two in the
-// forward, one in dx) in every destination phase, stages the source tiles with a one-pixel halo
+// channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (for the 16-bit
+// types four in the forward, two in dx) in every destination phase, stages the source tiles with a one-pixel halo
 // (and the 16 folded weight slabs) in shared memory for BK source channels at a time,
 // double-buffered (the next BK channels load through cp.async while these are multiplied), and
 // each of the 16 (phase, tap) terms is a GEMM on a shifted view of a staged tile. The forward
@@ -40,8 +40,9 @@
 // warp's 64 HMMA, from the barrier on) went from 340 instructions to 164 in the forward, from
 // 499 to 244 in dx and from 332 to 159 in d weight; each source fragment loaded once for the two
 // taps that read it (dx's 244 -> 182: 18 source fragments a stage instead of 32, which ptxas had
-// already merged in the forward); the forward's blocks of two pixel tiles and 32 channels instead
-// of one and 64 (PhaseConvTile: 1.6x less traffic from L2).
+// already merged in the forward); 16-warp blocks of more pixel tiles (PhaseConvTile): the bf16
+// forward's 4 tiles of 32 channels and dx's 2 tiles of 64 instead of one tile of 64 channels load
+// 2.5x and 1.6x less from L2 per multiply-add.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -132,13 +133,14 @@ __device__ inline void unfold_taps(const T grad_folded[16], T grad[9]) {
 }
 
 constexpr int kWarp = 32;
-constexpr int kWarps = 8;
+constexpr int kWarps = 8;  // grad_weight_kernel's, and the 8 warps of the float32/float64 phase_conv_kernel
 constexpr int kThreads = kWarps * kWarp;
-// The tensor-core (16-bit) GEMM kernels ask for two resident blocks per SM, at most 128 registers
-// a thread: left alone, nvcc gave the bf16 forward 168 and d weight 244, one block of 8 warps per
-// SM, too few to hide the staging's load latency (single-buffered then). At 128 they spill 8 to
-// 120 bytes a thread (tests/test_cuda_resources.py holds them to 128). The float32/float64
-// CUDA-core paths (exactness, not speed) would spill up to 1.3 KB, so they keep one.
+// The tensor-core (16-bit) GEMM kernels keep 16 warps resident per SM, at most 128 registers a
+// thread: grad_weight_kernel as two blocks of 8 (__launch_bounds__), phase_conv_kernel as one
+// block of 16 (PhaseConvTile). Left alone, nvcc gave the bf16 forward 168 registers and d weight
+// 244, 8 warps per SM, too few to hide the staging's load latency (single-buffered then). At 128
+// they spill 0 to 80 bytes a thread (tests/test_cuda_resources.py holds them to 128). The
+// float32/float64 CUDA-core paths (exactness, not speed) would spill up to 1.3 KB, so they keep 8.
 template <typename scalar_t>
 constexpr int kMinBlocksPerSM = sizeof(scalar_t) == 2 ? 2 : 1;
 // The CUDA type with the bits of an ATen scalar type, for WMMA and shared memory.
@@ -336,9 +338,14 @@ struct Strides {
 };
 
 template <int kPhases>
-__device__ inline int64_t phase_offset(const Strides& s, int64_t n, int64_t c, int i, int j, int phase) {
+__device__ inline int64_t in_sample_offset(const Strides& s, int64_t c, int i, int j, int phase) {
   constexpr int kScale = kPhases == 4 ? 2 : 1;
-  return n * s.n + c * s.c + int64_t(kScale * i + (phase >> 1)) * s.h + int64_t(kScale * j + (phase & 1)) * s.w;
+  return c * s.c + int64_t(kScale * i + (phase >> 1)) * s.h + int64_t(kScale * j + (phase & 1)) * s.w;
+}
+
+template <int kPhases>
+__device__ inline int64_t phase_offset(const Strides& s, int64_t n, int64_t c, int i, int j, int phase) {
+  return n * s.n + in_sample_offset<kPhases>(s, c, i, j, phase);
 }
 
 // One of the 16 (phase, tap) terms a destination phase sums: which source phase it reads, the
@@ -362,28 +369,36 @@ __device__ inline Tap tap_of(int q, int k) {
 
 // Tile shapes of phase_conv_kernel for storage type T: BK source channels per stage (16 for the
 // 16-bit types: one WMMA k-step), so every stage is 32 bytes of each weight row. A block owns
-// kTiles pixel tiles of 8x8 and kBM destination channels. Per source channel of a stage it loads
-// 16 * kBM folded weights and kTiles halo tiles, and multiplies 16 * kBM * 64 * kTiles times
-// (the forward: 4 phases x 4 taps; dx: 1 phase x 16 taps, from 4 source phases). With the
-// warps' accumulators fixed (64 channel x pixel products each), the forward's two tiles of 32
-// channels do 92 multiply-adds per element loaded against one tile of 64 channels' 58: 1.6x less
-// traffic from L2, which bounds these kernels (Triton's forward, at 64 per element, moved 5 TB/s
-// on the H100). dx's four source phases make its tiles the larger load: two tiles would give 50
-// against 46, so it keeps one.
+// kTiles pixel tiles of 8x8 and kBM destination channels; its warps are (destination phase,
+// channel half, pixel tile, tap group), each accumulating 32 channels x 64 pixels, all kTH rows
+// of its tile, over a group of 4 taps (the forward's one group holds a phase's 4 taps; dx's 16
+// taps, one phase, split into 4 groups whose partial sums the epilogue adds).
+// Per source channel of a stage a block loads 16 * kBM folded weights and kTiles halo tiles of
+// its source phases, and multiplies 16 * kBM * 64 * kTiles times: the more pixels share a weight
+// stage, the less traffic from L2, which bounds these kernels (Triton's forward, at 64
+// multiply-adds per element loaded, moved 5 TB/s on the H100). The 16-bit kernels run 16 warps,
+// one block per SM: the forward 32 channels of 4 tiles (144 per element; 92 with 2 tiles, 58 with
+// one tile of 64 channels), dx 64 channels of 2 tiles (72; 46 with one). The float32/float64
+// CUDA-core kernels keep 8 warps (their accumulators need up to 255 registers), so half the tiles.
 template <typename T, int kSrcPhases, int kDstPhases>
 struct PhaseConvTile {
   // Fragments of 32 channels x 8 pixels (one tile row); A the weights [m][k], B the tile [pixel][k].
   using Gemm = GemmShape<32, 8, 32 / int(sizeof(T)), /*kAColMajor=*/false, /*kBRowMajor=*/false>;
-  static constexpr int kTiles = kDstPhases == 4 ? 2 : 1;
-  static constexpr int kBM = 2 / kTiles * Gemm::M;  // destination channels per block
-  static constexpr int kTH = 8, kTW = Gemm::N;      // a low-resolution pixel tile
+  static constexpr int kTapGroups = kDstPhases == 4 ? 1 : 4;
+  static constexpr int kHalves = kDstPhases == 4 ? 1 : 2;  // channel fragments per block
+  static constexpr int kTiles = (sizeof(T) == 2 ? 2 : 1) * (kDstPhases == 4 ? 2 : 1);
+  static constexpr int kWarps = kDstPhases * kHalves * kTiles * kTapGroups;
+  static constexpr int kThreads = kWarps * kWarp;
+  static constexpr int kBM = kHalves * Gemm::M;  // destination channels per block
+  static constexpr int kTH = 8, kTW = Gemm::N;   // a low-resolution pixel tile
   static constexpr int kBK = Gemm::K;
   static constexpr int kHaloPixels = (kTH + 2) * (kTW + 2);
   static constexpr int kWeightElems = 16 * kBM * kBK;  // a stage's weights: [slab][m][k]
   // A stage's source: per pixel tile [src phase][halo row][halo col][k].
   static constexpr int kTileElems = kSrcPhases * kHaloPixels * kBK;
   static constexpr int kStageElems = kWeightElems + kTiles * kTileElems;
-  // Two stages (double buffering): 44.5 KiB forward, 89 KiB dx, whatever T (kBK is 32 bytes).
+  // Two stages (double buffering), whatever T (kBK is 32 bytes): 16-bit forward 56 KiB, dx
+  // 112.5 KiB; float32/float64 forward 44.5 KiB, dx 89 KiB.
   static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
 };
 
@@ -395,7 +410,7 @@ struct PhaseConvTile {
 // weights, zero-padded to whole blocks, so weight stages are whole 16-byte vectors without
 // bounds checks.
 template <typename scalar_t, int kSrcPhases, int kDstPhases>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
+__global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>::kThreads, 1)
     phase_conv_kernel(const scalar_t* __restrict__ src, Strides src_s, const scalar_t* __restrict__ weights,
                       const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s,
                       at::opmath_type<scalar_t>* __restrict__ partial, int64_t partial_share_offset, int H, int W,
@@ -406,49 +421,44 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   using acc_t = at::opmath_type<scalar_t>;
   using Mma = WarpMma<T, acc_t, typename Tile::Gemm>;
   constexpr int kTiles = Tile::kTiles, kBM = Tile::kBM, kTH = Tile::kTH, kTW = Tile::kTW, kBK = Tile::kBK;
+  constexpr int kHalves = Tile::kHalves, kTapGroups = Tile::kTapGroups;
+  constexpr int kWarps = Tile::kWarps, kThreads = Tile::kThreads;
   constexpr int kFragM = Tile::Gemm::M, kFragN = Tile::Gemm::N;
-  // Warps: (destination phase, slot, tap group), the slot being the block's pixel tile where it
-  // has two (the forward) and its channel half where it has one (dx). Each warp multiplies
-  // kGroupTaps of its phase's terms over all kTH rows of its tile, so each weight fragment it
-  // loads serves kTH pixel fragments: the forward's one group holds a phase's 4 taps; dx's 16
-  // taps split into 4 groups, whose partial sums the epilogue adds. (Splitting dx's rows over
-  // warps instead made each warp load all 16 weight fragments per stage for 2 rows: twice the
-  // shared-memory reads.) Either way a group is the 2x2 taps (t, u) of one source phase, 2t + u
-  // from first_tap, which read a 9-row window of the tile: 18 source fragments a stage serve its
-  // 32 products.
-  constexpr int kTapGroups = kWarps / (kDstPhases * 2);
+  // Each warp's weight fragments serve kTH pixel fragments, its tile's rows. (Splitting dx's rows
+  // over warps instead made each warp load all 16 weight fragments per stage for 2 rows: twice
+  // the shared-memory reads.) A tap group is the 2x2 taps (t, u) of one source phase, 2t + u from
+  // first_tap, which read a 9-row window of the tile: 18 source fragments a stage serve its 32
+  // products.
   constexpr int kGroupTaps = 16 / kDstPhases / kTapGroups;
   static_assert(kGroupTaps == 4, "a tap group is one source phase's 2x2 taps");
-  static_assert(kBM * kTiles == 2 * kFragM, "two slots a phase: pixel tiles or channel halves");
   constexpr int kWeightElems = Tile::kWeightElems, kTileElems = Tile::kTileElems;
   constexpr int kStageElems = Tile::kStageElems;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
   constexpr int kFragElems = kFragM * kFragN;
-  static_assert(kWarps % (kDstPhases * 2) == 0 && 16 % (kDstPhases * kTapGroups) == 0, "warp layout");
   static_assert(kWarps * kFragElems * sizeof(acc_t) <= 2 * kStageElems * sizeof(T), "epilogue scratch");
   static_assert(kStageElems * sizeof(T) % 128 == 0, "stages 128-byte aligned");
   // Two stages, each its weights then its source tiles; after the last, the epilogue's scratch.
   T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());
 
   const int warp = threadIdx.x / kWarp;
-  const int q = warp % kDstPhases;                // destination phase of this warp
-  const int slot = (warp / kDstPhases) % 2;
-  const int sub = kTiles == 1 ? 0 : slot;         // which of the block's pixel tiles
-  const int half = kTiles == 1 ? slot : 0;        // which kFragM of the block's channels
-  const int group = warp / (kDstPhases * 2);      // which of the phase's taps: kGroupTaps from group * kGroupTaps
+  const int q = warp % kDstPhases;                         // destination phase of this warp
+  const int half = warp / kDstPhases % kHalves;            // which kFragM of the block's channels
+  const int sub = warp / (kDstPhases * kHalves) % kTiles;  // which of the block's pixel tiles
+  const int group = warp / (kDstPhases * kHalves * kTiles);  // which taps: kGroupTaps from group * kGroupTaps
   const int first_tap = kTapGroups == 1 ? 0 : group * kGroupTaps;  // a constant where there is one group
   // The block's pixel tiles. An odd tile count leaves the last block's second one empty: i_end 0
   // puts all its rows outside the image, so it stages zeros and writes nothing.
   struct PixelTile {
-    int64_t n;
+    int64_t src_sample, dst_sample;  // offsets of its sample n: n * src_s.n, n * dst_s.n
     int i0, j0, i_end;
   };
   const auto decode_tile = [&](int64_t tile) -> PixelTile {
-    return {tile / tiles_w / tiles_h, int(tile / tiles_w % tiles_h) * kTH, int(tile % tiles_w) * kTW,
+    const int64_t n = tile / tiles_w / tiles_h;
+    return {n * src_s.n, n * dst_s.n, int(tile / tiles_w % tiles_h) * kTH, int(tile % tiles_w) * kTW,
             tile < tiles ? H : 0};
   };
-  // One tile is kept in registers; two in shared memory, read where used (the same word for every
-  // thread: a broadcast): in registers, both tiles' coordinates stayed live through the main loop
+  // One tile is kept in registers; more in shared memory, read where used (the same word for every
+  // thread: a broadcast): in registers, two tiles' coordinates stayed live through the main loop
   // and made the forward spill. (One tile read from shared memory made bf16 dx spill instead.)
   __shared__ PixelTile shared_tiles[kTiles];
   const PixelTile only_tile = kTiles == 1 ? decode_tile(blockIdx.x) : PixelTile{};
@@ -484,19 +494,20 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
     // p % kSrcPhases of pixel tile p / kSrcPhases.
     constexpr int kPlanePixels = kTiles * kSrcPhases * Tile::kHaloPixels;
     T* const s_stage = w_stage + kWeightElems;
+    const auto src_offset = [&](const PixelTile& tile, int k, int i, int j, int phase) {
+      return tile.src_sample + in_sample_offset<kSrcPhases>(src_s, k0 + k, i, j, phase);
+    };
     if (src_vectors) {
       constexpr int kVecsPerPixel = kBK / kVec;
       for (int e = threadIdx.x; e < kPlanePixels * kVecsPerPixel; e += kThreads) {
         const int k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
-        const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
+        const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
         const PixelTile tile = pixel_tile(plane / kSrcPhases);
         const int i = tile.i0 - 1 + hp / (kTW + 2), j = tile.j0 - 1 + hp % (kTW + 2);
         const bool inside = i >= 0 && i < tile.i_end && j >= 0 && j < W && k0 + k < K;
         // Outside: zero-filled, nothing read (src itself stands in as a valid address).
-        __pipeline_memcpy_async(
-            s_stage + pixel * kBK + k,
-            inside ? src + phase_offset<kSrcPhases>(src_s, tile.n, k0 + k, i, j, plane % kSrcPhases) : src, 16,
-            inside ? 0 : 16);
+        __pipeline_memcpy_async(s_stage + pixel * kBK + k, inside ? src + src_offset(tile, k, i, j, phase) : src, 16,
+                                inside ? 0 : 16);
       }
     } else {
       for (int e = threadIdx.x; e < kPlanePixels * kBK; e += kThreads) {
@@ -506,13 +517,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
         } else {
           pixel = e % kPlanePixels, k = e / kPlanePixels;
         }
-        const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels;
+        const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
         const PixelTile tile = pixel_tile(plane / kSrcPhases);
         const int i = tile.i0 - 1 + hp / (kTW + 2), j = tile.j0 - 1 + hp % (kTW + 2);
         T v{};  // zero bits: 0.0
         if (i >= 0 && i < tile.i_end && j >= 0 && j < W && k0 + k < K) {
-          const int64_t offset = phase_offset<kSrcPhases>(src_s, tile.n, k0 + k, i, j, plane % kSrcPhases);
-          v = reinterpret_cast<const T*>(src)[offset];
+          v = reinterpret_cast<const T*>(src)[src_offset(tile, k, i, j, phase)];
         }
         s_stage[pixel * kBK + k] = v;
       }
@@ -564,12 +574,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   acc_t* const scratch = reinterpret_cast<acc_t*>(smem);
   const scalar_t* const share_bias = share == 0 ? bias : nullptr;  // the bias goes into share 0's partial
   // Where channel m (of the block) of pixel px in `phase` of pixel tile s lies in the staged
-  // fragments of the first tap group (the fragment of warp phase + kDstPhases * slot); the other
-  // groups' follow kGroupStride apart.
-  constexpr int kGroupStride = 2 * kDstPhases * kFragElems;
+  // fragments of the first tap group (the fragment of the warp of that phase, channel half and
+  // tile); the other groups' follow kGroupStride apart.
+  constexpr int kGroupStride = kDstPhases * kHalves * kTiles * kFragElems;
   const auto staged = [&](unsigned s, unsigned phase, unsigned m, unsigned px) {
     const unsigned at = dst_channels_inner ? px * kFragM + m % kFragM : m % kFragM * kFragN + px;
-    return scratch + (phase + kDstPhases * (kTiles == 1 ? m / kFragM : s)) * kFragElems + at;
+    return scratch + (phase + kDstPhases * (m / kFragM + kHalves * s)) * kFragElems + at;
   };
   const auto value = [&](const acc_t* fragments, int64_t channel) {  // its tap groups' sum plus bias
     acc_t sum = share_bias != nullptr ? static_cast<acc_t>(share_bias[channel]) : acc_t(0);
@@ -594,7 +604,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
           Packed<scalar_t, kOutVec> out;
 #pragma unroll
           for (int l = 0; l < kOutVec; ++l) out.v[l] = static_cast<scalar_t>(value(fragments + l, m0 + m + l));
-          store_packed(dst + phase_offset<kDstPhases>(dst_s, tile.n, m0 + m, i, j, phase), out);
+          store_packed(dst + tile.dst_sample + in_sample_offset<kDstPhases>(dst_s, m0 + m, i, j, phase), out);
         }
       }
     } else {
@@ -606,7 +616,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
         const int i = tile.i0 + r, j = tile.j0 + int(px);
         if (i < tile.i_end && j < W && m0 + m < M) {
           const acc_t sum = value(staged(s, phase, m, px), m0 + m);
-          const int64_t offset = phase_offset<kDstPhases>(dst_s, tile.n, m0 + m, i, j, phase);
+          const int64_t offset = tile.dst_sample + in_sample_offset<kDstPhases>(dst_s, m0 + m, i, j, phase);
           if (shares == 1) {
             dst[offset] = static_cast<scalar_t>(sum);
           } else {
@@ -859,7 +869,7 @@ void check_grid(int64_t blocks, const char* what) {
 
 // Destination (N, M, kScale*H, kScale*W) = phase convolution of the source; see phase_conv_kernel.
 // A grid of fewer blocks than the GPU holds at once (the generator's 8x8 level at batch 8 and 512
-// channels: 64 blocks for 132 SMs of two blocks each) leaves SMs idle while each block runs all
+// channels, bf16: 32 blocks for 132 SMs of one block each) leaves SMs idle while each block runs all
 // of K, so the source channels are then split into shares, one per block along z, as many as fill
 // the GPU's block slots once (at most 16, at least a stage each), and the shares' float partials
 // are summed afterwards by torch.sum (a fixed order for a shape: deterministic).
@@ -877,7 +887,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     const int64_t blocks_x = (tiles + Tile::kTiles - 1) / Tile::kTiles, blocks_y = slabs.size(1) / Tile::kBM;
     check_grid(blocks_x, "the pixel tiles");
     TORCH_CHECK(blocks_y < 65536, "upsample_conv2d: too many channels (", M, ")");
-    const int64_t slots = kMinBlocksPerSM<scalar_t> * int64_t(multiprocessor_count(src));
+    const int64_t slots = multiprocessor_count(src);  // one block per SM (PhaseConvTile)
     const int shares =
         int(std::clamp<int64_t>(slots / (blocks_x * blocks_y), 1, std::min<int64_t>(16, slabs.size(2) / Tile::kBK)));
     // Share s's partial sums: samples [s * N, (s + 1) * N) of a float tensor laid out as dst.
@@ -888,7 +898,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
     launch_kernel(phase_conv_kernel<scalar_t, kSrcPhases, kDstPhases>,
                   dim3(unsigned(blocks_x), unsigned(blocks_y), unsigned(shares)),
-                  BlockShape(kThreads, Tile::kSharedBytes), src.const_data_ptr<scalar_t>(),
+                  BlockShape(Tile::kThreads, Tile::kSharedBytes), src.const_data_ptr<scalar_t>(),
                   strides_of(src), slabs.const_data_ptr<scalar_t>(), bias ? bias_c.const_data_ptr<scalar_t>() : nullptr,
                   dst.mutable_data_ptr<scalar_t>(), strides_of(shares > 1 ? partial : dst),
                   shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, shares > 1 ? N * partial.stride(0) : 0, H,
