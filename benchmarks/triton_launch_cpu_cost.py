@@ -68,7 +68,7 @@ def main(argv=None):
           "microseconds per launcher call (no kernel runs):")
     cases = {
         "upsample_conv2d forward (fold, forward)": lambda: upsample.forward(x, weight, bias),
-        "upsample_conv2d dx and d weight (fold, dx, d weight, unfold)":
+        "upsample_conv2d dx and d weight (window means, dx, d weight, d weight's split sum)":
             lambda: (upsample._grad_x(grad_y, x, weight), upsample._grad_weight(grad_y, x, weight)),
         "noise_adain_lrelu forward (2 pixel-range kernels)": lambda: noise.forward(xn, noise_map, a, scale, shift,
                                                                                     1e-5, 0.2),

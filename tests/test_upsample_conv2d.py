@@ -216,7 +216,7 @@ def test_weight_gradient_split_over_pixels(backend, monkeypatch):
 
 def test_input_gradient_split_over_steps(backend, monkeypatch):
     """512 low-resolution pixels and 3 input channels (8 tiles of 64x64) on the CPU stand-in of 4
-    SMs: the Triton dx GEMM shares its 16 * C_out steps out over 2 programs per tile, whose partials
+    SMs: the Triton dx GEMM shares its 9 * C_out steps out over 2 programs per tile, whose partials
     are summed afterwards. On an H100 the generator's 8x8 level at batch 8 and 512 channels (64
     tiles) splits 8 ways, its 16x16 level 2 ways, and 32x32 not at all."""
     _assert_float64_grads_match_reference(backend, (2, 3, 4, 16, 16), NAMES)

@@ -1,25 +1,34 @@
-"""Triton kernels of upsample_conv2d: implicit GEMMs over the four output phases.
+"""Triton kernels of upsample_conv2d: implicit GEMMs, the forward's over the four output phases.
 
-Folded weights Wf[a, b, t, u] (2x2 per phase, see stylegan_ops/ops/upsample_conv2d.py) are
-computed once per call by _fold_kernel, as sums of taps in the accumulation dtype rounded once to
-the input dtype; _unfold_grad_kernel applies the adjoint to dWf. With x̃(i, j) = x at
-(i + a - 1 + t, j + b - 1 + u), zero outside:
+Forward. Folded weights Wf[a, b, t, u] (2x2 per phase, see stylegan_ops/ops/upsample_conv2d.py)
+are computed once per call by _fold_kernel, as sums of taps in the accumulation dtype rounded once
+to the input dtype. With x̃(i, j) = x at (i + a - 1 + t, j + b - 1 + u), zero outside:
 
-    forward   y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u,c} x̃[n, c] Wf[a,b,t,u][c, o]
-                 GEMM per phase: M = N*H*W low-res pixels, N = C_out, K = 4 * C_in
-    dx        dx[n, c, i, j] = Σ_{a,b,t,u,o} dy[n, o, 2i'+a, 2j'+b] Wf[a,b,t,u][c, o],
-                 i' = i - a + 1 - t (one GEMM, K = 16 * C_out; with few pixels its K is split
-                 over programs into float32 partials, then summed)
-    dWf       dWf[a,b,t,u][c, o] = Σ_{n,i,j} x̃[n, c] dy[n, o, 2i+a, 2j+b]
-                 16 GEMMs with K = N*H*W, split over SPLIT_K programs into float32
-                 partials summed in a fixed order (deterministic), then unfolded to 3x3.
+    y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u,c} x̃[n, c] Wf[a,b,t,u][c, o]
+        GEMM per phase: M = N*H*W low-res pixels, N = C_out, K = 4 * C_in
+
+Backward. The upsampling's adjoint sums conv2d's input gradient over each 2x2 block; by linearity
+the sums move onto dy. Pixel (i, j) meets tap (k, l) of the 3x3 filters through the 2x2 window of
+dy at rows 2i+1-k, 2i+2-k and columns 2j+1-l, 2j+2-l, whose mean is A[2i+2-k, 2j+2-l] with
+A = avg_pool2d(dy, 2, stride=1, padding=1), (2H+1) x (2W+1) (zeros outside dy counted in). So
+
+    dx[n, c, i, j] = 4 Σ_{k,l,o} W[o, c, k, l] A[n, o, 2i+2-k, 2j+2-l]
+        one GEMM, K = 9 * C_out; with few pixels its K is split over programs into float32
+        partials, then summed
+    dW[o, c, k, l] = 4 Σ_{n,i,j} A[n, o, 2i+2-k, 2j+2-l] x[n, c, i, j]
+        9 GEMMs with K = N*H*W, split over SPLIT_K programs into float32 partials summed in a
+        fixed order (deterministic)
+
+9 products per pixel and channel pair instead of the phase form's 16, with the 3x3 weights as
+they are (nothing to fold, nothing to unfold). A holds the windows' means, not sums, so that a
+16-bit A overflows only where dy does; the 4 is applied in the accumulation dtype, exactly.
 
 Every GEMM accumulates in float32 (float64 for float64) with ``input_precision="ieee"``, so
 float32 stays exact to float32 tolerance (no TF32). Tensors are addressed by their strides:
 NCHW and channels_last need no copy.
 """
-
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -90,9 +99,9 @@ def _forward_kernel(
 
 @triton.jit
 def _grad_x_kernel(
-    GY, WF, GX, PARTIAL,
+    A, WT, GX, PARTIAL,
     N, C_in, C_out, H, W, SPLIT_K,
-    gy_n, gy_c, gy_h, gy_w, gx_n, gx_c, gx_h, gx_w,
+    a_n, a_c, a_h, a_w, gx_n, gx_c, gx_h, gx_w,
     ACC: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -102,30 +111,28 @@ def _grad_x_kernel(
     pix_ok, c_ok = pix < N * H * W, c < C_in
     n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
-    # One loop over (phase-tap, channel block), not a K-loop per phase-tap: Triton pipelines a loop's
-    # loads (num_stages deep) within the loop, so 16 short loops (C_out / BLOCK_K steps each: 1 to 4
-    # at the generator's 64- and 128-channel levels) would fill and drain the pipeline 16 times. Not
-    # tl.static_range either: unrolled, the 16 pipelined K-loops spilled registers and took 20 to 30 s
+    # One loop over (tap, channel block), not a K-loop per tap: Triton pipelines a loop's loads
+    # (num_stages deep) within the loop, so 9 short loops (C_out / BLOCK_K steps each: 1 to 4 at
+    # the generator's 64- and 128-channel levels) would fill and drain the pipeline 9 times. Not
+    # tl.static_range either: unrolled, the per-tap K-loops spilled registers and took 20 to 30 s
     # per config to compile for float32 (sm_90, tests/triton_sm90_compile.py).
-    # With SPLIT_K > 1 (a power of two up to 16: it divides the 16 * k_steps steps) each program
-    # along axis 2 takes one share of the steps and stores its partial dx in ACC (few pixels give
-    # too few programs otherwise: _grad_x_split).
+    # With SPLIT_K > 1 each program along axis 2 takes one share of the 9 * k_steps steps (the
+    # last share may be shorter) and stores its partial dx in ACC (few pixels give too few
+    # programs otherwise: _grad_x_split).
     k_steps = tl.cdiv(C_out, BLOCK_K)
-    split_steps = 16 * k_steps // SPLIT_K
-    for step in range(split * split_steps, (split + 1) * split_steps):
-        phase_tap, k0 = step // k_steps, step % k_steps * BLOCK_K
-        phase, tap = phase_tap // 4, phase_tap % 4
-        a, b, t, u = phase // 2, phase % 2, tap // 2, tap % 2
-        si, sj = i - a + 1 - t, j - b + 1 - u  # low-res output pixel that read x[i, j] through this tap
-        src_ok = pix_ok & (si >= 0) & (si < H) & (sj >= 0) & (sj < W)
-        gy_row = GY + n * gy_n + (2 * si + a).to(tl.int64) * gy_h + (2 * sj + b).to(tl.int64) * gy_w
-        w_tap = WF + (phase_tap * C_in).to(tl.int64) * C_out
+    split_steps = tl.cdiv(9 * k_steps, SPLIT_K)
+    for step in range(split * split_steps, tl.minimum((split + 1) * split_steps, 9 * k_steps)):
+        tap, k0 = step // k_steps, step % k_steps * BLOCK_K
+        # A[2i + 2 - k, 2j + 2 - l] for tap (k, l): inside A ((2H + 1) x (2W + 1)) for every pixel
+        a_row = A + n * a_n + (2 * i + 2 - tap // 3).to(tl.int64) * a_h + (2 * j + 2 - tap % 3).to(tl.int64) * a_w
+        w_tap = WT + (tap * C_in).to(tl.int64) * C_out
         o = k0 + tl.arange(0, BLOCK_K)
         o_ok = o < C_out
-        dya = tl.load(gy_row[:, None] + o[None, :].to(tl.int64) * gy_c, mask=src_ok[:, None] & o_ok[None, :],
-                      other=0.0)
-        wt = tl.load(w_tap + c[None, :] * C_out + o[:, None], mask=o_ok[:, None] & c_ok[None, :], other=0.0)
-        acc += _dot(dya, wt, ACC, UPCAST)
+        at = tl.load(a_row[:, None] + o[None, :].to(tl.int64) * a_c, mask=pix_ok[:, None] & o_ok[None, :], other=0.0)
+        wt = tl.load(w_tap + c[None, :].to(tl.int64) * C_out + o[:, None], mask=o_ok[:, None] & c_ok[None, :],
+                     other=0.0)
+        acc += _dot(at, wt, ACC, UPCAST)
+    acc = acc * 4  # A holds the means of dy's 2x2 windows: a quarter of their sums
     ok = pix_ok[:, None] & c_ok[None, :]
     if SPLIT_K == 1:
         gx_pixel = n * gx_n + i.to(tl.int64) * gx_h + j.to(tl.int64) * gx_w
@@ -136,16 +143,14 @@ def _grad_x_kernel(
 
 @triton.jit
 def _grad_weight_kernel(
-    X, GY, PARTIAL,
+    X, A, PARTIAL,
     N, C_in, C_out, H, W, SPLIT_K,
-    x_n, x_c, x_h, x_w, gy_n, gy_c, gy_h, gy_w,
+    x_n, x_c, x_h, x_w, a_n, a_c, a_h, a_w,
     ACC: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_c, pid_o, pid_z = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    phase_tap, split = pid_z % 16, pid_z // 16
-    phase, tap = phase_tap // 4, phase_tap % 4
-    a, b, t, u = phase // 2, phase % 2, tap // 2, tap % 2
+    tap, split = pid_z % 9, pid_z // 9
     c = pid_c * BLOCK_M + tl.arange(0, BLOCK_M)
     o = pid_o * BLOCK_N + tl.arange(0, BLOCK_N)
     c_ok, o_ok = c < C_in, o < C_out
@@ -153,20 +158,18 @@ def _grad_weight_kernel(
     for k0 in range(split * BLOCK_K, N * H * W, SPLIT_K * BLOCK_K):
         pix = k0 + tl.arange(0, BLOCK_K)
         n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
-        ih, iw = i + a - 1 + t, j + b - 1 + u
         pix_ok = pix < N * H * W
-        in_ok = pix_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        x_col = X + n * x_n + ih.to(tl.int64) * x_h + iw.to(tl.int64) * x_w
-        xt = tl.load(x_col[None, :] + c[:, None].to(tl.int64) * x_c, mask=c_ok[:, None] & in_ok[None, :], other=0.0)
-        gy_row = GY + n * gy_n + (2 * i + a).to(tl.int64) * gy_h + (2 * j + b).to(tl.int64) * gy_w
-        dy = tl.load(gy_row[:, None] + o[None, :].to(tl.int64) * gy_c, mask=pix_ok[:, None] & o_ok[None, :], other=0.0)
-        acc += _dot(xt, dy, ACC, UPCAST)
-    out = PARTIAL + ((split * 16 + phase_tap) * C_in).to(tl.int64) * C_out + c[:, None] * C_out + o[None, :]
-    tl.store(out, acc, mask=c_ok[:, None] & o_ok[None, :])
+        x_col = X + n * x_n + i.to(tl.int64) * x_h + j.to(tl.int64) * x_w
+        xt = tl.load(x_col[None, :] + c[:, None].to(tl.int64) * x_c, mask=c_ok[:, None] & pix_ok[None, :], other=0.0)
+        a_row = A + n * a_n + (2 * i + 2 - tap // 3).to(tl.int64) * a_h + (2 * j + 2 - tap % 3).to(tl.int64) * a_w
+        at = tl.load(a_row[:, None] + o[None, :].to(tl.int64) * a_c, mask=pix_ok[:, None] & o_ok[None, :], other=0.0)
+        acc += _dot(xt, at, ACC, UPCAST)
+    out = PARTIAL + ((split * 9 + tap) * C_in).to(tl.int64) * C_out + c[:, None].to(tl.int64) * C_out + o[None, :]
+    tl.store(out, acc * 4, mask=c_ok[:, None] & o_ok[None, :])  # A's means are a quarter of the sums
 
 
-# ---- the weight folding, per (o, c) filter pair ---------------------------------------------------
-# The same sums as fold_taps / unfold_taps in csrc/upsample_conv2d.h: folded taps are sums of taps,
+# ---- the forward's weight folding, per (o, c) filter pair -----------------------------------------
+# The same sums as fold_taps in csrc/cuda/upsample_conv2d_kernel.cu: folded taps are sums of taps,
 # never products with a 0/1 matrix, so an infinite tap folds to ±inf (inf * 0 would be NaN).
 FOLD_BLOCK = 256
 
@@ -176,12 +179,6 @@ def _fold_axis(w0, w1, w2):
     """Taps (w0, w1, w2) along one axis -> folded taps (a, t) in the order (0,0), (0,1), (1,0), (1,1):
     phase 0 sees (w0, w1 + w2), phase 1 sees (w0 + w1, w2)."""
     return w0, w1 + w2, w0 + w1, w2
-
-
-@triton.jit
-def _unfold_axis(g00, g01, g10, g11):
-    """The adjoint of _fold_axis: gradients of the folded taps (a, t) -> of the three taps."""
-    return g00 + g10, g01 + g10, g01 + g11
 
 
 @triton.jit
@@ -221,54 +218,10 @@ def _fold_kernel(WEIGHT, WF, C_in, C_out, ACC: tl.constexpr, BLOCK: tl.constexpr
     _store_folded(WF, 10, pairs, pair, ok, r11_0, r11_1, r11_2)
 
 
-@triton.jit
-def _summed_partial(PARTIAL, slab, pairs, pair, ok, SPLIT_K, ACC: tl.constexpr, BLOCK: tl.constexpr):
-    """One dWf slab of these pairs, its SPLIT_K partials added in split order (deterministic)."""
-    total = tl.zeros((BLOCK,), ACC)
-    for split in range(SPLIT_K):
-        total += tl.load(PARTIAL + (split * 16 + slab) * pairs + pair, mask=ok, other=0.0)
-    return total
-
-
-@triton.jit
-def _unfolded_columns(PARTIAL, slab_ab, pairs, pair, ok, SPLIT_K, ACC: tl.constexpr, BLOCK: tl.constexpr):
-    """Row-folded tap (a, t)'s gradient over the three columns, from its (b, u) slabs: slab_ab = 8a + 2t."""
-    return _unfold_axis(_summed_partial(PARTIAL, slab_ab, pairs, pair, ok, SPLIT_K, ACC, BLOCK),
-                        _summed_partial(PARTIAL, slab_ab + 1, pairs, pair, ok, SPLIT_K, ACC, BLOCK),
-                        _summed_partial(PARTIAL, slab_ab + 4, pairs, pair, ok, SPLIT_K, ACC, BLOCK),
-                        _summed_partial(PARTIAL, slab_ab + 5, pairs, pair, ok, SPLIT_K, ACC, BLOCK))
-
-
-@triton.jit
-def _store_unfolded_column(GW_FILT, column, ok, g00, g01, g10, g11):
-    """Unfolds one column's row-folded gradients (a, t) and stores its three taps."""
-    g0, g1, g2 = _unfold_axis(g00, g01, g10, g11)
-    tl.store(GW_FILT + column, g0.to(GW_FILT.dtype.element_ty), mask=ok)
-    tl.store(GW_FILT + 3 + column, g1.to(GW_FILT.dtype.element_ty), mask=ok)
-    tl.store(GW_FILT + 6 + column, g2.to(GW_FILT.dtype.element_ty), mask=ok)
-
-
-@triton.jit
-def _unfold_grad_kernel(PARTIAL, GW, C_in, C_out, SPLIT_K, ACC: tl.constexpr, BLOCK: tl.constexpr):
-    """dWf partials (SPLIT_K, 16, C_in, C_out) -> d weight (C_out, C_in, 3, 3): the adjoint of
-    _fold_kernel, columns first, then rows."""
-    pair = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    pairs = C_in * C_out
-    ok = pair < pairs
-    c00_0, c00_1, c00_2 = _unfolded_columns(PARTIAL, 0, pairs, pair, ok, SPLIT_K, ACC, BLOCK)
-    c01_0, c01_1, c01_2 = _unfolded_columns(PARTIAL, 2, pairs, pair, ok, SPLIT_K, ACC, BLOCK)
-    c10_0, c10_1, c10_2 = _unfolded_columns(PARTIAL, 8, pairs, pair, ok, SPLIT_K, ACC, BLOCK)
-    c11_0, c11_1, c11_2 = _unfolded_columns(PARTIAL, 10, pairs, pair, ok, SPLIT_K, ACC, BLOCK)
-    filt = GW + ((pair % C_out) * C_in + pair // C_out).to(tl.int64) * 9
-    _store_unfolded_column(filt, 0, ok, c00_0, c01_0, c10_0, c11_0)
-    _store_unfolded_column(filt, 1, ok, c00_1, c01_1, c10_1, c11_1)
-    _store_unfolded_column(filt, 2, ok, c00_2, c01_2, c10_2, c11_2)
-
-
 # The keys hold an input's channel stride (1 for channels_last, H*W for NCHW): the two layouts load
 # tiles so differently that one's best config says nothing about the other's.
 _forward_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "x_c"])(_forward_kernel)
-_grad_x_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "gy_c"])(_grad_x_kernel)
+_grad_x_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "a_c"])(_grad_x_kernel)
 # Each program stores (not adds) its partial tile, so autotuning reruns need no reset.
 _grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "x_c"])(
     _grad_weight_kernel
@@ -301,10 +254,10 @@ def _check_fold_indices(c_in, c_out):
 
 
 def _grad_weight_split(n, c_in, c_out, h, w, device):
-    """SPLIT_K for d weight: enough pixel shares that the 16 phase-tap GEMMs (counted in 64x64
-    tiles) give about four programs per SM, each share at least 1024 pixels, at most 32. Every
-    share keeps a float32 copy of dWf (16 * C_in * C_out), so no more shares than that."""
-    tiles = 16 * cdiv(c_in, 64) * cdiv(c_out, 64)
+    """SPLIT_K for d weight: enough pixel shares that the 9 tap GEMMs (counted in 64x64 tiles)
+    give about four programs per SM, each share at least 1024 pixels, at most 32. Every share
+    keeps a float32 copy of d weight (9 * C_in * C_out), so no more shares than that."""
+    tiles = 9 * cdiv(c_in, 64) * cdiv(c_out, 64)
     wanted = cdiv(4 * multiprocessor_count(device), tiles)
     return max(1, min(wanted, 32, n * h * w // 1024))
 
@@ -338,15 +291,17 @@ def forward(x, weight, bias):
 @on_inputs_device
 def backward(grad_y, x, weight, output_mask):
     """(grad_x, grad_weight, grad_bias); a gradient output_mask does not ask for is empty, not computed."""
-    return (_grad_x(grad_y, x, weight) if output_mask[0] else x.new_empty(0),
-            _grad_weight(grad_y, x, weight) if output_mask[1] else x.new_empty(0),
+    # The means of dy's 2x2 windows, A in the module docstring: one pass, read by both GEMMs.
+    window_means = F.avg_pool2d(grad_y, 2, stride=1, padding=1) if output_mask[0] or output_mask[1] else None
+    return (_grad_x(window_means, x, weight) if output_mask[0] else x.new_empty(0),
+            _grad_weight(window_means, x, weight) if output_mask[1] else x.new_empty(0),
             grad_y.sum(dim=(0, 2, 3)))
 
 
 def _grad_x_split(n, c_in, h, w, device):
     """SPLIT_K for dx: with few pixels (the generator's 8x8 and 16x16 levels) the (pixel, channel)
     tiles of dx are too few to fill the GPU (at 8x8, batch 8, 512 channels: 64 tiles of 64x64 for
-    132 SMs, each a serial loop of 16 * C_out products), so the 16 * C_out steps are split over up
+    132 SMs, each a serial loop of 9 * C_out products), so the 9 * C_out steps are split over up
     to 16 programs per tile, about four programs per SM in all; a power of two, so that few
     values reach the autotuner's key."""
     tiles = cdiv(n * h * w, 64) * cdiv(c_in, 64)
@@ -356,7 +311,7 @@ def _grad_x_split(n, c_in, h, w, device):
     return 1 << (wanted.bit_length() - 1)
 
 
-def _grad_x(grad_y, x, weight):
+def _grad_x(window_means, x, weight):
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
@@ -365,29 +320,28 @@ def _grad_x(grad_y, x, weight):
     # grad_x itself and never touches this argument.
     partial = (torch.empty((split_k, n, h, w, c_in), device=x.device, dtype=accumulation_dtype(x.dtype))
                if split_k > 1 else grad_x)
+    taps = weight.permute(2, 3, 1, 0).contiguous()  # (k, l, c, o): tap (k, l)'s matrix, o contiguous
     _launch(
         _grad_x_kernel, _grad_x_autotuned,
         lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_in, bn), split_k),
-        grad_y, _fold(weight), grad_x, partial, n, c_in, c_out, h, w, split_k, *grad_y.stride(), *grad_x.stride(),
-        **_dtypes(x),
+        window_means, taps, grad_x, partial, n, c_in, c_out, h, w, split_k, *window_means.stride(),
+        *grad_x.stride(), **_dtypes(x),
     )
     if split_k > 1:  # torch.sum's order is fixed for a shape: deterministic
         grad_x.copy_(partial.sum(dim=0).permute(0, 3, 1, 2))
     return grad_x
 
 
-def _grad_weight(grad_y, x, weight):
+def _grad_weight(window_means, x, weight):
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    _check_fold_indices(c_in, c_out)
     split_k = _grad_weight_split(n, c_in, c_out, h, w, x.device)
-    partial = torch.empty((split_k, 16, c_in, c_out), device=x.device, dtype=accumulation_dtype(x.dtype))  # all stored
+    # (split, k, l, c, o), all stored
+    partial = torch.empty((split_k, 3, 3, c_in, c_out), device=x.device, dtype=accumulation_dtype(x.dtype))
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
-        lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 16 * split_k),
-        x, grad_y, partial, n, c_in, c_out, h, w, split_k, *x.stride(), *grad_y.stride(), **_dtypes(x),
+        lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 9 * split_k),
+        x, window_means, partial, n, c_in, c_out, h, w, split_k, *x.stride(), *window_means.stride(), **_dtypes(x),
     )
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
-    _unfold_grad_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](partial, grad_weight, c_in, c_out, split_k,
-                                                          ACC=tl_accumulation_dtype(x.dtype), BLOCK=FOLD_BLOCK)
-    return grad_weight
+    return grad_weight.copy_(partial.sum(dim=0).permute(3, 2, 0, 1))  # a fixed order for a shape: deterministic
