@@ -2,12 +2,12 @@
 
 The case runs twice: once to compile and warm up, then once between torch.cuda.profiler.start()
 and stop(), so that `ncu --profile-from-start off` reports only that call's kernels. The cases
-are those where the GPU runs left the questions open: the CUDA phase convolutions at 32x32 ran
-about 3x slower than cuDNN on 4x the work (is it the 16 weight slabs each block streams from L2 per
-stage, since spread over 4 (forward) and 2 (dx) pixel tiles instead of one, shared-memory
-bandwidth, or the tensor pipes idling?), with cuDNN's kernels for the same call
-beside them, and at 8x8, where the grid splits its source channels over blocks; the
-noise_adain_lrelu kernels at 128x128 planes (67% and 69% of the copy ceiling on the H100 run).
+are those where the GPU runs left the questions open: the CUDA phase convolutions at 32x32 ran about
+3x slower than cuDNN on 4x the work (is it the 16 weight slabs each block streams from L2 per stage,
+since spread over 4 pixel tiles instead of one in the forward, shared-memory bandwidth, or the
+tensor pipes idling?), with cuDNN's kernels for the same call beside them, and at 8x8, where the
+grid splits its source channels over blocks; the noise_adain_lrelu kernels at 128x128 planes (67%
+and 69% of the copy ceiling on the H100 run).
 
     python benchmarks/ncu_run.py CASE     (CUDA only; CASE one of the names in CASES)
     python benchmarks/ncu_run.py --list   (the case names, a line each)

@@ -1,8 +1,8 @@
 """The compiled CUDA kernels' registers, spills, shared-memory loads and vector stores, read from the
 extension's cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
-meant to keep 16 warps per SM (__launch_bounds__: grad_weight_kernel two blocks of 8, phase_conv_kernel one
-of 16), which needs at most 128 registers a thread; a change that pushes them past it spills instead, and
-a large spill would show here first.
+meant to keep 16 warps per SM (__launch_bounds__: grad_weight_kernel and dx's phase_conv_kernel two blocks of
+8, the forward's one of 16), which needs at most 128 registers a thread; a change that pushes them past it
+spills instead, and a large spill would show here first.
 Their operands are staged in shared memory and must be read from there by shared-memory loads
 (LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (see load_shared
 in csrc/cuda/upsample_conv2d_kernel.cu). The kernels' 16-byte vector paths must write whole

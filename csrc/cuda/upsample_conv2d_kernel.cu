@@ -10,17 +10,17 @@
 // where dy_ab[n, o, i, j] = dy[n, o, 2i+a, 2j+b] is one phase of the 2x gradient.
 //
 // The forward and dx are one kernel, phase_conv_kernel: a thread block owns destination
-// channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (for the 16-bit
-// types four in the forward, two in dx) in every destination phase, stages the source tiles with a one-pixel halo
-// (and the 16 folded weight slabs) in shared memory for BK source channels at a time,
-// double-buffered (the next BK channels load through cp.async while these are multiplied), and
-// each of the 16 (phase, tap) terms is a GEMM on a shifted view of a staged tile. The forward
-// thus computes all four output phases from one input tile and writes the interleaved 2x output
-// directly; dx reads the four phases of dy from one tile the same way; grids too small to fill
-// the GPU (few pixels) split the source channels over blocks, whose float partials are then
-// summed. dWf is a reduction over pixels (grad_weight_kernel), split over blocks into float32
-// partials that are summed in a fixed order: deterministic, no atomics; its pixel tiles are
-// double-buffered likewise.
+// channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (four in the
+// forward for the 16-bit types, two for the others, one in dx) in every destination phase,
+// stages the source tiles with a one-pixel halo (and the 16 folded weight slabs) in shared
+// memory for BK source channels at a time, double-buffered (the next BK channels load through
+// cp.async while these are multiplied), and each of the 16 (phase, tap) terms is a GEMM on a
+// shifted view of a staged tile. The forward thus computes all four output phases from one
+// input tile and writes the interleaved 2x output directly; dx reads the four phases of dy from
+// one tile the same way; grids too small to fill the GPU (few pixels) split the source channels
+// over blocks, whose float partials are then summed. dWf is a reduction over pixels
+// (grad_weight_kernel), split over blocks into float32 partials that are summed in a fixed
+// order: deterministic, no atomics; its pixel tiles are double-buffered likewise.
 //
 // phase_conv's fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile
 // row is one fragment column and shifted views are plain pointer offsets into the staged tile.
@@ -40,9 +40,9 @@
 // warp's 64 HMMA, from the barrier on) went from 340 instructions to 164 in the forward, from
 // 499 to 244 in dx and from 332 to 159 in d weight; each source fragment loaded once for the two
 // taps that read it (dx's 244 -> 182: 18 source fragments a stage instead of 32, which ptxas had
-// already merged in the forward); 16-warp blocks of more pixel tiles (PhaseConvTile): the bf16
-// forward's 4 tiles of 32 channels and dx's 2 tiles of 64 instead of one tile of 64 channels load
-// 2.5x and 1.6x less from L2 per multiply-add.
+// already merged in the forward); the bf16 forward's 16-warp blocks of 4 pixel tiles of 32
+// channels (PhaseConvTile), instead of 8-warp blocks of one tile of 64 channels: 2.5x less loaded
+// from L2 per multiply-add.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -376,19 +376,24 @@ __device__ inline Tap tap_of(int q, int k) {
 // Per source channel of a stage a block loads 16 * kBM folded weights and kTiles halo tiles of
 // its source phases, and multiplies 16 * kBM * 64 * kTiles times: the more pixels share a weight
 // stage, the less traffic from L2, which bounds these kernels (Triton's forward, at 64
-// multiply-adds per element loaded, moved 5 TB/s on the H100). The 16-bit kernels run 16 warps,
-// one block per SM: the forward 32 channels of 4 tiles (144 per element; 92 with 2 tiles, 58 with
-// one tile of 64 channels), dx 64 channels of 2 tiles (72; 46 with one). The float32/float64
-// CUDA-core kernels keep 8 warps (their accumulators need up to 255 registers), so half the tiles.
+// multiply-adds per element loaded, moved 5 TB/s on the H100). The 16-bit forward runs 16 warps,
+// one block per SM, on 32 channels of 4 tiles (144 per element; 92 with 2 tiles, 58 with one tile
+// of 64 channels). dx keeps one tile of 64 channels (46): its four source phases make a tile the
+// larger load, and two tiles (72) took 112.5 KiB, past the 99 KiB a block may have on sm_86 and
+// sm_89 (GeForce RTX 30 and 40). The float32/float64 CUDA-core kernels run 8 warps (their
+// accumulators need up to 255 registers), so the forward's 2 tiles; the 16-bit kernels of 8
+// warps run two blocks per SM. Either way the 16-bit kernels keep 16 warps per SM at 128
+// registers a thread.
 template <typename T, int kSrcPhases, int kDstPhases>
 struct PhaseConvTile {
   // Fragments of 32 channels x 8 pixels (one tile row); A the weights [m][k], B the tile [pixel][k].
   using Gemm = GemmShape<32, 8, 32 / int(sizeof(T)), /*kAColMajor=*/false, /*kBRowMajor=*/false>;
   static constexpr int kTapGroups = kDstPhases == 4 ? 1 : 4;
   static constexpr int kHalves = kDstPhases == 4 ? 1 : 2;  // channel fragments per block
-  static constexpr int kTiles = (sizeof(T) == 2 ? 2 : 1) * (kDstPhases == 4 ? 2 : 1);
+  static constexpr int kTiles = kDstPhases == 4 ? (sizeof(T) == 2 ? 4 : 2) : 1;
   static constexpr int kWarps = kDstPhases * kHalves * kTiles * kTapGroups;
   static constexpr int kThreads = kWarps * kWarp;
+  static constexpr int kBlocksPerSM = sizeof(T) == 2 ? 16 / kWarps : 1;
   static constexpr int kBM = kHalves * Gemm::M;  // destination channels per block
   static constexpr int kTH = 8, kTW = Gemm::N;   // a low-resolution pixel tile
   static constexpr int kBK = Gemm::K;
@@ -397,9 +402,10 @@ struct PhaseConvTile {
   // A stage's source: per pixel tile [src phase][halo row][halo col][k].
   static constexpr int kTileElems = kSrcPhases * kHaloPixels * kBK;
   static constexpr int kStageElems = kWeightElems + kTiles * kTileElems;
-  // Two stages (double buffering), whatever T (kBK is 32 bytes): 16-bit forward 56 KiB, dx
-  // 112.5 KiB; float32/float64 forward 44.5 KiB, dx 89 KiB.
+  // Two stages (double buffering), whatever T (kBK is 32 bytes): forward 56 KiB (16-bit) or
+  // 44.5 KiB, dx 89 KiB.
   static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
+  static_assert(kSharedBytes <= 99 * 1024, "the most shared memory a block may have on sm_86 and sm_89");
 };
 
 // Grid: x = kTiles consecutive pixel tiles of the (n, tile row, tile column) order, y = block of
@@ -410,7 +416,8 @@ struct PhaseConvTile {
 // weights, zero-padded to whole blocks, so weight stages are whole 16-byte vectors without
 // bounds checks.
 template <typename scalar_t, int kSrcPhases, int kDstPhases>
-__global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>::kThreads, 1)
+__global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>::kThreads,
+                                  PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>::kBlocksPerSM)
     phase_conv_kernel(const scalar_t* __restrict__ src, Strides src_s, const scalar_t* __restrict__ weights,
                       const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s,
                       at::opmath_type<scalar_t>* __restrict__ partial, int64_t partial_share_offset, int H, int W,
@@ -657,6 +664,7 @@ struct GradWeightTile {
   static constexpr int kStageElems = (kXElems + kDyElems + 128 / int(sizeof(T)) - 1) / (128 / int(sizeof(T))) *
                                      (128 / int(sizeof(T)));
   static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
+  static_assert(kSharedBytes <= 99 * 1024, "the most shared memory a block may have on sm_86 and sm_89");
 };
 
 template <typename scalar_t>
@@ -869,7 +877,7 @@ void check_grid(int64_t blocks, const char* what) {
 
 // Destination (N, M, kScale*H, kScale*W) = phase convolution of the source; see phase_conv_kernel.
 // A grid of fewer blocks than the GPU holds at once (the generator's 8x8 level at batch 8 and 512
-// channels, bf16: 32 blocks for 132 SMs of one block each) leaves SMs idle while each block runs all
+// channels, bf16: 32 forward blocks for 132 SMs of one block each) leaves SMs idle while each block runs all
 // of K, so the source channels are then split into shares, one per block along z, as many as fill
 // the GPU's block slots once (at most 16, at least a stage each), and the shares' float partials
 // are summed afterwards by torch.sum (a fixed order for a shape: deterministic).
@@ -887,7 +895,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     const int64_t blocks_x = (tiles + Tile::kTiles - 1) / Tile::kTiles, blocks_y = slabs.size(1) / Tile::kBM;
     check_grid(blocks_x, "the pixel tiles");
     TORCH_CHECK(blocks_y < 65536, "upsample_conv2d: too many channels (", M, ")");
-    const int64_t slots = multiprocessor_count(src);  // one block per SM (PhaseConvTile)
+    const int64_t slots = Tile::kBlocksPerSM * int64_t(multiprocessor_count(src));
     const int shares =
         int(std::clamp<int64_t>(slots / (blocks_x * blocks_y), 1, std::min<int64_t>(16, slabs.size(2) / Tile::kBK)));
     // Share s's partial sums: samples [s * N, (s + 1) * N) of a float tensor laid out as dst.
