@@ -30,18 +30,19 @@ TOLERANCES = {
 UPSAMPLE_NAMES = ("x", "weight", "bias")
 # (N, C_in, C_out, H, W): partial 8x8 tiles and 16-wide grad-weight tiles, two channel blocks of
 # 64 (dx) or 32 (forward) on either side with a partial one, several K stages with a partial last
-# one, a 1x1 input. The forward's blocks take runs of consecutive pixel tiles (4 in fp16/bf16, 2
-# otherwise): runs across tile rows and samples, and runs cut short by the last tile (45 tiles,
-# the 1x1 input's one). Channel counts that are whole 16-byte vectors in some dtypes only (20,
-# 70), in every dtype (24, 72, 40: channels_last tiles staged in vectors, through cp.async), and
-# none; partial pixel tiles and channel blocks. (3, 24, 40, 20, 33) gives d weight's blocks two or
-# more pixel tiles each, vector-staged, so its double buffering alternates (as the phase
-# convolutions' stages do at 24 and more channels). On the emulation's 16 SMs (16 block slots, 32
-# for the 16-bit dx) the smaller grids split K over blocks (forward, dx): (1, 70, 20, 3, 20) into
-# 5 (16-bit) or 8 and 2 shares, (2, 24, 72, 5, 9) into 2 and 4 or 5, the first shape's 16-bit dx
-# into 2; its other grids do not split. Unsplit grids whose destination channels are whole 16-byte
-# vectors write channels_last a vector at a time: (3, 24, 40, 20, 33) in every dtype (24 or more
-# blocks), (2, 20, 70, 9, 17) in dx for float32 and float64.
+# one, a 1x1 input. The phase convolutions' blocks take runs of consecutive pixel tiles (forward 4
+# in fp16/bf16, 2 otherwise; dx 2): runs across tile rows and samples, and runs cut short by the
+# last tile (45, 3 and 1 tiles). dx reads A, the means of dy's 2x2 windows, whose phase 0 has a
+# row and a column more than the other phases: every shape's last tile row and column read them.
+# Channel counts that are whole 16-byte vectors in some dtypes only (20, 70), in every dtype (24,
+# 72, 40: channels_last tiles staged in vectors, through cp.async), and none; partial pixel tiles
+# and channel blocks. (3, 24, 40, 20, 33) gives d weight's blocks two or more pixel tiles each,
+# vector-staged, so its double buffering alternates (as the phase convolutions' stages do at 24
+# and more channels). On the emulation's 16 SMs (16 forward and 32 dx block slots) the smaller
+# grids split K over blocks (forward, dx): (1, 70, 20, 3, 20) into 5 (16-bit) or 8 and 2 to 5
+# shares, (2, 24, 72, 5, 9) into 2 and 5 to 16, the first shape's dx into 5; its forward does not
+# split. Unsplit grids whose destination channels are whole 16-byte vectors write channels_last a
+# vector at a time: (3, 24, 40, 20, 33) in every dtype and both directions.
 UPSAMPLE_SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (2, 24, 72, 5, 9), (3, 24, 40, 20, 33), (1, 1, 1, 1, 1)]
 
 

@@ -1,8 +1,9 @@
 """The compiled CUDA kernels' registers, spills, shared-memory loads and vector stores, read from the
 extension's cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
-meant to keep 16 warps per SM (__launch_bounds__: grad_weight_kernel and dx's phase_conv_kernel two blocks of
-8, the forward's one of 16), which needs at most 128 registers a thread; a change that pushes them past it
-spills instead, and a large spill would show here first.
+meant to run at a residency set by __launch_bounds__: 16 warps per SM for the forward's phase_conv_kernel (one
+block) and grad_weight_kernel (two blocks of 8), which needs at most 128 registers a thread; dx's
+phase_conv_kernel runs two blocks of 4 warps, as many as its 86 KiB of shared memory allow, with up to 255. A
+change that pushes a kernel past its budget spills instead, and a large spill would show here first.
 Their operands are staged in shared memory and must be read from there by shared-memory loads
 (LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (see load_shared
 in csrc/cuda/upsample_conv2d_kernel.cu). The kernels' 16-byte vector paths must write whole
@@ -35,12 +36,13 @@ def _is_tensor_core_gemm(name):
     return any(k in name for k in GEMM_KERNELS) and any(t in name for t in HALF_TYPES)
 
 
-def test_tensor_core_gemm_kernels_fit_16_warps_per_sm(library):
+def test_tensor_core_gemm_kernels_fit_their_residency(library):
     usage = resource_usage(library)
     checked = {name: regs_stack for name, regs_stack in usage.items() if _is_tensor_core_gemm(name)}
     assert len(checked) == 6, sorted(usage)  # phase_conv (forward, dx) and grad_weight, in fp16 and bf16
     for name, (registers, stack) in checked.items():
-        assert registers <= 128 and stack <= 128, (name, registers, stack)
+        budget = 255 if "ELi4ELi1EE" in name else 128  # dx: phase_conv_kernel<scalar_t, 4, 1>
+        assert registers <= budget and stack <= 128, (name, registers, stack)
 
 
 def test_tensor_core_gemm_kernels_read_shared_memory_with_shared_loads(library):

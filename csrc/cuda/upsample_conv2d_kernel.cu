@@ -1,22 +1,30 @@
-// upsample_conv2d on CUDA: implicit GEMMs in the phase domain, on tensor cores for float16 and
+// upsample_conv2d on CUDA: implicit GEMMs over phase grids, on tensor cores for float16 and
 // bfloat16 (WMMA, float32 accumulation) and on CUDA cores for float32 and float64
 // (exact: no TF32). With Wf[a,b,t,u] the folded weights (2x2 taps per output phase: fold_taps
 // below) and "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
 //
 //   forward  y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u} Σ_c Wf[a,b,t,u][o, c] · x[n, c] shifted by (a-1+t, b-1+u)
-//   dx       dx[n, c, i, j]      = Σ_{a,b,t,u} Σ_o Wf[a,b,t,u][o, c] · dy_ab[n, o] shifted by (1-a-t, 1-b-u)
+//   dx       dx[n, c, i, j]      = 4 Σ_{k,l} Σ_o W[o, c, k, l] · A[n, o, 2i+2-k, 2j+2-l]
 //   dWf      dWf[a,b,t,u][c, o]  = Σ_{n,i,j} x[n, c] shifted by (a-1+t, b-1+u) · dy_ab[n, o, i, j]
 //
-// where dy_ab[n, o, i, j] = dy[n, o, 2i+a, 2j+b] is one phase of the 2x gradient.
+// where dy_ab[n, o, i, j] = dy[n, o, 2i+a, 2j+b] is one phase of the 2x gradient, and A =
+// avg_pool2d(dy, 2, stride=1, padding=1), (2H+1) x (2W+1): the upsampling's adjoint sums conv2d's
+// input gradient over 2x2 blocks, and by linearity those sums move onto dy, so that pixel (i, j)
+// meets tap (k, l) through the mean of dy's window at rows 2i+1-k, 2i+2-k and columns 2j+1-l,
+// 2j+2-l: 9 products per pixel and channel pair, where the phase form of dx takes 16. A holds
+// means, not sums, so that a 16-bit A overflows only where dy does; the 4 is applied in float.
+// A's four phase grids A_ab[i, j] = A[2i+a, 2j+b] (phase 0 of H + 1 rows, phase 1 of H) are dx's
+// source as x is the forward's: tap (k, l) reads phase ((1-k) mod 2, (1-l) mod 2) shifted by
+// (1 if k = 0 else 0, 1 if l = 0 else 0).
 //
 // The forward and dx are one kernel, phase_conv_kernel: a thread block owns destination
 // channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (four in the
-// forward for the 16-bit types, two for the others, one in dx) in every destination phase,
-// stages the source tiles with a one-pixel halo (and the 16 folded weight slabs) in shared
-// memory for BK source channels at a time, double-buffered (the next BK channels load through
-// cp.async while these are multiplied), and each of the 16 (phase, tap) terms is a GEMM on a
+// forward for the 16-bit types, two otherwise and in dx) in every destination phase, stages the
+// source tiles with a one-pixel halo (and the weight slabs: 16 folded ones, dx's 9 taps) in
+// shared memory for BK source channels at a time, double-buffered (the next BK channels load
+// through cp.async while these are multiplied), and each (phase, tap) term is a GEMM on a
 // shifted view of a staged tile. The forward thus computes all four output phases from one
-// input tile and writes the interleaved 2x output directly; dx reads the four phases of dy from
+// input tile and writes the interleaved 2x output directly; dx reads the four phases of A from
 // one tile the same way; grids too small to fill the GPU (few pixels) split the source channels
 // over blocks, whose float partials are then summed. dWf is a reduction over pixels
 // (grad_weight_kernel), split over blocks into float32 partials that are summed in a fixed
@@ -42,7 +50,8 @@
 // taps that read it (dx's 244 -> 182: 18 source fragments a stage instead of 32, which ptxas had
 // already merged in the forward); the bf16 forward's 16-warp blocks of 4 pixel tiles of 32
 // channels (PhaseConvTile), instead of 8-warp blocks of one tile of 64 channels: 2.5x less loaded
-// from L2 per multiply-add.
+// from L2 per multiply-add; dx's 9 taps on A instead of 16 folded ones on dy (1.78x fewer HMMA,
+// 2.1x less loaded from L2 per unit of work).
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -348,62 +357,81 @@ __device__ inline int64_t phase_offset(const Strides& s, int64_t n, int64_t c, i
   return n * s.n + in_sample_offset<kPhases>(s, c, i, j, phase);
 }
 
-// One of the 16 (phase, tap) terms a destination phase sums: which source phase it reads, the
-// shift of its view, and its folded weight slab (a, b, t, u) = 8a + 4b + 2t + u.
-struct Tap {
-  int src_phase, di, dj, slab;
+// A warp's taps, in column groups: the taps of one source phase and column shift, one tap or two
+// whose rows are one apart. The upper tap reads tile rows h + 1 + di for its rows h, the lower one
+// the same rows for its rows h - 1, so each source fragment of the group is loaded once for both.
+struct ColumnGroup {
+  int src_phase, di, dj, upper_slab, lower_slab;
 };
 
-// Forward (kDstPhases 4): destination phase q = (a, b), tap k = (t, u) of x.
-// dx (kDstPhases 1): k = (a, b, t, u), the dy phase (a, b) that read x[i, j] through tap (t, u).
 template <int kDstPhases>
-__device__ inline Tap tap_of(int q, int k) {
-  if constexpr (kDstPhases == 4) {
-    const int a = q >> 1, b = q & 1, t = k >> 1, u = k & 1;
-    return {0, a - 1 + t, b - 1 + u, 4 * q + k};
-  } else {
-    const int a = (k >> 3) & 1, b = (k >> 2) & 1, t = (k >> 1) & 1, u = k & 1;
-    return {k >> 2, 1 - a - t, 1 - b - u, k};
+struct Taps;
+
+// Forward: destination phase q = (a, b), its 2x2 folded taps (t, u) of x, slab (a, b, t, u) =
+// 8a + 4b + 2t + u; a column group per u, t = 0 upper.
+template <>
+struct Taps<4> {
+  static constexpr int kSlabs = 16, kGroups = 2;
+  static constexpr bool paired(int) { return true; }
+  static __device__ ColumnGroup group(int q, int u) {
+    const int a = q >> 1, b = q & 1;
+    return {0, a - 1, b - 1 + u, 4 * q + u, 4 * q + 2 + u};
   }
-}
+};
+
+// dx: the 9 taps (k, l) of the 3x3 filters on A's phases, slab 3k + l. Phase (0, 0) holds k, l in
+// {0, 2}, phase (0, 1) k in {0, 2} and l = 1, phase (1, 0) k = 1 and l in {0, 2}, phase (1, 1)
+// the centre; k = 2 is the upper tap of a pair, k = 0 its lower one.
+template <>
+struct Taps<1> {
+  static constexpr int kSlabs = 9, kGroups = 6;
+  static constexpr bool paired(int g) { return g < 3; }
+  static __device__ ColumnGroup group(int, int g) {
+    switch (g) {
+      case 0: return {0, 0, 0, 8, 2};    // (2, 2) and (0, 2)
+      case 1: return {0, 0, 1, 6, 0};    // (2, 0) and (0, 0)
+      case 2: return {1, 0, 0, 7, 1};    // (2, 1) and (0, 1)
+      case 3: return {2, 0, 0, 5, -1};   // (1, 2)
+      case 4: return {2, 0, 1, 3, -1};   // (1, 0)
+      default: return {3, 0, 0, 4, -1};  // (1, 1)
+    }
+  }
+};
 
 // Tile shapes of phase_conv_kernel for storage type T: BK source channels per stage (16 for the
 // 16-bit types: one WMMA k-step), so every stage is 32 bytes of each weight row. A block owns
 // kTiles pixel tiles of 8x8 and kBM destination channels; its warps are (destination phase,
-// channel half, pixel tile, tap group), each accumulating 32 channels x 64 pixels, all kTH rows
-// of its tile, over a group of 4 taps (the forward's one group holds a phase's 4 taps; dx's 16
-// taps, one phase, split into 4 groups whose partial sums the epilogue adds).
-// Per source channel of a stage a block loads 16 * kBM folded weights and kTiles halo tiles of
-// its source phases, and multiplies 16 * kBM * 64 * kTiles times: the more pixels share a weight
-// stage, the less traffic from L2, which bounds these kernels (Triton's forward, at 64
-// multiply-adds per element loaded, moved 5 TB/s on the H100). The 16-bit forward runs 16 warps,
-// one block per SM, on 32 channels of 4 tiles (144 per element; 92 with 2 tiles, 58 with one tile
-// of 64 channels). dx keeps one tile of 64 channels (46): its four source phases make a tile the
-// larger load, and two tiles (72) took 112.5 KiB, past the 99 KiB a block may have on sm_86 and
-// sm_89 (GeForce RTX 30 and 40). The float32/float64 CUDA-core kernels run 8 warps (their
-// accumulators need up to 255 registers), so the forward's 2 tiles; the 16-bit kernels of 8
-// warps run two blocks per SM. Either way the 16-bit kernels keep 16 warps per SM at 128
-// registers a thread.
+// channel half, pixel tile), each accumulating 32 channels x 64 pixels, all kTH rows of its tile,
+// over all its phase's taps (Taps: the forward's 4, dx's 9).
+// Per source channel of a stage a block loads kSlabs * kBM weights and kTiles halo tiles of its
+// source phases: the more pixels share a weight stage, the less traffic from L2, which bounds
+// these kernels (Triton's forward, at 64 multiply-adds per element loaded, moved 5 TB/s on the
+// H100). The 16-bit forward runs 16 warps, one block per SM, on 32 channels of 4 tiles (144 per
+// element; 58 with one tile of 64 channels); float32/float64, whose CUDA-core accumulators need
+// up to 255 registers, run 8 warps on 2 tiles. dx's four source phases make a tile the larger
+// load: 4 warps on 64 channels of 2 tiles (54 per element, each worth 16/9 of a phase-form one)
+// take 86 KiB, two blocks per SM; every block stays within the 99 KiB a block may have on sm_86
+// and sm_89 (GeForce RTX 30 and 40).
 template <typename T, int kSrcPhases, int kDstPhases>
 struct PhaseConvTile {
   // Fragments of 32 channels x 8 pixels (one tile row); A the weights [m][k], B the tile [pixel][k].
   using Gemm = GemmShape<32, 8, 32 / int(sizeof(T)), /*kAColMajor=*/false, /*kBRowMajor=*/false>;
-  static constexpr int kTapGroups = kDstPhases == 4 ? 1 : 4;
+  static constexpr int kSlabs = Taps<kDstPhases>::kSlabs;
   static constexpr int kHalves = kDstPhases == 4 ? 1 : 2;  // channel fragments per block
-  static constexpr int kTiles = kDstPhases == 4 ? (sizeof(T) == 2 ? 4 : 2) : 1;
-  static constexpr int kWarps = kDstPhases * kHalves * kTiles * kTapGroups;
+  static constexpr int kTiles = kDstPhases == 4 && sizeof(T) == 2 ? 4 : 2;
+  static constexpr int kWarps = kDstPhases * kHalves * kTiles;
   static constexpr int kThreads = kWarps * kWarp;
-  static constexpr int kBlocksPerSM = sizeof(T) == 2 ? 16 / kWarps : 1;
+  static constexpr int kBlocksPerSM = kDstPhases == 4 ? 1 : 2;
   static constexpr int kBM = kHalves * Gemm::M;  // destination channels per block
   static constexpr int kTH = 8, kTW = Gemm::N;   // a low-resolution pixel tile
   static constexpr int kBK = Gemm::K;
   static constexpr int kHaloPixels = (kTH + 2) * (kTW + 2);
-  static constexpr int kWeightElems = 16 * kBM * kBK;  // a stage's weights: [slab][m][k]
+  static constexpr int kWeightElems = kSlabs * kBM * kBK;  // a stage's weights: [slab][m][k]
   // A stage's source: per pixel tile [src phase][halo row][halo col][k].
   static constexpr int kTileElems = kSrcPhases * kHaloPixels * kBK;
   static constexpr int kStageElems = kWeightElems + kTiles * kTileElems;
   // Two stages (double buffering), whatever T (kBK is 32 bytes): forward 56 KiB (16-bit) or
-  // 44.5 KiB, dx 89 KiB.
+  // 44.5 KiB, dx 86 KiB.
   static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
   static_assert(kSharedBytes <= 99 * 1024, "the most shared memory a block may have on sm_86 and sm_89");
 };
@@ -421,23 +449,18 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
     phase_conv_kernel(const scalar_t* __restrict__ src, Strides src_s, const scalar_t* __restrict__ weights,
                       const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s,
                       at::opmath_type<scalar_t>* __restrict__ partial, int64_t partial_share_offset, int H, int W,
-                      int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int64_t tiles, int tiles_h, int tiles_w,
-                      bool src_channels_inner, bool src_vectors, bool dst_channels_inner, bool dst_vectors) {
+                      int src_rows, int src_cols, int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int64_t tiles,
+                      int tiles_h, int tiles_w, bool src_channels_inner, bool src_vectors, bool dst_channels_inner,
+                      bool dst_vectors) {
   using T = typename Native<scalar_t>::type;
   using Tile = PhaseConvTile<T, kSrcPhases, kDstPhases>;
   using acc_t = at::opmath_type<scalar_t>;
   using Mma = WarpMma<T, acc_t, typename Tile::Gemm>;
   constexpr int kTiles = Tile::kTiles, kBM = Tile::kBM, kTH = Tile::kTH, kTW = Tile::kTW, kBK = Tile::kBK;
-  constexpr int kHalves = Tile::kHalves, kTapGroups = Tile::kTapGroups;
-  constexpr int kWarps = Tile::kWarps, kThreads = Tile::kThreads;
+  constexpr int kHalves = Tile::kHalves, kWarps = Tile::kWarps, kThreads = Tile::kThreads;
   constexpr int kFragM = Tile::Gemm::M, kFragN = Tile::Gemm::N;
-  // Each warp's weight fragments serve kTH pixel fragments, its tile's rows. (Splitting dx's rows
-  // over warps instead made each warp load all 16 weight fragments per stage for 2 rows: twice
-  // the shared-memory reads.) A tap group is the 2x2 taps (t, u) of one source phase, 2t + u from
-  // first_tap, which read a 9-row window of the tile: 18 source fragments a stage serve its 32
-  // products.
-  constexpr int kGroupTaps = 16 / kDstPhases / kTapGroups;
-  static_assert(kGroupTaps == 4, "a tap group is one source phase's 2x2 taps");
+  // dx's source is A, the means of dy's 2x2 windows: its sums are 4 times that.
+  constexpr float kSourceScale = kDstPhases == 1 ? 4.0f : 1.0f;
   constexpr int kWeightElems = Tile::kWeightElems, kTileElems = Tile::kTileElems;
   constexpr int kStageElems = Tile::kStageElems;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
@@ -448,13 +471,14 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());
 
   const int warp = threadIdx.x / kWarp;
-  const int q = warp % kDstPhases;                         // destination phase of this warp
-  const int half = warp / kDstPhases % kHalves;            // which kFragM of the block's channels
-  const int sub = warp / (kDstPhases * kHalves) % kTiles;  // which of the block's pixel tiles
-  const int group = warp / (kDstPhases * kHalves * kTiles);  // which taps: kGroupTaps from group * kGroupTaps
-  const int first_tap = kTapGroups == 1 ? 0 : group * kGroupTaps;  // a constant where there is one group
-  // The block's pixel tiles. An odd tile count leaves the last block's second one empty: i_end 0
-  // puts all its rows outside the image, so it stages zeros and writes nothing.
+  const int q = warp % kDstPhases;                    // destination phase of this warp
+  const int half = warp / kDstPhases % kHalves;       // which kFragM of the block's channels
+  const int sub = warp / (kDstPhases * kHalves);      // which of the block's pixel tiles
+  // The block's pixel tiles. A tile count that is not a multiple of kTiles leaves the last block's
+  // last tiles empty: i_end 0 puts all their rows outside the image, so they stage zeros and
+  // write nothing. Kept in shared memory, read where used (the same word for every thread: a
+  // broadcast): in registers, the tiles' coordinates stayed live through the main loop and made
+  // the forward spill.
   struct PixelTile {
     int64_t src_sample, dst_sample;  // offsets of its sample n: n * src_s.n, n * dst_s.n
     int i0, j0, i_end;
@@ -464,23 +488,16 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
     return {n * src_s.n, n * dst_s.n, int(tile / tiles_w % tiles_h) * kTH, int(tile % tiles_w) * kTW,
             tile < tiles ? H : 0};
   };
-  // One tile is kept in registers; more in shared memory, read where used (the same word for every
-  // thread: a broadcast): in registers, two tiles' coordinates stayed live through the main loop
-  // and made the forward spill. (One tile read from shared memory made bf16 dx spill instead.)
-  __shared__ PixelTile shared_tiles[kTiles];
-  const PixelTile only_tile = kTiles == 1 ? decode_tile(blockIdx.x) : PixelTile{};
-  if (kTiles > 1) {
-    if (threadIdx.x < kTiles) shared_tiles[threadIdx.x] = decode_tile(int64_t(blockIdx.x) * kTiles + threadIdx.x);
-    __syncthreads();
-  }
-  const auto pixel_tile = [&](int t) { return kTiles == 1 ? only_tile : shared_tiles[t]; };
+  __shared__ PixelTile pixel_tiles[kTiles];
+  if (threadIdx.x < kTiles) pixel_tiles[threadIdx.x] = decode_tile(int64_t(blockIdx.x) * kTiles + threadIdx.x);
+  __syncthreads();
   const int64_t m0 = int64_t(blockIdx.y) * kBM;
 
   // Starts loading stage s, the kBK channels from s * kBK, into buffer `buf`: the weights, and
   // the source tiles where 16-byte vectors allow (channel_vectors), as asynchronous copies; any
-  // other source element by element, stored before this returns. Halo pixels outside the image
-  // and channels past K are zeros.
-  // Weights: 16 slabs x kBM rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
+  // other source element by element, stored before this returns. Halo pixels outside the source
+  // (src_rows x src_cols) and channels past K are zeros.
+  // Weights: kSlabs slabs x kBM rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
   // Thread t copies vectors t, t + kThreads, ...: the same half of the same row m of every
   // kWeightSlabStep-th slab, so its sources are one pointer and one stride, set up once.
   constexpr int kWeightVectors = kWeightElems / kVec, kWeightSlabStep = kThreads / 2 / kBM;
@@ -504,17 +521,22 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
     const auto src_offset = [&](const PixelTile& tile, int k, int i, int j, int phase) {
       return tile.src_sample + in_sample_offset<kSrcPhases>(src_s, k0 + k, i, j, phase);
     };
+    constexpr int kScale = kSrcPhases == 4 ? 2 : 1;
+    const auto inside = [&](const PixelTile& tile, int k, int i, int j, int phase) {
+      return tile.i_end > 0 && i >= 0 && kScale * i + (phase >> 1) < src_rows && j >= 0 &&
+             kScale * j + (phase & 1) < src_cols && k0 + k < K;
+    };
     if (src_vectors) {
       constexpr int kVecsPerPixel = kBK / kVec;
       for (int e = threadIdx.x; e < kPlanePixels * kVecsPerPixel; e += kThreads) {
         const int k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
         const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
-        const PixelTile tile = pixel_tile(plane / kSrcPhases);
+        const PixelTile tile = pixel_tiles[plane / kSrcPhases];
         const int i = tile.i0 - 1 + hp / (kTW + 2), j = tile.j0 - 1 + hp % (kTW + 2);
-        const bool inside = i >= 0 && i < tile.i_end && j >= 0 && j < W && k0 + k < K;
+        const bool read = inside(tile, k, i, j, phase);
         // Outside: zero-filled, nothing read (src itself stands in as a valid address).
-        __pipeline_memcpy_async(s_stage + pixel * kBK + k, inside ? src + src_offset(tile, k, i, j, phase) : src, 16,
-                                inside ? 0 : 16);
+        __pipeline_memcpy_async(s_stage + pixel * kBK + k, read ? src + src_offset(tile, k, i, j, phase) : src, 16,
+                                read ? 0 : 16);
       }
     } else {
       for (int e = threadIdx.x; e < kPlanePixels * kBK; e += kThreads) {
@@ -525,10 +547,10 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
           pixel = e % kPlanePixels, k = e / kPlanePixels;
         }
         const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
-        const PixelTile tile = pixel_tile(plane / kSrcPhases);
+        const PixelTile tile = pixel_tiles[plane / kSrcPhases];
         const int i = tile.i0 - 1 + hp / (kTW + 2), j = tile.j0 - 1 + hp % (kTW + 2);
         T v{};  // zero bits: 0.0
-        if (i >= 0 && i < tile.i_end && j >= 0 && j < W && k0 + k < K) {
+        if (inside(tile, k, i, j, phase)) {
           v = reinterpret_cast<const T*>(src)[src_offset(tile, k, i, j, phase)];
         }
         s_stage[pixel * kBK + k] = v;
@@ -548,30 +570,29 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
     const T* const w_stage = smem + buf * kStageElems;
     const T* const s_stage = w_stage + kWeightElems + sub * kTileElems;
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      // The group's taps 2t + u: the same column shift, rows one apart. The upper one (the forward's
-      // t = 0, dx's t = 1) reads tile rows h + 1 + upper.di for its rows h, the lower one the same
-      // rows for its rows h - 1, so each of the kTH + 1 source fragments is loaded once for both.
-      const Tap upper = tap_of<kDstPhases>(q, first_tap + (kDstPhases == 4 ? 0 : 2) + u);
-      const Tap lower = tap_of<kDstPhases>(q, first_tap + (kDstPhases == 4 ? 2 : 0) + u);
+    for (int g = 0; g < Taps<kDstPhases>::kGroups; ++g) {
+      // A column group (Taps): the source rows h + 1 + di serve the upper tap's row h and the
+      // lower tap's row h - 1, so a pair's kTH + 1 source fragments are loaded once for both.
+      const bool paired = Taps<kDstPhases>::paired(g);  // a constant once the loop is unrolled
+      const ColumnGroup taps = Taps<kDstPhases>::group(q, g);
       typename Mma::FragA a_upper, a_lower;
-      Mma::load_a(a_upper, w_stage + (upper.slab * kBM + half * kFragM) * kBK, kBK);
-      Mma::load_a(a_lower, w_stage + (lower.slab * kBM + half * kFragM) * kBK, kBK);
+      Mma::load_a(a_upper, w_stage + (taps.upper_slab * kBM + half * kFragM) * kBK, kBK);
+      if (paired) Mma::load_a(a_lower, w_stage + (taps.lower_slab * kBM + half * kFragM) * kBK, kBK);
 #pragma unroll
-      for (int h = 0; h <= kTH; ++h) {
+      for (int h = 0; h < (paired ? kTH + 1 : kTH); ++h) {
         typename Mma::FragB b;
-        Mma::load_b(b, s_stage + ((upper.src_phase * (kTH + 2) + h + 1 + upper.di) * (kTW + 2) + 1 + upper.dj) * kBK,
+        Mma::load_b(b, s_stage + ((taps.src_phase * (kTH + 2) + h + 1 + taps.di) * (kTW + 2) + 1 + taps.dj) * kBK,
                     kBK);
         if (h < kTH) Mma::mma(acc[h], a_upper, b);
-        if (h > 0) Mma::mma(acc[h - 1], a_lower, b);
+        if (paired && h > 0) Mma::mma(acc[h - 1], a_lower, b);
       }
     }
   });
 
   // Epilogue, a tile row at a time: every warp stages its 32 x 8 fragment of the row (the
   // stages are read: double_buffered ended on a barrier), then the block writes the row's kBM
-  // channels x 8 pixels of each destination phase and pixel tile, each the sum of its tap
-  // groups' fragments plus bias, in channel-fastest order for channels_last destinations and
+  // channels x 8 pixels of each destination phase and pixel tile, each its fragment's (times
+  // kSourceScale) plus bias, in channel-fastest order for channels_last destinations and
   // pixel-fastest otherwise (the fragments staged in that order too, so consecutive threads read
   // consecutive words). dst_vectors (channels_last, whole aligned 16-byte vectors of channels,
   // one share): a thread writes kOutVec channels of a pixel with one store, and computes one
@@ -581,18 +602,14 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   acc_t* const scratch = reinterpret_cast<acc_t*>(smem);
   const scalar_t* const share_bias = share == 0 ? bias : nullptr;  // the bias goes into share 0's partial
   // Where channel m (of the block) of pixel px in `phase` of pixel tile s lies in the staged
-  // fragments of the first tap group (the fragment of the warp of that phase, channel half and
-  // tile); the other groups' follow kGroupStride apart.
-  constexpr int kGroupStride = kDstPhases * kHalves * kTiles * kFragElems;
+  // fragments: in the fragment of the warp of that phase, channel half and tile.
   const auto staged = [&](unsigned s, unsigned phase, unsigned m, unsigned px) {
     const unsigned at = dst_channels_inner ? px * kFragM + m % kFragM : m % kFragM * kFragN + px;
     return scratch + (phase + kDstPhases * (m / kFragM + kHalves * s)) * kFragElems + at;
   };
-  const auto value = [&](const acc_t* fragments, int64_t channel) {  // its tap groups' sum plus bias
-    acc_t sum = share_bias != nullptr ? static_cast<acc_t>(share_bias[channel]) : acc_t(0);
-#pragma unroll
-    for (int g = 0; g < kTapGroups; ++g) sum += fragments[g * kGroupStride];
-    return sum;
+  const auto value = [&](const acc_t* fragment, int64_t channel) {
+    const acc_t sum = *fragment * acc_t(kSourceScale);
+    return share_bias != nullptr ? sum + static_cast<acc_t>(share_bias[channel]) : sum;
   };
   // Row outputs a block writes: (pixel tile, phase, pixel, channel), channel (or pixel) fastest.
   constexpr unsigned kRowOutputs = kTiles * kDstPhases * kTW * kBM;
@@ -604,13 +621,13 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
       for (unsigned v = threadIdx.x; v < kRowOutputs / kOutVec; v += kThreads) {
         const unsigned m = v % (kBM / kOutVec) * kOutVec, px = v / (kBM / kOutVec) % kTW;
         const unsigned phase = v / (kBM / kOutVec * kTW) % kDstPhases, s = v / (kBM / kOutVec * kTW * kDstPhases);
-        const PixelTile tile = pixel_tile(s);
+        const PixelTile tile = pixel_tiles[s];
         const int i = tile.i0 + r, j = tile.j0 + int(px);
         if (i < tile.i_end && j < W && m0 + m < M) {
-          const acc_t* const fragments = staged(s, phase, m, px);
+          const acc_t* const fragment = staged(s, phase, m, px);
           Packed<scalar_t, kOutVec> out;
 #pragma unroll
-          for (int l = 0; l < kOutVec; ++l) out.v[l] = static_cast<scalar_t>(value(fragments + l, m0 + m + l));
+          for (int l = 0; l < kOutVec; ++l) out.v[l] = static_cast<scalar_t>(value(fragment + l, m0 + m + l));
           store_packed(dst + tile.dst_sample + in_sample_offset<kDstPhases>(dst_s, m0 + m, i, j, phase), out);
         }
       }
@@ -619,7 +636,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
         const unsigned m = dst_channels_inner ? e % kBM : e / kTW % kBM;  // channel in the block
         const unsigned px = dst_channels_inner ? e / kBM % kTW : e % kTW;
         const unsigned phase = e / (kBM * kTW) % kDstPhases, s = e / (kBM * kTW * kDstPhases);
-        const PixelTile tile = pixel_tile(s);
+        const PixelTile tile = pixel_tiles[s];
         const int i = tile.i0 + r, j = tile.j0 + int(px);
         if (i < tile.i_end && j < W && m0 + m < M) {
           const acc_t sum = value(staged(s, phase, m, px), m0 + m);
@@ -812,20 +829,18 @@ bool channel_vectors(const at::Tensor& t) {
          t.stride(2) % vec == 0 && t.stride(3) % vec == 0;
 }
 
-// Folded weights as 16 slabs (a, b, t, u) of (rows, cols) matrices, zero-padded to (rows_pad,
-// cols_pad): forward rows o, cols c; dx (transposed) rows c, cols o. A thread per padded
-// (row, col) entry folds its filter pair in the accumulation type (fold_taps: sums, so an
-// infinite tap stays infinite) and writes the pair's 16 taps, one per slab; consecutive threads
-// write consecutive columns of a slab.
+// The forward's weights: 16 folded slabs (a, b, t, u) of (o, c) matrices, zero-padded to
+// (rows_pad, cols_pad). A thread per padded (o, c) entry folds its filter pair in the
+// accumulation type (fold_taps: sums, so an infinite tap stays infinite) and writes the pair's
+// 16 taps, one per slab; consecutive threads write consecutive columns of a slab.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     fold_slabs_kernel(const scalar_t* __restrict__ weight, scalar_t* __restrict__ slabs, int64_t C_out,
-                      int64_t C_in, int64_t rows_pad, int64_t cols_pad, bool transposed) {
+                      int64_t C_in, int64_t rows_pad, int64_t cols_pad) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t entry = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, slab_size = rows_pad * cols_pad;
   if (entry >= slab_size) return;
-  const int64_t row = entry / cols_pad, col = entry % cols_pad;
-  const int64_t o = transposed ? col : row, c = transposed ? row : col;
+  const int64_t o = entry / cols_pad, c = entry % cols_pad;
   acc_t folded[16] = {};
   if (o < C_out && c < C_in) {
     acc_t taps[9];
@@ -835,18 +850,26 @@ __global__ void __launch_bounds__(kThreads)
   for (int slab = 0; slab < 16; ++slab) slabs[slab * slab_size + entry] = static_cast<scalar_t>(folded[slab]);
 }
 
-at::Tensor slab_weights(const at::Tensor& weight, bool transposed, int64_t row_block, int64_t col_block) {
+// The weights of phase_conv_kernel, slab-major and zero-padded to whole blocks: the forward's
+// folded (16, C_out, C_in) slabs, dx's 9 taps (k, l) as (C_in, C_out) matrices W[:, :, k, l]ᵀ.
+template <int kDstPhases>
+at::Tensor slab_weights(const at::Tensor& weight, int64_t row_block, int64_t col_block) {
   const int64_t C_out = weight.size(0), C_in = weight.size(1);
-  const int64_t rows_pad = round_up(transposed ? C_in : C_out, row_block);
-  const int64_t cols_pad = round_up(transposed ? C_out : C_in, col_block);
-  at::Tensor slabs = at::empty({16, rows_pad, cols_pad}, weight.options());
-  const at::Tensor w = weight.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "upsample_conv2d_fold_slabs", [&] {
-    launch_kernel(fold_slabs_kernel<scalar_t>, dim3(unsigned((rows_pad * cols_pad + kThreads - 1) / kThreads)),
-                  kThreads, w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in, rows_pad,
-                  cols_pad, transposed);
-  });
-  return slabs;
+  if constexpr (kDstPhases == 1) {
+    at::Tensor slabs = at::zeros({9, round_up(C_in, row_block), round_up(C_out, col_block)}, weight.options());
+    slabs.slice(1, 0, C_in).slice(2, 0, C_out).copy_(weight.permute({2, 3, 1, 0}).reshape({9, C_in, C_out}));
+    return slabs;
+  } else {
+    const int64_t rows_pad = round_up(C_out, row_block), cols_pad = round_up(C_in, col_block);
+    at::Tensor slabs = at::empty({16, rows_pad, cols_pad}, weight.options());
+    const at::Tensor w = weight.contiguous();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "upsample_conv2d_fold_slabs", [&] {
+      launch_kernel(fold_slabs_kernel<scalar_t>, dim3(unsigned((rows_pad * cols_pad + kThreads - 1) / kThreads)),
+                    kThreads, w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in, rows_pad,
+                    cols_pad);
+    });
+    return slabs;
+  }
 }
 
 // d weight from grad_weight_kernel's partials [split][slab][c][o]: a thread per (c, o) pair sums
@@ -875,7 +898,8 @@ void check_grid(int64_t blocks, const char* what) {
               " thread blocks along one grid axis, more than CUDA allows");
 }
 
-// Destination (N, M, kScale*H, kScale*W) = phase convolution of the source; see phase_conv_kernel.
+// Destination (N, M, kScale*H, kScale*W) = the phase_conv_kernel of the source: the forward's
+// (src x) or dx's (src A, the means of dy's 2x2 windows).
 // A grid of fewer blocks than the GPU holds at once (the generator's 8x8 level at batch 8 and 512
 // channels, bf16: 32 forward blocks for 132 SMs of one block each) leaves SMs idle while each block runs all
 // of K, so the source channels are then split into shares, one per block along z, as many as fill
@@ -883,13 +907,13 @@ void check_grid(int64_t blocks, const char* what) {
 // are summed afterwards by torch.sum (a fixed order for a shape: deterministic).
 template <int kSrcPhases, int kDstPhases>
 void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                       at::Tensor& dst, bool transposed) {
+                       at::Tensor& dst) {
   const int64_t N = dst.size(0), M = dst.size(1), K = src.size(1);
   const int H = int(dst.size(2) / (kDstPhases == 4 ? 2 : 1)), W = int(dst.size(3) / (kDstPhases == 4 ? 2 : 1));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "upsample_conv2d_cuda", [&] {
     using Tile = PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>;
     using acc_t = at::opmath_type<scalar_t>;
-    const at::Tensor slabs = slab_weights(weight, transposed, Tile::kBM, Tile::kBK);
+    const at::Tensor slabs = slab_weights<kDstPhases>(weight, Tile::kBM, Tile::kBK);
     const int tiles_h = int((H + Tile::kTH - 1) / Tile::kTH), tiles_w = int((W + Tile::kTW - 1) / Tile::kTW);
     const int64_t tiles = N * tiles_h * tiles_w;
     const int64_t blocks_x = (tiles + Tile::kTiles - 1) / Tile::kTiles, blocks_y = slabs.size(1) / Tile::kBM;
@@ -910,8 +934,8 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                   strides_of(src), slabs.const_data_ptr<scalar_t>(), bias ? bias_c.const_data_ptr<scalar_t>() : nullptr,
                   dst.mutable_data_ptr<scalar_t>(), strides_of(shares > 1 ? partial : dst),
                   shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, shares > 1 ? N * partial.stride(0) : 0, H,
-                  W, K, M, slabs.size(2), slabs.size(1), tiles, tiles_h, tiles_w, channels_inner(src),
-                  channel_vectors(src), channels_inner(dst), shares == 1 && channel_vectors(dst));
+                  W, int(src.size(2)), int(src.size(3)), K, M, slabs.size(2), slabs.size(1), tiles, tiles_h, tiles_w,
+                  channels_inner(src), channel_vectors(src), channels_inner(dst), shares == 1 && channel_vectors(dst));
     if (shares > 1) dst.copy_(partial.view({shares, N, M, dst.size(2), dst.size(3)}).sum(0));
   });
 }
@@ -923,7 +947,7 @@ at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, c
   TORCH_CHECK(H < (int64_t(1) << 30) && W < (int64_t(1) << 30), "upsample_conv2d: x is too large, got ", x.sizes());
   at::Tensor y =
       at::empty({N, C_out, 2 * H, 2 * W}, x.options().memory_format(conv_output_memory_format(x, weight)));
-  if (y.numel() > 0) launch_phase_conv<1, 4>(x, weight, bias, y, /*transposed=*/false);
+  if (y.numel() > 0) launch_phase_conv<1, 4>(x, weight, bias, y);
   return y;
 }
 
@@ -969,7 +993,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
   at::Tensor grad_x = not_computed(x), grad_weight = not_computed(x);
   if (output_mask[0]) {
     grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x)));
-    if (grad_x.numel() > 0) launch_phase_conv<4, 1>(grad_y, weight, std::nullopt, grad_x, /*transposed=*/true);
+    if (grad_x.numel() > 0) {
+      // A: the means of dy's 2x2 windows, (2H + 1) x (2W + 1) (count_include_pad: always 4).
+      const at::Tensor window_means = at::avg_pool2d(grad_y, {2, 2}, {1, 1}, {1, 1});
+      launch_phase_conv<4, 1>(window_means, weight, std::nullopt, grad_x);
+    }
   }
   if (output_mask[1]) {
     grad_weight = x.numel() > 0 && C_out > 0 ? grad_weight_cuda(grad_y, x, C_out) : at::zeros_like(weight);
