@@ -2,8 +2,8 @@
 extension's cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
 meant to run at a residency set by __launch_bounds__: 16 warps per SM for the forward's phase_conv_kernel (one
 block) and grad_weight_kernel (two blocks of 8), which needs at most 128 registers a thread; dx's
-phase_conv_kernel runs two blocks of 4 warps, as many as its 86 KiB of shared memory allow, with up to 255. A
-change that pushes a kernel past its budget spills instead, and a large spill would show here first.
+phase_conv_kernel runs two blocks of 4 warps, as many as its 86 KiB of shared memory allow on an H100, with up
+to 255. A change that pushes a kernel past its budget spills instead, and a large spill would show here first.
 Their operands are staged in shared memory and must be read from there by shared-memory loads
 (LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (see load_shared
 in csrc/cuda/upsample_conv2d_kernel.cu). The kernels' 16-byte vector paths must write whole

@@ -14,8 +14,8 @@
 // 2j+2-l: 9 products per pixel and channel pair, where the phase form of dx takes 16. A holds
 // means, not sums, so that a 16-bit A overflows only where dy does; the 4 is applied in float.
 // A's four phase grids A_ab[i, j] = A[2i+a, 2j+b] (phase 0 of H + 1 rows, phase 1 of H) are dx's
-// source as x is the forward's: tap (k, l) reads phase ((1-k) mod 2, (1-l) mod 2) shifted by
-// (1 if k = 0 else 0, 1 if l = 0 else 0).
+// source as x is the forward's: tap (k, l) reads phase (k mod 2, l mod 2) shifted by (1 if k = 0
+// else 0, 1 if l = 0 else 0).
 //
 // The forward and dx are one kernel, phase_conv_kernel: a thread block owns destination
 // channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (four in the
@@ -142,14 +142,15 @@ __device__ inline void unfold_taps(const T grad_folded[16], T grad[9]) {
 }
 
 constexpr int kWarp = 32;
-constexpr int kWarps = 8;  // grad_weight_kernel's, and the 8 warps of the float32/float64 phase_conv_kernel
+constexpr int kWarps = 8;  // grad_weight_kernel's; its kThreads also make the fold and unfold kernels' blocks
 constexpr int kThreads = kWarps * kWarp;
-// The tensor-core (16-bit) GEMM kernels keep 16 warps resident per SM, at most 128 registers a
-// thread: grad_weight_kernel as two blocks of 8 (__launch_bounds__), phase_conv_kernel as one
-// block of 16 (PhaseConvTile). Left alone, nvcc gave the bf16 forward 168 registers and d weight
-// 244, 8 warps per SM, too few to hide the staging's load latency (single-buffered then). At 128
-// they spill 0 to 80 bytes a thread (tests/test_cuda_resources.py holds them to 128). The
-// float32/float64 CUDA-core paths (exactness, not speed) would spill up to 1.3 KB, so they keep 8.
+// grad_weight_kernel in 16 bits keeps 16 warps resident per SM, two blocks of 8, at most 128
+// registers a thread, as the forward's phase_conv_kernel does in one block of 16 (PhaseConvTile;
+// dx's runs two blocks of 4, as many as its shared memory allows). Left alone, nvcc gave the bf16
+// forward 168 registers and d weight 244, 8 warps per SM, too few to hide the staging's load
+// latency (single-buffered then). At 128 they spill up to 80 bytes a thread
+// (tests/test_cuda_resources.py holds them to 128). The float32/float64 CUDA-core paths
+// (exactness, not speed) would spill up to 1.3 KB, so they keep one block of 8.
 template <typename scalar_t>
 constexpr int kMinBlocksPerSM = sizeof(scalar_t) == 2 ? 2 : 1;
 // The CUDA type with the bits of an ATen scalar type, for WMMA and shared memory.
@@ -440,9 +441,9 @@ struct PhaseConvTile {
 // kBM destination channels, z = share of the source channels (split-K, for grids too small to
 // fill the GPU: launch_phase_conv). With one share a block writes dst; with several each writes
 // its float partial sum (bias in share 0's) to `partial`, laid out as dst with share s's samples
-// at s * N, and the host sums the shares. `weights` is (16, M_pad, K_pad): slab-major folded
-// weights, zero-padded to whole blocks, so weight stages are whole 16-byte vectors without
-// bounds checks.
+// at s * N, and the host sums the shares. `weights` is (kSlabs, M_pad, K_pad), slab-major
+// (slab_weights: the forward's folded ones, dx's taps), zero-padded to whole blocks, so weight
+// stages are whole 16-byte vectors without bounds checks.
 template <typename scalar_t, int kSrcPhases, int kDstPhases>
 __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>::kThreads,
                                   PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>::kBlocksPerSM)
@@ -901,10 +902,10 @@ void check_grid(int64_t blocks, const char* what) {
 // Destination (N, M, kScale*H, kScale*W) = the phase_conv_kernel of the source: the forward's
 // (src x) or dx's (src A, the means of dy's 2x2 windows).
 // A grid of fewer blocks than the GPU holds at once (the generator's 8x8 level at batch 8 and 512
-// channels, bf16: 32 forward blocks for 132 SMs of one block each) leaves SMs idle while each block runs all
-// of K, so the source channels are then split into shares, one per block along z, as many as fill
-// the GPU's block slots once (at most 16, at least a stage each), and the shares' float partials
-// are summed afterwards by torch.sum (a fixed order for a shape: deterministic).
+// channels, bf16: 32 forward blocks for 132 SMs of one block each) leaves SMs idle while each
+// block runs all of K, so the source channels are then split into shares, one per block along z,
+// as many as fill the GPU's block slots once (at most 16, at least a stage each), and the shares'
+// float partials are summed afterwards by torch.sum (a fixed order for a shape: deterministic).
 template <int kSrcPhases, int kDstPhases>
 void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        at::Tensor& dst) {
