@@ -343,5 +343,6 @@ def _grad_weight(window_means, x, weight):
         lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 9 * split_k),
         x, window_means, partial, n, c_in, c_out, h, w, split_k, *x.stride(), *window_means.stride(), **_dtypes(x),
     )
+    summed = partial[0] if split_k == 1 else partial.sum(dim=0)  # a fixed order for a shape: deterministic
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
-    return grad_weight.copy_(partial.sum(dim=0).permute(3, 2, 0, 1))  # a fixed order for a shape: deterministic
+    return grad_weight.copy_(summed.permute(3, 2, 0, 1))
