@@ -6,6 +6,8 @@
   mean/variance, not from the package's eager backend.
 """
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -99,6 +101,29 @@ def upsample_conv2d_reference(x, weight, bias=None):
     """Nearest 2x by repeat_interleave, then a 3x3 convolution with zero padding 1."""
     upsampled = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     return F.conv2d(upsampled, weight, bias, padding=1)
+
+
+def assert_grad_weight_skips_the_padding(grad_weight_of, x, weight, grad_tol):
+    """grad_weight_of(grad_y) -> upsample_conv2d's weight gradient sums over x's pixels only, the
+    zero padding skipped (as oneDNN's float32 convolution does; its float64 one multiplies it), so
+    a non-finite dy on the border meets no 0. With +inf in dy's last row for output channel 3 and
+    -inf in its last column for channel 5: the taps of filter row 2 (column 2) read that row
+    (column) only where x is padding, so channel 3's row-2 taps (5's column-2 taps) are those of
+    the same dy without its infinities; every other tap of the two is non-finite; the rest of the
+    gradient is as before."""
+    n, _, h, w = x.shape
+    grad_y = torch.randn(n, weight.shape[0], 2 * h, 2 * w, dtype=x.dtype).to(x.device)
+    with_inf = grad_y.clone()
+    with_inf[:, 3, -1, :] = math.inf
+    with_inf[:, 5, :, -1] = -math.inf
+    finite_dy = with_inf.nan_to_num(posinf=0.0, neginf=0.0)
+    got = grad_weight_of(with_inf).cpu()
+    wide = x.detach().cpu().double(), weight.detach().cpu().double().requires_grad_()
+    want = torch.autograd.grad(upsample_conv2d_reference(*wide), wide[1], finite_dy.cpu().double())[0]
+    non_finite = torch.zeros(weight.shape, dtype=torch.bool)
+    non_finite[3, :, :2, :] = non_finite[5, :, :, :2] = True
+    assert torch.equal(~got.isfinite(), non_finite)
+    assert rel_l2(got[~non_finite], want[~non_finite]) < grad_tol
 
 
 class OpCalls(TorchDispatchMode):

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 import torch.utils.cpp_extension
 
-from reference import LAYOUTS, assert_matches_reference, noise_adain_lrelu_reference, rel_l2, upsample_conv2d_reference
+from reference import (LAYOUTS, assert_grad_weight_skips_the_padding, assert_matches_reference,
+                       noise_adain_lrelu_reference, rel_l2, upsample_conv2d_reference)
 
 HERE = pathlib.Path(__file__).parent / "cuda_emulation"
 # dtype: (reference dtype, forward tolerance, gradient tolerance) from DESIGN.md §3.
@@ -272,3 +273,18 @@ def test_infinite_weight_tap_folds_to_inf(emulated, dtype):
     y_ref = upsample_conv2d_reference(x, weight)[..., 1:-1, 1:-1]
     assert y.isinf().any() and torch.equal(y.isinf(), y_ref.isinf()) and torch.equal(y.isnan(), y_ref.isnan())
 
+
+
+# d weight sums over x's pixels only: its tiles' overhanging rows and columns (9 = 2 x 4 + 1 rows,
+# 17 = 16 + 1 columns in the 16-bit types; whole tiles at 8 x 16) meet none of A's border values.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 20, 70, 9, 17), (1, 24, 40, 8, 16)], ids=str)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_grad_weight_skips_the_padding(emulated, dtype, shape, memory_format):
+    n, c_in, c_out, h, w = shape
+    x = torch.randn(n, c_in, h, w, dtype=dtype).contiguous(memory_format=memory_format)
+    weight = torch.randn(c_out, c_in, 3, 3, dtype=dtype)
+    assert_grad_weight_skips_the_padding(
+        lambda dy: emulated.upsample_conv2d_backward(dy.contiguous(memory_format=memory_format), x, weight,
+                                                     [False, True])[1],
+        x, weight, TOLERANCES[dtype][2])

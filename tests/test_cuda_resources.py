@@ -1,9 +1,10 @@
 """The compiled CUDA kernels' registers, spills, shared-memory loads and vector stores, read from the
 extension's cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
-meant to run at a residency set by __launch_bounds__: 16 warps per SM for the forward's phase_conv_kernel (one
-block) and grad_weight_kernel (two blocks of 8), which needs at most 128 registers a thread; dx's
-phase_conv_kernel runs two blocks of 4 warps, as many as its 86 KiB of shared memory allow on an H100, with up
-to 255. A change that pushes a kernel past its budget spills instead, and a large spill would show here first.
+meant to run at a residency set by __launch_bounds__: the forward's phase_conv_kernel one block of 16 warps
+per SM, at most 128 registers a thread (it spills a few bytes, reloaded in its staging part); dx's
+phase_conv_kernel two blocks of 4 warps, as many as its 86 KiB of shared memory allow on an H100, up to
+255; grad_weight_kernel two blocks of 6 warps, up to 168. A change that pushes a kernel past its budget
+spills instead, and a spill would show here first: dx and d weight spill nothing.
 Their operands are staged in shared memory and must be read from there by shared-memory loads
 (LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (see load_shared
 in csrc/cuda/upsample_conv2d_kernel.cu). The kernels' 16-byte vector paths must write whole
@@ -41,8 +42,13 @@ def test_tensor_core_gemm_kernels_fit_their_residency(library):
     checked = {name: regs_stack for name, regs_stack in usage.items() if _is_tensor_core_gemm(name)}
     assert len(checked) == 6, sorted(usage)  # phase_conv (forward, dx) and grad_weight, in fp16 and bf16
     for name, (registers, stack) in checked.items():
-        budget = 255 if "ELi4ELi1EE" in name else 128  # dx: phase_conv_kernel<scalar_t, 4, 1>
-        assert registers <= budget and stack <= 128, (name, registers, stack)
+        if "grad_weight_kernel" in name:
+            budget = (168, 0)
+        elif "ELi4ELi1EE" in name:  # dx: phase_conv_kernel<scalar_t, 4, 1>
+            budget = (255, 0)
+        else:
+            budget = (128, 128)
+        assert registers <= budget[0] and stack <= budget[1], (name, registers, stack)
 
 
 def test_tensor_core_gemm_kernels_read_shared_memory_with_shared_loads(library):

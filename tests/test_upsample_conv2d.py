@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import stylegan_ops as so
 from stylegan_ops.bench import saved_bytes
 from conftest import cpu_backend_or_skip
-from reference import (LAYOUTS, OpCalls, assert_matches_reference, assert_never_waits_for_gpu, output_and_grads, rel_l2,
-                       upsample_conv2d_reference)
+from reference import (LAYOUTS, OpCalls, assert_grad_weight_skips_the_padding, assert_matches_reference,
+                       assert_never_waits_for_gpu, output_and_grads, rel_l2, upsample_conv2d_reference)
 
 OP = "upsample_conv2d"
 ALL_BACKENDS = ["eager", "native", "triton"]
@@ -68,6 +68,24 @@ def test_non_finite_inputs_propagate_as_in_eager(backend, dtype, tol, where, val
     if backend == "native" or not (where == "x" and math.isinf(value)):
         assert torch.equal(out.isnan(), ref.isnan())
     assert rel_l2(out[finite], ref[finite]) < tol
+
+
+def _grad_weight_of(x, weight, backend):
+    """dy -> d weight through the public function and autograd."""
+    def grad_weight_of(grad_y):
+        w = weight.detach().requires_grad_()
+        return torch.autograd.grad(so.upsample_conv2d(x, w, backend=backend), w, grad_y)[0]
+    return grad_weight_of
+
+
+# The kernels' d weight sums over x's pixels only; eager's depends on its convolution (oneDNN skips
+# the padding in float32, not in float64).
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy, in the Triton interpreter
+def test_grad_weight_skips_the_padding(backend):
+    if backend == "eager":
+        pytest.skip("eager's convolution decides")
+    x, weight, _ = make_inputs(2, 3, 8, 5, 7, dtype=torch.float32)
+    assert_grad_weight_skips_the_padding(_grad_weight_of(x, weight, backend), x, weight, 1e-4)
 
 
 GOOD = dict(zip(["x", "weight", "bias"], make_inputs(dtype=torch.float32)))
@@ -448,6 +466,16 @@ def test_gpu_infinite_weight_tap(gpu_backend):
     out = so.upsample_conv2d(x.cuda(), weight.cuda(), bias.cuda(), backend=gpu_backend).cpu()[..., 1:-1, 1:-1]
     ref = upsample_conv2d_reference(x.double(), weight.double(), bias.double())[..., 1:-1, 1:-1]
     assert out.isinf().any() and torch.equal(out.isinf(), ref.isinf()) and torch.equal(out.isnan(), ref.isnan())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+@pytest.mark.parametrize("dtype,grad_tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)], ids=str)
+def test_gpu_grad_weight_skips_the_padding(gpu_backend, dtype, grad_tol):
+    """As test_grad_weight_skips_the_padding, at sizes that leave the CUDA kernel's tiles overhanging."""
+    x, weight, _ = make_inputs(2, 70, 66, 9, 17, dtype=dtype)
+    x, weight = (t.cuda().contiguous(memory_format=torch.channels_last) for t in (x, weight))
+    assert_grad_weight_skips_the_padding(_grad_weight_of(x, weight, gpu_backend), x, weight, grad_tol)
 
 
 # Odd sizes on the GPU: partial tiles and channel blocks, 1x1 inputs, C not a multiple of 8 or 64.

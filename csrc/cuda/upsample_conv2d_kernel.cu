@@ -5,17 +5,16 @@
 //
 //   forward  y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u} Σ_c Wf[a,b,t,u][o, c] · x[n, c] shifted by (a-1+t, b-1+u)
 //   dx       dx[n, c, i, j]      = 4 Σ_{k,l} Σ_o W[o, c, k, l] · A[n, o, 2i+2-k, 2j+2-l]
-//   dWf      dWf[a,b,t,u][c, o]  = Σ_{n,i,j} x[n, c] shifted by (a-1+t, b-1+u) · dy_ab[n, o, i, j]
+//   dW       dW[o, c, k, l]      = 4 Σ_{n,i,j} x[n, c, i, j] · A[n, o, 2i+2-k, 2j+2-l]
 //
-// where dy_ab[n, o, i, j] = dy[n, o, 2i+a, 2j+b] is one phase of the 2x gradient, and A =
-// avg_pool2d(dy, 2, stride=1, padding=1), (2H+1) x (2W+1): the upsampling's adjoint sums conv2d's
-// input gradient over 2x2 blocks, and by linearity those sums move onto dy, so that pixel (i, j)
-// meets tap (k, l) through the mean of dy's window at rows 2i+1-k, 2i+2-k and columns 2j+1-l,
-// 2j+2-l: 9 products per pixel and channel pair, where the phase form of dx takes 16. A holds
-// means, not sums, so that a 16-bit A overflows only where dy does; the 4 is applied in float.
-// A's four phase grids A_ab[i, j] = A[2i+a, 2j+b] (phase 0 of H + 1 rows, phase 1 of H) are dx's
-// source as x is the forward's: tap (k, l) reads phase (k mod 2, l mod 2) shifted by (1 if k = 0
-// else 0, 1 if l = 0 else 0).
+// where A = avg_pool2d(dy, 2, stride=1, padding=1), (2H+1) x (2W+1): the upsampling's adjoint sums
+// conv2d's input gradient over 2x2 blocks, and by linearity those sums move onto dy, so that pixel
+// (i, j) meets tap (k, l) through the mean of dy's window at rows 2i+1-k, 2i+2-k and columns
+// 2j+1-l, 2j+2-l: 9 products per pixel and channel pair in either gradient, where the phase form
+// takes 16. A holds means, not sums, so that a 16-bit A overflows only where dy does; the 4 is
+// applied in float. A's four phase grids A_ab[i, j] = A[2i+a, 2j+b] (phase 0 of H + 1 rows, phase
+// 1 of H) are dx's source as x is the forward's: tap (k, l) reads phase (k mod 2, l mod 2) shifted
+// by (1 if k = 0 else 0, 1 if l = 0 else 0).
 //
 // The forward and dx are one kernel, phase_conv_kernel: a thread block owns destination
 // channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (four in the
@@ -26,9 +25,10 @@
 // shifted view of a staged tile. The forward thus computes all four output phases from one
 // input tile and writes the interleaved 2x output directly; dx reads the four phases of A from
 // one tile the same way; grids too small to fill the GPU (few pixels) split the source channels
-// over blocks, whose float partials are then summed. dWf is a reduction over pixels
-// (grad_weight_kernel), split over blocks into float32 partials that are summed in a fixed
-// order: deterministic, no atomics; its pixel tiles are double-buffered likewise.
+// over blocks, whose float partials are then summed. dW is a reduction over pixels
+// (grad_weight_kernel: the three taps of one filter column a block), split over blocks into
+// float32 partials that are summed in a fixed order: deterministic, no atomics; its pixel tiles
+// are double-buffered likewise.
 //
 // phase_conv's fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile
 // row is one fragment column and shifted views are plain pointer offsets into the staged tile.
@@ -51,7 +51,9 @@
 // already merged in the forward); the bf16 forward's 16-warp blocks of 4 pixel tiles of 32
 // channels (PhaseConvTile), instead of 8-warp blocks of one tile of 64 channels: 2.5x less loaded
 // from L2 per multiply-add; dx's 9 taps on A instead of 16 folded ones on dy (1.78x fewer HMMA,
-// 2.1x less loaded from L2 per unit of work).
+// 2.1x less loaded from L2 per unit of work); d weight's likewise (9/16 of the HMMA, 0.91 of the
+// traffic, no unfold kernel; 142 registers and no spills where the bf16 phase form had 128 and 80
+// bytes of spills).
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -62,6 +64,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 
 #include "../upsample_conv2d.h"
 #include "packed.h"
@@ -91,14 +94,6 @@ __device__ inline void fold_axis(const T w[3], T folded[2][2]) {
   folded[1][1] = w[2];
 }
 
-// Its adjoint (A_0ᵀ g_0 + A_1ᵀ g_1): gradient of the four (a, t) folded taps -> the three taps.
-template <typename T>
-__device__ inline void unfold_axis(const T grad_folded[2][2], T grad[3]) {
-  grad[0] = grad_folded[0][0] + grad_folded[1][0];
-  grad[1] = grad_folded[0][1] + grad_folded[1][0];
-  grad[2] = grad_folded[0][1] + grad_folded[1][1];
-}
-
 // w[3k + l] (row k, column l) -> folded[8a + 4b + 2t + u]: rows folded first, then columns.
 template <typename T>
 __device__ inline void fold_taps(const T w[9], T folded[16]) {
@@ -120,39 +115,9 @@ __device__ inline void fold_taps(const T w[9], T folded[16]) {
   }
 }
 
-// The adjoint of fold_taps, in the reverse order: columns, then rows.
-template <typename T>
-__device__ inline void unfold_taps(const T grad_folded[16], T grad[9]) {
-  T rows[2][2][3];  // (a, t, l)
-  for (int a = 0; a < 2; ++a) {
-    for (int t = 0; t < 2; ++t) {
-      T g[2][2];
-      for (int b = 0; b < 2; ++b)
-        for (int u = 0; u < 2; ++u) g[b][u] = grad_folded[8 * a + 4 * b + 2 * t + u];
-      unfold_axis(g, rows[a][t]);
-    }
-  }
-  for (int l = 0; l < 3; ++l) {
-    T g[2][2], column[3];
-    for (int a = 0; a < 2; ++a)
-      for (int t = 0; t < 2; ++t) g[a][t] = rows[a][t][l];
-    unfold_axis(g, column);
-    for (int k = 0; k < 3; ++k) grad[3 * k + l] = column[k];
-  }
-}
-
 constexpr int kWarp = 32;
-constexpr int kWarps = 8;  // grad_weight_kernel's; its kThreads also make the fold and unfold kernels' blocks
-constexpr int kThreads = kWarps * kWarp;
-// grad_weight_kernel in 16 bits keeps 16 warps resident per SM, two blocks of 8, at most 128
-// registers a thread, as the forward's phase_conv_kernel does in one block of 16 (PhaseConvTile;
-// dx's runs two blocks of 4, as many as its shared memory allows). Left alone, nvcc gave the bf16
-// forward 168 registers and d weight 244, 8 warps per SM, too few to hide the staging's load
-// latency (single-buffered then). At 128 they spill up to 80 bytes a thread
-// (tests/test_cuda_resources.py holds them to 128). The float32/float64 CUDA-core paths
-// (exactness, not speed) would spill up to 1.3 KB, so they keep one block of 8.
-template <typename scalar_t>
-constexpr int kMinBlocksPerSM = sizeof(scalar_t) == 2 ? 2 : 1;
+// The blocks of the elementwise kernels (the forward's fold, d weight's sum over splits).
+constexpr int kElementwiseThreads = 256;
 // The CUDA type with the bits of an ATen scalar type, for WMMA and shared memory.
 template <typename T>
 struct Native {
@@ -654,114 +619,147 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   }
 }
 
-// ---- dWf: grad_weight_kernel -------------------------------------------------------------------
-// Block: 64 channels c of x x 64 channels o of dy, one phase (a, b), its four taps (one per warp
-// pair), over its share of the pixel tiles (kRows rows x 16 columns; a tile row is one 16-pixel
-// k-step). C[c][o] += A[c][pixel] (x shifted) · B[pixel][o] (dy), both read from pixel-major
-// tiles, [pixel][c] and [pixel][o]: channels contiguous, as channels_last stores them, so that
-// 16-byte vectors of either go straight to shared memory through cp.async, double-buffered (the
-// next tile loads while this one is multiplied). m16n16k16 fragments, because a fragment's
-// pointer must be 32-byte aligned and here both operands step along channels: 16 of them.
-// Writes float partials [split][slab][c][o].
+// ---- dW: grad_weight_kernel --------------------------------------------------------------------
+// dW[o, c, k, l] = 4 Σ_{n,i,j} x[n, c, i, j] · A[n, o, 2i+2-k, 2j+2-l]: tap (k, l) multiplies x
+// with A's phase (k mod 2, l mod 2) shifted by (1 if k = 0, 1 if l = 0), as in dx.
+// Block: 64 channels c of x x 64 channels o of A, one filter column l and its three taps k (a warp
+// pair each, one warp per 32 channels c), over its share of the pixel tiles (kRows rows x 16
+// columns; a tile row is one 16-pixel k-step). C_k[c][o] += X[c][pixel] · A_k[pixel][o], both read
+// from pixel-major tiles, [pixel][c] and [pixel][o]: channels contiguous, as channels_last stores
+// them, so that 16-byte vectors of either go straight to shared memory through cp.async,
+// double-buffered (the next tile loads while this one is multiplied). A's tile is the block's
+// column phase l mod 2, shifted by its column shift, in both row phases: phase 0's rows i0 ..
+// i0 + kRows (tap 2 reads them from tile row r on, tap 0 from r + 1), phase 1's rows i0 .. i0 +
+// kRows - 1 (tap 1). x's tile needs no halo: every shift is A's.
+// Only pixels of x are summed, the zero padding skipped (as the CPU kernel and Triton's do, and
+// eager's float32 oneDNN convolution), so a non-finite dy on the border meets no 0: A's tile is
+// zero in the columns past x's last one (the column shift is the block's own), and tile rows past
+// x's last one are skipped, a whole k-step (block-uniform): A's phase 0 row H is tap 0's for x's
+// row H - 1 and would be tap 2's for row H.
+// m16n16k16 fragments, because a fragment's pointer must be 32-byte aligned and here both
+// operands step along channels: 16 of them. Per pixel a block loads its 64 channels of x and
+// (2 kRows + 1) / kRows times its 64 of A (2.25 in 16 bits): a pixel tile's three blocks load 9.75
+// elements per pixel and channel for its 9 taps, where the phase form's four blocks (x with its
+// halo, one phase of dy) loaded 10.75 for 16 folded taps: 9/16 of the HMMA for 0.91 of the traffic.
+// Writes float partials [split][tap 3k + l][c][o], the 4 applied.
 template <typename T>
 struct GradWeightTile {
   using Gemm = GemmShape<16, 16, 16, /*kAColMajor=*/true, /*kBRowMajor=*/true>;
-  static constexpr int kBC = 64, kBO = 64;          // x channels, dy channels per block
-  static constexpr int kTW = Gemm::K;                // pixels per tile row: one k-step
-  static constexpr int kRows = 8 / int(sizeof(T));   // tile rows: same shared memory for every T
-  static constexpr int kHaloW = kTW + 2;
+  static constexpr int kBC = 64, kBO = 64;  // x channels, A channels per block
+  static constexpr int kTaps = 3;           // a filter column's
+  static constexpr int kWarps = 2 * kTaps, kThreads = kWarps * kWarp;
+  static constexpr int kTW = Gemm::K;               // pixels per tile row: one k-step
+  static constexpr int kRows = 8 / int(sizeof(T));  // tile rows: about the same shared memory for every T
+  static constexpr int kARows = 2 * kRows + 1;      // A's tile rows: phase 0's kRows + 1, phase 1's kRows
   // Shared-memory rows (a pixel's channels) are padded by 32 bytes: unpadded, they are 128 bytes
   // apart, so the 8 rows a fragment load reads at once all fall on the same 4 banks (an 8-way
   // conflict); at 160 bytes they spread over all 32 banks (2-way), and rows stay 32-byte aligned,
   // as WMMA needs.
   static constexpr int kPad = 32 / int(sizeof(T));
-  static constexpr int kXLd = kBC + kPad, kDyLd = kBO + kPad;
-  static constexpr int kXElems = (kRows + 2) * kHaloW * kXLd;  // [halo row][halo col][c]
-  static constexpr int kDyElems = kRows * kTW * kDyLd;         // [row][col][o]
-  // A stage (x tile, then dy tile) rounded up to 128 bytes; two of them.
-  static constexpr int kStageElems = (kXElems + kDyElems + 128 / int(sizeof(T)) - 1) / (128 / int(sizeof(T))) *
+  static constexpr int kXLd = kBC + kPad, kALd = kBO + kPad;
+  static constexpr int kXElems = kRows * kTW * kXLd;    // [row][col][c]
+  static constexpr int kAElems = kARows * kTW * kALd;   // [phase 0 rows, phase 1 rows][col][o]
+  // A stage (x tile, then A's) rounded up to 128 bytes; two of them: 65 KiB (16-bit types), 63
+  // KiB (float32), 68 KiB (float64).
+  static constexpr int kStageElems = (kXElems + kAElems + 128 / int(sizeof(T)) - 1) / (128 / int(sizeof(T))) *
                                      (128 / int(sizeof(T)));
   static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
   static_assert(kSharedBytes <= 99 * 1024, "the most shared memory a block may have on sm_86 and sm_89");
+  // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 142 and spills
+  // nothing (tests/test_cuda_resources.py). Three (18 warps, 195 KiB of the H100's 228 KiB) would
+  // cap it at 96 (16384 registers per SM quarter over 5 warps), where it spilled 48 bytes, reloaded
+  // 15 times a stage. The float32/float64 CUDA-core paths (exactness, not speed) need up to 255
+  // registers: one block.
+  static constexpr int kBlocksPerSM = sizeof(T) == 2 ? 2 : 1;
 };
 
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
-    grad_weight_kernel(const scalar_t* __restrict__ x, Strides x_s, const scalar_t* __restrict__ grad_y,
-                       Strides gy_s, at::opmath_type<scalar_t>* __restrict__ partial, int H, int W, int64_t C_in,
+__global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type>::kThreads,
+                                  GradWeightTile<typename Native<scalar_t>::type>::kBlocksPerSM)
+    grad_weight_kernel(const scalar_t* __restrict__ x, Strides x_s, const scalar_t* __restrict__ window_means,
+                       Strides a_s, at::opmath_type<scalar_t>* __restrict__ partial, int H, int W, int64_t C_in,
                        int64_t C_out, int64_t tiles, int tiles_h, int tiles_w, int splits, bool x_channels_inner,
-                       bool x_vectors, bool gy_channels_inner, bool gy_vectors) {
+                       bool x_vectors, bool a_channels_inner, bool a_vectors) {
   using T = typename Native<scalar_t>::type;
   using Tile = GradWeightTile<T>;
   using Gemm = typename Tile::Gemm;
   using acc_t = at::opmath_type<scalar_t>;
   using Mma = WarpMma<T, acc_t, Gemm>;
-  constexpr int kBC = Tile::kBC, kBO = Tile::kBO, kTW = Tile::kTW, kRows = Tile::kRows, kHaloW = Tile::kHaloW;
-  constexpr int kXLd = Tile::kXLd, kDyLd = Tile::kDyLd;  // leading dimensions of the tiles
-  constexpr int kHaloPixels = (kRows + 2) * kHaloW, kPixels = kRows * kTW;
+  constexpr int kBC = Tile::kBC, kBO = Tile::kBO, kTW = Tile::kTW, kRows = Tile::kRows, kTaps = Tile::kTaps;
+  constexpr int kXLd = Tile::kXLd, kALd = Tile::kALd;  // leading dimensions of the tiles
+  constexpr int kThreads = Tile::kThreads, kPixels = kRows * kTW, kAPixels = Tile::kARows * kTW;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
   constexpr int kCFrags = kBC / 2 / Gemm::M, kOFrags = kBO / Gemm::N;  // per warp: 32 channels c, all 64 o
   constexpr int kFragElems = Gemm::M * Gemm::N;
-  static_assert(kWarps * kFragElems * sizeof(acc_t) <= Tile::kStageElems * sizeof(T), "epilogue scratch");
+  static_assert(Tile::kWarps * kFragElems * sizeof(acc_t) <= Tile::kStageElems * sizeof(T), "epilogue scratch");
   T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());  // two stages; the first is the epilogue's scratch
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const int tap = warp % 4, half = warp / 4;  // tap (t, u) and which 32 of the 64 x channels
-  const int phase = blockIdx.z % 4, split = blockIdx.z / 4;
-  const int a = phase >> 1, b = phase & 1, di = a - 1 + (tap >> 1), dj = b - 1 + (tap & 1);
+  const int k = warp % kTaps, half = warp / kTaps;  // filter row k, which 32 of the 64 x channels
+  const int l = blockIdx.z % kTaps, split = blockIdx.z / kTaps;
+  const int col_phase = l % 2, dj = l == 0 ? 1 : 0;
+  const int a_row0 = k == 0 ? 1 : k == 2 ? 0 : kRows + 1;  // tap k's A tile row for tile row 0
   const int64_t c0 = int64_t(blockIdx.x) * kBC, o0 = int64_t(blockIdx.y) * kBO;
+  // Per stage buffer: how many of its tile's rows lie inside x (kRows, or fewer in a sample's last tile
+  // row), written with the stage's loads, read by every warp after the barrier that publishes them.
+  __shared__ int rows_inside[2];
 
-  // Starts loading this block's pixel tile s (tile split + s * splits) into buffer `buf`: x with
-  // a one-pixel halo and dy's phase, each through cp.async in 16-byte vectors of channels where
-  // it allows (channel_vectors), else element by element, stored before this returns. Outside
-  // the image and past the channel counts: zeros.
+  // Starts loading pixel tile s into buffer `buf`: x's, and A's rows of both row phases at the
+  // block's column phase and shift, each through cp.async in 16-byte vectors of channels where it
+  // allows (channel_vectors), else element by element, stored before this returns. Zeros past the
+  // channel counts, outside x's pixels, and past A's last row.
   auto load_tile = [&](int buf, int64_t s) {
     const int64_t tile = split + s * splits;
     T* const x_stage = smem + buf * Tile::kStageElems;
-    T* const dy_stage = x_stage + Tile::kXElems;
-    const int tj = tile % tiles_w, ti = (tile / tiles_w) % tiles_h;
+    T* const a_stage = x_stage + Tile::kXElems;
     const int64_t n = tile / (int64_t(tiles_w) * tiles_h);
-    const int i0 = ti * kRows, j0 = tj * kTW;
+    const int i0 = int(tile / tiles_w % tiles_h) * kRows, j0 = int(tile % tiles_w) * kTW;
+    if (threadIdx.x == 0) rows_inside[buf] = H - i0;
+    const auto x_inside = [&](int64_t c, int p) { return i0 + p / kTW < H && j0 + p % kTW < W && c0 + c < C_in; };
+    const auto x_offset = [&](int64_t c, int p) {
+      return phase_offset<1>(x_s, n, c0 + c, i0 + p / kTW, j0 + p % kTW, 0);
+    };
+    // A tile pixel p: row phase 0 for its first kRows + 1 rows, then phase 1.
+    const auto a_row = [&](int p) {
+      const int row = p / kTW, phase1 = row > kRows;
+      return std::pair<int, int>{i0 + row - phase1 * (kRows + 1), phase1};
+    };
+    const auto a_inside = [&](int64_t o, int p) {
+      const auto [i, row_phase] = a_row(p);
+      return 2 * i + row_phase <= 2 * H && j0 + p % kTW < W && o0 + o < C_out;
+    };
+    const auto a_offset = [&](int64_t o, int p) {
+      const auto [i, row_phase] = a_row(p);
+      return phase_offset<4>(a_s, n, o0 + o, i, j0 + p % kTW + dj, 2 * row_phase + col_phase);
+    };
     if (x_vectors) {
-      for (int e = threadIdx.x; e < kHaloPixels * (kBC / kVec); e += kThreads) {
-        const int c = e % (kBC / kVec) * kVec, hp = e / (kBC / kVec);
-        const int i = i0 - 1 + hp / kHaloW, j = j0 - 1 + hp % kHaloW;
-        const bool inside = i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in;
+      for (int e = threadIdx.x; e < kPixels * (kBC / kVec); e += kThreads) {
+        const int c = e % (kBC / kVec) * kVec, p = e / (kBC / kVec);
+        const bool inside = x_inside(c, p);
         // Outside: zero-filled, nothing read (x itself stands in as a valid address).
-        __pipeline_memcpy_async(x_stage + hp * kXLd + c, inside ? x + phase_offset<1>(x_s, n, c0 + c, i, j, 0) : x,
-                                16, inside ? 0 : 16);
+        __pipeline_memcpy_async(x_stage + p * kXLd + c, inside ? x + x_offset(c, p) : x, 16, inside ? 0 : 16);
       }
     } else {
-      for (int e = threadIdx.x; e < kHaloPixels * kBC; e += kThreads) {
-        const int c = x_channels_inner ? e % kBC : e / kHaloPixels;
-        const int hp = x_channels_inner ? e / kBC : e % kHaloPixels;
-        const int i = i0 - 1 + hp / kHaloW, j = j0 - 1 + hp % kHaloW;
+      for (int e = threadIdx.x; e < kPixels * kBC; e += kThreads) {
+        const int c = x_channels_inner ? e % kBC : e / kPixels, p = x_channels_inner ? e / kBC : e % kPixels;
         T v{};  // zero bits: 0.0
-        if (i >= 0 && i < H && j >= 0 && j < W && c0 + c < C_in) {
-          v = reinterpret_cast<const T*>(x)[phase_offset<1>(x_s, n, c0 + c, i, j, 0)];
-        }
-        x_stage[hp * kXLd + c] = v;
+        if (x_inside(c, p)) v = reinterpret_cast<const T*>(x)[x_offset(c, p)];
+        x_stage[p * kXLd + c] = v;
       }
     }
-    if (gy_vectors) {
-      for (int e = threadIdx.x; e < kPixels * (kBO / kVec); e += kThreads) {
+    if (a_vectors) {
+      for (int e = threadIdx.x; e < kAPixels * (kBO / kVec); e += kThreads) {
         const int o = e % (kBO / kVec) * kVec, p = e / (kBO / kVec);
-        const int i = i0 + p / kTW, j = j0 + p % kTW;
-        const bool inside = i < H && j < W && o0 + o < C_out;
-        __pipeline_memcpy_async(dy_stage + p * kDyLd + o,
-                                inside ? grad_y + phase_offset<4>(gy_s, n, o0 + o, i, j, phase) : grad_y, 16,
+        const bool inside = a_inside(o, p);
+        __pipeline_memcpy_async(a_stage + p * kALd + o, inside ? window_means + a_offset(o, p) : window_means, 16,
                                 inside ? 0 : 16);
       }
     } else {
-      for (int e = threadIdx.x; e < kPixels * kBO; e += kThreads) {
-        const int o = gy_channels_inner ? e % kBO : e / kPixels;
-        const int p = gy_channels_inner ? e / kBO : e % kPixels;
-        const int i = i0 + p / kTW, j = j0 + p % kTW;
+      for (int e = threadIdx.x; e < kAPixels * kBO; e += kThreads) {
+        const int o = a_channels_inner ? e % kBO : e / kAPixels, p = a_channels_inner ? e / kBO : e % kAPixels;
         T v{};  // zero bits: 0.0
-        if (i < H && j < W && o0 + o < C_out) {
-          v = reinterpret_cast<const T*>(grad_y)[phase_offset<4>(gy_s, n, o0 + o, i, j, phase)];
-        }
-        dy_stage[p * kDyLd + o] = v;
+        if (a_inside(o, p)) v = reinterpret_cast<const T*>(window_means)[a_offset(o, p)];
+        a_stage[p * kALd + o] = v;
       }
     }
   };
@@ -776,18 +774,20 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   // This block's tiles: split, split + splits, ...
   double_buffered((tiles - split + splits - 1) / splits, load_tile, [&](int buf, int64_t) {
     const T* const x_stage = smem + buf * Tile::kStageElems;
-    const T* const dy_stage = x_stage + Tile::kXElems;
+    const T* const a_stage = x_stage + Tile::kXElems;
+    const int rows = rows_inside[buf];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
+      if (r >= rows) break;
       typename Mma::FragA fa[kCFrags];
 #pragma unroll
       for (int m = 0; m < kCFrags; ++m) {
-        Mma::load_a(fa[m], x_stage + ((r + 1 + di) * kHaloW + 1 + dj) * kXLd + (half * kCFrags + m) * Gemm::M, kXLd);
+        Mma::load_a(fa[m], x_stage + r * kTW * kXLd + (half * kCFrags + m) * Gemm::M, kXLd);
       }
 #pragma unroll
       for (int f = 0; f < kOFrags; ++f) {
         typename Mma::FragB fb;
-        Mma::load_b(fb, dy_stage + r * kTW * kDyLd + f * Gemm::N, kDyLd);
+        Mma::load_b(fb, a_stage + (a_row0 + r) * kTW * kALd + f * Gemm::N, kALd);
 #pragma unroll
         for (int m = 0; m < kCFrags; ++m) Mma::mma(acc[m][f], fa[m], fb);
       }
@@ -795,8 +795,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
   });
 
   acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * kFragElems;  // the stages are read
-  const int64_t slab = 4 * phase + tap;
-  acc_t* out = partial + (int64_t(split) * 16 + slab) * C_in * C_out;
+  acc_t* out = partial + (int64_t(split) * 9 + 3 * k + l) * C_in * C_out;
 #pragma unroll
   for (int m = 0; m < kCFrags; ++m) {
 #pragma unroll
@@ -805,7 +804,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM<scalar_t>)
       __syncwarp();
       for (int e = lane; e < kFragElems; e += kWarp) {
         const int64_t c = c0 + (half * kCFrags + m) * Gemm::M + e / Gemm::N, o = o0 + f * Gemm::N + e % Gemm::N;
-        if (c < C_in && o < C_out) out[c * C_out + o] = scratch[e];
+        if (c < C_in && o < C_out) out[c * C_out + o] = acc_t(4) * scratch[e];  // A's means: a quarter of the sums
       }
       __syncwarp();
     }
@@ -835,7 +834,7 @@ bool channel_vectors(const at::Tensor& t) {
 // accumulation type (fold_taps: sums, so an infinite tap stays infinite) and writes the pair's
 // 16 taps, one per slab; consecutive threads write consecutive columns of a slab.
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kElementwiseThreads)
     fold_slabs_kernel(const scalar_t* __restrict__ weight, scalar_t* __restrict__ slabs, int64_t C_out,
                       int64_t C_in, int64_t rows_pad, int64_t cols_pad) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -865,33 +864,31 @@ at::Tensor slab_weights(const at::Tensor& weight, int64_t row_block, int64_t col
     at::Tensor slabs = at::empty({16, rows_pad, cols_pad}, weight.options());
     const at::Tensor w = weight.contiguous();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "upsample_conv2d_fold_slabs", [&] {
-      launch_kernel(fold_slabs_kernel<scalar_t>, dim3(unsigned((rows_pad * cols_pad + kThreads - 1) / kThreads)),
-                    kThreads, w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in, rows_pad,
+      launch_kernel(fold_slabs_kernel<scalar_t>,
+                    dim3(unsigned((rows_pad * cols_pad + kElementwiseThreads - 1) / kElementwiseThreads)),
+                    kElementwiseThreads, w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in, rows_pad,
                     cols_pad);
     });
     return slabs;
   }
 }
 
-// d weight from grad_weight_kernel's partials [split][slab][c][o]: a thread per (c, o) pair sums
-// its 16 folded taps over the splits in split order (deterministic), applies unfold_taps (the
-// adjoint of the fold) and writes the pair's 3x3 gradient.
+// d weight from grad_weight_kernel's partials [split][tap][c][o]: a thread per (c, o) pair sums
+// each of its 9 taps over the splits in split order (deterministic) and writes the pair's 3x3
+// gradient.
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads)
-    unfold_grad_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ grad_weight,
-                       int64_t C_out, int64_t C_in, int splits) {
+__global__ void __launch_bounds__(kElementwiseThreads)
+    sum_splits_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ grad_weight,
+                      int64_t C_out, int64_t C_in, int splits) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t pair = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, pairs = C_in * C_out;
   if (pair >= pairs) return;
   const int64_t c = pair / C_out, o = pair % C_out;
-  acc_t grad_folded[16], grad[9];
-  for (int slab = 0; slab < 16; ++slab) {
+  for (int tap = 0; tap < 9; ++tap) {
     acc_t sum = 0;
-    for (int split = 0; split < splits; ++split) sum += partial[(int64_t(split) * 16 + slab) * pairs + pair];
-    grad_folded[slab] = sum;
+    for (int split = 0; split < splits; ++split) sum += partial[(int64_t(split) * 9 + tap) * pairs + pair];
+    grad_weight[(o * C_in + c) * 9 + tap] = static_cast<scalar_t>(sum);
   }
-  unfold_taps(grad_folded, grad);
-  for (int k = 0; k < 9; ++k) grad_weight[(o * C_in + c) * 9 + k] = static_cast<scalar_t>(grad[k]);
 }
 
 void check_grid(int64_t blocks, const char* what) {
@@ -952,8 +949,8 @@ at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, c
   return y;
 }
 
-// dWf as float partials over `splits` pixel shares, then summed in a fixed order and unfolded to 3x3.
-at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, int64_t C_out) {
+// dW from A, as float partials over `splits` pixel shares, then summed in a fixed order.
+at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x, int64_t C_out) {
   const int64_t N = x.size(0), C_in = x.size(1);
   const int H = int(x.size(2)), W = int(x.size(3));
   const auto acc_dtype = at::toOpMathType(x.scalar_type());
@@ -964,19 +961,22 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, int64
     const int tiles_h = (H + Tile::kRows - 1) / Tile::kRows, tiles_w = (W + Tile::kTW - 1) / Tile::kTW;
     const int64_t tiles = N * tiles_h * tiles_w;
     const int64_t c_blocks = (C_in + Tile::kBC - 1) / Tile::kBC, o_blocks = (C_out + Tile::kBO - 1) / Tile::kBO;
-    // Enough pixel shares for two blocks per SM, no more than there are tiles, at most 32.
-    const int64_t sms = multiprocessor_count(x);
-    const int splits = int(std::clamp<int64_t>((2 * sms + 4 * c_blocks * o_blocks - 1) / (4 * c_blocks * o_blocks),
-                                               1, std::min<int64_t>(32, tiles)));
+    // Enough pixel shares to fill the GPU's block slots once, no more than there are tiles, at most 32.
+    const int64_t slots = Tile::kBlocksPerSM * int64_t(multiprocessor_count(x));
+    const int64_t blocks_per_split = Tile::kTaps * c_blocks * o_blocks;
+    const int splits = int(std::clamp<int64_t>((slots + blocks_per_split - 1) / blocks_per_split, 1,
+                                               std::min<int64_t>(32, tiles)));
     check_grid(c_blocks, "the input channels");
     TORCH_CHECK(o_blocks < 65536, "upsample_conv2d: too many output channels (", C_out, ")");
-    const at::Tensor partial = at::empty({splits, 16, C_in, C_out}, x.options().dtype(acc_dtype));
-    launch_kernel(grad_weight_kernel<scalar_t>, dim3(unsigned(c_blocks), unsigned(o_blocks), unsigned(4 * splits)),
-                  BlockShape(kThreads, Tile::kSharedBytes), x.const_data_ptr<scalar_t>(), strides_of(x),
-                  grad_y.const_data_ptr<scalar_t>(), strides_of(grad_y), partial.mutable_data_ptr<acc_t>(), H, W, C_in,
-                  C_out, tiles, tiles_h, tiles_w, splits, channels_inner(x), channel_vectors(x),
-                  channels_inner(grad_y), channel_vectors(grad_y));
-    launch_kernel(unfold_grad_kernel<scalar_t>, dim3(unsigned((C_in * C_out + kThreads - 1) / kThreads)), kThreads,
+    const at::Tensor partial = at::empty({splits, 9, C_in, C_out}, x.options().dtype(acc_dtype));
+    launch_kernel(grad_weight_kernel<scalar_t>,
+                  dim3(unsigned(c_blocks), unsigned(o_blocks), unsigned(Tile::kTaps * splits)),
+                  BlockShape(Tile::kThreads, Tile::kSharedBytes), x.const_data_ptr<scalar_t>(), strides_of(x),
+                  window_means.const_data_ptr<scalar_t>(), strides_of(window_means), partial.mutable_data_ptr<acc_t>(),
+                  H, W, C_in, C_out, tiles, tiles_h, tiles_w, splits, channels_inner(x), channel_vectors(x),
+                  channels_inner(window_means), channel_vectors(window_means));
+    launch_kernel(sum_splits_kernel<scalar_t>,
+                  dim3(unsigned((C_in * C_out + kElementwiseThreads - 1) / kElementwiseThreads)), kElementwiseThreads,
                   partial.const_data_ptr<acc_t>(), grad_weight.mutable_data_ptr<scalar_t>(), C_out, C_in, splits);
   });
   return grad_weight;
@@ -992,17 +992,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
   TORCH_CHECK(x.size(2) < (int64_t(1) << 30) && x.size(3) < (int64_t(1) << 30), "upsample_conv2d: x is too large, got ",
               x.sizes());
   at::Tensor grad_x = not_computed(x), grad_weight = not_computed(x);
+  // Sums over nothing (no pixels, or no channels on either side) are zeros. Else both GEMMs read A,
+  // the means of dy's 2x2 windows, (2H + 1) x (2W + 1) (count_include_pad: always 4).
+  const bool empty = x.numel() == 0 || grad_y.numel() == 0;
+  const at::Tensor window_means =
+      !empty && (output_mask[0] || output_mask[1]) ? at::avg_pool2d(grad_y, {2, 2}, {1, 1}, {1, 1}) : at::Tensor();
   if (output_mask[0]) {
     grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x)));
-    if (grad_x.numel() > 0) {
-      // A: the means of dy's 2x2 windows, (2H + 1) x (2W + 1) (count_include_pad: always 4).
-      const at::Tensor window_means = at::avg_pool2d(grad_y, {2, 2}, {1, 1}, {1, 1});
+    if (empty) {
+      grad_x.zero_();
+    } else {
       launch_phase_conv<4, 1>(window_means, weight, std::nullopt, grad_x);
     }
   }
-  if (output_mask[1]) {
-    grad_weight = x.numel() > 0 && C_out > 0 ? grad_weight_cuda(grad_y, x, C_out) : at::zeros_like(weight);
-  }
+  if (output_mask[1]) grad_weight = empty ? at::zeros_like(weight) : grad_weight_cuda(window_means, x, C_out);
   return {grad_x, grad_weight, grad_y.sum({0, 2, 3})};
 }
 
