@@ -274,7 +274,6 @@ def test_infinite_weight_tap_folds_to_inf(emulated, dtype):
     assert y.isinf().any() and torch.equal(y.isinf(), y_ref.isinf()) and torch.equal(y.isnan(), y_ref.isnan())
 
 
-
 # d weight sums over x's pixels only: its tiles' overhanging rows and columns (9 = 2 x 4 + 1 rows,
 # 17 = 16 + 1 columns in the 16-bit types; whole tiles at 8 x 16) meet none of A's border values.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)

@@ -889,7 +889,7 @@ __global__ void __launch_bounds__(kElementwiseThreads)
                       int64_t C_out, int64_t C_in, int splits) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kTile = kSumTile<acc_t>;
-  constexpr int kRowStride = 9 * kTile + 1;         // [o][c * 9 + tap], padded: a walk along o hits every bank
+  constexpr int kRowStride = 9 * kTile + 1;  // [o][c * 9 + tap], padded: a walk along o hits every bank
   __shared__ acc_t sums[kTile * kRowStride];
   const int64_t c0 = int64_t(blockIdx.x) * kTile, o0 = int64_t(blockIdx.y) * kTile, pairs = C_in * C_out;
   const int o = threadIdx.x % kTile;
