@@ -817,7 +817,8 @@ Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.st
 // Channels are the fastest-moving index (channels_last): stage and write channel-fastest.
 bool channels_inner(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) == 1; }
 
-int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+int64_t ceil_div(int64_t v, int64_t by) { return (v + by - 1) / by; }
+int64_t round_up(int64_t v, int64_t to) { return ceil_div(v, to) * to; }
 
 // Whether t's channels can be staged (or written) in 16-byte vectors: channels contiguous
 // (channels_last), the data 16-byte aligned, and the channel count and every other stride whole
@@ -864,10 +865,9 @@ at::Tensor slab_weights(const at::Tensor& weight, int64_t row_block, int64_t col
     at::Tensor slabs = at::empty({16, rows_pad, cols_pad}, weight.options());
     const at::Tensor w = weight.contiguous();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "upsample_conv2d_fold_slabs", [&] {
-      launch_kernel(fold_slabs_kernel<scalar_t>,
-                    dim3(unsigned((rows_pad * cols_pad + kElementwiseThreads - 1) / kElementwiseThreads)),
-                    kElementwiseThreads, w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in, rows_pad,
-                    cols_pad);
+      launch_kernel(fold_slabs_kernel<scalar_t>, dim3(unsigned(ceil_div(rows_pad * cols_pad, kElementwiseThreads))),
+                    kElementwiseThreads, w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in,
+                    rows_pad, cols_pad);
     });
     return slabs;
   }
@@ -933,9 +933,9 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     using Tile = PhaseConvTile<typename Native<scalar_t>::type, kSrcPhases, kDstPhases>;
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor slabs = slab_weights<kDstPhases>(weight, Tile::kBM, Tile::kBK);
-    const int tiles_h = int((H + Tile::kTH - 1) / Tile::kTH), tiles_w = int((W + Tile::kTW - 1) / Tile::kTW);
+    const int tiles_h = int(ceil_div(H, Tile::kTH)), tiles_w = int(ceil_div(W, Tile::kTW));
     const int64_t tiles = N * tiles_h * tiles_w;
-    const int64_t blocks_x = (tiles + Tile::kTiles - 1) / Tile::kTiles, blocks_y = slabs.size(1) / Tile::kBM;
+    const int64_t blocks_x = ceil_div(tiles, Tile::kTiles), blocks_y = slabs.size(1) / Tile::kBM;
     check_grid(blocks_x, "the pixel tiles");
     TORCH_CHECK(blocks_y < 65536, "upsample_conv2d: too many channels (", M, ")");
     const int64_t slots = Tile::kBlocksPerSM * int64_t(multiprocessor_count(src));
@@ -979,17 +979,16 @@ at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x,
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_conv2d_grad_weight_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     using Tile = GradWeightTile<typename Native<scalar_t>::type>;
-    const int tiles_h = (H + Tile::kRows - 1) / Tile::kRows, tiles_w = (W + Tile::kTW - 1) / Tile::kTW;
+    const int tiles_h = int(ceil_div(H, Tile::kRows)), tiles_w = int(ceil_div(W, Tile::kTW));
     const int64_t tiles = N * tiles_h * tiles_w;
-    const int64_t c_blocks = (C_in + Tile::kBC - 1) / Tile::kBC, o_blocks = (C_out + Tile::kBO - 1) / Tile::kBO;
+    const int64_t c_blocks = ceil_div(C_in, Tile::kBC), o_blocks = ceil_div(C_out, Tile::kBO);
     // Enough pixel shares to fill the GPU's block slots once, no more than there are tiles, at most 32.
     const int64_t slots = Tile::kBlocksPerSM * int64_t(multiprocessor_count(x));
     const int64_t blocks_per_split = Tile::kTaps * c_blocks * o_blocks;
-    const int splits = int(std::clamp<int64_t>((slots + blocks_per_split - 1) / blocks_per_split, 1,
-                                               std::min<int64_t>(32, tiles)));
-    check_grid(c_blocks, "the input channels");
-    TORCH_CHECK((C_out + kSumTile<acc_t> - 1) / kSumTile<acc_t> < 65536, "upsample_conv2d: too many output channels (",
-                C_out, ")");  // also bounds o_blocks
+    const int splits = int(std::clamp<int64_t>(ceil_div(slots, blocks_per_split), 1, std::min<int64_t>(32, tiles)));
+    // The sum's grid has more blocks along either axis than grad_weight_kernel's: bounding it bounds both.
+    check_grid(ceil_div(C_in, kSumTile<acc_t>), "the input channels");
+    TORCH_CHECK(ceil_div(C_out, kSumTile<acc_t>) < 65536, "upsample_conv2d: too many output channels (", C_out, ")");
     const at::Tensor partial = at::empty({splits, 9, C_in, C_out}, x.options().dtype(acc_dtype));
     launch_kernel(grad_weight_kernel<scalar_t>,
                   dim3(unsigned(c_blocks), unsigned(o_blocks), unsigned(Tile::kTaps * splits)),
@@ -998,8 +997,7 @@ at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x,
                   H, W, C_in, C_out, tiles, tiles_h, tiles_w, splits, channels_inner(x), channel_vectors(x),
                   channels_inner(window_means), channel_vectors(window_means));
     launch_kernel(sum_splits_kernel<scalar_t>,
-                  dim3(unsigned((C_in + kSumTile<acc_t> - 1) / kSumTile<acc_t>),
-                       unsigned((C_out + kSumTile<acc_t> - 1) / kSumTile<acc_t>)),
+                  dim3(unsigned(ceil_div(C_in, kSumTile<acc_t>)), unsigned(ceil_div(C_out, kSumTile<acc_t>))),
                   kElementwiseThreads, partial.const_data_ptr<acc_t>(), grad_weight.mutable_data_ptr<scalar_t>(),
                   C_out, C_in, splits);
   });
