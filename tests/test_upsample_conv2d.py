@@ -232,6 +232,18 @@ def test_weight_gradient_split_over_pixels(backend, monkeypatch):
     _assert_float64_grads_match_reference(backend, (2, 3, 4, 32, 32), NAMES)
 
 
+def test_triton_weight_gradient_sum_spans_blocks(monkeypatch):
+    """Triton's d weight sums 3 pixel shares (every one nonempty: 64 pixels, 16 a step) and writes
+    the weight's layout in blocks of 32 output channels x 128 entries 9c + tap: 33 output and 17
+    input channels (153 entries) take two blocks along each axis, the second ones partial."""
+    cpu_backend_or_skip("triton", OP)
+    from stylegan_ops.triton import upsample_conv2d as triton_upsample
+
+    assert (triton_upsample.SUM_BLOCK_O, triton_upsample.SUM_BLOCK_Q) == (32, 128)
+    monkeypatch.setattr(triton_upsample, "_grad_weight_split", lambda *shape: 3)
+    _assert_float64_grads_match_reference("triton", (1, 17, 33, 8, 8), ("weight",))
+
+
 def test_input_gradient_split_over_steps(backend, monkeypatch):
     """512 low-resolution pixels and 3 input channels (8 tiles of 64x64) on the CPU stand-in of 4
     SMs: the Triton dx GEMM shares its 9 * C_out steps out over 2 programs per tile, whose partials
