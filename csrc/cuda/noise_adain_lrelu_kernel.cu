@@ -34,6 +34,7 @@
 
 #include "../noise_adain_lrelu.h"
 #include "packed.h"
+#include "rounding.h"
 #include "runtime.h"
 
 namespace stylegan_ops {
@@ -451,7 +452,7 @@ struct Range {  // what one thread of a range kernel works on
 
 // [begin, end): the blockIdx.z-th of `splits` ranges of `count` vectors.
 __device__ inline void split_range(int64_t count, int splits, int64_t& begin, int64_t& end) {
-  const int64_t chunk = (count + splits - 1) / splits;
+  const int64_t chunk = ceil_div(count, splits);
   begin = int64_t(blockIdx.z) * chunk;
   end = begin + chunk < count ? begin + chunk : count;
 }
@@ -459,7 +460,7 @@ __device__ inline void split_range(int64_t count, int splits, int64_t& begin, in
 // Ranges per plane: about four blocks per SM, and no range under min_vectors.
 int splits_for(const at::Tensor& x, int64_t blocks_per_range, int64_t vectors, int64_t min_vectors) {
   const int64_t target = 4 * int64_t(multiprocessor_count(x)), most = std::max<int64_t>(1, vectors / min_vectors);
-  return int(std::clamp<int64_t>((target + blocks_per_range - 1) / blocks_per_range, 1, std::min<int64_t>(most, 1024)));
+  return int(std::clamp<int64_t>(ceil_div(target, blocks_per_range), 1, std::min<int64_t>(most, 1024)));
 }
 
 constexpr int kChannelWarps = 8;
@@ -467,13 +468,13 @@ constexpr int kChannelWarps = 8;
 struct ChannelMajor {
   static constexpr int kVec = 1, kThreads = kChannelWarps * kWarp;
   static int splits(const at::Tensor& x, int64_t N, int64_t C, int64_t M) {
-    return splits_for(x, N * ((C + kWarp - 1) / kWarp), M, 16 * kChannelWarps);
+    return splits_for(x, N * ceil_div(C, kWarp), M, 16 * kChannelWarps);
   }
   static dim3 grid(int64_t N, int64_t C, int splits) {  // N * channel blocks < 2^31: N * C < 2^31 is checked
-    return dim3(unsigned(N * ((C + kWarp - 1) / kWarp)), 1, unsigned(splits));
+    return dim3(unsigned(N * ceil_div(C, kWarp)), 1, unsigned(splits));
   }
   __device__ static Range range(int64_t C, int64_t M, int splits) {
-    const int64_t channel_blocks = (C + kWarp - 1) / kWarp, n = blockIdx.x / channel_blocks;
+    const int64_t channel_blocks = ceil_div(C, kWarp), n = blockIdx.x / channel_blocks;
     const int64_t c = (blockIdx.x % channel_blocks) * kWarp + threadIdx.x % kWarp;
     int64_t begin, end;
     split_range(M, splits, begin, end);
@@ -681,8 +682,7 @@ bool too_few_large_planes(const at::Tensor& x, int64_t planes, int64_t M) {
 // Threads per block: for a cached plane just enough warps to hold it kItems per thread.
 int threads_for(int64_t M) {
   if (M > kMaxCachedPlane) return kMaxThreads;
-  const int64_t needed = (M + kItems - 1) / kItems;
-  return int(std::max<int64_t>(kWarp, (needed + kWarp - 1) / kWarp * kWarp));
+  return int(std::max<int64_t>(kWarp, round_up(ceil_div(M, kItems), kWarp)));
 }
 
 // Calls launch(cache, shared_bytes) with the per-plane kernels' PlaneCache for planes of M

@@ -68,6 +68,7 @@
 
 #include "../upsample_conv2d.h"
 #include "packed.h"
+#include "rounding.h"
 #include "runtime.h"
 
 #ifndef STYLEGAN_OPS_EMULATE_CUDA  // else cuda_emulation.h provides these
@@ -661,8 +662,7 @@ struct GradWeightTile {
   static constexpr int kAElems = kARows * kTW * kALd;   // [phase 0 rows, phase 1 rows][col][o]
   // A stage (x tile, then A's) rounded up to 128 bytes; two of them: 65 KiB (16-bit types), 63
   // KiB (float32), 68 KiB (float64).
-  static constexpr int kStageElems = (kXElems + kAElems + 128 / int(sizeof(T)) - 1) / (128 / int(sizeof(T))) *
-                                     (128 / int(sizeof(T)));
+  static constexpr int kStageElems = int(round_up(kXElems + kAElems, 128 / int(sizeof(T))));
   static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
   static_assert(kSharedBytes <= 99 * 1024, "the most shared memory a block may have on sm_86 and sm_89");
   // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 142 and spills
@@ -772,7 +772,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   }
 
   // This block's tiles: split, split + splits, ...
-  double_buffered((tiles - split + splits - 1) / splits, load_tile, [&](int buf, int64_t) {
+  double_buffered(ceil_div(tiles - split, splits), load_tile, [&](int buf, int64_t) {
     const T* const x_stage = smem + buf * Tile::kStageElems;
     const T* const a_stage = x_stage + Tile::kXElems;
     const int rows = rows_inside[buf];
@@ -816,9 +816,6 @@ Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.st
 
 // Channels are the fastest-moving index (channels_last): stage and write channel-fastest.
 bool channels_inner(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) == 1; }
-
-int64_t ceil_div(int64_t v, int64_t by) { return (v + by - 1) / by; }
-int64_t round_up(int64_t v, int64_t to) { return ceil_div(v, to) * to; }
 
 // Whether t's channels can be staged (or written) in 16-byte vectors: channels contiguous
 // (channels_last), the data 16-byte aligned, and the channel count and every other stride whole
