@@ -117,7 +117,7 @@ __device__ inline void fold_taps(const T w[9], T folded[16]) {
 }
 
 constexpr int kWarp = 32;
-// The blocks of the elementwise kernels (the forward's fold, d weight's sum over splits).
+// The blocks of the elementwise kernels (the weights' slabs, d weight's sum over splits).
 constexpr int kElementwiseThreads = 256;
 // The CUDA type with the bits of an ATen scalar type, for WMMA and shared memory.
 template <typename T>
@@ -827,47 +827,45 @@ bool channel_vectors(const at::Tensor& t) {
          t.stride(2) % vec == 0 && t.stride(3) % vec == 0;
 }
 
-// The forward's weights: 16 folded slabs (a, b, t, u) of (o, c) matrices, zero-padded to
-// (rows_pad, cols_pad). A thread per padded (o, c) entry folds its filter pair in the
-// accumulation type (fold_taps: sums, so an infinite tap stays infinite) and writes the pair's
-// 16 taps, one per slab; consecutive threads write consecutive columns of a slab.
-template <typename scalar_t>
+// The weights of phase_conv_kernel, slab-major and zero-padded to whole blocks: the forward's 16
+// folded slabs (a, b, t, u) of (o, c) matrices, dx's 9 taps (k, l) as (c, o) matrices
+// W[:, :, k, l]ᵀ. A thread per padded entry of a slab reads its filter pair's 9 taps, folds
+// them for the forward in the accumulation type (fold_taps: sums, so an infinite tap stays
+// infinite) and writes its entry of every slab; consecutive threads write consecutive columns.
+template <typename scalar_t, int kDstPhases>
 __global__ void __launch_bounds__(kElementwiseThreads)
-    fold_slabs_kernel(const scalar_t* __restrict__ weight, scalar_t* __restrict__ slabs, int64_t C_out,
-                      int64_t C_in, int64_t rows_pad, int64_t cols_pad) {
+    slabs_kernel(const scalar_t* __restrict__ weight, scalar_t* __restrict__ slabs, int64_t C_out, int64_t C_in,
+                 int64_t rows_pad, int64_t cols_pad) {
   using acc_t = at::opmath_type<scalar_t>;
+  constexpr int kSlabs = Taps<kDstPhases>::kSlabs;
   const int64_t entry = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, slab_size = rows_pad * cols_pad;
   if (entry >= slab_size) return;
-  const int64_t o = entry / cols_pad, c = entry % cols_pad;
-  acc_t folded[16] = {};
+  const int64_t row = entry / cols_pad, col = entry % cols_pad;
+  const int64_t o = kDstPhases == 4 ? row : col, c = kDstPhases == 4 ? col : row;
+  acc_t taps[9] = {};
   if (o < C_out && c < C_in) {
-    acc_t taps[9];
     for (int k = 0; k < 9; ++k) taps[k] = static_cast<acc_t>(weight[(o * C_in + c) * 9 + k]);
-    fold_taps(taps, folded);
   }
-  for (int slab = 0; slab < 16; ++slab) slabs[slab * slab_size + entry] = static_cast<scalar_t>(folded[slab]);
+  acc_t folded[16];
+  if constexpr (kDstPhases == 4) fold_taps(taps, folded);
+  const acc_t* const values = kDstPhases == 4 ? folded : taps;
+  for (int slab = 0; slab < kSlabs; ++slab) slabs[slab * slab_size + entry] = static_cast<scalar_t>(values[slab]);
 }
 
-// The weights of phase_conv_kernel, slab-major and zero-padded to whole blocks: the forward's
-// folded (16, C_out, C_in) slabs, dx's 9 taps (k, l) as (C_in, C_out) matrices W[:, :, k, l]ᵀ.
+// slabs_kernel's (kSlabs, rows, columns) weights, rows padded to row_block and columns to col_block.
 template <int kDstPhases>
 at::Tensor slab_weights(const at::Tensor& weight, int64_t row_block, int64_t col_block) {
   const int64_t C_out = weight.size(0), C_in = weight.size(1);
-  if constexpr (kDstPhases == 1) {
-    at::Tensor slabs = at::zeros({9, round_up(C_in, row_block), round_up(C_out, col_block)}, weight.options());
-    slabs.slice(1, 0, C_in).slice(2, 0, C_out).copy_(weight.permute({2, 3, 1, 0}).reshape({9, C_in, C_out}));
-    return slabs;
-  } else {
-    const int64_t rows_pad = round_up(C_out, row_block), cols_pad = round_up(C_in, col_block);
-    at::Tensor slabs = at::empty({16, rows_pad, cols_pad}, weight.options());
-    const at::Tensor w = weight.contiguous();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "upsample_conv2d_fold_slabs", [&] {
-      launch_kernel(fold_slabs_kernel<scalar_t>, dim3(unsigned(ceil_div(rows_pad * cols_pad, kElementwiseThreads))),
-                    kElementwiseThreads, w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in,
-                    rows_pad, cols_pad);
-    });
-    return slabs;
-  }
+  const int64_t rows_pad = round_up(kDstPhases == 4 ? C_out : C_in, row_block);
+  const int64_t cols_pad = round_up(kDstPhases == 4 ? C_in : C_out, col_block);
+  at::Tensor slabs = at::empty({Taps<kDstPhases>::kSlabs, rows_pad, cols_pad}, weight.options());
+  const at::Tensor w = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "upsample_conv2d_slabs", [&] {
+    launch_kernel(slabs_kernel<scalar_t, kDstPhases>,
+                  dim3(unsigned(ceil_div(rows_pad * cols_pad, kElementwiseThreads))), kElementwiseThreads,
+                  w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in, rows_pad, cols_pad);
+  });
+  return slabs;
 }
 
 // d weight from grad_weight_kernel's partials [split][tap][c][o]: a block sums a tile of kTile x
