@@ -907,6 +907,21 @@ __global__ void __launch_bounds__(kElementwiseThreads)
   }
 }
 
+// phase_conv_kernel's split sum: dst = the sum of its shares' float partials in share order
+// (deterministic), rounded once; a thread per element. Each share is laid out as dst (dense,
+// samples outermost), share s from element s * count: one pass, no float temporary of dst's size.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kElementwiseThreads)
+    sum_shares_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ dst,
+                      int64_t count, int shares) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= count) return;
+  acc_t sum = 0;
+  for (int share = 0; share < shares; ++share) sum += partial[share * count + e];
+  dst[e] = static_cast<scalar_t>(sum);
+}
+
 void check_grid(int64_t blocks, const char* what) {
   TORCH_CHECK(blocks < (int64_t(1) << 31), "upsample_conv2d: ", what, " needs ", blocks,
               " thread blocks along one grid axis, more than CUDA allows");
@@ -918,7 +933,7 @@ void check_grid(int64_t blocks, const char* what) {
 // channels, bf16: 32 forward blocks for 132 SMs of one block each) leaves SMs idle while each
 // block runs all of K, so the source channels are then split into shares, one per block along z,
 // as many as fill the GPU's block slots once (at most 16, at least a stage each), and the shares'
-// float partials are summed afterwards by torch.sum (a fixed order for a shape: deterministic).
+// float partials are summed afterwards (sum_shares_kernel). dst is dense (made by the callers).
 template <int kSrcPhases, int kDstPhases>
 void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        at::Tensor& dst) {
@@ -936,11 +951,12 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     const int64_t slots = Tile::kBlocksPerSM * int64_t(multiprocessor_count(src));
     const int shares =
         int(std::clamp<int64_t>(slots / (blocks_x * blocks_y), 1, std::min<int64_t>(16, slabs.size(2) / Tile::kBK)));
-    // Share s's partial sums: samples [s * N, (s + 1) * N) of a float tensor laid out as dst.
-    const at::Tensor partial = shares > 1 ? at::empty({shares * N, M, dst.size(2), dst.size(3)},
-                                                      dst.options().dtype(at::toOpMathType(dst.scalar_type()))
-                                                          .memory_format(dst.suggest_memory_format()))
-                                          : at::Tensor();
+    // Share s's partial sums: samples [s * N, (s + 1) * N) of a float tensor with dst's strides.
+    TORCH_INTERNAL_ASSERT(dst.is_non_overlapping_and_dense() && dst.stride(0) * N == dst.numel());
+    const at::Tensor partial =
+        shares > 1 ? at::empty_strided({shares * N, M, dst.size(2), dst.size(3)}, dst.strides(),
+                                       dst.options().dtype(at::toOpMathType(dst.scalar_type())))
+                   : at::Tensor();
     const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
     launch_kernel(phase_conv_kernel<scalar_t, kSrcPhases, kDstPhases>,
                   dim3(unsigned(blocks_x), unsigned(blocks_y), unsigned(shares)),
@@ -950,7 +966,11 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                   shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, shares > 1 ? N * partial.stride(0) : 0, H,
                   W, int(src.size(2)), int(src.size(3)), K, M, slabs.size(2), slabs.size(1), tiles, tiles_h, tiles_w,
                   channels_inner(src), channel_vectors(src), channels_inner(dst), shares == 1 && channel_vectors(dst));
-    if (shares > 1) dst.copy_(partial.view({shares, N, M, dst.size(2), dst.size(3)}).sum(0));
+    if (shares > 1) {  // only grids under the block slots split: dst is far below 2^31 blocks of elements
+      launch_kernel(sum_shares_kernel<scalar_t>, dim3(unsigned(ceil_div(dst.numel(), kElementwiseThreads))),
+                    kElementwiseThreads, partial.const_data_ptr<acc_t>(), dst.mutable_data_ptr<scalar_t>(),
+                    dst.numel(), shares);
+    }
   });
 }
 
