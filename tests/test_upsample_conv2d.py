@@ -197,10 +197,12 @@ def test_non_contiguous_inputs(backend):
     assert rel_l2(out, upsample_conv2d_reference(x, weight, bias_s)) < 1e-12
 
 
-def _assert_float64_grads_match_reference(backend, shape, wrt):
+def _assert_float64_grads_match_reference(backend, shape, wrt, layout="contiguous"):
+    """x and dy in ``layout`` (LAYOUTS)."""
     n, c_in, c_out, h, w = shape
-    inputs = make_inputs(n, c_in, c_out, h, w)
-    grad_y = torch.randn(n, c_out, 2 * h, 2 * w, dtype=torch.float64)
+    x, weight, bias = make_inputs(n, c_in, c_out, h, w)
+    inputs = LAYOUTS[layout][0](x), weight, bias
+    grad_y = LAYOUTS[layout][0](torch.randn(n, c_out, 2 * h, 2 * w, dtype=torch.float64))
     _, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, wrt, grad_y)
     _, want = _grads(upsample_conv2d_reference, inputs, wrt, grad_y)
     for name, g, r in zip(wrt, got, want):
@@ -244,12 +246,13 @@ def test_triton_weight_gradient_sum_spans_blocks(monkeypatch):
     _assert_float64_grads_match_reference("triton", (1, 17, 33, 8, 8), ("weight",))
 
 
-def test_input_gradient_split_over_steps(backend, monkeypatch):
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_input_gradient_split_over_steps(backend, layout, monkeypatch):
     """512 low-resolution pixels and 3 input channels (8 tiles of 64x64) on the CPU stand-in of 4
-    SMs: the Triton dx GEMM shares its 9 * C_out steps out over 2 programs per tile, whose partials
-    are summed afterwards. On an H100 the generator's 8x8 level at batch 8 and 512 channels (64
-    tiles) splits 8 ways, its 16x16 level 2 ways, and 32x32 not at all."""
-    _assert_float64_grads_match_reference(backend, (2, 3, 4, 16, 16), NAMES)
+    SMs: the Triton dx GEMM shares its 9 * C_out steps out over 2 programs per tile, whose partials,
+    laid out as dx, are summed afterwards. On an H100 the generator's 8x8 level at batch 8 and 512
+    channels (64 tiles) splits 8 ways, its 16x16 level 2 ways, and 32x32 not at all."""
+    _assert_float64_grads_match_reference(backend, (2, 3, 4, 16, 16), NAMES, layout)
     if backend == "triton":
         from stylegan_ops.triton import upsample_conv2d as triton_upsample
 

@@ -154,9 +154,11 @@ def launches(dtype):
     cases += [noise_case(64, 4, 128, 128, False, True), noise_case(2, 4, 5, 7, False, True),
               noise_case(2, 4, 8, 8, False, False)]
     cases += [noise_case(2, 48, s, s, True, with_noise) for s in (8, 64) for with_noise in (True, False)]
-    # Split-K d weight needs N*H*W >= 2048; odd channel counts and sizes take the masked edges.
+    # Split-K d weight needs N*H*W >= 2048; odd channel counts and sizes take the masked edges; an
+    # argument of 1 (one sample, one channel each side) is a constant to Triton, a plain int in the
+    # kernel, not a tensor.
     cases += [upsample_case(2, 32, 48, 32, 32, channels_last, True) for channels_last in (False, True)]
-    cases += [upsample_case(1, 5, 7, 3, 5, False, False)]
+    cases += [upsample_case(1, 5, 7, 3, 5, False, False), upsample_case(1, 1, 1, 3, 5, False, False)]
     return cases
 
 

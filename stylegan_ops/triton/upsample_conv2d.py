@@ -148,6 +148,27 @@ def _grad_x_kernel(
 
 
 @triton.jit
+def _sum_grad_x_splits_kernel(
+    PARTIAL, GX, N, C_in, H, W, SPLIT_K, p_split, gx_n, gx_c, gx_h, gx_w, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """dx from _grad_x_kernel's partials (SPLIT_K, N*H*W, C_in), p_split apart, summed in split
+    order (deterministic) in their dtype and rounded once, written through dx's strides. A
+    program's BLOCK_P pixels x BLOCK_C channels load along c; an NCHW dx is stored along the
+    pixels (Triton moves the block between the two layouts through shared memory)."""
+    pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    ok = (pix < N * H * W)[:, None] & (c < C_in)[None, :]
+    partial = PARTIAL + pix.to(tl.int64)[:, None] * C_in + c[None, :]
+    acc = tl.zeros((BLOCK_P, BLOCK_C), PARTIAL.dtype.element_ty)
+    for _ in range(SPLIT_K):
+        acc += tl.load(partial, mask=ok, other=0.0)
+        partial += p_split
+    n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+    gx_pixel = n * gx_n + i.to(tl.int64) * gx_h + j.to(tl.int64) * gx_w
+    tl.store(GX + gx_pixel[:, None] + c[None, :].to(tl.int64) * gx_c, acc.to(GX.dtype.element_ty), mask=ok)
+
+
+@triton.jit
 def _grad_weight_kernel(
     X, A, PARTIAL,
     N, C_in, C_out, H, W, SPLIT_K,
@@ -175,9 +196,10 @@ def _grad_weight_kernel(
 
 
 @triton.jit
-def _sum_splits_kernel(PARTIAL, GRAD_W, C_in, C_out, SPLIT_K, BLOCK_O: tl.constexpr, BLOCK_Q: tl.constexpr):
+def _sum_splits_kernel(PARTIAL, GRAD_W, C_in, C_out, SPLIT_K, p_split, BLOCK_O: tl.constexpr,
+                       BLOCK_Q: tl.constexpr):
     """d weight (C_out, C_in, 3, 3) from _grad_weight_kernel's partials (SPLIT_K, 9, C_in, C_out),
-    summed over the splits in split order (deterministic) in their dtype, then rounded once.
+    p_split apart, summed in split order (deterministic) in their dtype, then rounded once.
 
     A program sums BLOCK_O output channels x BLOCK_Q consecutive entries q = 9c + tap of their
     rows of d weight: its loads run along o and its stores along q, both contiguous (Triton moves
@@ -187,12 +209,11 @@ def _sum_splits_kernel(PARTIAL, GRAD_W, C_in, C_out, SPLIT_K, BLOCK_O: tl.conste
     o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
     q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
     ok = (o < C_out)[:, None] & (q < 9 * C_in)[None, :]
-    pairs = C_in.to(tl.int64) * C_out
-    taps = PARTIAL + ((q % 9) * pairs + q // 9 * C_out)[None, :] + o[:, None]
+    taps = PARTIAL + ((q % 9).to(tl.int64) * C_in * C_out + (q // 9).to(tl.int64) * C_out)[None, :] + o[:, None]
     acc = tl.zeros((BLOCK_O, BLOCK_Q), PARTIAL.dtype.element_ty)
     for _ in range(SPLIT_K):
         acc += tl.load(taps, mask=ok, other=0.0)
-        taps += 9 * pairs
+        taps += p_split
     tl.store(GRAD_W + o[:, None].to(tl.int64) * 9 * C_in + q[None, :], acc.to(GRAD_W.dtype.element_ty), mask=ok)
 
 
@@ -259,6 +280,7 @@ _grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H"
 # ---- launchers ------------------------------------------------------------------------------------
 # _sum_splits_kernel's block: 32 float32 partials along o are one 128-byte load a (tap, c).
 SUM_BLOCK_O, SUM_BLOCK_Q = 32, 128
+SUM_BLOCK_P, SUM_BLOCK_C = 32, 32  # _sum_grad_x_splits_kernel's block: pixels x channels
 _IN_INTERPRETER = interpreted(_forward_kernel)
 
 
@@ -357,8 +379,10 @@ def _grad_x(window_means, x, weight):
         window_means, taps, grad_x, partial, n, c_in, c_out, h, w, split_k, *window_means.stride(),
         *grad_x.stride(), **_dtypes(x),
     )
-    if split_k > 1:  # torch.sum's order is fixed for a shape: deterministic
-        grad_x.copy_(partial.sum(dim=0).permute(0, 3, 1, 2))
+    if split_k > 1:
+        _sum_grad_x_splits_kernel[(cdiv(n * h * w, SUM_BLOCK_P), cdiv(c_in, SUM_BLOCK_C))](
+            partial, grad_x, n, c_in, h, w, split_k, partial.stride(0), *grad_x.stride(), BLOCK_P=SUM_BLOCK_P,
+            BLOCK_C=SUM_BLOCK_C)
     return grad_x
 
 
@@ -375,5 +399,5 @@ def _grad_weight(window_means, x, weight):
     )
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
     _sum_splits_kernel[(cdiv(9 * c_in, SUM_BLOCK_Q), cdiv(c_out, SUM_BLOCK_O))](
-        partial, grad_weight, c_in, c_out, split_k, BLOCK_O=SUM_BLOCK_O, BLOCK_Q=SUM_BLOCK_Q)
+        partial, grad_weight, c_in, c_out, split_k, partial.stride(0), BLOCK_O=SUM_BLOCK_O, BLOCK_Q=SUM_BLOCK_Q)
     return grad_weight
