@@ -53,7 +53,8 @@
 // from L2 per multiply-add; dx's 9 taps on A instead of 16 folded ones on dy (1.78x fewer HMMA,
 // 2.1x less loaded from L2 per unit of work); d weight's likewise (9/16 of the HMMA, 0.91 of the
 // traffic, no unfold kernel; 142 registers and no spills where the bf16 phase form had 128 and 80
-// bytes of spills), its partials summed with coalesced writes (sum_splits_kernel).
+// bytes of spills), its partials summed with coalesced writes (sum_splits_kernel); the forward's
+// and dx's split partials summed in one pass into their output (sum_shares_kernel).
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
