@@ -99,8 +99,8 @@ def _forward_kernel(
 
 @triton.jit
 def _window_means_of(A, n, i, j, tap, a_n, a_h, a_w):
-    """Where pixels (n, i, j) meet tap (k, l) = divmod(tap, 3) in A: A[n, :, 2i + 2 - k, 2j + 2 - l],
-    channel 0. Inside A ((2H + 1) x (2W + 1)) for every pixel of x."""
+    """The address of A[n, 0, 2i + 2 - k, 2j + 2 - l], where pixels (n, i, j) of x meet tap
+    (k, l) = divmod(tap, 3): inside A ((2H + 1) x (2W + 1)) for every pixel of x."""
     return A + n * a_n + (2 * i + 2 - tap // 3).to(tl.int64) * a_h + (2 * j + 2 - tap % 3).to(tl.int64) * a_w
 
 
