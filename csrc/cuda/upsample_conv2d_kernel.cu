@@ -341,6 +341,8 @@ template <>
 struct Taps<4> {
   static constexpr int kSlabs = 16, kGroups = 2;
   static constexpr bool paired(int) { return true; }
+  // Shifts di in {-1, 0} and dj in {-1, 0, 1}: the warps read every pixel of the halo tile.
+  static constexpr bool reads(int, int, int, int, int) { return true; }
   static __device__ ColumnGroup group(int q, int u) {
     const int a = q >> 1, b = q & 1;
     return {0, a - 1, b - 1 + u, 4 * q + u, 4 * q + 2 + u};
@@ -354,6 +356,14 @@ template <>
 struct Taps<1> {
   static constexpr int kSlabs = 9, kGroups = 6;
   static constexpr bool paired(int g) { return g < 3; }
+  // Whether a warp reads halo pixel (row, col) of a tile x tile_w source tile of phase p: a group
+  // reads halo rows h + 1 + di for its tile rows h, one row more for a pair, and columns 1 + dj on.
+  // The shifts are 0 and 1, along an axis whose phase bit is 1 only 0 (k = 1, l = 1, unpaired):
+  // row and column 0 are never read, nor are the last row of phases (1, b) and the last column
+  // of phases (a, 1). Of a 10 x 10 tile's four planes, 289 of 400 pixels are read.
+  static constexpr bool reads(int p, int row, int col, int tile_h, int tile_w) {
+    return row >= 1 && col >= 1 && row <= tile_h + 1 - (p >> 1) && col <= tile_w + 1 - (p & 1);
+  }
   static __device__ ColumnGroup group(int, int g) {
     switch (g) {
       case 0: return {0, 0, 0, 8, 2};    // (2, 2) and (0, 2)
@@ -377,9 +387,10 @@ struct Taps<1> {
 // H100). The 16-bit forward runs 16 warps, one block per SM, on 32 channels of 4 tiles (144 per
 // element; 58 with one tile of 64 channels); float32/float64, whose CUDA-core accumulators need
 // up to 255 registers, run 8 warps on 2 tiles. dx's four source phases make a tile the larger
-// load: 4 warps on 64 channels of 2 tiles (54 per element, each worth 16/9 of a phase-form one)
-// take 86 KiB, two blocks per SM; every block stays within the 99 KiB a block may have on sm_86
-// and sm_89 (GeForce RTX 30 and 40).
+// load: 4 warps on 64 channels of 2 tiles, of whose halo tiles only the 289 of 400 pixels that
+// Taps<1>::reads are loaded (64 per element, each worth 16/9 of a phase-form one), take 86 KiB,
+// two blocks per SM; every block stays within the 99 KiB a block may have on sm_86 and sm_89
+// (GeForce RTX 30 and 40).
 template <typename T, int kSrcPhases, int kDstPhases>
 struct PhaseConvTile {
   // Fragments of 32 channels x 8 pixels (one tile row); A the weights [m][k], B the tile [pixel][k].
@@ -464,7 +475,8 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   // Starts loading stage s, the kBK channels from s * kBK, into buffer `buf`: the weights, and
   // the source tiles where 16-byte vectors allow (channel_vectors), as asynchronous copies; any
   // other source element by element, stored before this returns. Halo pixels outside the source
-  // (src_rows x src_cols) and channels past K are zeros.
+  // (src_rows x src_cols) and channels past K are zeros; halo pixels no warp reads (Taps::reads)
+  // are neither loaded nor written.
   // Weights: kSlabs slabs x kBM rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
   // Thread t copies vectors t, t + kThreads, ...: the same half of the same row m of every
   // kWeightSlabStep-th slab, so its sources are one pointer and one stride, set up once.
@@ -499,8 +511,10 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
       for (int e = threadIdx.x; e < kPlanePixels * kVecsPerPixel; e += kThreads) {
         const int k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
         const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
+        const int row = hp / (kTW + 2), col = hp % (kTW + 2);
+        if (!Taps<kDstPhases>::reads(phase, row, col, kTH, kTW)) continue;
         const PixelTile tile = pixel_tiles[plane / kSrcPhases];
-        const int i = tile.i0 - 1 + hp / (kTW + 2), j = tile.j0 - 1 + hp % (kTW + 2);
+        const int i = tile.i0 - 1 + row, j = tile.j0 - 1 + col;
         const bool read = inside(tile, k, i, j, phase);
         // Outside: zero-filled, nothing read (src itself stands in as a valid address).
         __pipeline_memcpy_async(s_stage + pixel * kBK + k, read ? src + src_offset(tile, k, i, j, phase) : src, 16,
@@ -515,8 +529,10 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
           pixel = e % kPlanePixels, k = e / kPlanePixels;
         }
         const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
+        const int row = hp / (kTW + 2), col = hp % (kTW + 2);
+        if (!Taps<kDstPhases>::reads(phase, row, col, kTH, kTW)) continue;
         const PixelTile tile = pixel_tiles[plane / kSrcPhases];
-        const int i = tile.i0 - 1 + hp / (kTW + 2), j = tile.j0 - 1 + hp % (kTW + 2);
+        const int i = tile.i0 - 1 + row, j = tile.j0 - 1 + col;
         T v{};  // zero bits: 0.0
         if (inside(tile, k, i, j, phase)) {
           v = reinterpret_cast<const T*>(src)[src_offset(tile, k, i, j, phase)];
