@@ -356,8 +356,8 @@ template <>
 struct Taps<1> {
   static constexpr int kSlabs = 9, kGroups = 6;
   static constexpr bool paired(int g) { return g < 3; }
-  // Whether a warp reads halo pixel (row, col) of a tile x tile_w source tile of phase p: a group
-  // reads halo rows h + 1 + di for its tile rows h, one row more for a pair, and columns 1 + dj on.
+  // Whether a warp reads pixel (row, col) of phase p's (tile_h + 2) x (tile_w + 2) halo tile: a
+  // group reads halo rows h + 1 + di for its tile rows h, one more for a pair, columns 1 + dj on.
   // The shifts are 0 and 1, along an axis whose phase bit is 1 only 0 (k = 1, l = 1, unpaired):
   // row and column 0 are never read, nor are the last row of phases (1, b) and the last column
   // of phases (a, 1). Of a 10 x 10 tile's four planes, 289 of 400 pixels are read.
