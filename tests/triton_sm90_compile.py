@@ -149,10 +149,11 @@ def launches(dtype):
     # Planes of the generator, 4x4 to 1024x1024, as the launchers bucket them: one register-resident
     # block per power of two up to noise_kernels.MAX_SINGLE_BLOCK, then pixel ranges, several per
     # plane and one (S = 1, which Triton may specialise); an odd size (no divisibility
-    # specialisation); channels_last tiles, again in one range and in several.
+    # specialisation); one sample of one channel (N = C = 1, constants to Triton); channels_last
+    # tiles, again in one range and in several.
     cases = [noise_case(2, 4, s, s, False, True) for s in (4, 8, 16, 32, 64, 128)]
     cases += [noise_case(64, 4, 128, 128, False, True), noise_case(2, 4, 5, 7, False, True),
-              noise_case(2, 4, 8, 8, False, False)]
+              noise_case(2, 4, 8, 8, False, False), noise_case(1, 1, 256, 256, False, True)]
     cases += [noise_case(2, 48, s, s, True, with_noise) for s in (8, 64) for with_noise in (True, False)]
     # Split-K d weight needs N*H*W >= 2048; odd channel counts and sizes take the masked edges; an
     # argument of 1 (one sample, one channel each side) is a constant to Triton, a plain int in the
