@@ -968,7 +968,8 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     const int64_t slots = Tile::kBlocksPerSM * int64_t(multiprocessor_count(src));
     const int shares =
         int(std::clamp<int64_t>(slots / (blocks_x * blocks_y), 1, std::min<int64_t>(16, slabs.size(2) / Tile::kBK)));
-    // Share s's partial sums: samples [s * N, (s + 1) * N) of a float tensor with dst's strides.
+    // Share s's partial sums: samples [s * N, (s + 1) * N) of a float tensor with dst's strides, so
+    // share s starts dst.numel() elements after share s - 1 (phase_conv_kernel's and sum_shares_kernel's offset).
     TORCH_INTERNAL_ASSERT(dst.is_non_overlapping_and_dense() && dst.stride(0) * N == dst.numel());
     const at::Tensor partial =
         shares > 1 ? at::empty_strided({shares * N, M, dst.size(2), dst.size(3)}, dst.strides(),
@@ -980,7 +981,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                   BlockShape(Tile::kThreads, Tile::kSharedBytes), src.const_data_ptr<scalar_t>(),
                   strides_of(src), slabs.const_data_ptr<scalar_t>(), bias ? bias_c.const_data_ptr<scalar_t>() : nullptr,
                   dst.mutable_data_ptr<scalar_t>(), strides_of(shares > 1 ? partial : dst),
-                  shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, shares > 1 ? N * partial.stride(0) : 0, H,
+                  shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, dst.numel(), H,
                   W, int(src.size(2)), int(src.size(3)), K, M, slabs.size(2), slabs.size(1), tiles, tiles_h, tiles_w,
                   channels_inner(src), channel_vectors(src), channels_inner(dst), shares == 1 && channel_vectors(dst));
     if (shares > 1) {  // only grids under the block slots split: dst is far below 2^31 blocks of elements
