@@ -59,14 +59,17 @@ def test_tensor_core_gemm_kernels_read_shared_memory_with_shared_loads(library):
         assert counts["LD"] == 0 and counts["LDSM"] > 0, (name, counts["LD"], counts["LDS"], counts["LDSM"])
 
 
-# The kernels with 16-byte vector paths: the noise_adain_lrelu per-plane kernels of vector width > 1
-# (template argument Li8E, Li4E or Li2E after the scalar type) and every phase_conv_kernel.
-VECTOR_KERNELS = re.compile(r"(forward|backward)_kernelI(N3c108BFloat16E|N3c104HalfE|f|d)Li[248]E|phase_conv_kernel")
+# The kernels with 16-byte vector paths: the noise_adain_lrelu per-plane kernels and upsample_conv2d's
+# window_means_kernel of vector width > 1 (template argument Li8E, Li4E or Li2E after the scalar
+# type), and every phase_conv_kernel.
+VECTOR_KERNELS = re.compile(
+    r"(forward|backward|window_means)_kernelI(N3c108BFloat16E|N3c104HalfE|f|d)Li[248]E|phase_conv_kernel")
 
 
 def test_vector_paths_store_whole_vectors(library):
     kernels = instructions(library, VECTOR_KERNELS.search)
-    assert len(kernels) == 4 * 3 * 2 + 8, sorted(kernels)  # (dtype, plane cache, direction); phase_conv's
+    # noise: (dtype, plane cache, direction); window means: dtype; phase_conv's
+    assert len(kernels) == 4 * 3 * 2 + 4 + 8, sorted(kernels)
     for name, code in kernels.items():
         counts = opcode_counts(code)
         assert counts["STG.E.128"] > 0, (name, {k: v for k, v in counts.items() if k.startswith("STG")})

@@ -7,14 +7,14 @@
 //   dx       dx[n, c, i, j]      = 4 Σ_{k,l} Σ_o W[o, c, k, l] · A[n, o, 2i+2-k, 2j+2-l]
 //   dW       dW[o, c, k, l]      = 4 Σ_{n,i,j} x[n, c, i, j] · A[n, o, 2i+2-k, 2j+2-l]
 //
-// where A = avg_pool2d(dy, 2, stride=1, padding=1), (2H+1) x (2W+1): the upsampling's adjoint sums
-// conv2d's input gradient over 2x2 blocks, and by linearity those sums move onto dy, so that pixel
-// (i, j) meets tap (k, l) through the mean of dy's window at rows 2i+1-k, 2i+2-k and columns
-// 2j+1-l, 2j+2-l: 9 products per pixel and channel pair in either gradient, where the phase form
-// takes 16. A holds means, not sums, so that a 16-bit A overflows only where dy does; the 4 is
-// applied in float. A's four phase grids A_ab[i, j] = A[2i+a, 2j+b] (phase 0 of H + 1 rows, phase
-// 1 of H) are dx's source as x is the forward's: tap (k, l) reads phase (k mod 2, l mod 2) shifted
-// by (1 if k = 0 else 0, 1 if l = 0 else 0).
+// where A = avg_pool2d(dy, 2, stride=1, padding=1), (2H+1) x (2W+1), made by window_means_kernel:
+// the upsampling's adjoint sums conv2d's input gradient over 2x2 blocks, and by linearity those
+// sums move onto dy, so that pixel (i, j) meets tap (k, l) through the mean of dy's window at rows
+// 2i+1-k, 2i+2-k and columns 2j+1-l, 2j+2-l: 9 products per pixel and channel pair in either
+// gradient, where the phase form takes 16. A holds means, not sums, so that a 16-bit A overflows
+// only where dy does; the 4 is applied in float. A's four phase grids A_ab[i, j] = A[2i+a, 2j+b]
+// (phase 0 of H + 1 rows, phase 1 of H) are dx's source as x is the forward's: tap (k, l) reads
+// phase (k mod 2, l mod 2) shifted by (1 if k = 0 else 0, 1 if l = 0 else 0).
 //
 // The forward and dx are one kernel, phase_conv_kernel: a thread block owns destination
 // channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (four in the
@@ -42,19 +42,16 @@
 // 1.1 / 1.7 / 4.7 ms on the first H200 run; 0.57 / 0.81 / 0.61 ms on an H100 after d weight's
 // and the epilogue's bank conflicts were removed and staging went to 16-byte vectors and two
 // blocks per SM, all single-buffered; cuDNN takes 0.20 / 0.21 / 0.31 ms on the upsampled input
-// (benchmarks/results/nvidia-h100-2026-11-26-profile.log). Not yet measured since: the double
-// buffering (cp.async) of all three; bfloat16 fragments read by shared-memory loads (LDSM)
-// instead of generic ones (load_shared): in the sm_90 SASS the multiply part of a bf16 stage (a
-// warp's 64 HMMA, from the barrier on) went from 340 instructions to 164 in the forward, from
-// 499 to 244 in dx and from 332 to 159 in d weight; each source fragment loaded once for the two
-// taps that read it (dx's 244 -> 182: 18 source fragments a stage instead of 32, which ptxas had
-// already merged in the forward); the bf16 forward's 16-warp blocks of 4 pixel tiles of 32
-// channels (PhaseConvTile), instead of 8-warp blocks of one tile of 64 channels: 2.5x less loaded
-// from L2 per multiply-add; dx's 9 taps on A instead of 16 folded ones on dy (1.78x fewer HMMA,
-// 2.1x less loaded from L2 per unit of work); d weight's likewise (9/16 of the HMMA, 0.91 of the
-// traffic, no unfold kernel; 142 registers and no spills where the bf16 phase form had 128 and 80
-// bytes of spills), its partials summed with coalesced writes (sum_splits_kernel); the forward's
-// and dx's split partials summed in one pass into their output (sum_shares_kernel).
+// (benchmarks/results/nvidia-h100-2026-11-26-profile.log); 0.33 / 0.36 / 0.43 ms on the H100 run
+// of 2026-11-27 (nvidia-h100-2026-11-27-profile.log), after: the double buffering (cp.async) of
+// all three; bfloat16 fragments read by shared-memory loads (LDSM) instead of generic ones
+// (load_shared: a bf16 stage's multiply part, a warp's 64 HMMA, went from 340 SASS instructions to
+// 164 in the forward, 499 to 182 in dx, 332 to 159 in d weight), each source fragment loaded once
+// for the two taps that read it; the bf16 forward's 16-warp blocks of 4 pixel tiles of 32
+// channels (PhaseConvTile): 2.5x less loaded from L2 per multiply-add than one tile of 64; dx's
+// and d weight's 9 taps on A instead of 16 folded ones on dy; split partials summed in one pass
+// (sum_splits_kernel, sum_shares_kernel). That run's backward also spent 0.32 ms in ATen's
+// avg_pool2d making A, replaced since by window_means_kernel (not yet measured).
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -939,6 +936,50 @@ __global__ void __launch_bounds__(kElementwiseThreads)
   dst[e] = static_cast<scalar_t>(sum);
 }
 
+// A for dx and d weight: A[n, o, r, s] = the mean of dy's window of rows r - 1, r and columns
+// s - 1, s, zeros outside dy's H2 x W2 counted in, for r <= H2 and s <= W2 (avg_pool2d(dy, 2,
+// stride=1, padding=1)). A is dense in dy's memory format and a thread takes kVec consecutive
+// elements of it, a 16-byte vector of channels where dy's channels allow it (channel_vectors),
+// else one: consecutive threads read consecutive elements of dy (along channels for channels_last,
+// along columns for NCHW) and write A in order. ATen's channels_last avg_pool2d took 0.318 ms for
+// this at (8, 512, 64, 64) bf16 on the H100 run of 2026-11-27: 68 MB of traffic, 23 us at the
+// copy ceiling.
+template <typename scalar_t, int kVec>
+__global__ void __launch_bounds__(kElementwiseThreads)
+    window_means_kernel(const scalar_t* __restrict__ grad_y, Strides dy_s, scalar_t* __restrict__ window_means,
+                        int64_t C, int H2, int W2, int64_t numel, bool channels_inner) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
+  if (e >= numel) return;
+  const int64_t rows = H2 + 1, cols = W2 + 1;
+  int64_t n, c;
+  int r, s;
+  if (channels_inner) {
+    const int64_t pixel = e / C;
+    c = e % C, s = int(pixel % cols), r = int(pixel / cols % rows), n = pixel / (cols * rows);
+  } else {
+    const int64_t plane = e / (cols * rows);
+    s = int(e % cols), r = int(e / cols % rows), c = plane % C, n = plane / C;
+  }
+  using Vector = Packed<scalar_t, kVec>;
+  acc_t sums[kVec] = {};
+  for (int row = r - 1; row <= r; ++row) {
+    for (int col = s - 1; col <= s; ++col) {
+      if (row < 0 || row >= H2 || col < 0 || col >= W2) continue;
+      const Vector v = *reinterpret_cast<const Vector*>(grad_y + n * dy_s.n + c * dy_s.c + int64_t(row) * dy_s.h +
+                                                         int64_t(col) * dy_s.w);
+      for (int k = 0; k < kVec; ++k) sums[k] += static_cast<acc_t>(v.v[k]);
+    }
+  }
+  Vector means;
+  for (int k = 0; k < kVec; ++k) means.v[k] = static_cast<scalar_t>(sums[k] * acc_t(0.25));
+  if constexpr (kVec == 1) {
+    window_means[e] = means.v[0];
+  } else {
+    store_packed(window_means + e, means);
+  }
+}
+
 void check_grid(int64_t blocks, const char* what) {
   TORCH_CHECK(blocks < (int64_t(1) << 31), "upsample_conv2d: ", what, " needs ", blocks,
               " thread blocks along one grid axis, more than CUDA allows");
@@ -990,6 +1031,26 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                     dst.numel(), shares);
     }
   });
+}
+
+// window_means_kernel's A, (N, C_out, 2H + 1, 2W + 1) in dy's dtype and memory format.
+at::Tensor window_means_cuda(const at::Tensor& grad_y) {
+  const int64_t N = grad_y.size(0), C = grad_y.size(1);
+  const int H2 = int(grad_y.size(2)), W2 = int(grad_y.size(3));
+  at::Tensor window_means =
+      at::empty({N, C, H2 + 1, W2 + 1}, grad_y.options().memory_format(output_memory_format(grad_y)));
+  // Vectors of channels: A, fresh, is aligned, and its channel count is dy's.
+  const bool vectors = channels_inner(window_means) && channel_vectors(grad_y);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_y.scalar_type(), "upsample_conv2d_window_means", [&] {
+    constexpr int kVec = 16 / int(sizeof(scalar_t));
+    const int64_t threads = window_means.numel() / (vectors ? kVec : 1);
+    check_grid(ceil_div(threads, kElementwiseThreads), "the window means");
+    launch_kernel(vectors ? window_means_kernel<scalar_t, kVec> : window_means_kernel<scalar_t, 1>,
+                  dim3(unsigned(ceil_div(threads, kElementwiseThreads))), kElementwiseThreads,
+                  grad_y.const_data_ptr<scalar_t>(), strides_of(grad_y), window_means.mutable_data_ptr<scalar_t>(), C,
+                  H2, W2, window_means.numel(), channels_inner(window_means));
+  });
+  return window_means;
 }
 
 at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
@@ -1051,7 +1112,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
   // the means of dy's 2x2 windows, (2H + 1) x (2W + 1) (count_include_pad: always 4).
   const bool empty = x.numel() == 0 || grad_y.numel() == 0;
   const at::Tensor window_means =
-      !empty && (output_mask[0] || output_mask[1]) ? at::avg_pool2d(grad_y, {2, 2}, {1, 1}, {1, 1}) : at::Tensor();
+      !empty && (output_mask[0] || output_mask[1]) ? window_means_cuda(grad_y) : at::Tensor();
   if (output_mask[0]) {
     grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x)));
     if (empty) {
