@@ -32,10 +32,11 @@
 //
 // phase_conv's fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile
 // row is one fragment column and shifted views are plain pointer offsets into the staged tile.
-// NCHW and channels_last are both read and written through their strides, no copy: staging
-// loads walk pixels fastest for NCHW and channels fastest for channels_last, so both are
-// coalesced along their contiguous dimension; channels_last needs no transposition at all, and
-// where its channel counts are whole 16-byte vectors the tiles are staged a vector per load.
+// Every tensor is addressed through its strides. The kernels stage their sources (the forward's
+// x, dx's A, d weight's x and A) channels fastest, the layout of an implicit GEMM's K, a 16-byte
+// vector per load where the channel counts are whole vectors: a source whose channels are not
+// contiguous (NCHW) is copied to channels_last first (channels_contiguous). Outputs are written
+// in the layout asked for, NCHW pixel-fastest.
 //
 // Not tuned on a GPU: tile sizes picked by reasoning about registers and shared memory.
 // Measured (bf16 channels_last, 512 -> 512 channels on 32x32, forward / dx / d weight):
@@ -426,8 +427,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
                       const scalar_t* __restrict__ bias, scalar_t* __restrict__ dst, Strides dst_s,
                       at::opmath_type<scalar_t>* __restrict__ partial, int64_t partial_share_offset, int H, int W,
                       int src_rows, int src_cols, int64_t K, int64_t M, int64_t K_pad, int64_t M_pad, int64_t tiles,
-                      int tiles_h, int tiles_w, bool src_channels_inner, bool src_vectors, bool dst_channels_inner,
-                      bool dst_vectors) {
+                      int tiles_h, int tiles_w, bool src_vectors, bool dst_channels_inner, bool dst_vectors) {
   using T = typename Native<scalar_t>::type;
   using Tile = PhaseConvTile<T, kSrcPhases, kDstPhases>;
   using acc_t = at::opmath_type<scalar_t>;
@@ -519,12 +519,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
       }
     } else {
       for (int e = threadIdx.x; e < kPlanePixels * kBK; e += kThreads) {
-        int k, pixel;
-        if (src_channels_inner) {
-          k = e % kBK, pixel = e / kBK;
-        } else {
-          pixel = e % kPlanePixels, k = e / kPlanePixels;
-        }
+        const int k = e % kBK, pixel = e / kBK;
         const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
         const int row = hp / (kTW + 2), col = hp % (kTW + 2);
         if (!Taps<kDstPhases>::reads(phase, row, col, kTH, kTW)) continue;
@@ -692,8 +687,8 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
                                   GradWeightTile<typename Native<scalar_t>::type>::kBlocksPerSM)
     grad_weight_kernel(const scalar_t* __restrict__ x, Strides x_s, const scalar_t* __restrict__ window_means,
                        Strides a_s, at::opmath_type<scalar_t>* __restrict__ partial, int H, int W, int64_t C_in,
-                       int64_t C_out, int64_t tiles, int tiles_h, int tiles_w, int splits, bool x_channels_inner,
-                       bool x_vectors, bool a_channels_inner, bool a_vectors) {
+                       int64_t C_out, int64_t tiles, int tiles_h, int tiles_w, int splits, bool x_vectors,
+                       bool a_vectors) {
   using T = typename Native<scalar_t>::type;
   using Tile = GradWeightTile<T>;
   using Gemm = typename Tile::Gemm;
@@ -755,7 +750,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
       }
     } else {
       for (int e = threadIdx.x; e < kPixels * kBC; e += kThreads) {
-        const int c = x_channels_inner ? e % kBC : e / kPixels, p = x_channels_inner ? e / kBC : e % kPixels;
+        const int c = e % kBC, p = e / kBC;
         T v{};  // zero bits: 0.0
         if (x_inside(c, p)) v = reinterpret_cast<const T*>(x)[x_offset(c, p)];
         x_stage[p * kXLd + c] = v;
@@ -770,7 +765,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
       }
     } else {
       for (int e = threadIdx.x; e < kAPixels * kBO; e += kThreads) {
-        const int o = a_channels_inner ? e % kBO : e / kAPixels, p = a_channels_inner ? e / kBO : e % kAPixels;
+        const int o = e % kBO, p = e / kBO;
         T v{};  // zero bits: 0.0
         if (a_inside(o, p)) v = reinterpret_cast<const T*>(window_means)[a_offset(o, p)];
         a_stage[p * kALd + o] = v;
@@ -839,6 +834,15 @@ bool channel_vectors(const at::Tensor& t) {
   const auto address = reinterpret_cast<uintptr_t>(t.const_data_ptr());
   return t.stride(1) == 1 && t.size(1) % vec == 0 && address % 16 == 0 && t.stride(0) % vec == 0 &&
          t.stride(2) % vec == 0 && t.stride(3) % vec == 0;
+}
+
+// A kernel source as staged, channels fastest: t itself where its channels are contiguous, else a
+// channels_last copy. Staging NCHW in place (pixels fastest, an element a load, into a
+// channel-fastest tile) made the H100 run's bf16 NCHW calls at (8, 512, 512, 32, 32) 2.2x
+// (forward) and 4.5x (forward+backward) slower than channels_last ones
+// (nvidia-h100-2026-11-27-layouts.log); the copy moves x or dy once.
+at::Tensor channels_contiguous(const at::Tensor& t) {
+  return t.stride(1) == 1 ? t : t.contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 // The weights of phase_conv_kernel, slab-major and zero-padded to whole blocks: the forward's 16
@@ -938,29 +942,20 @@ __global__ void __launch_bounds__(kElementwiseThreads)
 
 // A for dx and d weight: A[n, o, r, s] = the mean of dy's window of rows r - 1, r and columns
 // s - 1, s, zeros outside dy's H2 x W2 counted in, for r <= H2 and s <= W2 (avg_pool2d(dy, 2,
-// stride=1, padding=1)). A is dense in dy's memory format and a thread takes kVec consecutive
-// elements of it, a 16-byte vector of channels where dy's channels allow it (channel_vectors),
-// else one: consecutive threads read consecutive elements of dy (along channels for channels_last,
-// along columns for NCHW) and write A in order. ATen's channels_last avg_pool2d took 0.318 ms for
-// this at (8, 512, 64, 64) bf16 on the H100 run of 2026-11-27: 68 MB of traffic, 23 us at the
-// copy ceiling.
+// stride=1, padding=1)). dy's channels are contiguous and A is channels_last, dense; a thread
+// takes kVec consecutive channels of one pixel of A, a 16-byte vector where dy's channels allow
+// it (channel_vectors), else one: consecutive threads read consecutive channels of dy and write
+// A in order. ATen's channels_last avg_pool2d took 0.318 ms for this at (8, 512, 64, 64) bf16 on
+// the H100 run of 2026-11-27: 68 MB of traffic, 23 us at the copy ceiling.
 template <typename scalar_t, int kVec>
 __global__ void __launch_bounds__(kElementwiseThreads)
     window_means_kernel(const scalar_t* __restrict__ grad_y, Strides dy_s, scalar_t* __restrict__ window_means,
-                        int64_t C, int H2, int W2, int64_t numel, bool channels_inner) {
+                        int64_t C, int H2, int W2, int64_t numel) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
   if (e >= numel) return;
-  const int64_t rows = H2 + 1, cols = W2 + 1;
-  int64_t n, c;
-  int r, s;
-  if (channels_inner) {
-    const int64_t pixel = e / C;
-    c = e % C, s = int(pixel % cols), r = int(pixel / cols % rows), n = pixel / (cols * rows);
-  } else {
-    const int64_t plane = e / (cols * rows);
-    s = int(e % cols), r = int(e / cols % rows), c = plane % C, n = plane / C;
-  }
+  const int64_t rows = H2 + 1, cols = W2 + 1, c = e % C, pixel = e / C, n = pixel / (cols * rows);
+  const int r = int(pixel / cols % rows), s = int(pixel % cols);
   using Vector = Packed<scalar_t, kVec>;
   acc_t sums[kVec] = {};
   for (int row = r - 1; row <= r; ++row) {
@@ -1024,7 +1019,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                   dst.mutable_data_ptr<scalar_t>(), strides_of(shares > 1 ? partial : dst),
                   shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, dst.numel(), H,
                   W, int(src.size(2)), int(src.size(3)), K, M, slabs.size(2), slabs.size(1), tiles, tiles_h, tiles_w,
-                  channels_inner(src), channel_vectors(src), channels_inner(dst), shares == 1 && channel_vectors(dst));
+                  channel_vectors(src), channels_inner(dst), shares == 1 && channel_vectors(dst));
     if (shares > 1) {  // only grids under the block slots split: dst is far below 2^31 blocks of elements
       launch_kernel(sum_shares_kernel<scalar_t>, dim3(unsigned(ceil_div(dst.numel(), kElementwiseThreads))),
                     kElementwiseThreads, partial.const_data_ptr<acc_t>(), dst.mutable_data_ptr<scalar_t>(),
@@ -1033,14 +1028,15 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
   });
 }
 
-// window_means_kernel's A, (N, C_out, 2H + 1, 2W + 1) in dy's dtype and memory format.
-at::Tensor window_means_cuda(const at::Tensor& grad_y) {
+// window_means_kernel's A, (N, C_out, 2H + 1, 2W + 1) in dy's dtype, channels_last.
+at::Tensor window_means_cuda(const at::Tensor& grad_y_in) {
+  const at::Tensor grad_y = channels_contiguous(grad_y_in);
   const int64_t N = grad_y.size(0), C = grad_y.size(1);
   const int H2 = int(grad_y.size(2)), W2 = int(grad_y.size(3));
   at::Tensor window_means =
-      at::empty({N, C, H2 + 1, W2 + 1}, grad_y.options().memory_format(output_memory_format(grad_y)));
+      at::empty({N, C, H2 + 1, W2 + 1}, grad_y.options().memory_format(at::MemoryFormat::ChannelsLast));
   // Vectors of channels: A, fresh, is aligned, and its channel count is dy's.
-  const bool vectors = channels_inner(window_means) && channel_vectors(grad_y);
+  const bool vectors = channel_vectors(grad_y);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_y.scalar_type(), "upsample_conv2d_window_means", [&] {
     constexpr int kVec = 16 / int(sizeof(scalar_t));
     const int64_t threads = window_means.numel() / (vectors ? kVec : 1);
@@ -1048,7 +1044,7 @@ at::Tensor window_means_cuda(const at::Tensor& grad_y) {
     launch_kernel(vectors ? window_means_kernel<scalar_t, kVec> : window_means_kernel<scalar_t, 1>,
                   dim3(unsigned(ceil_div(threads, kElementwiseThreads))), kElementwiseThreads,
                   grad_y.const_data_ptr<scalar_t>(), strides_of(grad_y), window_means.mutable_data_ptr<scalar_t>(), C,
-                  H2, W2, window_means.numel(), channels_inner(window_means));
+                  H2, W2, window_means.numel());
   });
   return window_means;
 }
@@ -1060,7 +1056,7 @@ at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, c
   TORCH_CHECK(H < (int64_t(1) << 30) && W < (int64_t(1) << 30), "upsample_conv2d: x is too large, got ", x.sizes());
   at::Tensor y =
       at::empty({N, C_out, 2 * H, 2 * W}, x.options().memory_format(conv_output_memory_format(x, weight)));
-  if (y.numel() > 0) launch_phase_conv<1, 4>(x, weight, bias, y);
+  if (y.numel() > 0) launch_phase_conv<1, 4>(channels_contiguous(x), weight, bias, y);
   return y;
 }
 
@@ -1088,8 +1084,8 @@ at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x,
                   dim3(unsigned(c_blocks), unsigned(o_blocks), unsigned(Tile::kTaps * splits)),
                   BlockShape(Tile::kThreads, Tile::kSharedBytes), x.const_data_ptr<scalar_t>(), strides_of(x),
                   window_means.const_data_ptr<scalar_t>(), strides_of(window_means), partial.mutable_data_ptr<acc_t>(),
-                  H, W, C_in, C_out, tiles, tiles_h, tiles_w, splits, channels_inner(x), channel_vectors(x),
-                  channels_inner(window_means), channel_vectors(window_means));
+                  H, W, C_in, C_out, tiles, tiles_h, tiles_w, splits, channel_vectors(x),
+                  channel_vectors(window_means));
     launch_kernel(sum_splits_kernel<scalar_t>,
                   dim3(unsigned(ceil_div(C_in, kSumTile<acc_t>)), unsigned(ceil_div(C_out, kSumTile<acc_t>))),
                   kElementwiseThreads, partial.const_data_ptr<acc_t>(), grad_weight.mutable_data_ptr<scalar_t>(),
@@ -1121,7 +1117,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
       launch_phase_conv<4, 1>(window_means, weight, std::nullopt, grad_x);
     }
   }
-  if (output_mask[1]) grad_weight = empty ? at::zeros_like(weight) : grad_weight_cuda(window_means, x, C_out);
+  if (output_mask[1]) {
+    grad_weight = empty ? at::zeros_like(weight) : grad_weight_cuda(window_means, channels_contiguous(x), C_out);
+  }
   return {grad_x, grad_weight, grad_y.sum({0, 2, 3})};
 }
 
