@@ -165,9 +165,7 @@ def noise_inputs(n, c, h, w, dtype, memory_format=torch.contiguous_format):
 
 # (N, C, H, W) in NCHW, with the emulation's 16 SMs: a block per plane for 35 elements (no whole
 # vectors: element path), 8x8 (vectors, register cache), 2 x 17 planes of 65x64 and of 91x92
-# (vectors, swept: over 64x64; copied into shared memory up to 64 KiB of planes, so the 65x64
-# float64 backward, 66.5 KiB of x and dy, and the 91x92 float32/float64 ones and float64 forward
-# sweep global memory, the rest shared memory) and 40 small planes; PlaneMajor pixel ranges for
+# (vectors, swept twice: over 64x64) and 40 small planes; PlaneMajor pixel ranges for
 # the few large planes of 80x80 (vectors, 3 ranges) and 67x71 (elements, 9 ranges). In
 # channels_last every shape takes the ChannelMajor ranges, C = 40 with a partial second group of
 # 32 channels.

@@ -3,11 +3,13 @@
 // Planes contiguous (NCHW): one thread block per (n, c) plane. A plane of M <= kItems *
 // kMaxThreads elements is read once into registers (kItems per thread): two-pass statistics
 // from registers, then y written from registers. Larger planes (StyleGAN reaches 1024x1024)
-// sweep the plane twice: per-thread Welford statistics merged across the block with Chan's
-// formula, then a second pass to write y; up to 64 KiB of planes (x; x and dy backward: bf16
-// 128x128 planes) are first copied into shared memory, so global memory is read once. The
-// crossover (4096 elements = 64x64) is where the register cache reaches 8 values per thread at
-// 512 threads; it is a reasoned choice and has not been tuned on a GPU yet. Large planes too
+// sweep the plane twice from global memory (the second pass mostly from L2): per-thread Welford
+// statistics merged across the block with Chan's formula, then a second pass to write y. (Copying
+// planes of up to 64 KiB into shared memory first, to read global memory once, made the forward
+// kernel at (8, 128, 128, 128) bf16 take 42 us on the H100 run of 2026-11-27 against 34 us for
+// the two sweeps on the run before, and the backward 52 against 49 us.) The crossover (4096
+// elements = 64x64) is where the register cache reaches 8 values per thread at 512 threads; it
+// is a reasoned choice and has not been tuned on a GPU yet. Large planes too
 // few for a block each to fill the GPU (under two per SM) are split into pixel ranges over
 // several blocks instead (PlaneMajor, under "split planes"). Planes that are contiguous and
 // 16-byte aligned in every tensor of the call (NCHW, every StyleGAN plane size) move in 16-byte
@@ -43,14 +45,10 @@ namespace {
 constexpr int kItems = 8;
 constexpr int kMaxThreads = 512;
 constexpr int64_t kMaxCachedPlane = int64_t(kItems) * kMaxThreads;
-// Shared memory a per-plane block may keep its planes in (x; x and dy for the backward): 64 KiB
-// leaves room for 3 blocks of 512 threads per SM on sm_80 and later.
-constexpr int64_t kMaxSharedPlaneBytes = 64 * 1024;
 
 // Where a per-plane kernel keeps its plane between its two passes.
 enum class PlaneCache {
   kRegisters,  // M <= kMaxCachedPlane: kItems values per thread, read from global memory once
-  kShared,     // the raw planes in shared memory, read from global memory once
   kNone,       // larger planes: read from global memory in each pass
 };
 constexpr int kWarp = 32;
@@ -162,23 +160,6 @@ __device__ inline void store(scalar_t* data, Plane p, int64_t i, const acc_t (&i
     for (int e = 0; e < kVec; ++e) packed.v[e] = scalar_t(in[e]);
     store_packed(data + p.base + i, packed);
   }
-}
-
-// Copies a plane into the block's dynamic shared memory from element `at` on, contiguous there,
-// and returns where. Thread t copies vectors t, t + blockDim, ..., the ones it reads in every
-// later loop over the plane, so each thread reads back only what it wrote: no barrier.
-template <int kVec, typename scalar_t>
-__device__ inline const scalar_t* stage_plane(const scalar_t* data, Plane p, int64_t vectors, int64_t at) {
-  scalar_t* const cache = reinterpret_cast<scalar_t*>(dynamic_shared_memory()) + at;
-  for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
-    if constexpr (kVec == 1) {
-      cache[vi] = data[p.base + vi * p.hw_stride];
-    } else {
-      using Vector = Packed<scalar_t, kVec>;
-      *reinterpret_cast<Vector*>(cache + vi * kVec) = *reinterpret_cast<const Vector*>(data + p.base + vi * kVec);
-    }
-  }
-  return cache;
 }
 
 // The input v = x + a * noise of plane (n, c): where x's and noise's planes live, and a = noise_weight[c]
@@ -329,15 +310,10 @@ __global__ void __launch_bounds__(kMaxThreads)
       store<kVec>(y, yp, vi * kVec, v[k]);
     }
   } else {
-    NoisyPlane<scalar_t> sweep = vp;  // where the passes read x: global memory, or its copy in shared memory
-    if constexpr (kCache == PlaneCache::kShared) {
-      sweep.x = stage_plane<kVec>(x, vp.xp, vectors, 0);
-      sweep.xp = Plane{0, 1};
-    }
     Welford<acc_t> w{0, 0, 0};
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t v[kVec];
-      load_v<kVec>(sweep, vi * kVec, v);
+      load_v<kVec>(vp, vi * kVec, v);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
         w.count += acc_t(1);
@@ -352,7 +328,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t v[kVec];
-      load_v<kVec>(sweep, vi * kVec, v);
+      load_v<kVec>(vp, vi * kVec, v);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) v[e] = leaky_relu((v[e] - mean) * gamma + beta, slope);
       store<kVec>(y, yp, vi * kVec, v);
@@ -402,25 +378,18 @@ __global__ void __launch_bounds__(kMaxThreads)
       if (vi < vectors) dv_noise += pg.write_dv(vi * kVec, xhat[k], g[k], mean_g, mean_g_xhat, grad_x, gxp);
     }
   } else {
-    PlaneGrad<scalar_t, kVec> sweep = pg;  // where the passes read x and dy: global or shared memory
-    if constexpr (kCache == PlaneCache::kShared) {
-      sweep.vp.x = stage_plane<kVec>(x, pg.vp.xp, vectors, 0);
-      sweep.vp.xp = Plane{0, 1};
-      sweep.grad_y = stage_plane<kVec>(grad_y, pg.gyp, vectors, M);
-      sweep.gyp = Plane{0, 1};
-    }
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t xhat[kVec], g[kVec];
-      sweep.terms(vi * kVec, xhat, g);
-      sweep.accumulate(xhat, g, sum_g, sum_g_xhat);
+      pg.terms(vi * kVec, xhat, g);
+      pg.accumulate(xhat, g, sum_g, sum_g_xhat);
     }
     sum_g = block_sum(sum_g, shared);
     sum_g_xhat = block_sum(sum_g_xhat, shared);
     const acc_t mean_g = sum_g / acc_t(M), mean_g_xhat = sum_g_xhat / acc_t(M);
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t xhat[kVec], g[kVec];
-      sweep.terms(vi * kVec, xhat, g);
-      dv_noise += sweep.write_dv(vi * kVec, xhat, g, mean_g, mean_g_xhat, grad_x, gxp);
+      pg.terms(vi * kVec, xhat, g);
+      dv_noise += pg.write_dv(vi * kVec, xhat, g, mean_g, mean_g_xhat, grad_x, gxp);
     }
   }
   dv_noise = block_sum(dv_noise, shared);
@@ -685,17 +654,13 @@ int threads_for(int64_t M) {
   return int(std::max<int64_t>(kWarp, round_up(ceil_div(M, kItems), kWarp)));
 }
 
-// Calls launch(cache, shared_bytes) with the per-plane kernels' PlaneCache for planes of M
-// elements of which the kernel keeps `tensors` (x; x and dy), and the shared memory it needs.
-template <typename scalar_t, typename Launch>
-void with_plane_cache(int64_t M, int tensors, const Launch& launch) {
-  const int64_t shared_bytes = M * int64_t(sizeof(scalar_t)) * tensors;
+// Calls launch(cache) with the per-plane kernels' PlaneCache for planes of M elements.
+template <typename Launch>
+void with_plane_cache(int64_t M, const Launch& launch) {
   if (M <= kMaxCachedPlane) {
-    launch(std::integral_constant<PlaneCache, PlaneCache::kRegisters>(), size_t(0));
-  } else if (shared_bytes <= kMaxSharedPlaneBytes) {
-    launch(std::integral_constant<PlaneCache, PlaneCache::kShared>(), size_t(shared_bytes));
+    launch(std::integral_constant<PlaneCache, PlaneCache::kRegisters>());
   } else {
-    launch(std::integral_constant<PlaneCache, PlaneCache::kNone>(), size_t(0));
+    launch(std::integral_constant<PlaneCache, PlaneCache::kNone>());
   }
 }
 
@@ -777,9 +742,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
     };
     auto per_plane = [&](auto vec) {
       constexpr int kVec = decltype(vec)::value;
-      with_plane_cache<scalar_t>(M, 1, [&](auto cache, size_t shared_bytes) {
+      with_plane_cache(M, [&](auto cache) {
         launch_kernel(forward_kernel<scalar_t, kVec, decltype(cache)::value>, dim3(static_cast<unsigned>(N * C)),
-                      BlockShape(threads_for(M), shared_bytes), x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr,
+                      threads_for(M), x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr,
                       y_ptr, yv, mean_ptr, rstd_ptr, C, M, eps, negative_slope);
       });
     };
@@ -841,9 +806,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
     };
     auto per_plane = [&](auto vec) {
       constexpr int kVec = decltype(vec)::value;
-      with_plane_cache<scalar_t>(M, 2, [&](auto cache, size_t shared_bytes) {
+      with_plane_cache(M, [&](auto cache) {
         launch_kernel(backward_kernel<scalar_t, kVec, decltype(cache)::value>, dim3(static_cast<unsigned>(N * C)),
-                      BlockShape(threads_for(M), shared_bytes), gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr,
+                      threads_for(M), gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr,
                       scale_ptr, bias_ptr, mean_ptr, rstd_ptr, gx_ptr, gxv,
                       grad_a_per_plane.mutable_data_ptr<acc_t>(), gscale_ptr, gbias_ptr, C, M, negative_slope);
       });
