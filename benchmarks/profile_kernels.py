@@ -22,6 +22,7 @@ import sys
 import time
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 import stylegan_ops as so
@@ -86,7 +87,10 @@ def profile_step(label, step, calls=5):
             step()
         torch.cuda.synchronize()
     averages = prof.key_averages()
-    events = [e for e in averages if e.self_device_time_total > 0]  # kernels, copies
+    # Kernels, copies and fills: device events only. Operators carry their kernels' time as their
+    # own device time too (torch 2.11 on the 2026-11-27 H100 run, whose "kernels" totals count
+    # each kernel twice, under its operator and itself).
+    events = [e for e in averages if e.device_type == DeviceType.CUDA and e.self_device_time_total > 0]
     kernel_ms = sum(e.self_device_time_total for e in events) / calls / 1e3
     print(f"== {label}: call {call_ms:.3f} ms, kernels {kernel_ms:.3f} ms")
     for e in sorted(events, key=lambda e: -e.self_device_time_total)[:8]:
