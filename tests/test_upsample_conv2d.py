@@ -197,12 +197,13 @@ def test_non_contiguous_inputs(backend):
     assert rel_l2(out, upsample_conv2d_reference(x, weight, bias_s)) < 1e-12
 
 
-def _assert_float64_grads_match_reference(backend, shape, wrt, layout="contiguous"):
-    """x and dy in ``layout`` (LAYOUTS)."""
+def _assert_float64_grads_match_reference(backend, shape, wrt, layout="contiguous", grad_y=None):
+    """x and dy in ``layout`` (LAYOUTS); dy random unless given."""
     n, c_in, c_out, h, w = shape
     x, weight, bias = make_inputs(n, c_in, c_out, h, w)
     inputs = LAYOUTS[layout][0](x), weight, bias
-    grad_y = LAYOUTS[layout][0](torch.randn(n, c_out, 2 * h, 2 * w, dtype=torch.float64))
+    if grad_y is None:
+        grad_y = LAYOUTS[layout][0](torch.randn(n, c_out, 2 * h, 2 * w, dtype=torch.float64))
     _, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, wrt, grad_y)
     _, want = _grads(upsample_conv2d_reference, inputs, wrt, grad_y)
     for name, g, r in zip(wrt, got, want):
@@ -212,6 +213,13 @@ def _assert_float64_grads_match_reference(backend, shape, wrt, layout="contiguou
 @pytest.mark.parametrize("wrt", GRAD_SUBSETS, ids="+".join)
 def test_gradients_float64_match_reference(backend, wrt):
     _assert_float64_grads_match_reference(backend, (2, 3, 4, 5, 6), wrt)
+
+
+def test_gradients_of_a_broadcast_grad_y(backend):
+    """dy with every stride 0, as y.sum() hands back: the backward reads it through its strides
+    (the window means of Triton and CUDA included)."""
+    grad_y = torch.ones((), dtype=torch.float64).expand(2, 4, 10, 12)
+    _assert_float64_grads_match_reference(backend, (2, 3, 4, 5, 6), NAMES, grad_y=grad_y)
 
 
 def test_triton_fold_refuses_weights_past_32_bit_indices():
