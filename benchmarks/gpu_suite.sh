@@ -12,6 +12,8 @@
 # device README says to leave clocks alone) on the cases of benchmarks/ncu_run.py, one process
 # each, 100 s cap each: speed of light, memory and compute workload, occupancy, warp stalls of
 # every kernel of one forward+backward, into ncu.txt.
+# `bash benchmarks/gpu_suite.sh layouts` builds and runs benchmarks/layout_timing.py (NCHW against
+# channels_last, about 80 s on the 2026-11-27 H100), 150 s cap, into layouts.txt.
 #
 # Every step after the build has a cap, so the suite ends inside the 10-minute call. On the H100
 # run of 2026-11-26 the build took about 55 s and memcheck 110 s; the GPU tests, with Triton's
@@ -35,8 +37,8 @@ MODE=${1:-all}
 case "$MODE" in
   all) CAPS="noise_adain_lrelu:25 upsample_conv2d:35 generator:65" ;;
   bench) CAPS="noise_adain_lrelu:150 upsample_conv2d:150 generator:150" ;;
-  ncu) CAPS="" ;;
-  *) echo "usage: $0 [all|bench|ncu]"; exit 2 ;;
+  ncu|layouts) CAPS="" ;;
+  *) echo "usage: $0 [all|bench|ncu|layouts]"; exit 2 ;;
 esac
 # The lent machine's torch lives in its `python3` (there may be no `python`).
 PY=${PYTHON:-python3}
@@ -66,6 +68,12 @@ if [ "$MODE" = all ]; then
 
   step "ceilings"
   timeout 15 "$PY" benchmarks/ceilings.py "$OUT/ceilings.json"
+fi
+
+if [ "$MODE" = layouts ]; then
+  step "layout timing"
+  timeout 150 "$PY" benchmarks/layout_timing.py 2>&1 | tee "$OUT/layouts.txt"
+  step "done"; exit 0
 fi
 
 if [ "$MODE" = ncu ]; then
