@@ -13,6 +13,10 @@ inline at::MemoryFormat output_memory_format(const at::Tensor& x) {
   return x.suggest_memory_format();
 }
 
+// Channels are t's innermost (fastest-moving) dimension, as in channels_last: the layout the
+// kernels walk channel-fastest.
+inline bool channels_innermost(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) == 1; }
+
 // A convolution's output is channels_last when its input or its weight is, as at::conv2d's (cuDNN
 // float64 aside, which stays contiguous).
 inline at::MemoryFormat conv_output_memory_format(const at::Tensor& x, const at::Tensor& weight) {

@@ -640,9 +640,6 @@ __global__ void __launch_bounds__(Map::kThreads)
   }
 }
 
-// Channels are the innermost dimension: ChannelMajor ranges read coalesced.
-bool channels_innermost(const at::Tensor& x) { return x.size(1) > 1 && x.stride(1) == 1; }
-
 // Planes beyond the register cache, too few for a block each to fill the GPU: PlaneMajor ranges.
 bool too_few_large_planes(const at::Tensor& x, int64_t planes, int64_t M) {
   return M > kMaxCachedPlane && planes < 2 * int64_t(multiprocessor_count(x));

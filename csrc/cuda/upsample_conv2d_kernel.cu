@@ -823,9 +823,6 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
 // ---- host --------------------------------------------------------------------------------------
 Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
 
-// Channels are the fastest-moving index (channels_last): stage and write channel-fastest.
-bool channels_inner(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) == 1; }
-
 // Whether t's channels can be staged (or written) in 16-byte vectors: channels contiguous
 // (channels_last), the data 16-byte aligned, and the channel count and every other stride whole
 // vectors, so a vector never straddles a pixel or the end of the channels.
@@ -1019,7 +1016,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                   dst.mutable_data_ptr<scalar_t>(), strides_of(shares > 1 ? partial : dst),
                   shares > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr, dst.numel(), H,
                   W, int(src.size(2)), int(src.size(3)), K, M, slabs.size(2), slabs.size(1), tiles, tiles_h, tiles_w,
-                  channel_vectors(src), channels_inner(dst), shares == 1 && channel_vectors(dst));
+                  channel_vectors(src), channels_innermost(dst), shares == 1 && channel_vectors(dst));
     if (shares > 1) {  // only grids under the block slots split: dst is far below 2^31 blocks of elements
       launch_kernel(sum_shares_kernel<scalar_t>, dim3(unsigned(ceil_div(dst.numel(), kElementwiseThreads))),
                     kElementwiseThreads, partial.const_data_ptr<acc_t>(), dst.mutable_data_ptr<scalar_t>(),
