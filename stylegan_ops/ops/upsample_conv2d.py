@@ -15,8 +15,9 @@ Backward. The op is linear in x and in (weight, bias), so with up(x) the nearest
 The CUDA and Triton backward ops move down_sum onto dy: dx is the 3x3 taps applied to the means
 of dy's 2x2 windows (avg_pool2d(dy, 2, stride=1, padding=1), one pass of each backend's own
 kernel), and dW those means against x, 9 products per pixel and channel pair in either where the
-phase form takes 16 (stylegan_ops/triton/upsample_conv2d.py derives it). The CPU op is the adjoint of its GEMM and gather. Every kernel's dW sums over x's
-pixels only, skipping the zero padding.
+phase form takes 16 (stylegan_ops/triton/upsample_conv2d.py derives it). The CPU op is the
+adjoint of its GEMM and gather. Every kernel's dW sums over x's pixels only, skipping the zero
+padding.
 Double backward runs the formulas above composed of differentiable PyTorch ops (``_backward_composite``,
 for the native op as ``stylegan_ops::upsample_conv2d_backward_composite``). The native op's autograd is
 C++ (csrc/autograd/), the Triton op's is registered here.
