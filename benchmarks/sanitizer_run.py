@@ -2,14 +2,15 @@
 
 Each op runs on native (the hand-written kernels), then on Triton: every dtype, both layouts,
 forward and backward. noise_adain_lrelu's shapes take the native kernels through NCHW
-register-cached planes by 16-byte vectors and by elements (35-element planes), swept planes (400
-of them: a block each), split planes (2 of them: pixel ranges) and the channel-major
-channels_last kernels, with and without noise, and the Triton kernels through register-resident
-planes and pixel ranges (one per plane at 65x64, several at 80x80, channels_last at every size);
-upsample_conv2d's (the phase-conv and grad-weight kernels) has partial pixel tiles and a partial second block of 64 channels on both sides, with
-channels staged element by element (70 and 66 channels) and, channels_last, through cp.async in
-16-byte vectors (72 and 80), at 33x40 with several pixel tiles per d weight block (its double
-buffering alternates, as the phase convolutions' stages do at every size here)."""
+register-cached planes by 16-byte vectors and by elements (35-element planes), swept planes (400 of
+them: a block each), split planes (2 of them: pixel ranges) and the channel-major channels_last
+kernels, with and without noise, and the Triton kernels through register-resident planes and pixel
+ranges (one per plane at 65x64, several at 80x80, channels_last at every size); upsample_conv2d's
+(the phase-conv and grad-weight kernels) has partial pixel tiles and a partial second block of 64
+channels on both sides, with channels staged element by element (70 and 66 channels) and,
+channels_last, through cp.async in 16-byte vectors (72 and 80), at 33x40 with several pixel tiles
+per d weight block (its double buffering alternates, as the phase convolutions' stages do at every
+size here)."""
 
 import sys
 
