@@ -35,10 +35,10 @@ TORCH_LIBRARY(stylegan_ops, m) {
       "Tensor grad_style_bias)");
   // conv2d(nearest_upsample_2x(x), weight, bias, padding=1) as four 2x2 phase convolutions of x.
   m.def("upsample_conv2d(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
-  // output_mask: which of (grad_x, grad_weight) to compute; one not asked for comes back empty (0 elements),
-  // so a frozen weight costs no d weight GEMM. grad_bias, a sum over grad_y, always comes back.
+  // output_mask: which of (grad_x, grad_weight, grad_bias) to compute; one not asked for comes back empty
+  // (0 elements), so a frozen weight costs no d weight GEMM and a conv without bias no sum over grad_y.
   m.def(
-      "upsample_conv2d_backward(Tensor grad_y, Tensor x, Tensor weight, bool[2] output_mask) "
+      "upsample_conv2d_backward(Tensor grad_y, Tensor x, Tensor weight, bool[3] output_mask) "
       "-> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
   m.def(
       "upsample_conv2d_backward_composite(Tensor grad_y, Tensor x, Tensor weight) "

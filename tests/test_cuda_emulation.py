@@ -71,9 +71,9 @@ class EmulatedUpsampleConv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, weight = ctx.saved_tensors
-        needed = list(ctx.needs_input_grad[1:3])
+        needed = list(ctx.needs_input_grad[1:4])
         grad_x, grad_weight, grad_bias = ctx.ops.upsample_conv2d_backward(grad_y, x, weight, needed)
-        return None, grad_x if needed[0] else None, grad_weight if needed[1] else None, grad_bias
+        return None, *(grad if asked else None for grad, asked in zip((grad_x, grad_weight, grad_bias), needed))
 
 
 def check_against_reference(emulated_fn, reference_fn, inputs, names, grad_y):
@@ -103,21 +103,22 @@ def test_upsample_conv2d_strided_inputs_without_bias(emulated):
     y = emulated.upsample_conv2d(x, weight, None)
     assert rel_l2(y, upsample_conv2d_reference(x, weight)) < 1e-12
     grad_y = torch.ones(()).double().expand(y.shape)
-    got = emulated.upsample_conv2d_backward(grad_y, x, weight, [True, True])
+    got = emulated.upsample_conv2d_backward(grad_y, x, weight, [True, True, True])
     xr, wr = x.clone().requires_grad_(), weight.clone().requires_grad_()
     want = torch.autograd.grad(upsample_conv2d_reference(xr, wr).sum(), (xr, wr))
     assert rel_l2(got[0], want[0]) < 1e-12 and rel_l2(got[1], want[1]) < 1e-12
     assert rel_l2(got[2], torch.full((66,), float(y[0, 0].numel() * 2), dtype=torch.float64)) == 0
 
 
-@pytest.mark.parametrize("output_mask", [[True, False], [False, True]], ids=["grad_x", "grad_weight"])
+@pytest.mark.parametrize("output_mask", [[True, False, False], [False, True, False], [False, False, True]],
+                         ids=["grad_x", "grad_weight", "grad_bias"])
 def test_upsample_conv2d_backward_computes_only_the_gradients_asked_for(emulated, output_mask):
     x = torch.randn(2, 20, 5, 9, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(70, 20, 3, 3, dtype=torch.float32)
     grad_y = torch.randn(2, 70, 10, 18, dtype=torch.float32)
-    full = emulated.upsample_conv2d_backward(grad_y, x, weight, [True, True])
+    full = emulated.upsample_conv2d_backward(grad_y, x, weight, [True, True, True])
     partial = emulated.upsample_conv2d_backward(grad_y, x, weight, output_mask)
-    for asked, got, want in zip(output_mask + [True], partial, full):
+    for asked, got, want in zip(output_mask, partial, full):
         assert torch.equal(got, want) if asked else got.numel() == 0
 
 
@@ -283,5 +284,5 @@ def test_grad_weight_skips_the_padding(emulated, dtype, shape, memory_format):
     weight = torch.randn(c_out, c_in, 3, 3, dtype=dtype)
     assert_grad_weight_skips_the_padding(
         lambda dy: emulated.upsample_conv2d_backward(dy.contiguous(memory_format=memory_format), x, weight,
-                                                     [False, True])[1],
+                                                     [False, True, False])[1],
         x, weight, TOLERANCES[dtype][2])

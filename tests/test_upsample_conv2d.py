@@ -123,7 +123,7 @@ def test_triton_library_ops_refuse_bad_input(overrides, error, match):
         torch.ops.stylegan_ops.upsample_conv2d_triton(inputs["x"], inputs["weight"], inputs["bias"])
     x, weight = GOOD["x"], GOOD["weight"]
     with pytest.raises(ValueError, match=r"grad_y must have shape \(2, 4, 10, 12\)"):
-        torch.ops.stylegan_ops.upsample_conv2d_triton_backward(torch.randn(2, 4, 10, 11), x, weight, [True, True])
+        torch.ops.stylegan_ops.upsample_conv2d_triton_backward(torch.randn(2, 4, 10, 11), x, weight, [True, True, True])
 
 
 def test_library_op_refuses_zero_channels():
@@ -144,7 +144,7 @@ def test_library_backward_of_empty_batch_is_zero(library_backend):
                                                    "triton": "upsample_conv2d_triton_backward"}[library_backend])
     x, weight, _ = make_inputs(n=0)
     grad_x, grad_weight, grad_bias = backward_op(torch.randn(0, 4, 10, 12, dtype=torch.float64), x, weight,
-                                                 [True, True])
+                                                 [True, True, True])
     assert grad_x.shape == x.shape
     assert torch.equal(grad_weight, torch.zeros_like(weight)) and torch.equal(grad_bias, torch.zeros(4).double())
 
@@ -340,7 +340,7 @@ def test_backward_composite_matches_backward_kernel():
     cpu_backend_or_skip("native", "upsample_conv2d")
     x, weight, _ = make_inputs(2, 3, 4, 5, 6)
     grad_y = torch.randn(2, 4, 10, 12, dtype=x.dtype)
-    kernel = torch.ops.stylegan_ops.upsample_conv2d_backward(grad_y, x, weight, [True, True])
+    kernel = torch.ops.stylegan_ops.upsample_conv2d_backward(grad_y, x, weight, [True, True, True])
     composite = torch.ops.stylegan_ops.upsample_conv2d_backward_composite(grad_y, x, weight)
     for name, got, want in zip(("x", "weight", "bias"), composite, kernel):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=lambda m: f"d {name}: {m}")
@@ -358,40 +358,42 @@ def test_opcheck(backend):
         x, weight, bias = make_inputs(2, 3, 4, 3, 5, bias=with_bias)
         torch.library.opcheck(op.default, (x.requires_grad_(), weight.requires_grad_(), bias))
     grad_y = torch.randn(2, 4, 6, 10, dtype=torch.float64)
-    for output_mask in ([True, True], [True, False], [False, True]):
+    for output_mask in ([True, True, True], [True, False, False], [False, True, True], [False, False, True]):
         torch.library.opcheck(backward, (grad_y, x.detach(), weight.detach(), output_mask),
                               test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
-@pytest.mark.parametrize("output_mask", [[True, False], [False, True]], ids=["grad_x", "grad_weight"])
+@pytest.mark.parametrize("output_mask", [[True, False, False], [False, True, False], [False, False, True]],
+                         ids=["grad_x", "grad_weight", "grad_bias"])
 def test_backward_computes_only_the_gradients_asked_for(backend, output_mask):
-    """A frozen weight (or x) skips its GEMM: the op returns an empty tensor in its place, the other
-    gradient as with both asked for."""
+    """A frozen weight (or x) skips its GEMM, a conv without bias the sum over grad_y: the op returns
+    an empty tensor in the place of each gradient not asked for, the others as with all asked for."""
     if backend == "eager":
         pytest.skip("eager is plain PyTorch, not a library op")
     backward = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[backend] + "_backward")
     x, weight, _ = make_inputs(2, 3, 4, 5, 6)
     grad_y = torch.randn(2, 4, 10, 12, dtype=x.dtype)
-    full = backward(grad_y, x, weight, [True, True])
+    full = backward(grad_y, x, weight, [True, True, True])
     partial = backward(grad_y, x, weight, output_mask)
-    for asked, got, want in zip(output_mask + [True], partial, full):
+    for asked, got, want in zip(output_mask, partial, full):
         assert torch.equal(got, want) if asked else got.numel() == 0
 
 
-@pytest.mark.parametrize("frozen", ["x", "weight"])
-def test_autograd_asks_only_for_the_gradients_it_needs(backend, frozen):
+@pytest.mark.parametrize("trainable,with_bias", [("x", True), ("weight", True), ("bias", True), ("x", False)])
+def test_autograd_asks_only_for_the_gradients_it_needs(backend, trainable, with_bias):
     if backend == "eager":
         pytest.skip("eager is plain PyTorch, not a library op")
-    x, weight, bias = make_inputs(2, 3, 4, 5, 6)
-    trainable = weight if frozen == "x" else x
-    trainable.requires_grad_()
+    x, weight, bias = make_inputs(2, 3, 4, 5, 6, bias=with_bias)
+    inputs = {"x": x, "weight": weight, "bias": bias}
+    inputs[trainable].requires_grad_()
     grad_y = torch.randn(2, 4, 10, 12, dtype=x.dtype)
     with OpCalls() as ops:
-        (got,) = torch.autograd.grad(so.upsample_conv2d(x, weight, bias, backend=backend), (trainable,), grad_y)
+        (got,) = torch.autograd.grad(so.upsample_conv2d(x, weight, bias, backend=backend), (inputs[trainable],),
+                                     grad_y)
     masks = [list(args[3]) for func, args, _ in ops.calls
              if func._opname in ("upsample_conv2d_backward", "upsample_conv2d_triton_backward")]
-    assert masks == [[frozen == "weight", frozen == "x"]]
-    (want,) = torch.autograd.grad(upsample_conv2d_reference(x, weight, bias), (trainable,), grad_y)
+    assert masks == [[name == trainable for name in inputs]]
+    (want,) = torch.autograd.grad(upsample_conv2d_reference(x, weight, bias), (inputs[trainable],), grad_y)
     assert rel_l2(got, want) < 1e-12
 
 
@@ -405,7 +407,7 @@ def test_fake_strides_match_kernels(backend, x_layout, weight_layout, c_in):
     x, weight, bias = _layout_inputs(x_layout, weight_layout, c_in)
     checks = ("test_schema", "test_faketensor")
     torch.library.opcheck(op, (x, weight, bias), test_utils=checks)
-    torch.library.opcheck(backward, (op(x, weight, bias), x, weight, [True, True]), test_utils=checks)
+    torch.library.opcheck(backward, (op(x, weight, bias), x, weight, [True, True, True]), test_utils=checks)
 
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's per-sample loop
@@ -476,7 +478,7 @@ def test_gpu_layouts_follow_conv2d(x_layout, weight_layout, c_in):
     assert rel_l2(out, upsample_conv2d_reference(*(t.cpu().double() for t in (x, weight, bias)))) < 1e-5
     checks = ("test_schema", "test_faketensor")
     torch.library.opcheck(torch.ops.stylegan_ops.upsample_conv2d.default, (x, weight, bias), test_utils=checks)
-    torch.library.opcheck(torch.ops.stylegan_ops.upsample_conv2d_backward.default, (out, x, weight, [True, True]),
+    torch.library.opcheck(torch.ops.stylegan_ops.upsample_conv2d_backward.default, (out, x, weight, [True] * 3),
                           test_utils=checks)
 
 

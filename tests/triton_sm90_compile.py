@@ -141,7 +141,7 @@ def launches(dtype):
 
         def call():
             y = upsample_kernels.forward(x, weight, bias)
-            upsample_kernels.backward(torch.empty_like(y), x, weight, [True, True])
+            upsample_kernels.backward(torch.empty_like(y), x, weight, [True, True, True])
 
         layout = "channels_last" if channels_last else "NCHW"
         return f"upsample_conv2d {layout} ({n}, {c_in}, {c_out}, {h}, {w}) bias={with_bias}", call

@@ -22,18 +22,20 @@ class UpsampleConv2d : public torch::autograd::Function<UpsampleConv2d> {
 
   static variable_list backward(AutogradContext* ctx, const variable_list& grad_outputs) {
     static const auto backward_op =
-        operator_handle<Grads(const Tensor&, const Tensor&, const Tensor&, std::array<bool, 2>)>(
+        operator_handle<Grads(const Tensor&, const Tensor&, const Tensor&, std::array<bool, 3>)>(
             "stylegan_ops::upsample_conv2d_backward");
     static const auto composite_op = operator_handle<Grads(const Tensor&, const Tensor&, const Tensor&)>(
         "stylegan_ops::upsample_conv2d_backward_composite");
     const variable_list saved = ctx->get_saved_variables();
-    // Only the gradients autograd asks for: a frozen weight (or x) skips its GEMM.
-    const std::array<bool, 2> needed{ctx->needs_input_grad(0), ctx->needs_input_grad(1)};
+    // Only the gradients autograd asks for: a frozen weight (or x) skips its GEMM, no bias its sum.
+    // An absent bias has no input edge: needs_input_grad(2) exists only with one.
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const std::array<bool, 3> needed{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                     has_bias && ctx->needs_input_grad(2)};
     auto [grad_x, grad_weight, grad_bias] =
         at::GradMode::is_enabled() ? composite_op.call(grad_outputs[0], saved[0], saved[1])
                                    : backward_op.call(grad_outputs[0], saved[0], saved[1], needed);
-    return {needed[0] ? grad_x : Tensor(), needed[1] ? grad_weight : Tensor(),
-            ctx->saved_data["has_bias"].toBool() ? grad_bias : Tensor()};
+    return {needed[0] ? grad_x : Tensor(), needed[1] ? grad_weight : Tensor(), needed[2] ? grad_bias : Tensor()};
   }
 };
 

@@ -250,7 +250,7 @@ at::Tensor upsample_conv2d_impl(const at::Tensor& x, const at::Tensor& weight, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_impl(const at::Tensor& grad_y,
                                                                              const at::Tensor& x,
                                                                              const at::Tensor& weight,
-                                                                             std::array<bool, 2> output_mask) {
+                                                                             std::array<bool, 3> output_mask) {
   check_upsample_conv2d_backward_args(grad_y, x, weight);
   const int64_t N = x.size(0), C_in = x.size(1), C_out = weight.size(0), H = x.size(2), W = x.size(3);
   const at::ScalarType acc = at::toOpMathType(x.scalar_type());
@@ -286,7 +286,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_impl(con
     if (first_block) grad_taps.zero_();  // no pixels (N = 0): a sum over nothing
     grad_weight = filters_from_tap_rows(grad_taps, weight);
   }
-  return {grad_x, grad_weight, grad_y.sum({0, 2, 3})};
+  return {grad_x, grad_weight, output_mask[2] ? grad_y.sum({0, 2, 3}) : not_computed(x)};
 }
 
 }  // namespace

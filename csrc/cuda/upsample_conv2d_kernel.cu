@@ -1094,7 +1094,7 @@ at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(const at::Tensor& grad_y,
                                                                              const at::Tensor& x,
                                                                              const at::Tensor& weight,
-                                                                             std::array<bool, 2> output_mask) {
+                                                                             std::array<bool, 3> output_mask) {
   check_upsample_conv2d_backward_args(grad_y, x, weight);
   const DeviceGuard guard(x.device());
   const int64_t C_out = weight.size(0);
@@ -1117,7 +1117,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
   if (output_mask[1]) {
     grad_weight = empty ? at::zeros_like(weight) : grad_weight_cuda(window_means, channels_contiguous(x), C_out);
   }
-  return {grad_x, grad_weight, grad_y.sum({0, 2, 3})};
+  return {grad_x, grad_weight, output_mask[2] ? grad_y.sum({0, 2, 3}) : not_computed(x)};
 }
 
 }  // namespace

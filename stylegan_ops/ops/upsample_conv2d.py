@@ -71,20 +71,21 @@ def _backward_composite(grad_y, x, weight):
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias = inputs
+    x, weight, _ = inputs
     ctx.save_for_backward(x, weight)
-    ctx.has_bias = bias is not None
 
 
 def _autograd_backward(backward_op):
     def backward(ctx, grad_y):
         x, weight = ctx.saved_tensors
-        needed = list(ctx.needs_input_grad[:2])  # only those: a frozen weight (or x) skips its GEMM
+        # Only the gradients autograd asks for: a frozen weight (or x) skips its GEMM, a conv without
+        # bias (or with a frozen one) the sum over grad_y.
+        needed = list(ctx.needs_input_grad[:3])
         if torch.is_grad_enabled():  # create_graph=True: keep the graph for higher derivatives
             grad_x, grad_weight, grad_bias = _backward_composite(grad_y, x, weight)
         else:
             grad_x, grad_weight, grad_bias = backward_op(grad_y, x, weight, needed)
-        return grad_x if needed[0] else None, grad_weight if needed[1] else None, grad_bias if ctx.has_bias else None
+        return grad_x if needed[0] else None, grad_weight if needed[1] else None, grad_bias if needed[2] else None
 
     return backward
 
@@ -96,11 +97,11 @@ def _fake_forward(x, weight, bias):
 
 
 def _fake_backward(grad_y, x, weight, output_mask):
-    """grad_x and grad_weight as output_mask asks for them, else empty (0 elements, not computed)."""
+    """grad_x, grad_weight and grad_bias as output_mask asks for them, else empty (0 elements, not computed)."""
     return (
         torch.empty_like(x, memory_format=output_memory_format(x)) if output_mask[0] else x.new_empty(0),
         weight.new_empty(weight.shape) if output_mask[1] else x.new_empty(0),
-        weight.new_empty(weight.shape[:1]),
+        weight.new_empty(weight.shape[:1]) if output_mask[2] else x.new_empty(0),
     )
 
 

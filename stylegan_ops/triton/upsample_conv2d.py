@@ -375,7 +375,7 @@ def backward(grad_y, x, weight, output_mask):
     window_means = _window_means(grad_y) if output_mask[0] or output_mask[1] else None
     return (_grad_x(window_means, x, weight) if output_mask[0] else x.new_empty(0),
             _grad_weight(window_means, x, weight) if output_mask[1] else x.new_empty(0),
-            grad_y.sum(dim=(0, 2, 3)))
+            grad_y.sum(dim=(0, 2, 3)) if output_mask[2] else x.new_empty(0))
 
 
 def _window_means(grad_y):
