@@ -19,8 +19,9 @@ Prints progress lines as it goes, a table at the end, and writes ``--json`` / ``
 (matplotlib). A backend that raises on its first call is reported as FAILED (the JSON's
 ``failures``), the rest are still timed, and the exit status is 1.
 
-The default is the full set for the device; ``--quick`` is a small set that finishes in a few
-minutes on a 2-core CPU. On CUDA the upsample_conv2d cases and the generator run channels_last
+The default is the full set for the device, bfloat16 then float32 on CUDA and float32 on CPU;
+``--quick`` is a small set that finishes in a few minutes on a 2-core CPU, ``--ops`` and
+``--dtypes`` choose among the ops and dtypes. On CUDA the upsample_conv2d cases and the generator run channels_last
 (the implicit GEMMs' natural layout, and the one cuDNN's tensor-core kernels prefer), every
 backend alike; the noise_adain_lrelu cases and everything on CPU run NCHW.
 """
@@ -69,6 +70,7 @@ QUICK_SHAPES = {
     ("cpu", "generator"): [(2, 32)],
 }
 OPS = ("noise_adain_lrelu", "upsample_conv2d", "generator")
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass
@@ -472,6 +474,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a small set (minutes on a 2-core CPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
+    parser.add_argument("--dtypes", default=None,
+                        help=f"comma-separated subset of {','.join(DTYPES)} (default bfloat16,float32 on GPU, "
+                             "bfloat16 first: the dtype of the GPU goals; float32 on CPU)")
     parser.add_argument("--reps", type=_positive_int, default=None,
                         help="timed repetitions (default 20 on GPU, 10 on CPU)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -493,8 +498,14 @@ def main(argv=None):
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    # bfloat16 first on GPU: the dtype of the GPU goals, measured before a capped run is cut short.
-    dtypes = [torch.bfloat16, torch.float32] if device == "cuda" else [torch.float32]
+    if args.dtypes is None:
+        dtypes = [torch.bfloat16, torch.float32] if device == "cuda" else [torch.float32]
+    else:
+        names = [name.strip() for name in args.dtypes.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(DTYPES))
+        if unknown or not names:
+            raise SystemExit(f"--dtypes: unknown {unknown or names}; choose from {DTYPES}")
+        dtypes = [DTYPES[name] for name in names]
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"stylegan_ops.bench on {device_name}: torch {torch.__version__}, build {so.build_info()}", flush=True)
 

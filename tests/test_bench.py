@@ -59,6 +59,8 @@ def test_bad_arguments_exit_with_a_message(capsys):
     with pytest.raises(SystemExit):  # argparse: exit status 2, the message on stderr
         bench.main(["--reps", "0"])
     assert "--reps: must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"--dtypes: unknown \['fp8'\]"):
+        bench.main(["--dtypes", "bfloat16,fp8"])
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA device"):
             bench.main(["--device", "cuda"])
@@ -90,6 +92,15 @@ def test_a_failing_backend_is_reported_and_the_others_still_timed(tmp_path, monk
     assert "native: FAILED RuntimeError: kernel launch failed" in out
     assert "FAILED noise_adain_lrelu (2, 3, 8, 8) float32 fwd+bwd native: RuntimeError: kernel launch failed" in out
     assert "- noise_adain_lrelu (2, 3, 8, 8) float32 fwd native: RuntimeError" in _results_table().table(json_path)
+
+
+def test_dtypes_chooses_what_is_timed(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "QUICK_SHAPES", TINY)
+    json_path = tmp_path / "out.json"
+    assert bench.main(["--quick", "--device", "cpu", "--ops", "noise_adain_lrelu", "--dtypes", "bfloat16",
+                       "--reps", "1", "--json", str(json_path)]) == 0
+    records = json.loads(json_path.read_text())["records"]
+    assert records and {r["dtype"] for r in records} == {"bfloat16"}
 
 
 def test_merge_combines_runs_of_one_device(tmp_path, capsys):
