@@ -889,7 +889,10 @@ at::Tensor slab_weights(const at::Tensor& weight, int64_t row_block, int64_t col
 // taps are 9 kTile consecutive elements. Reads (along o) and writes are both coalesced; a thread
 // per pair writing its 9 taps, a pair's run 9 C_in elements from its neighbour's, took 0.052 ms at
 // 512 -> 512 channels on the H100 run (nvidia-h100-2026-11-26-profile.log), a third of eager's
-// whole forward and backward at the 8x8 level.
+// whole forward and backward at the 8x8 level. This kernel, summing one (tap, c) row at a time,
+// then took 0.035 ms there for 24 MB of traffic (2 splits; nvidia-h100-2026-11-27b-profile.log):
+// its 256 blocks, about two an SM, kept one load in flight a thread. A thread now sums kRowsAtOnce
+// rows together, their loads independent of each other.
 template <typename acc_t>
 constexpr int kSumTile = 128 / int(sizeof(acc_t));  // 32 floats along o: one 128-byte read a warp
 
@@ -900,17 +903,27 @@ __global__ void __launch_bounds__(kElementwiseThreads)
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kTile = kSumTile<acc_t>;
   constexpr int kRowStride = 9 * kTile + 1;  // [o][c * 9 + tap], padded: a walk along o hits every bank
+  constexpr int kRowStep = kElementwiseThreads / kTile;  // threads along (tap, c): rows a pass apart
+  constexpr int kRows = 9 * kTile, kRowsAtOnce = 4;
   __shared__ acc_t sums[kTile * kRowStride];
   const int64_t c0 = int64_t(blockIdx.x) * kTile, o0 = int64_t(blockIdx.y) * kTile, pairs = C_in * C_out;
   const int o = threadIdx.x % kTile;
-  for (int e = threadIdx.x / kTile; e < 9 * kTile; e += kElementwiseThreads / kTile) {
-    const int tap = e / kTile, c = e % kTile;
-    acc_t sum = 0;
-    if (c0 + c < C_in && o0 + o < C_out) {
-      const acc_t* from = partial + int64_t(tap) * pairs + (c0 + c) * C_out + o0 + o;
-      for (int split = 0; split < splits; ++split) sum += from[int64_t(split) * 9 * pairs];
+  for (int e0 = threadIdx.x / kTile; e0 < kRows; e0 += kRowStep * kRowsAtOnce) {
+    acc_t row_sums[kRowsAtOnce] = {};
+    for (int split = 0; split < splits; ++split) {
+#pragma unroll
+      for (int k = 0; k < kRowsAtOnce; ++k) {
+        const int e = e0 + k * kRowStep, tap = e / kTile, c = e % kTile;
+        if (e < kRows && c0 + c < C_in && o0 + o < C_out) {
+          row_sums[k] += partial[(int64_t(split) * 9 + tap) * pairs + (c0 + c) * C_out + o0 + o];
+        }
+      }
     }
-    sums[o * kRowStride + c * 9 + tap] = sum;
+#pragma unroll
+    for (int k = 0; k < kRowsAtOnce; ++k) {
+      const int e = e0 + k * kRowStep;
+      if (e < kRows) sums[o * kRowStride + e % kTile * 9 + e / kTile] = row_sums[k];
+    }
   }
   __syncthreads();
   const int tile_taps = 9 * int(std::min<int64_t>(kTile, C_in - c0));  // the tile's (c, tap) run per o
