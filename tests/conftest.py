@@ -1,4 +1,7 @@
+import hashlib
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +10,26 @@ import torch
 # chosen before triton is first imported, so here, before any test module loads.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def _inductor_cache_dir():
+    """A torch.compile cache directory of this build of stylegan_ops alone. The on-disk caches key
+    a graph by the ops it calls, not by their schemas (README, "torch.compile's caches after an
+    upgrade"): a graph compiled before a rebuild that changed a backward op's arguments would be
+    reused, and fail: "Tried to convert a List with 2 elements to a fixed-size array of size 3"
+    from a generator's native+compile backward in .ci/run (CI=true) on the machine that had run
+    the tests before upsample_conv2d_backward's mask grew from 2 entries to 3. Named after the
+    package's Python sources and compiled extension, so a rebuild starts an empty one and an
+    unchanged build reuses its own."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1] / "stylegan_ops"
+    for path in sorted(package.rglob("*")):
+        if path.suffix in (".py", ".so"):
+            digest.update(path.read_bytes())
+    return os.path.join(tempfile.gettempdir(), f"stylegan_ops_torchinductor_{digest.hexdigest()[:16]}")
+
+
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", _inductor_cache_dir())
 
 
 def pytest_configure(config):
