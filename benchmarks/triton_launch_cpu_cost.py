@@ -71,8 +71,9 @@ def main(argv=None):
           "microseconds per launcher call (no kernel runs):")
     cases = {
         "upsample_conv2d forward (fold, forward)": lambda: upsample.forward(x, weight, bias),
-        "upsample_conv2d dx and d weight (dy's window means A, dx, d weight, d weight's split sum)":
-            lambda: (window_means := upsample._window_means(grad_y), upsample._grad_x(window_means, x, taps_weight),
+        "upsample_conv2d backward (dy's window means A and d bias, dx, d weight, d weight's split sum)":
+            lambda: (window_means := upsample._window_means(grad_y, True)[0],
+                     upsample._grad_x(window_means, x, taps_weight),
                      upsample._grad_weight(window_means, x, taps_weight)),
         "noise_adain_lrelu forward (2 pixel-range kernels)": lambda: noise.forward(xn, noise_map, a, scale, shift,
                                                                                     1e-5, 0.2),

@@ -126,6 +126,20 @@ def assert_grad_weight_skips_the_padding(grad_weight_of, x, weight, grad_tol):
     assert rel_l2(got[~non_finite], want[~non_finite]) < grad_tol
 
 
+def assert_only_asked_gradients(output_mask, partial, full, bias_rtol):
+    """upsample_conv2d_backward's gradients for output_mask (``partial``) against those for all three
+    (``full``): one not asked for is empty; dx and d weight are bitwise the same; d bias agrees
+    within bias_rtol, its sum taken in another order when no GEMM gradient is asked for (the GPU
+    backends then sum dy alone, else alongside its window means)."""
+    for name, asked, got, want in zip(("grad_x", "grad_weight", "grad_bias"), output_mask, partial, full):
+        if not asked:
+            assert got.numel() == 0, name
+        elif name == "grad_bias":
+            torch.testing.assert_close(got, want, rtol=bias_rtol, atol=0)
+        else:
+            assert torch.equal(got, want), name
+
+
 class OpCalls(TorchDispatchMode):
     """Records every operator call made under it (ATen's and stylegan_ops' alike) as (op, args, output)."""
 

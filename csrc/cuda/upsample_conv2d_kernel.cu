@@ -52,7 +52,9 @@
 // channels (PhaseConvTile): 2.5x less loaded from L2 per multiply-add than one tile of 64; dx's
 // and d weight's 9 taps on A instead of 16 folded ones on dy; split partials summed in one pass
 // (sum_splits_kernel, sum_shares_kernel). That run's backward also spent 0.32 ms in ATen's
-// avg_pool2d making A, replaced since by window_means_kernel (not yet measured).
+// avg_pool2d making A; window_means_kernel took 0.029 ms for it on the H100 run at ee707a8
+// (nvidia-h100-2026-11-27b-profile.log), where 0.34 / 0.37 / 0.44 ms went to the three GEMMs and
+// 0.051 ms to d bias, ATen's sum of dy, since summed by window_means_kernel as it reads dy.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
@@ -953,35 +955,60 @@ __global__ void __launch_bounds__(kElementwiseThreads)
 // A for dx and d weight: A[n, o, r, s] = the mean of dy's window of rows r - 1, r and columns
 // s - 1, s, zeros outside dy's H2 x W2 counted in, for r <= H2 and s <= W2 (avg_pool2d(dy, 2,
 // stride=1, padding=1)). dy's channels are contiguous and A is channels_last, dense; a thread
-// takes kVec consecutive channels of one pixel of A, a 16-byte vector where dy's channels allow
-// it (channel_vectors), else one: consecutive threads read consecutive channels of dy and write
-// A in order. ATen's channels_last avg_pool2d took 0.318 ms for this at (8, 512, 64, 64) bf16 on
-// the H100 run of 2026-11-27: 68 MB of traffic, 23 us at the copy ceiling.
+// takes kVec consecutive channels, a 16-byte vector where dy's channels allow it
+// (channel_vectors), else one, of every `lanes_p`-th pixel of A in its block's run of pixels:
+// consecutive threads read consecutive channels of dy and write A in order. ATen's channels_last
+// avg_pool2d took 0.318 ms for this at (8, 512, 64, 64) bf16 on the H100 run of 2026-11-27 (68 MB
+// of traffic, 23 us at the copy ceiling), the one-pixel-a-thread version of this kernel 0.029 ms.
+// With bias_partial, d bias comes from the same reads (ATen's sum of dy took 0.051 ms more there):
+// a thread also sums its windows' bottom-right pixels dy[r, s] (r < H2, s < W2: each pixel of dy
+// once), its block's threads of one channel add theirs in order, and the block writes the sums as
+// bias_partial[blockIdx.x][channel], which the host sums over blocks (deterministic).
 template <typename scalar_t, int kVec>
 __global__ void __launch_bounds__(kElementwiseThreads)
     window_means_kernel(const scalar_t* __restrict__ grad_y, Strides dy_s, scalar_t* __restrict__ window_means,
-                        int64_t C, int H2, int W2, int64_t numel) {
+                        at::opmath_type<scalar_t>* __restrict__ bias_partial, int64_t C, int H2, int W2,
+                        int64_t pixels, int64_t pixels_per_block, int lanes_c) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
-  if (e >= numel) return;
-  const int64_t rows = H2 + 1, cols = W2 + 1, c = e % C, pixel = e / C, n = pixel / (cols * rows);
-  const int r = int(pixel / cols % rows), s = int(pixel % cols);
   using Vector = Packed<scalar_t, kVec>;
-  acc_t sums[kVec] = {};
-  for (int row = r - 1; row <= r; ++row) {
-    for (int col = s - 1; col <= s; ++col) {
-      if (row < 0 || row >= H2 || col < 0 || col >= W2) continue;
-      const Vector v = *reinterpret_cast<const Vector*>(grad_y + n * dy_s.n + c * dy_s.c + int64_t(row) * dy_s.h +
-                                                         int64_t(col) * dy_s.w);
-      for (int k = 0; k < kVec; ++k) sums[k] += static_cast<acc_t>(v.v[k]);
+  __shared__ acc_t bias_sums[kElementwiseThreads * kVec];  // [lane_p][lane_c * kVec + k]
+  const int lanes_p = kElementwiseThreads / lanes_c, lane_c = threadIdx.x % lanes_c, lane_p = threadIdx.x / lanes_c;
+  const int64_t c = (int64_t(blockIdx.y) * lanes_c + lane_c) * kVec;
+  const int64_t first = int64_t(blockIdx.x) * pixels_per_block, end = std::min(first + pixels_per_block, pixels);
+  const int rows = H2 + 1, cols = W2 + 1;
+  acc_t bias_sum[kVec] = {};
+  for (int64_t pixel = first + lane_p; c < C && pixel < end; pixel += lanes_p) {
+    const int64_t n = pixel / (int64_t(cols) * rows);
+    const int r = int(pixel / cols % rows), s = int(pixel % cols);
+    acc_t sums[kVec] = {};
+    for (int row = r - 1; row <= r; ++row) {
+      for (int col = s - 1; col <= s; ++col) {
+        if (row < 0 || row >= H2 || col < 0 || col >= W2) continue;
+        const Vector v = *reinterpret_cast<const Vector*>(grad_y + n * dy_s.n + c * dy_s.c + int64_t(row) * dy_s.h +
+                                                           int64_t(col) * dy_s.w);
+        for (int k = 0; k < kVec; ++k) sums[k] += static_cast<acc_t>(v.v[k]);
+        if (row == r && col == s) {
+          for (int k = 0; k < kVec; ++k) bias_sum[k] += static_cast<acc_t>(v.v[k]);
+        }
+      }
+    }
+    Vector means;
+    for (int k = 0; k < kVec; ++k) means.v[k] = static_cast<scalar_t>(sums[k] * acc_t(0.25));
+    if constexpr (kVec == 1) {
+      window_means[pixel * C + c] = means.v[0];
+    } else {
+      store_packed(window_means + pixel * C + c, means);
     }
   }
-  Vector means;
-  for (int k = 0; k < kVec; ++k) means.v[k] = static_cast<scalar_t>(sums[k] * acc_t(0.25));
-  if constexpr (kVec == 1) {
-    window_means[e] = means.v[0];
-  } else {
-    store_packed(window_means + e, means);
+  if (bias_partial == nullptr) return;  // the same for every thread of the grid
+  for (int k = 0; k < kVec; ++k) bias_sums[lane_p * lanes_c * kVec + lane_c * kVec + k] = bias_sum[k];
+  __syncthreads();
+  for (int i = threadIdx.x; i < lanes_c * kVec; i += kElementwiseThreads) {
+    const int64_t channel = int64_t(blockIdx.y) * lanes_c * kVec + i;
+    if (channel >= C) continue;
+    acc_t sum = 0;
+    for (int p = 0; p < lanes_p; ++p) sum += bias_sums[p * lanes_c * kVec + i];
+    bias_partial[int64_t(blockIdx.x) * C + channel] = sum;
   }
 }
 
@@ -1038,25 +1065,43 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
   });
 }
 
-// window_means_kernel's A, (N, C_out, 2H + 1, 2W + 1) in dy's dtype, channels_last.
-at::Tensor window_means_cuda(const at::Tensor& grad_y_in) {
+// window_means_kernel's A, (N, C_out, 2H + 1, 2W + 1) in dy's dtype, channels_last, and d bias
+// (C_out) if `with_grad_bias`, else an undefined tensor.
+std::pair<at::Tensor, at::Tensor> window_means_cuda(const at::Tensor& grad_y_in, bool with_grad_bias) {
   const at::Tensor grad_y = channels_contiguous(grad_y_in);
   const int64_t N = grad_y.size(0), C = grad_y.size(1);
   const int H2 = int(grad_y.size(2)), W2 = int(grad_y.size(3));
   at::Tensor window_means =
       at::empty({N, C, H2 + 1, W2 + 1}, grad_y.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor grad_bias;
   // Vectors of channels: A, fresh, is aligned, and its channel count is dy's.
   const bool vectors = channel_vectors(grad_y);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_y.scalar_type(), "upsample_conv2d_window_means", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
     constexpr int kVec = 16 / int(sizeof(scalar_t));
-    const int64_t threads = window_means.numel() / (vectors ? kVec : 1);
-    check_grid(ceil_div(threads, kElementwiseThreads), "the window means");
+    const int vec = vectors ? kVec : 1;
+    // Threads along the channels: enough for C's vectors (a power of two), at most a warp; the
+    // rest of a block's threads take its pixels, about 16 each, in blocks enough to fill the GPU.
+    const int64_t channel_vectors_count = ceil_div(C, vec);
+    int lanes_c = 1;
+    while (lanes_c < kWarp && lanes_c < channel_vectors_count) lanes_c *= 2;
+    const int64_t pixels = N * (H2 + 1) * (W2 + 1), lanes_p = kElementwiseThreads / lanes_c;
+    const int64_t pixels_per_block = std::max<int64_t>(
+        lanes_p, std::min<int64_t>(16 * lanes_p, ceil_div(pixels, 4 * int64_t(multiprocessor_count(grad_y)))));
+    const int64_t blocks_p = ceil_div(pixels, pixels_per_block), blocks_c = ceil_div(channel_vectors_count, lanes_c);
+    check_grid(blocks_p, "the window means");
+    TORCH_CHECK(blocks_c < 65536, "upsample_conv2d: too many output channels (", C, ")");
+    const at::Tensor bias_partial =
+        with_grad_bias ? at::empty({blocks_p, C}, grad_y.options().dtype(at::toOpMathType(grad_y.scalar_type())))
+                       : at::Tensor();
     launch_kernel(vectors ? window_means_kernel<scalar_t, kVec> : window_means_kernel<scalar_t, 1>,
-                  dim3(unsigned(ceil_div(threads, kElementwiseThreads))), kElementwiseThreads,
-                  grad_y.const_data_ptr<scalar_t>(), strides_of(grad_y), window_means.mutable_data_ptr<scalar_t>(), C,
-                  H2, W2, window_means.numel());
+                  dim3(unsigned(blocks_p), unsigned(blocks_c)), kElementwiseThreads,
+                  grad_y.const_data_ptr<scalar_t>(), strides_of(grad_y), window_means.mutable_data_ptr<scalar_t>(),
+                  with_grad_bias ? bias_partial.mutable_data_ptr<acc_t>() : nullptr, C, H2, W2, pixels,
+                  pixels_per_block, lanes_c);
+    if (with_grad_bias) grad_bias = bias_partial.sum(0).to(grad_y.scalar_type());
   });
-  return window_means;
+  return {window_means, grad_bias};
 }
 
 at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
@@ -1117,8 +1162,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
   // Sums over nothing (no pixels, or no channels on either side) are zeros. Else both GEMMs read A,
   // the means of dy's 2x2 windows, (2H + 1) x (2W + 1) (count_include_pad: always 4).
   const bool empty = x.numel() == 0 || grad_y.numel() == 0;
-  const at::Tensor window_means =
-      !empty && (output_mask[0] || output_mask[1]) ? window_means_cuda(grad_y) : at::Tensor();
+  // d bias from A's reads of dy when A is made, else a sum of its own.
+  at::Tensor window_means, grad_bias = not_computed(x);
+  if (!empty && (output_mask[0] || output_mask[1])) {
+    std::tie(window_means, grad_bias) = window_means_cuda(grad_y, output_mask[2]);
+  } else if (output_mask[2]) {
+    grad_bias = grad_y.sum({0, 2, 3});
+  }
   if (output_mask[0]) {
     grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x)));
     if (empty) {
@@ -1130,7 +1180,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
   if (output_mask[1]) {
     grad_weight = empty ? at::zeros_like(weight) : grad_weight_cuda(window_means, channels_contiguous(x), C_out);
   }
-  return {grad_x, grad_weight, output_mask[2] ? grad_y.sum({0, 2, 3}) : not_computed(x)};
+  return {grad_x, grad_weight, output_mask[2] ? grad_bias : not_computed(x)};
 }
 
 }  // namespace

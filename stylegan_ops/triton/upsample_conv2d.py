@@ -98,30 +98,42 @@ def _forward_kernel(
 
 
 @triton.jit
-def _window_means_kernel(DY, A, C, H2, W2, numel, dy_n, dy_c, dy_h, dy_w, CHANNELS_INNER: tl.constexpr,
-                         ACC: tl.constexpr, BLOCK: tl.constexpr):
+def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, dy_n, dy_c, dy_h, dy_w, a_n, a_c, a_h, a_w,
+                         CHANNELS_INNER: tl.constexpr, SUM_BIAS: tl.constexpr, ACC: tl.constexpr,
+                         BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """A[n, c, r, s] = (dy[r-1, s-1] + dy[r-1, s] + dy[r, s-1] + dy[r, s]) / 4, zeros outside dy's
-    H2 x W2, for r <= H2 and s <= W2: avg_pool2d(dy, 2, stride=1, padding=1). A is dense in dy's
-    memory format and a program takes BLOCK consecutive elements of it, so consecutive lanes read
-    consecutive elements of dy (along c for channels_last, along s for NCHW) and write A in order.
-    (ATen's channels_last avg_pool2d took 0.318 ms for this at (8, 512, 64, 64) bf16 on the H100
-    run of 2026-11-27, 68 MB of traffic: 23 us at the copy ceiling.)"""
-    e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    ok = e < numel
+    H2 x W2, for r <= H2 and s <= W2: avg_pool2d(dy, 2, stride=1, padding=1). A program takes
+    BLOCK_P consecutive pixels (n, r, s) of A and BLOCK_C channels, a tile whose last axis (the
+    lanes' fastest: Triton cannot see through the pixels' divisions which one is contiguous) is
+    the channels for channels_last and the pixels for NCHW, so that consecutive lanes read
+    consecutive elements of dy and write A in order. (ATen's channels_last avg_pool2d took 0.318
+    ms for this at (8, 512, 64, 64) bf16 on the H100 run of 2026-11-27, 68 MB of traffic: 23 us at
+    the copy ceiling; this kernel's one-dimensional version 0.028 ms.)
+
+    SUM_BIAS: d bias from the same reads (ATen's sum of dy took 0.051 ms more there): the
+    program also sums, in ACC, the pixels dy[r, s] at its windows' bottom right (r < H2, s < W2:
+    every pixel of dy once) over its pixels into BIAS_PARTIAL[program along the pixels, c]; d
+    bias is their sum over those programs."""
+    pixels_1d = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    channels_1d = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     if CHANNELS_INNER:
-        c, pixel = e % C, e // C
-        s, r, n = pixel % (W2 + 1), pixel // (W2 + 1) % (H2 + 1), pixel // ((W2 + 1) * (H2 + 1))
+        pixel, c = pixels_1d[:, None], channels_1d[None, :]
     else:
-        s, r, plane = e % (W2 + 1), e // (W2 + 1) % (H2 + 1), e // ((W2 + 1) * (H2 + 1))
-        c, n = plane % C, plane // C
-    sample = DY + n * dy_n + c * dy_c
-    acc = tl.zeros((BLOCK,), ACC)
+        pixel, c = pixels_1d[None, :], channels_1d[:, None]
+    ok = (pixel < pixels) & (c < C)
+    s, r, n = pixel % (W2 + 1), pixel // (W2 + 1) % (H2 + 1), pixel // ((W2 + 1) * (H2 + 1))
+    sample = DY + n * dy_n + c.to(tl.int64) * dy_c
+    acc = tl.zeros((BLOCK_P, BLOCK_C) if CHANNELS_INNER else (BLOCK_C, BLOCK_P), ACC)
     for dr in tl.static_range(2):
         for ds in tl.static_range(2):
             row, col = r - 1 + dr, s - 1 + ds
             inside = ok & (row >= 0) & (row < H2) & (col >= 0) & (col < W2)
-            acc += tl.load(sample + row * dy_h + col * dy_w, mask=inside, other=0.0).to(ACC)
-    tl.store(A + e, (acc * 0.25).to(A.dtype.element_ty), mask=ok)
+            v = tl.load(sample + row * dy_h + col * dy_w, mask=inside, other=0.0).to(ACC)
+            acc += v
+            if SUM_BIAS and dr == 1 and ds == 1:  # dy[r, s]
+                partial_row = BIAS_PARTIAL + tl.program_id(0).to(tl.int64) * C
+                tl.store(partial_row + channels_1d, tl.sum(v, axis=0 if CHANNELS_INNER else 1), mask=channels_1d < C)
+    tl.store(A + n * a_n + c.to(tl.int64) * a_c + r * a_h + s * a_w, (acc * 0.25).to(A.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -248,7 +260,7 @@ def _sum_splits_kernel(PARTIAL, GRAD_W, C_in, C_out, SPLIT_K, p_split, BLOCK_O: 
 # The same sums as fold_taps in csrc/cuda/upsample_conv2d_kernel.cu: folded taps are sums of taps,
 # never products with a 0/1 matrix, so an infinite tap folds to ±inf (inf * 0 would be NaN).
 FOLD_BLOCK = 256
-WINDOW_MEANS_BLOCK = 1024
+WINDOW_MEANS_ELEMENTS = 4096  # per program: BLOCK_P pixels x BLOCK_C channels
 
 
 @triton.jit
@@ -371,26 +383,37 @@ def forward(x, weight, bias):
 @on_inputs_device
 def backward(grad_y, x, weight, output_mask):
     """(grad_x, grad_weight, grad_bias); a gradient output_mask does not ask for is empty, not computed."""
-    # The means of dy's 2x2 windows, A in the module docstring: one pass, read by both GEMMs.
-    window_means = _window_means(grad_y) if output_mask[0] or output_mask[1] else None
+    # The means of dy's 2x2 windows, A in the module docstring: one pass, read by both GEMMs, which
+    # gives d bias too; without A, d bias is a sum of its own.
+    if output_mask[0] or output_mask[1]:
+        window_means, grad_bias = _window_means(grad_y, output_mask[2])
+    else:
+        window_means, grad_bias = None, grad_y.sum(dim=(0, 2, 3)) if output_mask[2] else None
     return (_grad_x(window_means, x, weight) if output_mask[0] else x.new_empty(0),
             _grad_weight(window_means, x, weight) if output_mask[1] else x.new_empty(0),
-            grad_y.sum(dim=(0, 2, 3)) if output_mask[2] else x.new_empty(0))
+            grad_bias if output_mask[2] else x.new_empty(0))
 
 
-def _window_means(grad_y):
-    """A, (N, C_out, 2H + 1, 2W + 1) in grad_y's dtype and memory format (_window_means_kernel)."""
+def _window_means(grad_y, with_grad_bias):
+    """(A, d bias): A (N, C_out, 2H + 1, 2W + 1) in grad_y's dtype and memory format, d bias (C_out,)
+    if ``with_grad_bias``, else None (_window_means_kernel)."""
     n, c, h2, w2 = grad_y.shape
     memory_format = output_memory_format(grad_y)
     window_means = torch.empty((n, c, h2 + 1, w2 + 1), device=grad_y.device, dtype=grad_y.dtype,
                                memory_format=memory_format)
-    numel = window_means.numel()
-    if numel > 0:
-        _window_means_kernel[(cdiv(numel, WINDOW_MEANS_BLOCK),)](
-            grad_y, window_means, c, h2, w2, numel, *grad_y.stride(),
-            CHANNELS_INNER=memory_format == torch.channels_last, ACC=tl_accumulation_dtype(grad_y.dtype),
-            BLOCK=WINDOW_MEANS_BLOCK)
-    return window_means
+    pixels = n * (h2 + 1) * (w2 + 1)
+    block_c = min(64, triton.next_power_of_2(c))
+    block_p = WINDOW_MEANS_ELEMENTS // block_c
+    grid = (cdiv(pixels, block_p), cdiv(c, block_c))
+    # Float partials (one row per program along the pixels), summed in a fixed order: deterministic.
+    partial = (torch.empty((grid[0], c), device=grad_y.device, dtype=accumulation_dtype(grad_y.dtype))
+               if with_grad_bias else window_means)
+    if window_means.numel() > 0:
+        _window_means_kernel[grid](
+            grad_y, window_means, partial, c, h2, w2, pixels, *grad_y.stride(), *window_means.stride(),
+            CHANNELS_INNER=memory_format == torch.channels_last, SUM_BIAS=with_grad_bias,
+            ACC=tl_accumulation_dtype(grad_y.dtype), BLOCK_P=block_p, BLOCK_C=block_c)
+    return window_means, partial.sum(dim=0).to(grad_y.dtype) if with_grad_bias else None
 
 
 def _grad_x_split(n, c_in, h, w, device):
