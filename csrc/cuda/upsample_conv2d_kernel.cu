@@ -1081,7 +1081,8 @@ std::pair<at::Tensor, at::Tensor> window_means_cuda(const at::Tensor& grad_y_in,
     constexpr int kVec = 16 / int(sizeof(scalar_t));
     const int vec = vectors ? kVec : 1;
     // Threads along the channels: enough for C's vectors (a power of two), at most a warp; the
-    // rest of a block's threads take its pixels, about 16 each, in blocks enough to fill the GPU.
+    // rest of a block's threads take its run of pixels, the runs sized for about 4 blocks per SM
+    // along the pixels, from 1 to 16 pixels a thread.
     const int64_t channel_vectors_count = ceil_div(C, vec);
     int lanes_c = 1;
     while (lanes_c < kWarp && lanes_c < channel_vectors_count) lanes_c *= 2;
@@ -1163,7 +1164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
   // the means of dy's 2x2 windows, (2H + 1) x (2W + 1) (count_include_pad: always 4).
   const bool empty = x.numel() == 0 || grad_y.numel() == 0;
   // d bias from A's reads of dy when A is made, else a sum of its own.
-  at::Tensor window_means, grad_bias = not_computed(x);
+  at::Tensor window_means, grad_bias;
   if (!empty && (output_mask[0] || output_mask[1])) {
     std::tie(window_means, grad_bias) = window_means_cuda(grad_y, output_mask[2]);
   } else if (output_mask[2]) {
