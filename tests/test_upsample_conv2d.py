@@ -232,6 +232,37 @@ def test_triton_fold_refuses_weights_past_32_bit_indices():
         triton_upsample._fold(torch.empty(16384, 8192, 3, 3, device="meta"))
 
 
+def test_triton_divmod_by_multiply_high_is_exact():
+    """d weight splits pixel indices into (n, i, j) by _divmod's multiply-high, exact for every int32
+    index p >= 0: checked against integer division for divisors around powers of two and the
+    generator's planes, up to 2^31 - 1, where 2p and the magic number use bit 31 (a signed multiply
+    there would be wrong)."""
+    cpu_backend_or_skip("triton", OP)
+    import triton
+    import triton.language as tl
+
+    global _divmod  # a kernel's callees are looked up among its module's globals
+    from stylegan_ops.triton import upsample_conv2d as triton_upsample
+    from stylegan_ops.triton.upsample_conv2d import _divmod
+
+    @triton.jit
+    def divmod_kernel(P, Q, R, d, magic, shift, BLOCK: tl.constexpr):
+        p = tl.load(P + tl.arange(0, BLOCK))
+        q, r = _divmod(p, d, magic, shift)
+        tl.store(Q + tl.arange(0, BLOCK), q)
+        tl.store(R + tl.arange(0, BLOCK), r)
+
+    generator = torch.Generator().manual_seed(0)
+    largest = 2**31 - 1
+    for d in (1, 2, 3, 5, 7, 8, 9, 63, 64, 65, 1000, 4096, 65536, 1 << 20, 3 * 10**8, 2**30 + 1, largest):
+        p = torch.cat([torch.arange(64), torch.tensor([d - 1, d, d + 1, 2**30, largest - 1, largest]),
+                       torch.randint(0, 2**31, (186,), generator=generator)]).clamp(max=largest).to(torch.int32)
+        q, r = torch.empty_like(p), torch.empty_like(p)
+        divmod_kernel[(1,)](p, q, r, d, *triton_upsample._division_magic(d), BLOCK=p.numel())
+        want = p.to(torch.int64)
+        assert torch.equal(q.to(torch.int64), want // d) and torch.equal(r.to(torch.int64), want % d), d
+
+
 def test_weight_gradient_split_over_pixels(backend, monkeypatch):
     """2048 low-resolution pixels on a GPU of 132 SMs: the Triton d weight GEMM splits its K (pixels)
     over 2 programs, whose partials are summed in order."""

@@ -76,15 +76,21 @@ def _forward_kernel(
     o = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     pix_ok, o_ok = pix < N * H * W, o < C_out
     n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+    # A tap shifts x by (di, dj): its rows are these pixels' addresses plus one scalar offset, and
+    # only the halo flags decide which of them lie outside x. All per-pixel work stays outside the
+    # loop, whose body is then the loads' vector addresses and the dot (benchmarks/triton_loop_cost.py).
+    x_pixel = X + n * x_n + i.to(tl.int64) * x_h + j.to(tl.int64) * x_w
+    has_up, has_down, has_left, has_right = i > 0, i < H - 1, j > 0, j < W - 1
+    w_phase = WF + (phase * 4 * C_in).to(tl.int64) * C_out
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
-    k_steps = tl.cdiv(C_in, BLOCK_K)
-    for step in range(4 * k_steps):  # (tap, channel block) flattened: see _grad_x_kernel
-        tap, k0 = step // k_steps, step % k_steps * BLOCK_K
-        t, u = tap // 2, tap % 2
-        ih, iw = i + a - 1 + t, j + b - 1 + u
-        in_ok = pix_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        x_row = X + n * x_n + ih.to(tl.int64) * x_h + iw.to(tl.int64) * x_w
-        w_tap = WF + ((phase * 4 + tap) * C_in).to(tl.int64) * C_out
+    # One loop over (channel block, tap), taps fastest: see _grad_x_kernel.
+    for step in range(4 * tl.cdiv(C_in, BLOCK_K)):
+        tap, k0 = step % 4, step // 4 * BLOCK_K
+        di, dj = a - 1 + tap // 2, b - 1 + tap % 2
+        in_ok = pix_ok & ((di >= 0) | has_up) & ((di <= 0) | has_down)
+        in_ok &= ((dj >= 0) | has_left) & ((dj <= 0) | has_right)
+        x_row = x_pixel + (di * x_h + dj * x_w)
+        w_tap = w_phase + (tap * C_in).to(tl.int64) * C_out
         c = k0 + tl.arange(0, BLOCK_K)
         c_ok = c < C_in
         xa = tl.load(x_row[:, None] + c[None, :].to(tl.int64) * x_c, mask=in_ok[:, None] & c_ok[None, :], other=0.0)
@@ -137,10 +143,16 @@ def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, dy_n, dy_c, dy_
 
 
 @triton.jit
-def _window_means_of(A, n, i, j, tap, a_n, a_h, a_w):
-    """The address of A[n, 0, 2i + 2 - k, 2j + 2 - l], where pixels (n, i, j) of x meet tap
-    (k, l) = divmod(tap, 3): inside A ((2H + 1) x (2W + 1)) for every pixel of x."""
-    return A + n * a_n + (2 * i + 2 - tap // 3).to(tl.int64) * a_h + (2 * j + 2 - tap % 3).to(tl.int64) * a_w
+def _window_means_at(A, n, i, j, a_n, a_h, a_w):
+    """The address of A[n, 0, 2i + 2, 2j + 2], where pixel (n, i, j) of x meets tap (0, 0); tap
+    (k, l) is _tap_shift(k, l) from there, inside A ((2H + 1) x (2W + 1)) for every pixel of x."""
+    return A + n * a_n + (2 * i + 2).to(tl.int64) * a_h + (2 * j + 2).to(tl.int64) * a_w
+
+
+@triton.jit
+def _tap_shift(tap, a_h, a_w):
+    """The offset in A from where a pixel meets tap (0, 0) to where it meets tap (k, l) = divmod(tap, 3)."""
+    return -(tap // 3) * a_h - tap % 3 * a_w
 
 
 @triton.jit
@@ -156,20 +168,24 @@ def _grad_x_kernel(
     c = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     pix_ok, c_ok = pix < N * H * W, c < C_in
     n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+    a_pixel = _window_means_at(A, n, i, j, a_n, a_h, a_w)
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
-    # One loop over (tap, channel block), not a K-loop per tap: Triton pipelines a loop's loads
-    # (num_stages deep) within the loop, so 9 short loops (C_out / BLOCK_K steps each: 1 to 4 at
-    # the generator's 64- and 128-channel levels) would fill and drain the pipeline 9 times. Not
-    # tl.static_range either: unrolled, the per-tap K-loops spilled registers and took 20 to 30 s
-    # per config to compile for float32 (sm_90, tests/triton_sm90_compile.py).
+    # One loop over (channel block, tap), taps fastest, not a K-loop per tap: Triton pipelines a
+    # loop's loads (num_stages deep) within the loop, so 9 short loops (C_out / BLOCK_K steps
+    # each: 1 to 4 at the generator's 64- and 128-channel levels) would fill and drain the
+    # pipeline 9 times. Not tl.static_range either: unrolled, the per-tap K-loops spilled
+    # registers and took 20 to 30 s per config to compile for float32 (sm_90,
+    # tests/triton_sm90_compile.py). Taps fastest: the step's split into (channel block, tap) is
+    # by the constant 9, a few instructions, where a runtime count of channel blocks took a
+    # division's twenty; and a tap only shifts the pixels' addresses by a scalar.
     # With SPLIT_K > 1 each program along axis 2 takes one share of the 9 * k_steps steps (the
     # last share may be shorter) and stores its partial dx in ACC (few pixels give too few
     # programs otherwise: _grad_x_split).
-    k_steps = tl.cdiv(C_out, BLOCK_K)
-    split_steps = tl.cdiv(9 * k_steps, SPLIT_K)
-    for step in range(split * split_steps, tl.minimum((split + 1) * split_steps, 9 * k_steps)):
-        tap, k0 = step // k_steps, step % k_steps * BLOCK_K
-        a_row = _window_means_of(A, n, i, j, tap, a_n, a_h, a_w)
+    steps = 9 * tl.cdiv(C_out, BLOCK_K)
+    split_steps = tl.cdiv(steps, SPLIT_K)
+    for step in range(split * split_steps, tl.minimum((split + 1) * split_steps, steps)):
+        tap, k0 = step % 9, step // 9 * BLOCK_K
+        a_row = a_pixel + _tap_shift(tap, a_h, a_w)
         w_tap = WT + (tap * C_in).to(tl.int64) * C_out
         o = k0 + tl.arange(0, BLOCK_K)
         o_ok = o < C_out
@@ -208,9 +224,21 @@ def _sum_grad_x_splits_kernel(
 
 
 @triton.jit
+def _divmod(p, d, magic, shift):
+    """(p // d, p % d) for int32 0 <= p < 2**31 by one multiply-high, where Triton's division by a
+    runtime d takes about twenty instructions: with shift = ceil(log2 d) and magic =
+    ceil(2**(31 + shift) / d), below 2**32 (_division_magic passes its 32 bits as an int32),
+    p // d = (2p · magic) >> (32 + shift) for every such p (Granlund and Montgomery, PLDI 1994;
+    Hacker's Delight, 10-9). Unsigned throughout: 2p and magic may have bit 31 set."""
+    q = tl.umulhi(p.to(tl.uint32, bitcast=True) * 2, magic.to(tl.uint32, bitcast=True)) >> shift.to(tl.uint32)
+    q = q.to(tl.int32, bitcast=True)
+    return q, p - q * d
+
+
+@triton.jit
 def _grad_weight_kernel(
     X, A, PARTIAL,
-    N, C_in, C_out, H, W, SPLIT_K,
+    N, C_in, C_out, H, W, SPLIT_K, hw_magic, hw_shift, w_magic, w_shift,
     x_n, x_c, x_h, x_w, a_n, a_c, a_h, a_w,
     ACC: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -220,14 +248,19 @@ def _grad_weight_kernel(
     c = pid_c * BLOCK_M + tl.arange(0, BLOCK_M)
     o = pid_o * BLOCK_N + tl.arange(0, BLOCK_N)
     c_ok, o_ok = c < C_in, o < C_out
+    a_tap = A + _tap_shift(tap, a_h, a_w)
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
+    # K runs over the pixels: each step splits its BLOCK_K pixel indices into (n, i, j), by
+    # multiplies (_divmod) rather than divisions, which took a third of the loop's instructions.
     for k0 in range(split * BLOCK_K, N * H * W, SPLIT_K * BLOCK_K):
         pix = k0 + tl.arange(0, BLOCK_K)
-        n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+        n, in_sample = _divmod(pix, H * W, hw_magic, hw_shift)
+        i, j = _divmod(in_sample, W, w_magic, w_shift)
+        n = n.to(tl.int64)
         pix_ok = pix < N * H * W
         x_col = X + n * x_n + i.to(tl.int64) * x_h + j.to(tl.int64) * x_w
         xt = tl.load(x_col[None, :] + c[:, None].to(tl.int64) * x_c, mask=c_ok[:, None] & pix_ok[None, :], other=0.0)
-        a_row = _window_means_of(A, n, i, j, tap, a_n, a_h, a_w)
+        a_row = _window_means_at(a_tap, n, i, j, a_n, a_h, a_w)
         at = tl.load(a_row[:, None] + o[None, :].to(tl.int64) * a_c, mask=pix_ok[:, None] & o_ok[None, :], other=0.0)
         acc += _dot(xt, at, ACC, UPCAST)
     out = PARTIAL + ((split * 9 + tap) * C_in).to(tl.int64) * C_out + c[:, None].to(tl.int64) * C_out + o[None, :]
@@ -343,6 +376,14 @@ def _check_fold_indices(c_in, c_out):
     if 16 * c_in * c_out >= 2**31:  # the fold kernels index Wf and dWf's slabs in 32 bits
         raise RuntimeError(f"upsample_conv2d (triton): C_in * C_out = {c_in * c_out} filter pairs, 16 folded taps "
                            "each, need more than 32-bit indices in the Triton fold kernels")
+
+
+def _division_magic(d):
+    """(magic, shift) for _divmod's division by d >= 1: magic = ceil(2**(31 + shift) / d) < 2**32 as
+    the int32 of its bits, shift = ceil(log2 d)."""
+    shift = (d - 1).bit_length()
+    magic = -(-(1 << (31 + shift)) // d)
+    return magic - (1 << 32) if magic >= 1 << 31 else magic, shift
 
 
 def _grad_weight_split(n, c_in, c_out, h, w, device):
@@ -461,7 +502,8 @@ def _grad_weight(window_means, x, weight):
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
         lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 9 * split_k),
-        x, window_means, partial, n, c_in, c_out, h, w, split_k, *x.stride(), *window_means.stride(), **_dtypes(x),
+        x, window_means, partial, n, c_in, c_out, h, w, split_k, *_division_magic(h * w), *_division_magic(w),
+        *x.stride(), *window_means.stride(), **_dtypes(x),
     )
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
     _sum_splits_kernel[(cdiv(9 * c_in, SUM_BLOCK_Q), cdiv(c_out, SUM_BLOCK_O))](
