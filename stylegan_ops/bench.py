@@ -20,8 +20,9 @@ Prints progress lines as it goes, a table at the end, and writes ``--json`` / ``
 ``failures``), the rest are still timed, and the exit status is 1.
 
 The default is the full set for the device, bfloat16 then float32 on CUDA and float32 on CPU;
-``--quick`` is a small set that finishes in a few minutes on a 2-core CPU, ``--ops`` and
-``--dtypes`` choose among the ops and dtypes. On CUDA the upsample_conv2d cases and the generator run channels_last
+``--quick`` is a small set that finishes in a few minutes on a 2-core CPU, ``--ops``,
+``--dtypes`` and ``--directions`` choose among the ops, dtypes and directions. The JSON also
+lists the configs Triton's autotuner chose (``triton_configs``), which its timings ran. On CUDA the upsample_conv2d cases and the generator run channels_last
 (the implicit GEMMs' natural layout, and the one cuDNN's tensor-core kernels prefer), every
 backend alike; the noise_adain_lrelu cases and everything on CPU run NCHW.
 """
@@ -452,6 +453,9 @@ def merge(paths, json_path, plot_path):
     if len(devices) > 1:
         raise SystemExit(f"--merge: results come from different devices {devices}")
     header = {key: value for key, value in runs[0].items() if key not in ("records", "failures")}
+    configs = [config for run in runs for config in run.get("triton_configs", [])]
+    if configs:
+        header["triton_configs"] = [config for k, config in enumerate(configs) if config not in configs[:k]]
     records = [record for run in runs for record in run["records"]]
     failures = [failure for run in runs for failure in run.get("failures", [])]
     if json_path:
@@ -477,6 +481,8 @@ def main(argv=None):
     parser.add_argument("--dtypes", default=None,
                         help=f"comma-separated subset of {','.join(DTYPES)} (default bfloat16,float32 on GPU, "
                              "bfloat16 first: the dtype of the GPU goals; float32 on CPU)")
+    parser.add_argument("--directions", default=",".join(DIRECTIONS),
+                        help=f"comma-separated subset of {','.join(DIRECTIONS)}")
     parser.add_argument("--reps", type=_positive_int, default=None,
                         help="timed repetitions (default 20 on GPU, 10 on CPU)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -495,6 +501,9 @@ def main(argv=None):
     unknown = sorted(set(ops) - set(OPS))
     if unknown:
         raise SystemExit(f"--ops: unknown {unknown}; choose from {OPS}")
+    directions = [direction.strip() for direction in args.directions.split(",") if direction.strip()]
+    if not directions or set(directions) - set(DIRECTIONS):
+        raise SystemExit(f"--directions: got {args.directions!r}; choose from {DIRECTIONS}")
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -512,11 +521,11 @@ def main(argv=None):
     try:
         import triton
 
-        from stylegan_ops.triton import autotune_on_gpu
+        from stylegan_ops.triton import autotune_on_gpu, chosen_configs
 
         triton_version, triton_autotune = triton.__version__, device == "cuda" and autotune_on_gpu()
     except ImportError:
-        triton_version, triton_autotune = None, False
+        triton_version, triton_autotune, chosen_configs = None, False, list
     header = {
         "device": device_name,
         "torch": torch.__version__,
@@ -529,12 +538,12 @@ def main(argv=None):
     }
 
     def write_json(records, failures):
-        if args.json:
-            write_results(args.json, header, records, failures)
+        if args.json:  # with the configs Triton's autotuner has chosen so far: what its timings ran
+            write_results(args.json, {**header, "triton_configs": chosen_configs()}, records, failures)
 
     started = time.perf_counter()
     reps = args.reps if args.reps is not None else (20 if device == "cuda" else 10)
-    records, failures = run(cases_for(device, ops, args.quick, dtypes), device, reps=reps,
+    records, failures = run(cases_for(device, ops, args.quick, dtypes), device, directions=directions, reps=reps,
                             log=lambda line: print(line, flush=True), on_record=write_json)
     write_json(records, failures)
     print(table(records))

@@ -25,7 +25,7 @@ def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
                        "--plot", str(plot_path)]) == 0
     result = json.loads(json_path.read_text())
     assert {"device", "torch", "triton", "triton_autotune", "cuda", "date", "records"} <= set(result)
-    assert result["triton_autotune"] is False  # CPU: the interpreter never autotunes
+    assert result["triton_autotune"] is False and result["triton_configs"] == []  # CPU: the interpreter never autotunes
     assert result["device"] == "cpu"
     records = result["records"]
     ran = {(r["op"], r["backend"], r["direction"]) for r in records}
@@ -61,6 +61,8 @@ def test_bad_arguments_exit_with_a_message(capsys):
     assert "--reps: must be at least 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"--dtypes: unknown \['fp8'\]"):
         bench.main(["--dtypes", "bfloat16,fp8"])
+    with pytest.raises(SystemExit, match=r"--directions: got 'bwd'"):
+        bench.main(["--directions", "bwd"])
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA device"):
             bench.main(["--device", "cuda"])
@@ -94,13 +96,13 @@ def test_a_failing_backend_is_reported_and_the_others_still_timed(tmp_path, monk
     assert "- noise_adain_lrelu (2, 3, 8, 8) float32 fwd native: RuntimeError" in _results_table().table(json_path)
 
 
-def test_dtypes_chooses_what_is_timed(tmp_path, monkeypatch):
+def test_dtypes_and_directions_choose_what_is_timed(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "QUICK_SHAPES", TINY)
     json_path = tmp_path / "out.json"
     assert bench.main(["--quick", "--device", "cpu", "--ops", "noise_adain_lrelu", "--dtypes", "bfloat16",
-                       "--reps", "1", "--json", str(json_path)]) == 0
+                       "--directions", "fwd+bwd", "--reps", "1", "--json", str(json_path)]) == 0
     records = json.loads(json_path.read_text())["records"]
-    assert records and {r["dtype"] for r in records} == {"bfloat16"}
+    assert records and {(r["dtype"], r["direction"]) for r in records} == {("bfloat16", "fwd+bwd")}
 
 
 def test_merge_combines_runs_of_one_device(tmp_path, capsys):
@@ -109,7 +111,9 @@ def test_merge_combines_runs_of_one_device(tmp_path, capsys):
     parts = []
     for k, op in enumerate(("noise_adain_lrelu", "upsample_conv2d")):
         part = tmp_path / f"{op}.json"
-        part.write_text(json.dumps({"device": "GPU X", "torch": "2.x", "records": [{**record, "op": op}] * (k + 1)}))
+        configs = [{"kernel": "_forward_kernel", "config": f"BLOCK_M: {64 * (m + 1)}"} for m in range(k + 1)]
+        part.write_text(json.dumps({"device": "GPU X", "torch": "2.x", "triton_configs": configs,
+                                    "records": [{**record, "op": op}] * (k + 1)}))
         parts.append(str(part))
     merged_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
     assert bench.main(["--merge", *parts, str(tmp_path / "never_written.json"), "--json", str(merged_path),
@@ -117,6 +121,8 @@ def test_merge_combines_runs_of_one_device(tmp_path, capsys):
     merged = json.loads(merged_path.read_text())
     assert merged["device"] == "GPU X" and [r["op"] for r in merged["records"]] == [
         "noise_adain_lrelu", "upsample_conv2d", "upsample_conv2d"]
+    # The autotuner's choices of every run, each once: part 1's first is part 0's.
+    assert [c["config"] for c in merged["triton_configs"]] == ["BLOCK_M: 64", "BLOCK_M: 128"]
     assert plot_path.stat().st_size > 0
     assert "never_written.json does not exist" in capsys.readouterr().out
     other = tmp_path / "other.json"

@@ -68,6 +68,13 @@ def launch_autotuned(autotuned, grid, *args, **kwargs):
         autotuned.fn[grid](*args, **kwargs, **config.all_kwargs())
 
 
+def chosen_configs():
+    """The autotuner's choices so far, one dict per (kernel, dtype, key values), for benchmark results."""
+    return [{"kernel": autotuned.fn.__name__, "dtype": str(dtype).removeprefix("torch."),
+             "key": dict(zip(autotuned.keys, values)), "config": str(config)}
+            for (autotuned, dtype, *values), config in _CHOSEN_CONFIGS.items()]
+
+
 def multiprocessor_count(device):
     """The SMs of a CUDA device. On CPU (the interpreter, tests) a stand-in of 4, so that small
     test shapes already take the launchers' splitting paths."""
