@@ -263,6 +263,26 @@ def test_triton_divmod_by_multiply_high_is_exact():
         assert torch.equal(q.to(torch.int64), want // d) and torch.equal(r.to(torch.int64), want % d), d
 
 
+def test_triton_weight_gradient_offsets_in_int64(monkeypatch):
+    """d weight computes its offsets in int32 unless a tensor spans 2^31 elements; with the limit
+    lowered to 0 the int64 kernel runs here (a layout whose channels are not innermost, and one
+    whose are), and matches the reference as the int32 one does."""
+    cpu_backend_or_skip("triton", OP)
+    import triton.language as tl
+
+    from stylegan_ops.triton import upsample_conv2d as triton_upsample
+
+    def spanning(elements):  # a tensor whose last element lies elements - 1 from its first
+        return torch.empty(2, elements // 2, dtype=torch.int8, device="meta")
+
+    assert triton_upsample._offset_dtype(torch.empty(2, 3), spanning(2**31)) == tl.int32
+    assert triton_upsample._offset_dtype(torch.empty(2, 3), spanning(2**31 + 2)) == tl.int64
+    monkeypatch.setattr(triton_upsample, "INT32_OFFSETS_BELOW", 0)
+    assert triton_upsample._offset_dtype(torch.empty(2, 3)) == tl.int64
+    for layout in ("contiguous", "channels_last"):
+        _assert_float64_grads_match_reference("triton", (2, 5, 3, 4, 6), ("weight",), layout=layout)
+
+
 def test_weight_gradient_split_over_pixels(backend, monkeypatch):
     """2048 low-resolution pixels on a GPU of 132 SMs: the Triton d weight GEMM splits its K (pixels)
     over 2 programs, whose partials are summed in order."""

@@ -143,10 +143,11 @@ def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, dy_n, dy_c, dy_
 
 
 @triton.jit
-def _window_means_at(A, n, i, j, a_n, a_h, a_w):
-    """The address of A[n, 0, 2i + 2, 2j + 2], where pixel (n, i, j) of x meets tap (0, 0); tap
-    (k, l) is _tap_shift(k, l) from there, inside A ((2H + 1) x (2W + 1)) for every pixel of x."""
-    return A + n * a_n + (2 * i + 2).to(tl.int64) * a_h + (2 * j + 2).to(tl.int64) * a_w
+def _window_means_at(n, i, j, a_n, a_h, a_w):
+    """The offset of A[n, 0, 2i + 2, 2j + 2], in the dtype of n, i and j, where pixel (n, i, j) of x
+    meets tap (0, 0); tap (k, l) is _tap_shift(k, l) from there, inside A ((2H + 1) x (2W + 1)) for
+    every pixel of x."""
+    return n * a_n + (2 * i + 2) * a_h + (2 * j + 2) * a_w
 
 
 @triton.jit
@@ -167,8 +168,8 @@ def _grad_x_kernel(
     pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     c = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     pix_ok, c_ok = pix < N * H * W, c < C_in
-    n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
-    a_pixel = _window_means_at(A, n, i, j, a_n, a_h, a_w)
+    n, i, j = (pix // (H * W)).to(tl.int64), ((pix // W) % H).to(tl.int64), (pix % W).to(tl.int64)
+    a_pixel = A + _window_means_at(n, i, j, a_n, a_h, a_w)
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
     # One loop over (channel block, tap), taps fastest, not a K-loop per tap: Triton pipelines a
     # loop's loads (num_stages deep) within the loop, so 9 short loops (C_out / BLOCK_K steps
@@ -240,7 +241,7 @@ def _grad_weight_kernel(
     X, A, PARTIAL,
     N, C_in, C_out, H, W, SPLIT_K, hw_magic, hw_shift, w_magic, w_shift,
     x_n, x_c, x_h, x_w, a_n, a_c, a_h, a_w,
-    ACC: tl.constexpr, UPCAST: tl.constexpr,
+    ACC: tl.constexpr, UPCAST: tl.constexpr, OFFSET: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_c, pid_o, pid_z = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -248,20 +249,25 @@ def _grad_weight_kernel(
     c = pid_c * BLOCK_M + tl.arange(0, BLOCK_M)
     o = pid_o * BLOCK_N + tl.arange(0, BLOCK_N)
     c_ok, o_ok = c < C_in, o < C_out
-    a_tap = A + _tap_shift(tap, a_h, a_w)
+    a_tap = _tap_shift(tap, a_h, a_w)
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
     # K runs over the pixels: each step splits its BLOCK_K pixel indices into (n, i, j), by
-    # multiplies (_divmod) rather than divisions, which took a third of the loop's instructions.
+    # multiplies (_divmod) rather than divisions, which took a third of the loop's instructions,
+    # and computes their offsets in OFFSET, int32 unless the tensors are too large
+    # (_offset_dtype), a pointer added last: 64-bit offsets took another third. (The forward's and
+    # dx's loops add a tap's shift to pixel pointers made once, before the loop: no gain there.)
     for k0 in range(split * BLOCK_K, N * H * W, SPLIT_K * BLOCK_K):
         pix = k0 + tl.arange(0, BLOCK_K)
         n, in_sample = _divmod(pix, H * W, hw_magic, hw_shift)
         i, j = _divmod(in_sample, W, w_magic, w_shift)
-        n = n.to(tl.int64)
+        n, i, j = n.to(OFFSET), i.to(OFFSET), j.to(OFFSET)
         pix_ok = pix < N * H * W
-        x_col = X + n * x_n + i.to(tl.int64) * x_h + j.to(tl.int64) * x_w
-        xt = tl.load(x_col[None, :] + c[:, None].to(tl.int64) * x_c, mask=c_ok[:, None] & pix_ok[None, :], other=0.0)
-        a_row = _window_means_at(a_tap, n, i, j, a_n, a_h, a_w)
-        at = tl.load(a_row[:, None] + o[None, :].to(tl.int64) * a_c, mask=pix_ok[:, None] & o_ok[None, :], other=0.0)
+        x_col = n * x_n + i * x_h + j * x_w
+        xt = tl.load(X + (x_col[None, :] + c[:, None].to(OFFSET) * x_c), mask=c_ok[:, None] & pix_ok[None, :],
+                     other=0.0)
+        a_row = a_tap + _window_means_at(n, i, j, a_n, a_h, a_w)
+        at = tl.load(A + (a_row[:, None] + o[None, :].to(OFFSET) * a_c), mask=pix_ok[:, None] & o_ok[None, :],
+                     other=0.0)
         acc += _dot(xt, at, ACC, UPCAST)
     out = PARTIAL + ((split * 9 + tap) * C_in).to(tl.int64) * C_out + c[:, None].to(tl.int64) * C_out + o[None, :]
     tl.store(out, acc * 4, mask=c_ok[:, None] & o_ok[None, :])  # A's means are a quarter of the sums
@@ -355,6 +361,20 @@ _grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H"
 SUM_BLOCK_O, SUM_BLOCK_Q = 32, 128
 SUM_BLOCK_P, SUM_BLOCK_C = 32, 32  # _sum_grad_x_splits_kernel's block: pixels x channels
 _IN_INTERPRETER = interpreted(_forward_kernel)
+
+
+# Offsets below this many elements are computed in int32 (_offset_dtype); a test lowers it to run
+# the int64 kernel on small tensors.
+INT32_OFFSETS_BELOW = 2**31
+
+
+def _offset_dtype(*tensors):
+    """d weight's OFFSET: tl.int32 if every element of these tensors lies less than
+    INT32_OFFSETS_BELOW elements from its tensor's start, else tl.int64. Offsets of lanes outside
+    the tensors may then wrap; their loads are masked."""
+    extent = max((sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride())) for t in tensors
+                  if t.numel()), default=0)
+    return tl.int32 if extent < INT32_OFFSETS_BELOW else tl.int64
 
 
 def _dtypes(x):
@@ -503,7 +523,7 @@ def _grad_weight(window_means, x, weight):
         _grad_weight_kernel, _grad_weight_autotuned,
         lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 9 * split_k),
         x, window_means, partial, n, c_in, c_out, h, w, split_k, *_division_magic(h * w), *_division_magic(w),
-        *x.stride(), *window_means.stride(), **_dtypes(x),
+        *x.stride(), *window_means.stride(), OFFSET=_offset_dtype(x, window_means), **_dtypes(x),
     )
     grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
     _sum_splits_kernel[(cdiv(9 * c_in, SUM_BLOCK_Q), cdiv(c_out, SUM_BLOCK_O))](
