@@ -70,7 +70,7 @@ def launch_autotuned(autotuned, grid, *args, **kwargs):
 
 def chosen_configs():
     """The autotuner's choices so far, one dict per (kernel, dtype, key values), for benchmark results."""
-    return [{"kernel": autotuned.fn.__name__, "dtype": str(dtype).removeprefix("torch."),
+    return [{"kernel": autotuned.base_fn.__name__, "dtype": str(dtype).removeprefix("torch."),
              "key": dict(zip(autotuned.keys, values)), "config": str(config)}
             for (autotuned, dtype, *values), config in _CHOSEN_CONFIGS.items()]
 
