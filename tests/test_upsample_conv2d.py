@@ -199,14 +199,15 @@ def test_non_contiguous_inputs(backend):
 
 
 def _assert_float64_grads_match_reference(backend, shape, wrt, layout="contiguous", grad_y=None):
-    """x and dy in ``layout`` (LAYOUTS); dy random unless given."""
+    """y and the gradients in ``wrt``, x and dy in ``layout`` (LAYOUTS); dy random unless given."""
     n, c_in, c_out, h, w = shape
     x, weight, bias = make_inputs(n, c_in, c_out, h, w)
     inputs = LAYOUTS[layout][0](x), weight, bias
     if grad_y is None:
         grad_y = LAYOUTS[layout][0](torch.randn(n, c_out, 2 * h, 2 * w, dtype=torch.float64))
-    _, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, wrt, grad_y)
-    _, want = _grads(upsample_conv2d_reference, inputs, wrt, grad_y)
+    y, got = _grads(lambda *a: so.upsample_conv2d(*a, backend=backend), inputs, wrt, grad_y)
+    y_ref, want = _grads(upsample_conv2d_reference, inputs, wrt, grad_y)
+    assert rel_l2(y, y_ref) < 1e-12, "y"
     for name, g, r in zip(wrt, got, want):
         assert rel_l2(g, r) < 1e-12, name
 
@@ -281,6 +282,17 @@ def test_triton_weight_gradient_offsets_in_int64(monkeypatch):
     assert triton_upsample._offset_dtype(torch.empty(2, 3)) == tl.int64
     for layout in ("contiguous", "channels_last"):
         _assert_float64_grads_match_reference("triton", (2, 5, 3, 4, 6), ("weight",), layout=layout)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_triton_whole_channel_blocks_need_no_channel_mask(layout):
+    """64 channels each side: the forward's and dx's channel blocks tile them exactly (_even_k),
+    and their loads go without a channel mask (y and dx checked)."""
+    cpu_backend_or_skip("triton", OP)
+    from stylegan_ops.triton import upsample_conv2d as triton_upsample
+
+    assert triton_upsample._even_k(64) and not triton_upsample._even_k(96)
+    _assert_float64_grads_match_reference("triton", (1, 64, 64, 3, 2), ("x",), layout=layout)
 
 
 def test_weight_gradient_split_over_pixels(backend, monkeypatch):
