@@ -1,7 +1,8 @@
 """The compiled CUDA kernels' registers, spills, shared-memory loads and vector stores, read from the
 extension's cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
 meant to run at a residency set by __launch_bounds__: the forward's phase_conv_kernel one block of 16 warps
-per SM, at most 128 registers a thread (it spills a few bytes, reloaded in its staging part); dx's
+per SM, at most 128 registers a thread (float16's spills a few bytes, reloaded in its staging part; bfloat16's
+none since its staging reads the block's halo offsets from a table); dx's
 phase_conv_kernel two blocks of 4 warps, as many as its 86 KiB of shared memory allow on an H100, up to
 255; grad_weight_kernel two blocks of 6 warps, up to 168. A change that pushes a kernel past its budget
 spills instead, and a spill would show here first: dx and d weight spill nothing.

@@ -412,8 +412,21 @@ struct PhaseConvTile {
   // Two stages (double buffering), whatever T (kBK is 32 bytes): forward 56 KiB (16-bit) or
   // 44.5 KiB, dx 86 KiB.
   static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
-  static_assert(kSharedBytes <= 99 * 1024, "the most shared memory a block may have on sm_86 and sm_89");
+  // Where each halo pixel of the block's source tiles starts (halo_offsets), in static shared
+  // memory beside the stages: forward 3.1 KiB (16-bit) or 1.6 KiB, dx 6.3 KiB.
+  static constexpr int kHaloPlanePixels = kTiles * kSrcPhases * kHaloPixels;
+  static_assert(kSharedBytes + kHaloPlanePixels * sizeof(int64_t) <= 99 * 1024,
+                "the most shared memory a block may have on sm_86 and sm_89");
 };
+
+// phase_conv_kernel's halo_offsets, per halo pixel of a block's source tiles (plane-major, as the
+// stages hold them): the offset of its channel 0 in the source, or kHaloOutside (zeros: outside
+// the source, or past the last pixel tile) or kHaloUnread (no warp reads it: Taps::reads). Made
+// once per block, so that a stage's source load is a table read, a bound and an add a vector:
+// computed per stage (the pixel's tile, row, column and phase from the vector's index, its bounds,
+// its offset's 64-bit products), a vector took 115 SASS instructions in dx's load loop (12.5
+// vectors a thread a stage) and 72 in the forward's; 31 and 33 with the table (bf16, sm_90).
+constexpr int64_t kHaloOutside = -1, kHaloUnread = -2;
 
 // Grid: x = kTiles consecutive pixel tiles of the (n, tile row, tile column) order, y = block of
 // kBM destination channels, z = share of the source channels (split-K, for grids too small to
@@ -471,6 +484,23 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   __syncthreads();
   const int64_t m0 = int64_t(blockIdx.y) * kBM;
 
+  // The source tiles are planes of halo pixels, [pixel tile][src phase]: plane p is phase
+  // p % kSrcPhases of pixel tile p / kSrcPhases. Their pixels' offsets, as kHaloOutside says.
+  constexpr int kHaloPlanePixels = Tile::kHaloPlanePixels, kScale = kSrcPhases == 4 ? 2 : 1;
+  __shared__ int64_t halo_offsets[kHaloPlanePixels];
+  for (int pixel = threadIdx.x; pixel < kHaloPlanePixels; pixel += kThreads) {
+    const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
+    const int row = hp / (kTW + 2), col = hp % (kTW + 2);
+    const PixelTile tile = pixel_tiles[plane / kSrcPhases];
+    const int i = tile.i0 - 1 + row, j = tile.j0 - 1 + col;
+    const bool inside = tile.i_end > 0 && i >= 0 && kScale * i + (phase >> 1) < src_rows && j >= 0 &&
+                        kScale * j + (phase & 1) < src_cols;
+    halo_offsets[pixel] = !Taps<kDstPhases>::reads(phase, row, col, kTH, kTW) ? kHaloUnread
+                          : inside ? tile.src_sample + in_sample_offset<kSrcPhases>(src_s, 0, i, j, phase)
+                                   : kHaloOutside;
+  }
+  __syncthreads();
+
   // Starts loading stage s, the kBK channels from s * kBK, into buffer `buf`: the weights, and
   // the source tiles where 16-byte vectors allow (channel_vectors), as asynchronous copies; any
   // other source element by element, stored before this returns. Halo pixels outside the source
@@ -493,45 +523,28 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
       __pipeline_memcpy_async(w_stage + (threadIdx.x + c * kThreads) * kVec, weight_from + c * weight_slab_stride + k0,
                               16);
     }
-    // The source tiles are planes of halo pixels, [pixel tile][src phase]: plane p is phase
-    // p % kSrcPhases of pixel tile p / kSrcPhases.
-    constexpr int kPlanePixels = kTiles * kSrcPhases * Tile::kHaloPixels;
     T* const s_stage = w_stage + kWeightElems;
-    const auto src_offset = [&](const PixelTile& tile, int k, int i, int j, int phase) {
-      return tile.src_sample + in_sample_offset<kSrcPhases>(src_s, k0 + k, i, j, phase);
-    };
-    constexpr int kScale = kSrcPhases == 4 ? 2 : 1;
-    const auto inside = [&](const PixelTile& tile, int k, int i, int j, int phase) {
-      return tile.i_end > 0 && i >= 0 && kScale * i + (phase >> 1) < src_rows && j >= 0 &&
-             kScale * j + (phase & 1) < src_cols && k0 + k < K;
-    };
-    if (src_vectors) {
-      constexpr int kVecsPerPixel = kBK / kVec;
-      for (int e = threadIdx.x; e < kPlanePixels * kVecsPerPixel; e += kThreads) {
-        const int k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
-        const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
-        const int row = hp / (kTW + 2), col = hp % (kTW + 2);
-        if (!Taps<kDstPhases>::reads(phase, row, col, kTH, kTW)) continue;
-        const PixelTile tile = pixel_tiles[plane / kSrcPhases];
-        const int i = tile.i0 - 1 + row, j = tile.j0 - 1 + col;
-        const bool read = inside(tile, k, i, j, phase);
-        // Outside: zero-filled, nothing read (src itself stands in as a valid address).
-        __pipeline_memcpy_async(s_stage + pixel * kBK + k, read ? src + src_offset(tile, k, i, j, phase) : src, 16,
-                                read ? 0 : 16);
+    // A halo pixel's channel k < k_end lies at offset halo_offsets[pixel] + stage + k * src_s.c;
+    // the others (past K, in the last stage of a K that is no multiple of kBK) are zeros.
+    const int k_end = int(std::min(K - k0, int64_t(kBK)));
+    const int64_t stage = k0 * src_s.c;
+    if (src_vectors) {  // channels contiguous (channel_vectors): k * src_s.c = k
+      constexpr unsigned kVecsPerPixel = kBK / kVec;
+      for (unsigned e = threadIdx.x; e < kHaloPlanePixels * kVecsPerPixel; e += kThreads) {
+        const unsigned k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
+        const int64_t at = halo_offsets[pixel];
+        if (at == kHaloUnread) continue;
+        const bool read = at != kHaloOutside && int(k) < k_end;
+        // A zero: zero-filled, nothing read (src itself stands in as a valid address).
+        __pipeline_memcpy_async(s_stage + pixel * kBK + k, read ? src + (at + stage + k) : src, 16, read ? 0 : 16);
       }
     } else {
-      for (int e = threadIdx.x; e < kPlanePixels * kBK; e += kThreads) {
-        const int k = e % kBK, pixel = e / kBK;
-        const int plane = pixel / Tile::kHaloPixels, hp = pixel % Tile::kHaloPixels, phase = plane % kSrcPhases;
-        const int row = hp / (kTW + 2), col = hp % (kTW + 2);
-        if (!Taps<kDstPhases>::reads(phase, row, col, kTH, kTW)) continue;
-        const PixelTile tile = pixel_tiles[plane / kSrcPhases];
-        const int i = tile.i0 - 1 + row, j = tile.j0 - 1 + col;
-        T v{};  // zero bits: 0.0
-        if (inside(tile, k, i, j, phase)) {
-          v = reinterpret_cast<const T*>(src)[src_offset(tile, k, i, j, phase)];
-        }
-        s_stage[pixel * kBK + k] = v;
+      for (unsigned e = threadIdx.x; e < kHaloPlanePixels * kBK; e += kThreads) {
+        const unsigned k = e % kBK, pixel = e / kBK;
+        const int64_t at = halo_offsets[pixel];
+        if (at == kHaloUnread) continue;
+        const bool read = at != kHaloOutside && int(k) < k_end;
+        s_stage[pixel * kBK + k] = read ? reinterpret_cast<const T*>(src)[at + stage + k * src_s.c] : T{};  // T{}: 0.0
       }
     }
   };
@@ -675,8 +688,10 @@ struct GradWeightTile {
   // KiB (float32), 68 KiB (float64).
   static constexpr int kStageElems = int(round_up(kXElems + kAElems, 128 / int(sizeof(T))));
   static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
-  static_assert(kSharedBytes <= 99 * 1024, "the most shared memory a block may have on sm_86 and sm_89");
-  // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 142 and spills
+  // Beside them, in static shared memory, the tiles' pixel offsets (x_pixel_offsets, a_pixel_offsets).
+  static_assert(kSharedBytes + (kRows + kARows) * kTW * sizeof(int64_t) <= 99 * 1024,
+                "the most shared memory a block may have on sm_86 and sm_89");
+  // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 132 and spills
   // nothing (tests/test_cuda_resources.py). Three (18 warps, 195 KiB of the H100's 228 KiB) would
   // cap it at 96 (16384 registers per SM quarter over 5 warps), where it spilled 48 bytes, reloaded
   // 15 times a stage. The float32/float64 CUDA-core paths (exactness, not speed) need up to 255
@@ -715,10 +730,28 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   // row), written with the stage's loads, read by every warp after the barrier that publishes them.
   __shared__ int rows_inside[2];
 
-  // Starts loading pixel tile s into buffer `buf`: x's, and A's rows of both row phases at the
-  // block's column phase and shift, each through cp.async in 16-byte vectors of channels where it
-  // allows (channel_vectors), else element by element, stored before this returns. Zeros past the
-  // channel counts, outside x's pixels, and past A's last row.
+  // A tile's pixels differ from tile to tile only in where the tile starts: each one's offset from
+  // there, in x and in A (rows of both row phases at the block's column phase and shift; A tile
+  // pixel p is in row phase 0 for the first kRows + 1 rows, then in phase 1), made once per block.
+  // A stage adds one offset per tile, and a vector's load is a table read, three bounds and an
+  // add: computed whole per vector, a vector of x took 77 SASS instructions in the load loop, one
+  // of A 85 (2.7 and 6 a thread a stage); 32 and 37 with the tables (bf16, sm_90).
+  const auto a_row = [&](int p) {  // (row within the tile's phase, row phase) of A tile pixel p
+    const int row = p / kTW, phase1 = row > kRows;
+    return std::pair<int, int>{row - phase1 * (kRows + 1), phase1};
+  };
+  __shared__ int64_t x_pixel_offsets[kPixels], a_pixel_offsets[kAPixels];
+  for (int p = threadIdx.x; p < kAPixels; p += kThreads) {
+    if (p < kPixels) x_pixel_offsets[p] = phase_offset<1>(x_s, 0, 0, p / kTW, p % kTW, 0);
+    const auto [i, row_phase] = a_row(p);
+    a_pixel_offsets[p] = phase_offset<4>(a_s, 0, 0, i, p % kTW + dj, 2 * row_phase + col_phase);
+  }
+  __syncthreads();
+  const int c_end = int(std::min<int64_t>(C_in - c0, kBC)), o_end = int(std::min<int64_t>(C_out - o0, kBO));
+
+  // Starts loading pixel tile s into buffer `buf`: x's, and A's rows, each through cp.async in
+  // 16-byte vectors of channels where it allows (channel_vectors), else element by element, stored
+  // before this returns. Zeros past the channel counts, outside x's pixels, and past A's last row.
   auto load_tile = [&](int buf, int64_t s) {
     const int64_t tile = split + s * splits;
     T* const x_stage = smem + buf * Tile::kStageElems;
@@ -726,51 +759,41 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
     const int64_t n = tile / (int64_t(tiles_w) * tiles_h);
     const int i0 = int(tile / tiles_w % tiles_h) * kRows, j0 = int(tile % tiles_w) * kTW;
     if (threadIdx.x == 0) rows_inside[buf] = H - i0;
-    const auto x_inside = [&](int64_t c, int p) { return i0 + p / kTW < H && j0 + p % kTW < W && c0 + c < C_in; };
-    const auto x_offset = [&](int64_t c, int p) {
-      return phase_offset<1>(x_s, n, c0 + c, i0 + p / kTW, j0 + p % kTW, 0);
-    };
-    // A tile pixel p: row phase 0 for its first kRows + 1 rows, then phase 1.
-    const auto a_row = [&](int p) {
-      const int row = p / kTW, phase1 = row > kRows;
-      return std::pair<int, int>{i0 + row - phase1 * (kRows + 1), phase1};
-    };
-    const auto a_inside = [&](int64_t o, int p) {
+    const int rows_left = H - i0, cols_left = W - j0;  // of x, from the tile's first pixel
+    const int64_t x_tile = phase_offset<1>(x_s, n, c0, i0, j0, 0), a_tile = phase_offset<4>(a_s, n, o0, i0, j0, 0);
+    const auto x_inside = [&](int c, int p) { return p / kTW < rows_left && p % kTW < cols_left && c < c_end; };
+    const auto a_inside = [&](int o, int p) {
       const auto [i, row_phase] = a_row(p);
-      return 2 * i + row_phase <= 2 * H && j0 + p % kTW < W && o0 + o < C_out;
+      return 2 * i + row_phase <= 2 * rows_left && p % kTW < cols_left && o < o_end;
     };
-    const auto a_offset = [&](int64_t o, int p) {
-      const auto [i, row_phase] = a_row(p);
-      return phase_offset<4>(a_s, n, o0 + o, i, j0 + p % kTW + dj, 2 * row_phase + col_phase);
-    };
-    if (x_vectors) {
-      for (int e = threadIdx.x; e < kPixels * (kBC / kVec); e += kThreads) {
+    if (x_vectors) {  // channels contiguous (channel_vectors)
+      for (unsigned e = threadIdx.x; e < kPixels * (kBC / kVec); e += kThreads) {
         const int c = e % (kBC / kVec) * kVec, p = e / (kBC / kVec);
         const bool inside = x_inside(c, p);
         // Outside: zero-filled, nothing read (x itself stands in as a valid address).
-        __pipeline_memcpy_async(x_stage + p * kXLd + c, inside ? x + x_offset(c, p) : x, 16, inside ? 0 : 16);
-      }
-    } else {
-      for (int e = threadIdx.x; e < kPixels * kBC; e += kThreads) {
-        const int c = e % kBC, p = e / kBC;
-        T v{};  // zero bits: 0.0
-        if (x_inside(c, p)) v = reinterpret_cast<const T*>(x)[x_offset(c, p)];
-        x_stage[p * kXLd + c] = v;
-      }
-    }
-    if (a_vectors) {
-      for (int e = threadIdx.x; e < kAPixels * (kBO / kVec); e += kThreads) {
-        const int o = e % (kBO / kVec) * kVec, p = e / (kBO / kVec);
-        const bool inside = a_inside(o, p);
-        __pipeline_memcpy_async(a_stage + p * kALd + o, inside ? window_means + a_offset(o, p) : window_means, 16,
+        __pipeline_memcpy_async(x_stage + p * kXLd + c, inside ? x + (x_tile + x_pixel_offsets[p] + c) : x, 16,
                                 inside ? 0 : 16);
       }
     } else {
-      for (int e = threadIdx.x; e < kAPixels * kBO; e += kThreads) {
+      for (unsigned e = threadIdx.x; e < kPixels * kBC; e += kThreads) {
+        const int c = e % kBC, p = e / kBC;
+        x_stage[p * kXLd + c] = x_inside(c, p)
+            ? reinterpret_cast<const T*>(x)[x_tile + x_pixel_offsets[p] + c * x_s.c] : T{};  // T{}: 0.0
+      }
+    }
+    if (a_vectors) {
+      for (unsigned e = threadIdx.x; e < kAPixels * (kBO / kVec); e += kThreads) {
+        const int o = e % (kBO / kVec) * kVec, p = e / (kBO / kVec);
+        const bool inside = a_inside(o, p);
+        __pipeline_memcpy_async(a_stage + p * kALd + o,
+                                inside ? window_means + (a_tile + a_pixel_offsets[p] + o) : window_means, 16,
+                                inside ? 0 : 16);
+      }
+    } else {
+      for (unsigned e = threadIdx.x; e < kAPixels * kBO; e += kThreads) {
         const int o = e % kBO, p = e / kBO;
-        T v{};  // zero bits: 0.0
-        if (a_inside(o, p)) v = reinterpret_cast<const T*>(window_means)[a_offset(o, p)];
-        a_stage[p * kALd + o] = v;
+        a_stage[p * kALd + o] = a_inside(o, p)
+            ? reinterpret_cast<const T*>(window_means)[a_tile + a_pixel_offsets[p] + o * a_s.c] : T{};
       }
     }
   };
