@@ -7,7 +7,7 @@ and, where a backward branch spans all its matrix or fused multiply-adds (HMMA, 
 length of that main loop and of its multiply part (from the barrier before the first multiply-add
 to the last); then the counts of the instructions that say how data moves: HMMA, LDSM,
 LDS and generic LD (shared-memory operand reads), LDGSTS (cp.async), STG.E.128 (16-byte stores),
-LDL/STL (local memory). All static counts of the code, not of its execution: they show what a stage
+LDL/STL (local memory); and the length of each staging loop (cp.async, no multiply-add) per vector. All static counts of the code, not of its execution: they show what a stage
 of a loop executes and what a change did to it, never how fast it runs. tests/test_cuda_resources.py
 asserts some of them. Reads the extension with Triton's cuobjdump (no CUDA toolkit needed).
 """
@@ -90,6 +90,22 @@ def main_loop(code):
     return [instruction for instruction in code if start <= instruction[0] <= end]
 
 
+def copy_loops(code):
+    """(instructions, LDGSTS) of each loop (a backward branch) that issues cp.async copies and no
+    multiply-add: a kernel's staging loops, unrolled as nvcc chose. Each 16-byte vector whose source
+    may be zero-filled is a pair of predicated LDGSTS (the copy and the zero fill), so a loop's
+    instructions over half its LDGSTS are what a vector's load costs."""
+    loops = []
+    for address, opcode, operands in code:
+        target = re.search(r"0x([0-9a-f]+)", operands) if opcode == "BRA" else None
+        if target and int(target.group(1), 16) < address:
+            body = [op for at, op, _ in code if int(target.group(1), 16) <= at <= address]
+            copies = sum(op.startswith("LDGSTS") for op in body)
+            if copies and not any(op.split(".")[0] in MULTIPLY_ADDS for op in body):
+                loops.append((len(body), copies))
+    return loops
+
+
 def multiply_part(code):
     """From the barrier before the first multiply-add to the last one: what a stage multiplies, without
     its staging (the "multiply part" the kernel commits quote), or None."""
@@ -129,6 +145,10 @@ def main():
             loop_counts = opcode_counts(loop)
             print("  main loop: " + ", ".join(f"{opcode} {loop_counts[opcode]}" for opcode in REPORTED
                                               if loop_counts[opcode]))
+        copies = copy_loops(code)
+        if copies:
+            print("  cp.async loops: " + ", ".join(f"{length} instructions for {ldgsts} LDGSTS "
+                                                   f"({2 * length / ldgsts:.0f} a vector)" for length, ldgsts in copies))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import re
 import pytest
 
 import stylegan_ops as so
-from sass_report import cuobjdump_path, instructions, opcode_counts, resource_usage
+from sass_report import copy_loops, cuobjdump_path, instructions, opcode_counts, resource_usage
 from stylegan_ops import _extension
 
 GEMM_KERNELS = ("phase_conv_kernel", "grad_weight_kernel")
@@ -58,6 +58,18 @@ def test_tensor_core_gemm_kernels_read_shared_memory_with_shared_loads(library):
     for name, code in kernels.items():
         counts = opcode_counts(code)
         assert counts["LD"] == 0 and counts["LDSM"] > 0, (name, counts["LD"], counts["LDS"], counts["LDSM"])
+
+
+def test_tensor_core_gemm_kernels_stage_a_vector_in_few_instructions(library):
+    """The GEMM kernels' staging loops read each pixel's offset from a table the block made once
+    (halo_offsets, x_pixel_offsets, a_pixel_offsets): a 16-byte vector's load takes 30 to 37 SASS
+    instructions (47 in float16's forward, which spills). Computed whole per vector it took 68 to
+    115 (tests/sass_report.py --library on the kernel file of afaf095), more issue slots than dx's
+    HMMA had."""
+    kernels = instructions(library, _is_tensor_core_gemm)
+    for name, code in kernels.items():
+        loops = copy_loops(code)
+        assert loops and all(2 * length / ldgsts <= 56 for length, ldgsts in loops), (name, loops)
 
 
 # The kernels with 16-byte vector paths: the noise_adain_lrelu per-plane kernels and upsample_conv2d's

@@ -425,7 +425,8 @@ struct PhaseConvTile {
 // once per block, so that a stage's source load is a table read, a bound and an add a vector:
 // computed per stage (the pixel's tile, row, column and phase from the vector's index, its bounds,
 // its offset's 64-bit products), a vector took 115 SASS instructions in dx's load loop (12.5
-// vectors a thread a stage) and 72 in the forward's; 31 and 33 with the table (bf16, sm_90).
+// vectors a thread a stage) and 72 in the forward's; 30 and 33 with the table (bf16, sm_90:
+// tests/sass_report.py's cp.async loops).
 constexpr int64_t kHaloOutside = -1, kHaloUnread = -2;
 
 // Grid: x = kTiles consecutive pixel tiles of the (n, tile row, tile column) order, y = block of
@@ -734,8 +735,8 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   // there, in x and in A (rows of both row phases at the block's column phase and shift; A tile
   // pixel p is in row phase 0 for the first kRows + 1 rows, then in phase 1), made once per block.
   // A stage adds one offset per tile, and a vector's load is a table read, three bounds and an
-  // add: computed whole per vector, a vector of x took 77 SASS instructions in the load loop, one
-  // of A 85 (2.7 and 6 a thread a stage); 32 and 37 with the tables (bf16, sm_90).
+  // add: computed whole per vector, a vector of x took 76 SASS instructions in the load loop, one
+  // of A 84 (2.7 and 6 a thread a stage); 32 and 37 with the tables (bf16, sm_90).
   const auto a_row = [&](int p) {  // (row within the tile's phase, row phase) of A tile pixel p
     const int row = p / kTW, phase1 = row > kRows;
     return std::pair<int, int>{row - phase1 * (kRows + 1), phase1};
