@@ -22,9 +22,10 @@ Prints progress lines as it goes, a table at the end, and writes ``--json`` / ``
 The default is the full set for the device, bfloat16 then float32 on CUDA and float32 on CPU;
 ``--quick`` is a small set that finishes in a few minutes on a 2-core CPU, ``--ops``,
 ``--dtypes`` and ``--directions`` choose among the ops, dtypes and directions. The JSON also
-lists the configs Triton's autotuner chose (``triton_configs``), which its timings ran. On CUDA the upsample_conv2d cases and the generator run channels_last
-(the implicit GEMMs' natural layout, and the one cuDNN's tensor-core kernels prefer), every
-backend alike; the noise_adain_lrelu cases and everything on CPU run NCHW.
+lists the configs Triton's autotuner chose (``triton_configs``), which its timings ran. On CUDA
+the upsample_conv2d cases and the generator run channels_last (the implicit GEMMs' natural
+layout, and the one cuDNN's tensor-core kernels prefer), every backend alike; the
+noise_adain_lrelu cases and everything on CPU run NCHW.
 """
 
 import argparse

@@ -7,9 +7,10 @@ and, where a backward branch spans all its matrix or fused multiply-adds (HMMA, 
 length of that main loop and of its multiply part (from the barrier before the first multiply-add
 to the last); then the counts of the instructions that say how data moves: HMMA, LDSM,
 LDS and generic LD (shared-memory operand reads), LDGSTS (cp.async), STG.E.128 (16-byte stores),
-LDL/STL (local memory); and the length of each staging loop (cp.async, no multiply-add) per vector. All static counts of the code, not of its execution: they show what a stage
-of a loop executes and what a change did to it, never how fast it runs. tests/test_cuda_resources.py
-asserts some of them. Reads the extension with Triton's cuobjdump (no CUDA toolkit needed).
+LDL/STL (local memory); and each staging loop's (cp.async, no multiply-add) length per vector. All
+static counts of the code, not of its execution: they show what a stage of a loop executes and what
+a change did to it, never how fast it runs. tests/test_cuda_resources.py asserts some of them.
+Reads the extension with Triton's cuobjdump (no CUDA toolkit needed).
 """
 
 import argparse
@@ -147,8 +148,9 @@ def main():
                                               if loop_counts[opcode]))
         copies = copy_loops(code)
         if copies:
-            print("  cp.async loops: " + ", ".join(f"{length} instructions for {ldgsts} LDGSTS "
-                                                   f"({2 * length / ldgsts:.0f} a vector)" for length, ldgsts in copies))
+            print("  cp.async loops: " + ", ".join(
+                f"{length} instructions for {ldgsts} LDGSTS ({2 * length / ldgsts:.0f} a vector)"
+                for length, ldgsts in copies))
 
 
 if __name__ == "__main__":
