@@ -42,6 +42,12 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def next_power_of_2(n: int) -> int:
+    """The least power of two >= n >= 1, for the launchers' block sizes; as for cdiv, triton's own
+    takes about 2 us a call from Python."""
+    return 1 << (n - 1).bit_length()
+
+
 _CHOSEN_CONFIGS = {}  # (autotuned kernel, dtype, its key arguments) -> the triton.Config it chose
 _KEY_POSITIONS = {}  # autotuned kernel -> positions of its autotune key among the launch's arguments
 

@@ -24,7 +24,7 @@ import triton.language as tl
 from stylegan_ops.ops._dtypes import accumulation_dtype
 from stylegan_ops.ops._layout import output_memory_format
 from stylegan_ops.triton import (autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
-                                  on_inputs_device, tl_accumulation_dtype)
+                                  next_power_of_2, on_inputs_device, tl_accumulation_dtype)
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
 
@@ -352,7 +352,7 @@ def _range_split(x):
 
 def _launch_plane(kernel, n, c, m, *args, **kwargs):
     """kernel over one program per plane of m <= MAX_SINGLE_BLOCK elements, held in one block."""
-    block = 1 << (m - 1).bit_length()  # the next power of two (triton.next_power_of_2: ~2 us from Python)
+    block = next_power_of_2(m)
     if not _IN_INTERPRETER and autotune_on_gpu():
         launch_autotuned(_PLANE_AUTOTUNED[kernel], (n * c,), *args, **kwargs, BLOCK=block)
     else:

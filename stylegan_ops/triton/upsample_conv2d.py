@@ -35,7 +35,7 @@ import triton.language as tl
 from stylegan_ops.ops._dtypes import accumulation_dtype
 from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
 from stylegan_ops.triton import (autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
-                                  on_inputs_device, tl_accumulation_dtype)
+                                  next_power_of_2, on_inputs_device, tl_accumulation_dtype)
 
 # On GPU the kernels are autotuned over _GPU_CONFIGS, or run _GPU_FIXED with autotuning switched
 # off (stylegan_ops.triton.autotune_on_gpu); Triton's interpreter (CPU tests) runs a small config.
@@ -474,7 +474,7 @@ def _window_means(grad_y, with_grad_bias):
     window_means = torch.empty((n, c, h2 + 1, w2 + 1), device=grad_y.device, dtype=grad_y.dtype,
                                memory_format=memory_format)
     pixels = n * (h2 + 1) * (w2 + 1)
-    block_c = min(64, triton.next_power_of_2(c))
+    block_c = min(64, next_power_of_2(c))
     block_p = WINDOW_MEANS_ELEMENTS // block_c
     grid = (cdiv(pixels, block_p), cdiv(c, block_c))
     # Float partials (one row per program along the pixels), summed in a fixed order: deterministic.
