@@ -544,6 +544,7 @@ def test_gpu_calls_never_wait_for_the_gpu(gpu_backend, shape, memory_format):
 
 
 @pytest.mark.gpu
+@pytest.mark.large_gpu_memory
 @pytest.mark.parametrize("gpu_backend", ["native", "triton"])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_gpu_offsets_past_2_31_elements(gpu_backend, memory_format):

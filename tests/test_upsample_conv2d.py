@@ -608,6 +608,7 @@ def test_gpu_calls_never_wait_for_the_gpu(gpu_backend, memory_format):
 
 
 @pytest.mark.gpu
+@pytest.mark.large_gpu_memory
 @pytest.mark.parametrize("gpu_backend", ["native", "triton"])
 def test_gpu_offsets_past_2_31_elements(gpu_backend):
     """64-bit indexing: x (and dx) have 17 * 2048 * 256 * 256 > 2^31 elements (bfloat16, 4.3 GiB);
