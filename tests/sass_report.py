@@ -92,18 +92,19 @@ def main_loop(code):
 
 
 def copy_loops(code):
-    """(instructions, LDGSTS) of each loop (a backward branch) that issues cp.async copies and no
-    multiply-add: a kernel's staging loops, unrolled as nvcc chose. Each 16-byte vector whose source
-    may be zero-filled is a pair of predicated LDGSTS (the copy and the zero fill), so a loop's
-    instructions over half its LDGSTS are what a vector's load costs."""
+    """(instructions, vectors) of each loop (a backward branch) that issues cp.async copies and no
+    multiply-add: a kernel's staging loops, unrolled as nvcc chose. A 16-byte vector is one LDGSTS
+    that copies; one whose source may be zero-filled has a second, predicated the other way, that
+    zero-fills (ignore-src: its last operand !PT) and is not counted. A loop's instructions over its
+    vectors are what a vector's load costs."""
     loops = []
     for address, opcode, operands in code:
         target = re.search(r"0x([0-9a-f]+)", operands) if opcode == "BRA" else None
         if target and int(target.group(1), 16) < address:
-            body = [op for at, op, _ in code if int(target.group(1), 16) <= at <= address]
-            copies = sum(op.startswith("LDGSTS") for op in body)
-            if copies and not any(op.split(".")[0] in MULTIPLY_ADDS for op in body):
-                loops.append((len(body), copies))
+            body = [(op, args) for at, op, args in code if int(target.group(1), 16) <= at <= address]
+            vectors = sum(op.startswith("LDGSTS") and not args.rstrip().endswith("!PT") for op, args in body)
+            if vectors and not any(op.split(".")[0] in MULTIPLY_ADDS for op, _ in body):
+                loops.append((len(body), vectors))
     return loops
 
 
@@ -149,8 +150,8 @@ def main():
         copies = copy_loops(code)
         if copies:
             print("  cp.async loops: " + ", ".join(
-                f"{length} instructions for {ldgsts} LDGSTS ({2 * length / ldgsts:.0f} a vector)"
-                for length, ldgsts in copies))
+                f"{length} instructions for {vectors} vector{'s' * (vectors > 1)} ({length / vectors:.0f} a vector)"
+                for length, vectors in copies))
 
 
 if __name__ == "__main__":

@@ -274,8 +274,10 @@ def test_infinite_weight_tap_folds_to_inf(emulated, dtype):
 
 # d weight sums over x's pixels only: its tiles' overhanging rows and columns (9 = 2 x 4 + 1 rows,
 # 17 = 16 + 1 columns in the 16-bit types; whole tiles at 8 x 16) meet none of A's border values.
+# With 64 and 80 channels, blocks of whole channel blocks and whole tiles (the interior copies,
+# without bounds) run beside overhanging ones.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("shape", [(2, 20, 70, 9, 17), (1, 24, 40, 8, 16)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 20, 70, 9, 17), (1, 24, 40, 8, 16), (2, 64, 80, 9, 17)], ids=str)
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_grad_weight_skips_the_padding(emulated, dtype, shape, memory_format):
     n, c_in, c_out, h, w = shape

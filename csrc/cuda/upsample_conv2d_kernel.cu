@@ -281,6 +281,17 @@ template <typename T, typename Acc, typename Shape>
 using WarpMma = std::conditional_t<kTensorCores && sizeof(T) == 2 && Shape::K == 16, TensorCoreMma<T, Shape>,
                                    CudaCoreMma<T, Acc, Shape>>;
 
+// f(std::true_type{}) if b, else f(std::false_type{}): a block-uniform flag made a compile-time
+// constant in f, which is instantiated for each value.
+template <typename F>
+__device__ inline void with_bool(bool b, const F& f) {
+  if (b) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
+  }
+}
+
 // ---- double-buffered stages ---------------------------------------------------------------------
 // Runs compute(buf, s) for the stages s = 0 .. count - 1, stage s in shared-memory buffer s % 2,
 // while stage s + 1 loads into the other: load(buf, s) starts the stage's asynchronous copies
@@ -420,14 +431,15 @@ struct PhaseConvTile {
 };
 
 // phase_conv_kernel's halo_offsets, per halo pixel of a block's source tiles (plane-major, as the
-// stages hold them): the offset of its channel 0 in the source, or kHaloOutside (zeros: outside
-// the source, or past the last pixel tile) or kHaloUnread (no warp reads it: Taps::reads). Made
-// once per block, so that a stage's source load is a table read, a bound and an add a vector:
+// stages hold them): the offset of its channel 0 in the source, or kHaloZero where the stage holds
+// zeros: outside the source, past the last pixel tile, or read by no warp (Taps::reads; a zero fill
+// reads nothing from memory, and skipping those pixels instead cost a branch a vector). Made once
+// per block, so that a stage's source load is a table read, a sign test and an add a vector:
 // computed per stage (the pixel's tile, row, column and phase from the vector's index, its bounds,
 // its offset's 64-bit products), a vector took 115 SASS instructions in dx's load loop (12.5
-// vectors a thread a stage) and 72 in the forward's; 30 and 33 with the table (bf16, sm_90:
-// tests/sass_report.py's cp.async loops).
-constexpr int64_t kHaloOutside = -1, kHaloUnread = -2;
+// vectors a thread a stage) and 72 in the forward's (bf16, sm_90: tests/sass_report.py's cp.async
+// loops).
+constexpr int64_t kHaloZero = -1;
 
 // Grid: x = kTiles consecutive pixel tiles of the (n, tile row, tile column) order, y = block of
 // kBM destination channels, z = share of the source channels (split-K, for grids too small to
@@ -486,7 +498,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   const int64_t m0 = int64_t(blockIdx.y) * kBM;
 
   // The source tiles are planes of halo pixels, [pixel tile][src phase]: plane p is phase
-  // p % kSrcPhases of pixel tile p / kSrcPhases. Their pixels' offsets, as kHaloOutside says.
+  // p % kSrcPhases of pixel tile p / kSrcPhases. Their pixels' offsets, or kHaloZero.
   constexpr int kHaloPlanePixels = Tile::kHaloPlanePixels, kScale = kSrcPhases == 4 ? 2 : 1;
   __shared__ int64_t halo_offsets[kHaloPlanePixels];
   for (int pixel = threadIdx.x; pixel < kHaloPlanePixels; pixel += kThreads) {
@@ -496,17 +508,16 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
     const int i = tile.i0 - 1 + row, j = tile.j0 - 1 + col;
     const bool inside = tile.i_end > 0 && i >= 0 && kScale * i + (phase >> 1) < src_rows && j >= 0 &&
                         kScale * j + (phase & 1) < src_cols;
-    halo_offsets[pixel] = !Taps<kDstPhases>::reads(phase, row, col, kTH, kTW) ? kHaloUnread
-                          : inside ? tile.src_sample + in_sample_offset<kSrcPhases>(src_s, 0, i, j, phase)
-                                   : kHaloOutside;
+    halo_offsets[pixel] = inside && Taps<kDstPhases>::reads(phase, row, col, kTH, kTW)
+                              ? tile.src_sample + in_sample_offset<kSrcPhases>(src_s, 0, i, j, phase)
+                              : kHaloZero;
   }
   __syncthreads();
 
   // Starts loading stage s, the kBK channels from s * kBK, into buffer `buf`: the weights, and
   // the source tiles where 16-byte vectors allow (channel_vectors), as asynchronous copies; any
   // other source element by element, stored before this returns. Halo pixels outside the source
-  // (src_rows x src_cols) and channels past K are zeros; halo pixels no warp reads (Taps::reads)
-  // are neither loaded nor written.
+  // (src_rows x src_cols) or read by no warp (Taps::reads), and channels past K, are zeros.
   // Weights: kSlabs slabs x kBM rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
   // Thread t copies vectors t, t + kThreads, ...: the same half of the same row m of every
   // kWeightSlabStep-th slab, so its sources are one pointer and one stride, set up once.
@@ -530,21 +541,24 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
     const int k_end = int(std::min(K - k0, int64_t(kBK)));
     const int64_t stage = k0 * src_s.c;
     if (src_vectors) {  // channels contiguous (channel_vectors): k * src_s.c = k
-      constexpr unsigned kVecsPerPixel = kBK / kVec;
-      for (unsigned e = threadIdx.x; e < kHaloPlanePixels * kVecsPerPixel; e += kThreads) {
-        const unsigned k = e % kVecsPerPixel * kVec, pixel = e / kVecsPerPixel;
+      // A thread copies the same kVec channels k of every kThreads / (kBK / kVec)-th halo pixel:
+      // their source pointer is made once a stage, and a vector adds its pixel's offset.
+      constexpr int kVecsPerPixel = kBK / kVec;
+      static_assert(kThreads % kVecsPerPixel == 0, "a thread's vectors: fixed channels");
+      const int k = threadIdx.x % kVecsPerPixel * kVec;
+      const bool k_inside = k < k_end;
+      const scalar_t* const src_at = src + (stage + k);
+      for (int pixel = threadIdx.x / kVecsPerPixel; pixel < kHaloPlanePixels; pixel += kThreads / kVecsPerPixel) {
         const int64_t at = halo_offsets[pixel];
-        if (at == kHaloUnread) continue;
-        const bool read = at != kHaloOutside && int(k) < k_end;
+        const bool read = at != kHaloZero && k_inside;
         // A zero: zero-filled, nothing read (src itself stands in as a valid address).
-        __pipeline_memcpy_async(s_stage + pixel * kBK + k, read ? src + (at + stage + k) : src, 16, read ? 0 : 16);
+        __pipeline_memcpy_async(s_stage + pixel * kBK + k, read ? src_at + at : src, 16, read ? 0 : 16);
       }
     } else {
       for (unsigned e = threadIdx.x; e < kHaloPlanePixels * kBK; e += kThreads) {
         const unsigned k = e % kBK, pixel = e / kBK;
         const int64_t at = halo_offsets[pixel];
-        if (at == kHaloUnread) continue;
-        const bool read = at != kHaloOutside && int(k) < k_end;
+        const bool read = at != kHaloZero && int(k) < k_end;
         s_stage[pixel * kBK + k] = read ? reinterpret_cast<const T*>(src)[at + stage + k * src_s.c] : T{};  // T{}: 0.0
       }
     }
@@ -716,6 +730,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   constexpr int kXLd = Tile::kXLd, kALd = Tile::kALd;  // leading dimensions of the tiles
   constexpr int kThreads = Tile::kThreads, kPixels = kRows * kTW, kAPixels = Tile::kARows * kTW;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
+  static_assert(kThreads % (kBC / kVec) == 0 && kThreads % (kBO / kVec) == 0, "a thread's vectors: fixed channels");
   constexpr int kCFrags = kBC / 2 / Gemm::M, kOFrags = kBO / Gemm::N;  // per warp: 32 channels c, all 64 o
   constexpr int kFragElems = Gemm::M * Gemm::N;
   static_assert(Tile::kWarps * kFragElems * sizeof(acc_t) <= Tile::kStageElems * sizeof(T), "epilogue scratch");
@@ -762,41 +777,53 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
     if (threadIdx.x == 0) rows_inside[buf] = H - i0;
     const int rows_left = H - i0, cols_left = W - j0;  // of x, from the tile's first pixel
     const int64_t x_tile = phase_offset<1>(x_s, n, c0, i0, j0, 0), a_tile = phase_offset<4>(a_s, n, o0, i0, j0, 0);
-    const auto x_inside = [&](int c, int p) { return p / kTW < rows_left && p % kTW < cols_left && c < c_end; };
-    const auto a_inside = [&](int o, int p) {
-      const auto [i, row_phase] = a_row(p);
-      return 2 * i + row_phase <= 2 * rows_left && p % kTW < cols_left && o < o_end;
-    };
-    if (x_vectors) {  // channels contiguous (channel_vectors)
-      for (unsigned e = threadIdx.x; e < kPixels * (kBC / kVec); e += kThreads) {
-        const int c = e % (kBC / kVec) * kVec, p = e / (kBC / kVec);
-        const bool inside = x_inside(c, p);
-        // Outside: zero-filled, nothing read (x itself stands in as a valid address).
-        __pipeline_memcpy_async(x_stage + p * kXLd + c, inside ? x + (x_tile + x_pixel_offsets[p] + c) : x, 16,
-                                inside ? 0 : 16);
+    // A tile of kRows whole rows and kTW whole columns, in a block of whole channel blocks, has
+    // every pixel inside (its A rows too: 2 kRows <= 2 rows_left): the usual case, whose copies
+    // then need neither bounds nor zero fill (one instantiation of the copies each).
+    with_bool(rows_left >= kRows && cols_left >= kTW && c_end == kBC && o_end == kBO, [&](auto interior) {
+      const auto x_inside = [&](int c, int p) {
+        return interior || (p / kTW < rows_left && p % kTW < cols_left && c < c_end);
+      };
+      const auto a_inside = [&](int o, int p) {
+        const auto [i, row_phase] = a_row(p);
+        return interior || (2 * i + row_phase <= 2 * rows_left && p % kTW < cols_left && o < o_end);
+      };
+      // Vectors: a thread copies the same channels of every kThreads / (channels / kVec)-th pixel,
+      // so it makes their source pointer once a stage, and a vector adds its pixel's offset. That
+      // offset is read for inside and outside pixels alike (the table has every pixel of a tile):
+      // read in the select's inside arm, it became a branch around the read.
+      if (x_vectors) {  // channels contiguous (channel_vectors)
+        const int c = threadIdx.x % (kBC / kVec) * kVec;
+        const scalar_t* const x_at = x + (x_tile + c);
+        for (int p = threadIdx.x / (kBC / kVec); p < kPixels; p += kThreads / (kBC / kVec)) {
+          const bool inside = x_inside(c, p);
+          const scalar_t* const from = x_at + x_pixel_offsets[p];
+          // Outside: zero-filled, nothing read (x itself stands in as a valid address).
+          __pipeline_memcpy_async(x_stage + p * kXLd + c, inside ? from : x, 16, inside ? 0 : 16);
+        }
+      } else {
+        for (unsigned e = threadIdx.x; e < kPixels * kBC; e += kThreads) {
+          const int c = e % kBC, p = e / kBC;
+          x_stage[p * kXLd + c] = x_inside(c, p)
+              ? reinterpret_cast<const T*>(x)[x_tile + x_pixel_offsets[p] + c * x_s.c] : T{};  // T{}: 0.0
+        }
       }
-    } else {
-      for (unsigned e = threadIdx.x; e < kPixels * kBC; e += kThreads) {
-        const int c = e % kBC, p = e / kBC;
-        x_stage[p * kXLd + c] = x_inside(c, p)
-            ? reinterpret_cast<const T*>(x)[x_tile + x_pixel_offsets[p] + c * x_s.c] : T{};  // T{}: 0.0
+      if (a_vectors) {
+        const int o = threadIdx.x % (kBO / kVec) * kVec;
+        const scalar_t* const a_at = window_means + (a_tile + o);
+        for (int p = threadIdx.x / (kBO / kVec); p < kAPixels; p += kThreads / (kBO / kVec)) {
+          const bool inside = a_inside(o, p);
+          const scalar_t* const from = a_at + a_pixel_offsets[p];
+          __pipeline_memcpy_async(a_stage + p * kALd + o, inside ? from : window_means, 16, inside ? 0 : 16);
+        }
+      } else {
+        for (unsigned e = threadIdx.x; e < kAPixels * kBO; e += kThreads) {
+          const int o = e % kBO, p = e / kBO;
+          a_stage[p * kALd + o] = a_inside(o, p)
+              ? reinterpret_cast<const T*>(window_means)[a_tile + a_pixel_offsets[p] + o * a_s.c] : T{};
+        }
       }
-    }
-    if (a_vectors) {
-      for (unsigned e = threadIdx.x; e < kAPixels * (kBO / kVec); e += kThreads) {
-        const int o = e % (kBO / kVec) * kVec, p = e / (kBO / kVec);
-        const bool inside = a_inside(o, p);
-        __pipeline_memcpy_async(a_stage + p * kALd + o,
-                                inside ? window_means + (a_tile + a_pixel_offsets[p] + o) : window_means, 16,
-                                inside ? 0 : 16);
-      }
-    } else {
-      for (unsigned e = threadIdx.x; e < kAPixels * kBO; e += kThreads) {
-        const int o = e % kBO, p = e / kBO;
-        a_stage[p * kALd + o] = a_inside(o, p)
-            ? reinterpret_cast<const T*>(window_means)[a_tile + a_pixel_offsets[p] + o * a_s.c] : T{};
-      }
-    }
+    });
   };
 
   typename Mma::FragC acc[kCFrags][kOFrags];
