@@ -46,12 +46,11 @@ def main(argv=None):
     os.environ["STYLEGAN_OPS_TRITON_AUTOTUNE"] = "0" if args.fixed_configs else "1"
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import triton
-    from triton.runtime import driver
-    from triton_sm90_compile import CompileOnlyDriver
+    from triton_sm90_compile import CompileOnlyDriver, activate
 
     _keep_large_blocks_on_the_heap()
-    driver.set_active(CompileOnlyDriver(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
-                                                     "cuobjdump")))
+    tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    activate(CompileOnlyDriver(os.path.join(tools, "cuobjdump")))
     from stylegan_ops.triton import noise_adain_lrelu as noise
     from stylegan_ops.triton import upsample_conv2d as upsample
 

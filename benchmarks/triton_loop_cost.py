@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from triton_sm90_compile import CompileOnlyDriver  # noqa: E402
+from triton_sm90_compile import CompileOnlyDriver, activate  # noqa: E402
 
 TENSOR_MACS_PER_CLOCK = 2048  # per SM, 16-bit operands, dense (H100 SXM)
 SCHEDULERS = 4  # per SM: each issues one warp instruction a clock
@@ -42,11 +42,9 @@ def main(argv=None):
         parser.error("unset TRITON_INTERPRET: interpreted kernels are never compiled")
     os.environ["STYLEGAN_OPS_TRITON_AUTOTUNE"] = "1"
     import triton
-    from triton.runtime import driver
 
     tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
-    compile_only = KeepingCubins(str(tools / "cuobjdump"))
-    driver.set_active(compile_only)
+    compile_only = activate(KeepingCubins(str(tools / "cuobjdump")))
     from stylegan_ops.triton import upsample_conv2d as kernels
 
     n, c_in, c_out, h, w = map(int, args.shape.split(","))

@@ -28,3 +28,42 @@ def test_triton_kernels_compile_for_sm90(args):
     print(result.stdout)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     assert " 0 failures" in result.stdout and "kernels compiled for sm_90" in result.stdout
+
+
+# Launches the autotuned Triton forward once, on the compile-only driver with Triton's caches in
+# the directory given, and prints the forward kernel's compiled configs, one a line.
+TUNE_ONCE = """
+import sys
+import torch
+from triton_sm90_compile import CompileOnlyDriver, activate
+import triton, os
+cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+compile_only = activate(CompileOnlyDriver(cuobjdump), cache_dir=sys.argv[1])
+from stylegan_ops.triton import upsample_conv2d
+x = torch.empty(2, 64, 8, 8, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+upsample_conv2d.forward(x, torch.zeros(64, 64, 3, 3, dtype=torch.bfloat16), None)
+for record in compile_only.compiled:
+    if record.kernel == "_forward_kernel":
+        print(record.constants, record.num_warps, record.num_stages)
+"""
+
+
+def test_a_later_process_takes_the_autotuners_choice_from_the_cache(tmp_path):
+    """stylegan_ops.triton.autotune keeps the autotuner's choices in Triton's cache directory: a
+    second process launching the same key compiles (and times) the chosen config only, where the
+    first compiled every config (the compile-only driver's timings are all equal: the first wins)."""
+    cpu_backend_or_skip("triton", "upsample_conv2d")
+    from stylegan_ops.triton.upsample_conv2d import _GPU_CONFIGS
+
+    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    env |= {"STYLEGAN_OPS_TRITON_AUTOTUNE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
+                                                                              *sys.path])}
+    compiled = []
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", TUNE_ONCE, str(tmp_path)], env=env, capture_output=True,
+                                text=True, timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        compiled.append(result.stdout.splitlines())
+    first, second = compiled
+    assert len(first) == len(_GPU_CONFIGS)
+    assert second == first[:1]

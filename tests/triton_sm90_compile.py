@@ -18,8 +18,10 @@ launch fails to compile or breaks a limit. tests/test_triton_sm90_compile.py run
 """
 
 import argparse
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +117,22 @@ class CompileOnlyDriver:
         return int(usage["REG"]), int(usage.get("STACK", 0)) + int(usage.get("LOCAL", 0))
 
 
+def activate(compile_only, cache_dir=None):
+    """Makes ``compile_only`` (a CompileOnlyDriver) Triton's active driver, with Triton's caches in
+    ``cache_dir``, else in a fresh temporary directory removed at exit. The autotuners keep their
+    choices in that cache (stylegan_ops.triton.autotune): a choice found there would skip the
+    compiles of the other configs, and this driver's stand-in timings must never reach the cache of
+    a machine with a GPU of the same architecture."""
+    from triton.runtime import driver
+
+    if cache_dir is None:
+        cache_dir = tempfile.mkdtemp(prefix="triton_sm90_compile_")
+        atexit.register(shutil.rmtree, cache_dir, ignore_errors=True)
+    os.environ["TRITON_CACHE_DIR"] = cache_dir  # read by Triton at each use
+    driver.set_active(compile_only)
+    return compile_only
+
+
 def launches(dtype):
     """(label, call) for every kernel family, layout and specialisation the ops launch."""
     from stylegan_ops.triton import noise_adain_lrelu as noise_kernels
@@ -174,11 +192,9 @@ def main(argv=None):
     os.environ["STYLEGAN_OPS_TRITON_AUTOTUNE"] = "1" if args.autotune else "0"
 
     import triton
-    from triton.runtime import driver
 
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    compile_only = CompileOnlyDriver(cuobjdump)
-    driver.set_active(compile_only)
+    compile_only = activate(CompileOnlyDriver(cuobjdump))
     print(f"Triton {triton.__version__}: compiling for {compile_only.target} "
           f"({'every autotune config' if args.autotune else 'fixed configs'})", flush=True)
 

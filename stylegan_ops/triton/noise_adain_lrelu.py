@@ -23,7 +23,7 @@ import triton.language as tl
 
 from stylegan_ops.ops._dtypes import accumulation_dtype
 from stylegan_ops.ops._layout import output_memory_format
-from stylegan_ops.triton import (autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
+from stylegan_ops.triton import (autotune, autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
                                   next_power_of_2, on_inputs_device, tl_accumulation_dtype)
 
 MAX_SINGLE_BLOCK = 4096  # elements a program keeps in registers (fp32: 16 KiB)
@@ -312,7 +312,7 @@ _IN_INTERPRETER = interpreted(_forward_kernel)
 # interpreter (CPU tests), and GPU runs with autotuning switched off
 # (stylegan_ops.triton.autotune_on_gpu), run one fixed config.
 _PLANE_CONFIGS = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
-_PLANE_AUTOTUNED = {kernel: triton.autotune(_PLANE_CONFIGS, key=["M"])(kernel)
+_PLANE_AUTOTUNED = {kernel: autotune(_PLANE_CONFIGS, key=["M"])(kernel)
                     for kernel in (_forward_kernel, _backward_kernel)}
 _RANGE_CONFIGS = {  # by whether tiles are plane runs (BLOCK_C = 1) or channel rows
     True: [triton.Config({"BLOCK_P": p}, num_warps=w)
@@ -322,7 +322,7 @@ _RANGE_CONFIGS = {  # by whether tiles are plane runs (BLOCK_C = 1) or channel r
 _RANGE_FIXED = {True: triton.Config({"BLOCK_P": 2048}, num_warps=8), False: triton.Config({"BLOCK_P": 32}, num_warps=4)}
 _RANGE_INTERPRETER = {True: triton.Config({"BLOCK_P": 256}), False: triton.Config({"BLOCK_P": 16})}
 _RANGE_KERNELS = (_range_stats_kernel, _range_forward_kernel, _range_grad_sums_kernel, _range_backward_kernel)
-_RANGE_AUTOTUNED = {(kernel, runs): triton.autotune(_RANGE_CONFIGS[runs], key=["M", "C", "S"])(kernel)
+_RANGE_AUTOTUNED = {(kernel, runs): autotune(_RANGE_CONFIGS[runs], key=["M", "C", "S"])(kernel)
                     for kernel in _RANGE_KERNELS for runs in (True, False)}
 MIN_RANGE = 512  # pixels: no pixel range is made shorter
 

@@ -34,7 +34,7 @@ import triton.language as tl
 
 from stylegan_ops.ops._dtypes import accumulation_dtype
 from stylegan_ops.ops._layout import conv_output_memory_format, output_memory_format
-from stylegan_ops.triton import (autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
+from stylegan_ops.triton import (autotune, autotune_on_gpu, cdiv, interpreted, launch_autotuned, multiprocessor_count,
                                   next_power_of_2, on_inputs_device, tl_accumulation_dtype)
 
 # On GPU the kernels are autotuned over _GPU_CONFIGS, or run _GPU_FIXED with autotuning switched
@@ -348,10 +348,10 @@ def _fold_kernel(WEIGHT, WF, C_in, C_out, ACC: tl.constexpr, BLOCK: tl.constexpr
 
 # The keys hold an input's channel stride (1 for channels_last, H*W for NCHW): the two layouts load
 # tiles so differently that one's best config says nothing about the other's.
-_forward_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "x_c"])(_forward_kernel)
-_grad_x_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "a_c"])(_grad_x_kernel)
+_forward_autotuned = autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "x_c"])(_forward_kernel)
+_grad_x_autotuned = autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "a_c"])(_grad_x_kernel)
 # Each program stores (not adds) its partial tile, so autotuning reruns need no reset.
-_grad_weight_autotuned = triton.autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "x_c"])(
+_grad_weight_autotuned = autotune(_GPU_CONFIGS, key=["C_in", "C_out", "H", "W", "SPLIT_K", "x_c"])(
     _grad_weight_kernel
 )
 
