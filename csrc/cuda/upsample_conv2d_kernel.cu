@@ -788,41 +788,35 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
         const auto [i, row_phase] = a_row(p);
         return interior || (2 * i + row_phase <= 2 * rows_left && p % kTW < cols_left && o < o_end);
       };
-      // Vectors: a thread copies the same channels of every kThreads / (channels / kVec)-th pixel,
-      // so it makes their source pointer once a stage, and a vector adds its pixel's offset. That
-      // offset is read for inside and outside pixels alike (the table has every pixel of a tile):
-      // read in the select's inside arm, it became a branch around the read.
-      if (x_vectors) {  // channels contiguous (channel_vectors)
-        const int c = threadIdx.x % (kBC / kVec) * kVec;
-        const scalar_t* const x_at = x + (x_tile + c);
-        for (int p = threadIdx.x / (kBC / kVec); p < kPixels; p += kThreads / (kBC / kVec)) {
-          const bool inside = x_inside(c, p);
-          const scalar_t* const from = x_at + x_pixel_offsets[p];
-          // Outside: zero-filled, nothing read (x itself stands in as a valid address).
-          __pipeline_memcpy_async(x_stage + p * kXLd + c, inside ? from : x, 16, inside ? 0 : 16);
+      // Copies the tile of `source` whose pixel p starts at tile + offsets[p] (its channel c
+      // c * channel_stride further): `pixels` rows of `channels` channels, `ld` apart in `stage`;
+      // zeros where !inside(c, p). Vectors: a thread copies the same channels of every
+      // kThreads / (channels / kVec)-th pixel, so it makes their source pointer once a stage, and a
+      // vector adds its pixel's offset. That offset is read for inside and outside pixels alike
+      // (the table has every pixel of a tile): read in the select's inside arm, it became a branch
+      // around the read.
+      const auto stage_tile = [&](T* stage, const scalar_t* source, int64_t tile, const int64_t* offsets,
+                                  int64_t channel_stride, bool vectors, int pixels, int channels, int ld,
+                                  const auto& inside) {
+        if (vectors) {  // channels contiguous (channel_vectors)
+          const int c = threadIdx.x % (channels / kVec) * kVec;
+          const scalar_t* const at = source + (tile + c);
+          for (int p = threadIdx.x / (channels / kVec); p < pixels; p += kThreads / (channels / kVec)) {
+            const bool read = inside(c, p);
+            const scalar_t* const from = at + offsets[p];
+            // Outside: zero-filled, nothing read (source itself stands in as a valid address).
+            __pipeline_memcpy_async(stage + p * ld + c, read ? from : source, 16, read ? 0 : 16);
+          }
+        } else {
+          for (unsigned e = threadIdx.x; e < unsigned(pixels * channels); e += kThreads) {
+            const int c = e % unsigned(channels), p = e / unsigned(channels);
+            stage[p * ld + c] = inside(c, p)
+                ? reinterpret_cast<const T*>(source)[tile + offsets[p] + c * channel_stride] : T{};  // T{}: 0.0
+          }
         }
-      } else {
-        for (unsigned e = threadIdx.x; e < kPixels * kBC; e += kThreads) {
-          const int c = e % kBC, p = e / kBC;
-          x_stage[p * kXLd + c] = x_inside(c, p)
-              ? reinterpret_cast<const T*>(x)[x_tile + x_pixel_offsets[p] + c * x_s.c] : T{};  // T{}: 0.0
-        }
-      }
-      if (a_vectors) {
-        const int o = threadIdx.x % (kBO / kVec) * kVec;
-        const scalar_t* const a_at = window_means + (a_tile + o);
-        for (int p = threadIdx.x / (kBO / kVec); p < kAPixels; p += kThreads / (kBO / kVec)) {
-          const bool inside = a_inside(o, p);
-          const scalar_t* const from = a_at + a_pixel_offsets[p];
-          __pipeline_memcpy_async(a_stage + p * kALd + o, inside ? from : window_means, 16, inside ? 0 : 16);
-        }
-      } else {
-        for (unsigned e = threadIdx.x; e < kAPixels * kBO; e += kThreads) {
-          const int o = e % kBO, p = e / kBO;
-          a_stage[p * kALd + o] = a_inside(o, p)
-              ? reinterpret_cast<const T*>(window_means)[a_tile + a_pixel_offsets[p] + o * a_s.c] : T{};
-        }
-      }
+      };
+      stage_tile(x_stage, x, x_tile, x_pixel_offsets, x_s.c, x_vectors, kPixels, kBC, kXLd, x_inside);
+      stage_tile(a_stage, window_means, a_tile, a_pixel_offsets, a_s.c, a_vectors, kAPixels, kBO, kALd, a_inside);
     });
   };
 
