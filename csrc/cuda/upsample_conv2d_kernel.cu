@@ -434,7 +434,7 @@ struct PhaseConvTile {
 // stages hold them): the offset of its channel 0 in the source, or kHaloZero where the stage holds
 // zeros: outside the source, past the last pixel tile, or read by no warp (Taps::reads; a zero fill
 // reads nothing from memory, and skipping those pixels instead cost a branch a vector). Made once
-// per block, so that a stage's source load is a table read, a sign test and an add a vector:
+// per block, so that a stage's source load is a table read, a sentinel test and an add a vector:
 // computed per stage (the pixel's tile, row, column and phase from the vector's index, its bounds,
 // its offset's 64-bit products), a vector took 115 SASS instructions in dx's load loop (12.5
 // vectors a thread a stage) and 72 in the forward's (bf16, sm_90: tests/sass_report.py's cp.async
