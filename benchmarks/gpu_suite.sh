@@ -2,7 +2,7 @@
 # One-shot GPU suite for a lent GPU machine (no network; torch cu130, Triton, pytest, pytest-xdist,
 # pytest-benchmark and matplotlib preinstalled). Everything lands in $OUT, the files that come back.
 #   run(command="bash benchmarks/gpu_suite.sh", timeout_s=600)
-#     build for sm_90 (build.log), the GPU-marked tests (tests.log), a kernel profile (bench.log),
+#     build for sm_90 (build.log), the GPU-marked tests (tests.log), a kernel profile (profile.log),
 #     device ceilings (ceilings.json), memcheck over both backends and racecheck over the
 #     hand-written CUDA kernels (memcheck.log, racecheck.log; the Triton kernels' racecheck reports
 #     are Triton's own reduction lowering, triton-lang/triton#7264, see README): 450 s at most.
