@@ -706,7 +706,7 @@ struct GradWeightTile {
   // Beside them, in static shared memory, the tiles' pixel offsets (x_pixel_offsets, a_pixel_offsets).
   static_assert(kSharedBytes + (kRows + kARows) * kTW * sizeof(int64_t) <= 99 * 1024,
                 "the most shared memory a block may have on sm_86 and sm_89");
-  // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 132 and spills
+  // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 138 and spills
   // nothing (tests/test_cuda_resources.py). Three (18 warps, 195 KiB of the H100's 228 KiB) would
   // cap it at 96 (16384 registers per SM quarter over 5 warps), where it spilled 48 bytes, reloaded
   // 15 times a stage. The float32/float64 CUDA-core paths (exactness, not speed) need up to 255
@@ -750,8 +750,9 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   // there, in x and in A (rows of both row phases at the block's column phase and shift; A tile
   // pixel p is in row phase 0 for the first kRows + 1 rows, then in phase 1), made once per block.
   // A stage adds one offset per tile, and a vector's load is a table read, three bounds and an
-  // add: computed whole per vector, a vector of x took 76 SASS instructions in the load loop, one
-  // of A 84 (2.7 and 6 a thread a stage); 32 and 37 with the tables (bf16, sm_90).
+  // add (none of the bounds inside x: stage_tile below): computed whole per vector, a vector of x
+  // took 76 SASS instructions in the load loop, one of A 84 (2.7 and 6 a thread a stage); 23 and
+  // 28 with the tables, 10 inside x (bf16, sm_90: tests/sass_report.py).
   const auto a_row = [&](int p) {  // (row within the tile's phase, row phase) of A tile pixel p
     const int row = p / kTW, phase1 = row > kRows;
     return std::pair<int, int>{row - phase1 * (kRows + 1), phase1};
