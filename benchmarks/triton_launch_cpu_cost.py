@@ -49,8 +49,7 @@ def main(argv=None):
     from triton_sm90_compile import CompileOnlyDriver, activate
 
     _keep_large_blocks_on_the_heap()
-    tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-    activate(CompileOnlyDriver(os.path.join(tools, "cuobjdump")))
+    activate(CompileOnlyDriver())
     from stylegan_ops.triton import noise_adain_lrelu as noise
     from stylegan_ops.triton import upsample_conv2d as upsample
 

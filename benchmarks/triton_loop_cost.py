@@ -44,7 +44,7 @@ def main(argv=None):
     import triton
 
     tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
-    compile_only = activate(KeepingCubins(str(tools / "cuobjdump")))
+    compile_only = activate(KeepingCubins())
     from stylegan_ops.triton import upsample_conv2d as kernels
 
     n, c_in, c_out, h, w = map(int, args.shape.split(","))
@@ -73,8 +73,8 @@ def main(argv=None):
 class KeepingCubins(CompileOnlyDriver):
     """The compile-only driver, keeping each loaded cubin beside its record."""
 
-    def __init__(self, cuobjdump):
-        super().__init__(cuobjdump)
+    def __init__(self):
+        super().__init__()
         self.cubins = []
 
     def load_binary(self, name, cubin, shared, device):

@@ -33,16 +33,13 @@ def test_triton_kernels_compile_for_sm90(args):
 # Launches the autotuned Triton forward once, on the compile-only driver with Triton's caches in
 # the directory given, and prints the forward kernel's compiled configs, one a line.
 TUNE_ONCE = """
-import os
 import sys
 
 import torch
-import triton
 
 from triton_sm90_compile import CompileOnlyDriver, activate
 
-cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-compile_only = activate(CompileOnlyDriver(cuobjdump), cache_dir=sys.argv[1])
+compile_only = activate(CompileOnlyDriver(), cache_dir=sys.argv[1])
 from stylegan_ops.triton import upsample_conv2d
 x = torch.empty(2, 64, 8, 8, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
 upsample_conv2d.forward(x, torch.zeros(64, 64, 3, 3, dtype=torch.bfloat16), None)

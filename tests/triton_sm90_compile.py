@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sass_report import cuobjdump_path
+
 # H100 SXM (sm_90) limits a launch is checked against, as the CUDA driver reports them.
 MAX_SHARED_BYTES = 232448  # dynamic shared memory per block with the opt-in Triton uses (227 KiB)
 REGISTERS_PER_SM = 65536
@@ -59,11 +61,13 @@ class CompileOnlyDriver:
     """The part of Triton's driver interface that compiling and launching use, for an sm_90 target
     and no device: kernels compile, their launches record what was compiled and run nothing."""
 
-    def __init__(self, cuobjdump: str):
+    def __init__(self):
         from triton.backends.compiler import GPUTarget
 
         self.target = GPUTarget("cuda", 90, 32)
-        self.cuobjdump = cuobjdump
+        self.cuobjdump = cuobjdump_path()  # reads the compiled kernels' registers and local memory
+        if self.cuobjdump is None:
+            raise RuntimeError("needs Triton's cuobjdump (backends/nvidia/bin in the triton package)")
         self.compiled: list[Compiled] = []
         self.dtype = ""  # of the launches being compiled, for the report
         self.utils = self  # Triton calls driver.utils.load_binary and driver.utils.get_device_properties
@@ -193,8 +197,7 @@ def main(argv=None):
 
     import triton
 
-    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    compile_only = activate(CompileOnlyDriver(cuobjdump))
+    compile_only = activate(CompileOnlyDriver())
     print(f"Triton {triton.__version__}: compiling for {compile_only.target} "
           f"({'every autotune config' if args.autotune else 'fixed configs'})", flush=True)
 
