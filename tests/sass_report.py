@@ -4,8 +4,8 @@
 
 Per kernel whose mangled name matches: registers and stack bytes (spills), static instruction count,
 and, where a backward branch spans all its matrix or fused multiply-adds (HMMA, FFMA, DFMA), the
-length of that main loop and of its multiply part (from the barrier before the first multiply-add
-to the last); then the counts of the instructions that say how data moves: HMMA, LDSM,
+length of that main loop and of its multiply part (from the barrier or cp.async commit before the
+first multiply-add to the last); then the counts of the instructions that say how data moves: HMMA, LDSM,
 LDS and generic LD (shared-memory operand reads), LDGSTS (cp.async), STG.E.128 (16-byte stores),
 LDL/STL (local memory); and each staging loop's (cp.async, no multiply-add) length per vector. All
 static counts of the code, not of its execution: they show what a stage of a loop executes and what
@@ -109,13 +109,14 @@ def copy_loops(code):
 
 
 def multiply_part(code):
-    """From the barrier before the first multiply-add to the last one: what a stage multiplies, without
-    its staging (the "multiply part" the kernel commits quote), or None."""
+    """From the barrier, or the cp.async commit (LDGDEPBAR) of the loads a stage issues after its
+    barrier, before the first multiply-add to the last one: what a stage multiplies, without its
+    staging (the "multiply part" the kernel commits quote), or None."""
     multiply = [i for i, (_, opcode, _) in enumerate(code) if opcode.split(".")[0] in MULTIPLY_ADDS]
     if not multiply:
         return None
-    barriers = [i for i, (_, opcode, _) in enumerate(code[:multiply[0]]) if opcode.startswith("BAR")]
-    return code[barriers[-1]:multiply[-1] + 1] if barriers else None
+    starts = [i for i, (_, opcode, _) in enumerate(code[:multiply[0]]) if opcode.startswith(("BAR", "LDGDEPBAR"))]
+    return code[starts[-1]:multiply[-1] + 1] if starts else None
 
 
 def main():

@@ -38,8 +38,8 @@ UPSAMPLE_NAMES = ("x", "weight", "bias")
 # Channel counts that are whole 16-byte vectors in some dtypes only (20, 70), in every dtype (24,
 # 72, 40: channels_last tiles staged in vectors, through cp.async), and none; partial pixel tiles
 # and channel blocks. (3, 24, 40, 20, 33) gives d weight's blocks two or more pixel tiles each,
-# vector-staged, so its double buffering alternates (as the phase convolutions' stages do at 24
-# and more channels). On the emulation's 16 SMs (16 forward and 32 dx block slots) the smaller
+# vector-staged, so its pipeline alternates its two buffers (as dx's stages do at 24 and more
+# channels). On the emulation's 16 SMs (16 forward and 32 dx block slots) the smaller
 # grids split K over blocks (forward, dx): (1, 70, 20, 3, 20) into 5 (16-bit) or 8 and 2 to 5
 # shares, (2, 24, 72, 5, 9) into 2 and 5 to 16, the first shape's dx into 5; its forward does not
 # split. Unsplit grids whose destination channels are whole 16-byte vectors write channels_last a
@@ -94,6 +94,21 @@ def test_upsample_conv2d_matches_reference(emulated, dtype, shape, memory_format
     if c_in > 1 and c_out > 1:
         assert y.is_contiguous(memory_format=memory_format)
         assert grad_x.is_contiguous(memory_format=memory_format)
+
+
+# The forward keeps three stages in flight (PhaseConvTile::kStages), the shapes above one or two a
+# share in the 16-bit types. 128 source channels are 8 stages of 16; 16 pixel tiles and 64
+# destination channels make 8 blocks, which split them into 2 shares of 4 on the emulation's 16
+# block slots: a share's fourth stage loads into its first one's buffer. dx (64 channels, 4
+# stages) cycles its two buffers twice.
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_upsample_conv2d_pipelines_reuse_their_buffers(emulated, dtype, memory_format):
+    x = torch.randn(4, 128, 16, 16, dtype=dtype).contiguous(memory_format=memory_format)
+    weight, bias = torch.randn(64, 128, 3, 3, dtype=dtype), torch.randn(64, dtype=dtype)
+    grad_y = torch.randn(4, 64, 32, 32, dtype=dtype).contiguous(memory_format=memory_format)
+    check_against_reference(lambda *a: EmulatedUpsampleConv2d.apply(emulated, *a), upsample_conv2d_reference,
+                            (x, weight, bias), UPSAMPLE_NAMES, grad_y)
 
 
 def test_upsample_conv2d_strided_inputs_without_bias(emulated):

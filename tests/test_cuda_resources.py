@@ -1,11 +1,11 @@
 """The compiled CUDA kernels' registers, spills, shared-memory loads and vector stores, read from the
 extension's cubins with Triton's cuobjdump: no GPU needed. The upsample_conv2d tensor-core GEMM kernels are
 meant to run at a residency set by __launch_bounds__: the forward's phase_conv_kernel one block of 16 warps
-per SM, at most 128 registers a thread (float16's spills a few bytes, reloaded in its staging part; bfloat16's
-none since its staging reads the block's halo offsets from a table); dx's
+per SM, at most 128 registers a thread (none spilled since it loads a stage after its one barrier a stage, the
+copies kept a loop; before, float16's spilled 32 bytes, reloaded in its staging part); dx's
 phase_conv_kernel two blocks of 4 warps, as many as its 86 KiB of shared memory allow on an H100, up to
 255; grad_weight_kernel two blocks of 6 warps, up to 168. A change that pushes a kernel past its budget
-spills instead, and a spill would show here first: dx and d weight spill nothing.
+spills instead, and a spill would show here first: none of them spills.
 Their operands are staged in shared memory and must be read from there by shared-memory loads
 (LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (see load_shared
 in csrc/cuda/upsample_conv2d_kernel.cu). The kernels' 16-byte vector paths must write whole
@@ -48,7 +48,7 @@ def test_tensor_core_gemm_kernels_fit_their_residency(library):
         elif "ELi4ELi1EE" in name:  # dx: phase_conv_kernel<scalar_t, 4, 1>
             budget = (255, 0)
         else:
-            budget = (128, 128)
+            budget = (128, 0)
         assert registers <= budget[0] and stack <= budget[1], (name, registers, stack)
 
 

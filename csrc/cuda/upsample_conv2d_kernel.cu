@@ -20,15 +20,15 @@
 // channels (32 in the forward, 64 in dx) of 8x8 tiles of low-resolution pixels (four in the
 // forward for the 16-bit types, two otherwise and in dx) in every destination phase, stages the
 // source tiles with a one-pixel halo (and the weight slabs: 16 folded ones, dx's 9 taps) in
-// shared memory for BK source channels at a time, double-buffered (the next BK channels load
-// through cp.async while these are multiplied), and each (phase, tap) term is a GEMM on a
-// shifted view of a staged tile. The forward thus computes all four output phases from one
-// input tile and writes the interleaved 2x output directly; dx reads the four phases of A from
-// one tile the same way; grids too small to fill the GPU (few pixels) split the source channels
-// over blocks, whose float partials are then summed. dW is a reduction over pixels
-// (grad_weight_kernel: the three taps of one filter column a block), split over blocks into
-// float32 partials that are summed in a fixed order: deterministic, no atomics; its pixel tiles
-// are double-buffered likewise.
+// shared memory for BK source channels at a time, pipelined (the next BK channels, and in the
+// forward the BK after them, load through cp.async while these are multiplied), and each
+// (phase, tap) term is a GEMM on a shifted view of a staged tile. The forward thus computes all
+// four output phases from one input tile and writes the interleaved 2x output directly; dx reads
+// the four phases of A from one tile the same way; grids too small to fill the GPU (few pixels)
+// split the source channels over blocks, whose float partials are then summed. dW is a
+// reduction over pixels (grad_weight_kernel: the three taps of one filter column a block), split
+// over blocks into float32 partials that are summed in a fixed order: deterministic, no atomics;
+// its pixel tiles are pipelined likewise, two in flight.
 //
 // phase_conv's fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile
 // row is one fragment column and shifted views are plain pointer offsets into the staged tile.
@@ -292,29 +292,35 @@ __device__ inline void with_bool(bool b, const F& f) {
   }
 }
 
-// ---- double-buffered stages ---------------------------------------------------------------------
-// Runs compute(buf, s) for the stages s = 0 .. count - 1, stage s in shared-memory buffer s % 2,
-// while stage s + 1 loads into the other: load(buf, s) starts the stage's asynchronous copies
-// (cp.async; elements it stores directly are as visible after the barrier), committed here as
-// one group. Every thread of the block calls it.
-template <typename Load, typename Compute>
-__device__ inline void double_buffered(int64_t count, const Load& load, const Compute& compute) {
-  const auto start = [&](int64_t s) {
-    load(int(s % 2), s);
-    __pipeline_commit();
-  };
-  if (count > 0) start(0);
-  for (int64_t s = 0; s < count; ++s) {
-    if (s + 1 < count) {
-      start(s + 1);              // its buffer was last read before the previous barrier
-      __pipeline_wait_prior(1);  // stage s's copies have landed, s + 1's may not
-    } else {
-      __pipeline_wait_prior(0);
-    }
-    __syncthreads();  // every thread's copies of stage s are visible
-    compute(int(s % 2), s);
-    __syncthreads();  // stage s is read: its buffer may take stage s + 2
+// ---- pipelined stages ---------------------------------------------------------------------------
+// Runs compute(buf, s) for the stages s = 0 .. count - 1, stage s in shared-memory buffer
+// s % kStages, while the next kStages - 1 stages load into the other buffers: load(buf, s) starts
+// the stage's asynchronous copies (cp.async; elements it stores directly are visible after the
+// next barrier), committed here as one group. One barrier a stage: past it, stage s has landed
+// for every thread, and every warp is done with stage s - 1, whose buffer the load issued next
+// (stage s + kStages - 1) takes. With two barriers a stage (one after the compute, to free its
+// buffer) the tensor cores drained twice a stage. Every thread of the block calls it; it returns
+// with every copy landed and past a barrier, so the caller may reuse the buffers.
+template <int kStages, typename Load, typename Compute>
+__device__ inline void pipelined(int64_t count, const Load& load, const Compute& compute) {
+  static_assert(kStages >= 2, "a stage loads while another is computed");
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < count) load(s, s);
+    __pipeline_commit();  // empty past the last stage: every stage s is then group s, as waited for below
   }
+  int buf = 0, next = kStages - 1;  // s % kStages and (s + kStages - 1) % kStages
+  for (int64_t s = 0; s < count; ++s) {
+    __pipeline_wait_prior(kStages - 2);  // groups 0 .. s have landed
+    __syncthreads();
+    if (s + kStages - 1 < count) load(next, s + kStages - 1);
+    __pipeline_commit();
+    compute(buf, s);
+    buf = buf + 1 == kStages ? 0 : buf + 1;
+    next = next + 1 == kStages ? 0 : next + 1;
+  }
+  __pipeline_wait_prior(0);  // only empty groups are left
+  __syncthreads();
 }
 
 // ---- forward and dx: phase_conv_kernel -------------------------------------------------------
@@ -420,9 +426,12 @@ struct PhaseConvTile {
   // A stage's source: per pixel tile [src phase][halo row][halo col][k].
   static constexpr int kTileElems = kSrcPhases * kHaloPixels * kBK;
   static constexpr int kStageElems = kWeightElems + kTiles * kTileElems;
-  // Two stages (double buffering), whatever T (kBK is 32 bytes): forward 56 KiB (16-bit) or
-  // 44.5 KiB, dx 86 KiB.
-  static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
+  // Stages in flight (pipelined): the forward, one block per SM, has the shared memory for a third,
+  // so that a stage's loads have two stages' multiplies to land in; dx, two blocks per SM, has
+  // two. Whatever T (kBK is 32 bytes), the stages take: forward 85.5 KiB (16-bit) or 66.8 KiB,
+  // dx 86 KiB.
+  static constexpr int kStages = kDstPhases == 4 ? 3 : 2;
+  static constexpr size_t kSharedBytes = kStages * size_t(kStageElems) * sizeof(T);
   // Where each halo pixel of the block's source tiles starts (halo_offsets), in static shared
   // memory beside the stages: forward 3.1 KiB (16-bit) or 1.6 KiB, dx 6.3 KiB.
   static constexpr int kHaloPlanePixels = kTiles * kSrcPhases * kHaloPixels;
@@ -469,9 +478,9 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   constexpr int kStageElems = Tile::kStageElems;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
   constexpr int kFragElems = kFragM * kFragN;
-  static_assert(kWarps * kFragElems * sizeof(acc_t) <= 2 * kStageElems * sizeof(T), "epilogue scratch");
+  static_assert(kWarps * kFragElems * sizeof(acc_t) <= Tile::kSharedBytes, "epilogue scratch");
   static_assert(kStageElems * sizeof(T) % 128 == 0, "stages 128-byte aligned");
-  // Two stages, each its weights then its source tiles; after the last, the epilogue's scratch.
+  // Tile::kStages stages, each its weights then its source tiles; after the last, the epilogue's scratch.
   T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());
 
   const int warp = threadIdx.x / kWarp;
@@ -536,18 +545,21 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
                               16);
     }
     T* const s_stage = w_stage + kWeightElems;
-    // A halo pixel's channel k < k_end lies at offset halo_offsets[pixel] + stage + k * src_s.c;
+    // A halo pixel's channel k < k_end lies at offset halo_offsets[pixel] + (k0 + k) * src_s.c;
     // the others (past K, in the last stage of a K that is no multiple of kBK) are zeros.
     const int k_end = int(std::min(K - k0, int64_t(kBK)));
-    const int64_t stage = k0 * src_s.c;
-    if (src_vectors) {  // channels contiguous (channel_vectors): k * src_s.c = k
+    if (src_vectors) {  // channels contiguous (channel_vectors): src_s.c = 1
       // A thread copies the same kVec channels k of every kThreads / (kBK / kVec)-th halo pixel:
       // their source pointer is made once a stage, and a vector adds its pixel's offset.
       constexpr int kVecsPerPixel = kBK / kVec;
       static_assert(kThreads % kVecsPerPixel == 0, "a thread's vectors: fixed channels");
       const int k = threadIdx.x % kVecsPerPixel * kVec;
       const bool k_inside = k < k_end;
-      const scalar_t* const src_at = src + (stage + k);
+      const scalar_t* const src_at = src + (k0 + k);
+      // A loop in the forward too (one or two passes): unrolled, nvcc makes a copy of its body per
+      // vector in each of the three places pipelined loads a stage, the same instructions a vector.
+      constexpr int kUnroll = kDstPhases == 4 ? 1 : 4;
+#pragma unroll kUnroll
       for (int pixel = threadIdx.x / kVecsPerPixel; pixel < kHaloPlanePixels; pixel += kThreads / kVecsPerPixel) {
         const int64_t at = halo_offsets[pixel];
         const bool read = at != kHaloZero && k_inside;
@@ -555,6 +567,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
         __pipeline_memcpy_async(s_stage + pixel * kBK + k, read ? src_at + at : src, 16, read ? 0 : 16);
       }
     } else {
+      const int64_t stage = k0 * src_s.c;
       for (unsigned e = threadIdx.x; e < kHaloPlanePixels * kBK; e += kThreads) {
         const unsigned k = e % kBK, pixel = e / kBK;
         const int64_t at = halo_offsets[pixel];
@@ -572,7 +585,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   const int shares = int(gridDim.z), share = int(blockIdx.z);
   const int64_t first_stage = K_pad / kBK * share / shares, end_stage = K_pad / kBK * (share + 1) / shares;
   const auto load_share_stage = [&](int buf, int64_t s) { load_stage(buf, first_stage + s); };
-  double_buffered(end_stage - first_stage, load_share_stage, [&](int buf, int64_t) {
+  pipelined<Tile::kStages>(end_stage - first_stage, load_share_stage, [&](int buf, int64_t) {
     const T* const w_stage = smem + buf * kStageElems;
     const T* const s_stage = w_stage + kWeightElems + sub * kTileElems;
 #pragma unroll
@@ -596,7 +609,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   });
 
   // Epilogue, a tile row at a time: every warp stages its 32 x 8 fragment of the row (the
-  // stages are read: double_buffered ended on a barrier), then the block writes the row's kBM
+  // stages are read: pipelined ended on a barrier), then the block writes the row's kBM
   // channels x 8 pixels of each destination phase and pixel tile, each its fragment's (times
   // kSourceScale) plus bias, in channel-fastest order for channels_last destinations and
   // pixel-fastest otherwise (the fragments staged in that order too, so consecutive threads read
@@ -667,7 +680,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
 // columns; a tile row is one 16-pixel k-step). C_k[c][o] += X[c][pixel] · A_k[pixel][o], both read
 // from pixel-major tiles, [pixel][c] and [pixel][o]: channels contiguous, as channels_last stores
 // them, so that 16-byte vectors of either go straight to shared memory through cp.async,
-// double-buffered (the next tile loads while this one is multiplied). A's tile is the block's
+// pipelined (the next tile loads while this one is multiplied). A's tile is the block's
 // column phase l mod 2, shifted by its column shift, in both row phases: phase 0's rows i0 ..
 // i0 + kRows (tap 2 reads them from tile row r on, tap 0 from r + 1), phase 1's rows i0 .. i0 +
 // kRows - 1 (tap 1). x's tile needs no halo: every shift is A's.
@@ -699,10 +712,11 @@ struct GradWeightTile {
   static constexpr int kXLd = kBC + kPad, kALd = kBO + kPad;
   static constexpr int kXElems = kRows * kTW * kXLd;    // [row][col][c]
   static constexpr int kAElems = kARows * kTW * kALd;   // [phase 0 rows, phase 1 rows][col][o]
-  // A stage (x tile, then A's) rounded up to 128 bytes; two of them: 65 KiB (16-bit types), 63
-  // KiB (float32), 68 KiB (float64).
+  // A stage (x tile, then A's) rounded up to 128 bytes; two in flight (pipelined): 65 KiB
+  // (16-bit types), 63 KiB (float32), 68 KiB (float64). A third would pass 99 KiB.
+  static constexpr int kStages = 2;
   static constexpr int kStageElems = int(round_up(kXElems + kAElems, 128 / int(sizeof(T))));
-  static constexpr size_t kSharedBytes = 2 * size_t(kStageElems) * sizeof(T);
+  static constexpr size_t kSharedBytes = kStages * size_t(kStageElems) * sizeof(T);
   // Beside them, in static shared memory, the tiles' pixel offsets (x_pixel_offsets, a_pixel_offsets).
   static_assert(kSharedBytes + (kRows + kARows) * kTW * sizeof(int64_t) <= 99 * 1024,
                 "the most shared memory a block may have on sm_86 and sm_89");
@@ -744,7 +758,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   const int64_t c0 = int64_t(blockIdx.x) * kBC, o0 = int64_t(blockIdx.y) * kBO;
   // Per stage buffer: how many of its tile's rows lie inside x (kRows, or fewer in a sample's last tile
   // row), written with the stage's loads, read by every warp after the barrier that publishes them.
-  __shared__ int rows_inside[2];
+  __shared__ int rows_inside[Tile::kStages];
 
   // A tile's pixels differ from tile to tile only in where the tile starts: each one's offset from
   // there, in x and in A (rows of both row phases at the block's column phase and shift; A tile
@@ -829,7 +843,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   }
 
   // This block's tiles: split, split + splits, ...
-  double_buffered(ceil_div(tiles - split, splits), load_tile, [&](int buf, int64_t) {
+  pipelined<Tile::kStages>(ceil_div(tiles - split, splits), load_tile, [&](int buf, int64_t) {
     const T* const x_stage = smem + buf * Tile::kStageElems;
     const T* const a_stage = x_stage + Tile::kXElems;
     const int rows = rows_inside[buf];
