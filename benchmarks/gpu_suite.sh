@@ -3,9 +3,11 @@
 # pytest-benchmark and matplotlib preinstalled). Everything lands in $OUT, the files that come back.
 #   run(command="bash benchmarks/gpu_suite.sh", timeout_s=600)
 #     build for sm_90 (build.log), the GPU-marked tests (tests.log), a kernel profile (profile.log),
-#     device ceilings (ceilings.json), memcheck over both backends and racecheck over the
-#     hand-written CUDA kernels (memcheck.log, racecheck.log; the Triton kernels' racecheck reports
-#     are Triton's own reduction lowering, triton-lang/triton#7264, see README): 450 s at most.
+#     device ceilings (ceilings.json), Nsight Compute on the native upsample_conv2d GEMM kernels at
+#     32x32 (ncu.txt: what bounds them, the question no run has answered), memcheck over both
+#     backends and racecheck over the hand-written CUDA kernels (memcheck.log, racecheck.log; the
+#     Triton kernels' racecheck reports are Triton's own reduction lowering, triton-lang/triton#7264,
+#     see README): 450 s at most.
 #   run(command="bash benchmarks/gpu_suite.sh bench", timeout_s=600), right after it
 #     the benchmark CLI in bfloat16 (the dtype of the GPU goals), each part under its own cap
 #     (bench.json, bench.png, bench.log): about 320 s at most. First the generator's training
@@ -14,16 +16,18 @@
 #     since the 2026-11-27 runs, and the generator's forward, timed at 4153b8f, whose 70 s would
 #     not fit beside a first call that runs its sanitizers to 450 s.
 #   `layouts` (layout_timing.py, NCHW against channels_last, ~75 s: layouts.txt) and `ncu` (Nsight
-#     Compute on ncu_run.py's cases, 100 s cap each, --clock-control none as the device README
-#     asks: ncu.txt) replace `bench` when they are what the kernel work needs next.
+#     Compute on all of ncu_run.py's cases, 100 s cap each: ncu.txt) replace `bench` when they are
+#     what the kernel work needs next. Nsight Compute runs with --clock-control none, as the device
+#     README asks.
 # A session's device time (900 s, start-up included) holds the first call and one of the others.
 #
 # A later call on the still-warm machine (it goes back after 30 s idle) skips the build when
 # the sources hash to what the last build was made from (build/gpu_suite.stamp); the build takes
 # 80-85 s. Caps, from the H100 runs: with Triton's compile cache cold the GPU tests ran past 190 s
 # one at a time (139 of 163 on 2026-11-27; 75 s for all on a warm cache), so they run in 8 xdist
-# workers, each compiling its own kernels; memcheck took 110 s (115 did not reach the last op at
-# 4153b8f), racecheck more than 50 s (the upsample kernels first, sanitizer_run.py). Each
+# workers, each compiling its own kernels (58 s at 4153b8f); memcheck took 110 s (115 did not
+# reach the last op at 4153b8f), racecheck more than 50 s (the upsample kernels first,
+# sanitizer_run.py); the Nsight Compute step (45 s at most) comes out of their time. Each
 # benchmark case compiles torch.compile's baseline and autotunes Triton (the log's "first calls"
 # line says where its time went), about 10 s a case and a minute or more for the generator's;
 # a run rewrites its JSON after every case, so a capped run keeps what it measured, and the ops'
@@ -45,6 +49,24 @@ mkdir -p "$OUT"
 PARTS=$(mktemp -d)
 export PYTHONUNBUFFERED=1
 step() { echo "=== $1 ($(date +%T), ${SECONDS}s)"; }
+# Nsight Compute on one of ncu_run.py's cases, appended to ncu.txt: case, cap in seconds, then
+# ncu's own options (a kernel filter).
+ncu_case() {
+  local case=$1 cap=$2
+  shift 2
+  local ncu
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  echo "=== ncu $case ($(date +%T), ${SECONDS}s)" >> "$OUT/ncu.txt"
+  timeout "$cap" "$ncu" --profile-from-start off --clock-control none --target-processes all "$@" \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
+    --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats --section WarpStateStats \
+    "$PY" benchmarks/ncu_run.py "$case" >> "$OUT/ncu.txt" 2>&1
+  echo "ncu $case status $?" | tee -a "$OUT/ncu.txt"
+}
+ncu_summary() {
+  grep -E "^  [A-Za-z_].*\(|Duration|Throughput|Executed Ipc|Achieved Occupancy|Bank Conflicts|Stall" "$OUT/ncu.txt" \
+    | head -n "$1"
+}
 
 step "environment"
 { nvidia-smi; "$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; } > "$OUT/env.txt" 2>&1
@@ -79,6 +101,10 @@ all)
 
   step "ceilings"
   timeout 15 "$PY" benchmarks/ceilings.py "$OUT/ceilings.json"
+
+  step "Nsight Compute: the native GEMM kernels at 32x32"
+  ncu_case upsample_native_32 45 --kernel-name "regex:phase_conv|grad_weight"
+  ncu_summary 60
 
   step "compute-sanitizer"
   SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -116,16 +142,8 @@ layouts)
   ;;
 ncu)
   step "Nsight Compute"
-  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  for case in $("$PY" benchmarks/ncu_run.py --list); do
-    echo "=== ncu $case ($(date +%T), ${SECONDS}s)" >> "$OUT/ncu.txt"
-    timeout 100 "$NCU" --profile-from-start off --clock-control none --target-processes all \
-      --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-      --section Occupancy --section LaunchStats --section WarpStateStats \
-      "$PY" benchmarks/ncu_run.py "$case" >> "$OUT/ncu.txt" 2>&1
-    echo "ncu $case status $?" | tee -a "$OUT/ncu.txt"
-  done
-  grep -E "^  [A-Za-z_].*\(|Duration|Throughput|Executed Ipc|Achieved Occupancy" "$OUT/ncu.txt" | head -n 120
+  for case in $("$PY" benchmarks/ncu_run.py --list); do ncu_case "$case" 100; done
+  ncu_summary 160
   ;;
 esac
 step "done"

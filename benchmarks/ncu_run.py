@@ -1,4 +1,5 @@
-"""One forward+backward of one case, for Nsight Compute (`benchmarks/gpu_suite.sh ncu`).
+"""One forward+backward of one case, for Nsight Compute (`benchmarks/gpu_suite.sh`: its first call
+profiles upsample_native_32's GEMM kernels, its `ncu` mode every case).
 
 The case runs twice: once to compile and warm up, then once between torch.cuda.profiler.start()
 and stop(), so that `ncu --profile-from-start off` reports only that call's kernels. The cases
