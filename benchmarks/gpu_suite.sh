@@ -7,7 +7,7 @@
 #     32x32 (ncu.txt: what bounds them, the question no run has answered), memcheck over both
 #     backends and racecheck over the hand-written CUDA kernels (memcheck.log, racecheck.log; the
 #     Triton kernels' racecheck reports are Triton's own reduction lowering, triton-lang/triton#7264,
-#     see README): 450 s at most.
+#     see benchmarks/results/HISTORY.md): 450 s at most.
 #   run(command="bash benchmarks/gpu_suite.sh bench", timeout_s=600), right after it
 #     the benchmark CLI in bfloat16 (the dtype of the GPU goals), each part under its own cap
 #     (bench.json, bench.png, bench.log): about 320 s at most. First the generator's training
