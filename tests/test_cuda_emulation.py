@@ -4,9 +4,10 @@ Each .cu file is compiled with the host compiler against tests/cuda_emulation/cu
 (a thread block as CPU threads, warp shuffles through a per-warp buffer) and checked against
 the plain references: every tile, halo, tap, channel block, pixel split, vector width and layout
 index of the forward and backward kernels runs here, without a GPU. upsample_conv2d's
-float16/bfloat16 go through its WMMA calls, emulated as the CUDA programming guide defines them
-(layouts, leading dimensions) with their alignment rules checked; how the hardware spreads
-fragments over lanes, like the speed of anything, is left to the GPU-marked tests.
+float16/bfloat16 go through its ldmatrix and mma.sync, emulated lane by lane as the PTX ISA
+defines their fragments, with their alignment rules checked and every ldmatrix free of bank
+conflicts; whether the hardware agrees, like the speed of anything, is left to the GPU-marked
+tests.
 """
 
 import math
@@ -96,17 +97,18 @@ def test_upsample_conv2d_matches_reference(emulated, dtype, shape, memory_format
         assert grad_x.is_contiguous(memory_format=memory_format)
 
 
-# The forward keeps three stages in flight (PhaseConvTile::kStages), the shapes above one or two a
-# share in the 16-bit types. 128 source channels are 8 stages of 16; 16 pixel tiles and 64
-# destination channels make 8 blocks, which split them into 2 shares of 4 on the emulation's 16
-# block slots: a share's fourth stage loads into its first one's buffer. dx (64 channels, 4
-# stages) cycles its two buffers twice.
+# The forward keeps three stages in flight (PhaseConvTile::kStages), and so does d weight in the
+# 16-bit types (GradWeightTile::kStages); the shapes above give their blocks one or two stages in
+# those types. Here 128 source channels are 8 forward stages of 16, on 16 blocks (16 pixel tiles by
+# 128 destination channels: unsplit on the emulation's 16 block slots); dx's 8 stages (128
+# channels of dy) split into 2 shares of 4 on two buffers; d weight's 16 tiles go to 3 splits of 5
+# or 6. Every pipeline loads a stage into a buffer an earlier stage used.
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_upsample_conv2d_pipelines_reuse_their_buffers(emulated, dtype, memory_format):
     x = torch.randn(4, 128, 16, 16, dtype=dtype).contiguous(memory_format=memory_format)
-    weight, bias = torch.randn(64, 128, 3, 3, dtype=dtype), torch.randn(64, dtype=dtype)
-    grad_y = torch.randn(4, 64, 32, 32, dtype=dtype).contiguous(memory_format=memory_format)
+    weight, bias = torch.randn(128, 128, 3, 3, dtype=dtype), torch.randn(128, dtype=dtype)
+    grad_y = torch.randn(4, 128, 32, 32, dtype=dtype).contiguous(memory_format=memory_format)
     check_against_reference(lambda *a: EmulatedUpsampleConv2d.apply(emulated, *a), upsample_conv2d_reference,
                             (x, weight, bias), UPSAMPLE_NAMES, grad_y)
 

@@ -7,8 +7,8 @@ phase_conv_kernel two blocks of 4 warps, as many as its 86 KiB of shared memory 
 255; grad_weight_kernel two blocks of 6 warps, up to 168. A change that pushes a kernel past its budget
 spills instead, and a spill would show here first: none of them spills.
 Their operands are staged in shared memory and must be read from there by shared-memory loads
-(LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (see load_shared
-in csrc/cuda/upsample_conv2d_kernel.cu). The kernels' 16-byte vector paths must write whole
+(LDS, LDSM), not generic ones (LD), which nvcc made of its bfloat16 WMMA loads (the kernels
+have since issued ldmatrix themselves). The kernels' 16-byte vector paths must write whole
 vectors (STG.E.128), which nvcc had split into element stores (see store_packed in
 csrc/cuda/packed.h)."""
 

@@ -1,5 +1,5 @@
 // upsample_conv2d on CUDA: implicit GEMMs over phase grids, on tensor cores for float16 and
-// bfloat16 (WMMA, float32 accumulation) and on CUDA cores for float32 and float64
+// bfloat16 (ldmatrix and mma.sync, float32 accumulation) and on CUDA cores for float32 and float64
 // (exact: no TF32). With Wf[a,b,t,u] the folded weights (2x2 taps per output phase: fold_taps
 // below) and "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
 //
@@ -28,7 +28,7 @@
 // split the source channels over blocks, whose float partials are then summed. dW is a
 // reduction over pixels (grad_weight_kernel: the three taps of one filter column a block), split
 // over blocks into float32 partials that are summed in a fixed order: deterministic, no atomics;
-// its pixel tiles are pipelined likewise, two in flight.
+// its pixel tiles are pipelined likewise.
 //
 // phase_conv's fragments are 32 (channels) x 8 (pixels of one tile row), so an 8-pixel-wide tile
 // row is one fragment column and shifted views are plain pointer offsets into the staged tile.
@@ -45,9 +45,10 @@
 // blocks per SM, all single-buffered; cuDNN takes 0.20 / 0.21 / 0.31 ms on the upsampled input
 // (benchmarks/results/nvidia-h100-2026-11-26-profile.log); 0.33 / 0.36 / 0.43 ms on the H100 run
 // of 2026-11-27 (nvidia-h100-2026-11-27-profile.log), after: the double buffering (cp.async) of
-// all three; bfloat16 fragments read by shared-memory loads (LDSM) instead of generic ones
-// (load_shared: a bf16 stage's multiply part, a warp's 64 HMMA, went from 340 SASS instructions to
-// 164 in the forward, 499 to 182 in dx, 332 to 159 in d weight), each source fragment loaded once
+// all three; bfloat16 fragments read by shared-memory loads (LDSM) instead of generic ones (nvcc
+// 13.0 made generic wmma.load of the bf16 WMMA builtins; a bf16 stage's multiply part, a warp's 64
+// HMMA, went from 340 SASS instructions to 164 in the forward, 499 to 182 in dx, 332 to 159 in d
+// weight; since then the kernels issue ldmatrix and mma.sync themselves), each source fragment loaded once
 // for the two taps that read it; the bf16 forward's 16-warp blocks of 4 pixel tiles of 32
 // channels (PhaseConvTile): 2.5x less loaded from L2 per multiply-add than one tile of 64; dx's
 // and d weight's 9 taps on A instead of 16 folded ones on dy; split partials summed in one pass
@@ -57,8 +58,9 @@
 // 0.051 ms to d bias, ATen's sum of dy, since summed by window_means_kernel as it reads dy.
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
-// threads as CPU threads, WMMA emulated with its alignment rules checked), so CI checks every
-// index of these kernels without a GPU; the CUDA-runtime calls are in runtime.h.
+// threads as CPU threads, ldmatrix and mma.sync emulated as the PTX ISA defines them, with their
+// alignment and bank rules checked), so CI checks every index of these kernels without a GPU; the
+// CUDA-runtime calls are in runtime.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
@@ -76,7 +78,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_pipeline_primitives.h>
-#include <mma.h>
 #endif
 
 namespace stylegan_ops {
@@ -120,7 +121,7 @@ __device__ inline void fold_taps(const T w[9], T folded[16]) {
 constexpr int kWarp = 32;
 // The blocks of the elementwise kernels (the weights' slabs, d weight's sum over splits).
 constexpr int kElementwiseThreads = 256;
-// The CUDA type with the bits of an ATen scalar type, for WMMA and shared memory.
+// The CUDA type with the bits of an ATen scalar type, for the tensor cores and shared memory.
 template <typename T>
 struct Native {
   using type = T;
@@ -146,10 +147,33 @@ __device__ inline Acc to_acc(T v) {
   }
 }
 
+// ---- shared-memory tiles: 16-byte chunk planes ------------------------------------------------
+// Every operand tile the GEMM kernels stage is a set of rows (a weight row, a pixel) of 16-byte
+// chunks of its contiguous dimension (channels), stored chunk-plane-major: chunk j of every row,
+// then chunk j + 1, each plane one chunk longer than its rows. A fragment's 8x8 matrix is 8 rows
+// of one chunk, 16 bytes apart: 128 consecutive bytes, one per bank group, whatever row it starts
+// at (a shifted view of a halo tile starts anywhere), so every matrix load is one shared-memory
+// wavefront. Rows of whole chunks, 32 or 160 bytes apart, made every matrix load two wavefronts
+// (its rows r and r + 4 shared banks). The pad keeps the same row of consecutive planes on
+// consecutive bank groups, so that a warp's 16-byte stores across planes (d weight stages 4
+// pixels x 8 chunks a warp) are as few wavefronts as their bytes need.
+template <typename T>
+struct Planes {
+  static constexpr int kVec = 16 / int(sizeof(T));  // elements per chunk
+  T* p;                                           // element (0, 0)
+  int plane;                                      // elements from one chunk plane to the next
+  // Element c of row `row` (c counts along the chunks: chunk c / kVec).
+  __device__ T* at(int row, int c) const { return p + (c / kVec) * plane + row * kVec + c % kVec; }
+  // The tile whose element (0, 0) is this one's (row, c); c a whole chunk.
+  __device__ Planes offset(int row, int c) const { return {at(row, c), plane}; }
+  // A plane's elements for `rows` rows (with its pad chunk).
+  static constexpr int plane_elems(int rows) { return (rows + 1) * kVec; }
+};
+
 // ---- warp-level C (M x N) += A (M x K) · B (K x N) -------------------------------------------
-// A warp GEMM's shape and its operands' layouts in shared memory: A row-major (kAColMajor false:
-// element (m, k) at p[m * ldm + k]) or column-major (p[k * ldm + m]); B column-major (kBRowMajor
-// false: p[n * ldm + k]) or row-major (p[k * ldm + n]).
+// A warp GEMM's shape and its operands' layouts as Planes: A row-major (kAColMajor false: element
+// (m, k) at a.at(m, k)) or column-major (a.at(k, m)); B column-major (kBRowMajor false: b.at(n, k))
+// or row-major (b.at(k, n)).
 template <int kM, int kN, int kK, bool kAColMajor_, bool kBRowMajor_>
 struct GemmShape {
   static constexpr int M = kM, N = kN, K = kK;
@@ -165,10 +189,7 @@ struct CudaCoreMma {
   struct FragA {
     Acc v[Shape::K];
   };
-  struct FragB {
-    const T* p;
-    unsigned ldm;
-  };
+  using FragB = Planes<const T>;
   struct FragC {
     Acc v[kCols];
   };
@@ -178,19 +199,19 @@ struct CudaCoreMma {
 #pragma unroll
     for (int n = 0; n < kCols; ++n) c.v[n] = Acc(0);
   }
-  static __device__ void load_a(FragA& a, const T* p, unsigned ldm) {
+  static __device__ void load_a(FragA& a, Planes<const T> tile) {
     const int m = row();
 #pragma unroll
-    for (int k = 0; k < Shape::K; ++k) a.v[k] = to_acc<Acc>(Shape::kAColMajor ? p[k * ldm + m] : p[m * ldm + k]);
+    for (int k = 0; k < Shape::K; ++k) a.v[k] = to_acc<Acc>(Shape::kAColMajor ? *tile.at(k, m) : *tile.at(m, k));
   }
-  static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { b = {p, ldm}; }
+  static __device__ void load_b(FragB& b, Planes<const T> tile) { b = tile; }
   static __device__ void mma(FragC& c, const FragA& a, const FragB& b) {
     const int n0 = first_col();
 #pragma unroll
     for (int n = 0; n < kCols; ++n) {
 #pragma unroll
       for (int k = 0; k < Shape::K; ++k) {
-        c.v[n] += a.v[k] * to_acc<Acc>(Shape::kBRowMajor ? b.p[k * b.ldm + n0 + n] : b.p[(n0 + n) * b.ldm + k]);
+        c.v[n] += a.v[k] * to_acc<Acc>(Shape::kBRowMajor ? *b.at(k, n0 + n) : *b.at(n0 + n, k));
       }
     }
   }
@@ -201,71 +222,123 @@ struct CudaCoreMma {
   }
 };
 
-// An operand fragment from shared memory, where these kernels stage every operand. bfloat16
-// fragments go through PTX that names the .shared state space: nvcc 13.0 lowers the bf16 WMMA load
-// builtins to generic-address wmma.load (the f16 ones to wmma.load...shared), which ptxas turns
-// into generic LD.E loads, each after its own 64-bit address arithmetic. cuobjdump -sass of the
-// sm_90 build before this: 68 LD.E in the forward's phase_conv_kernel, 96 in dx's and 96 in
-// grad_weight_kernel for bfloat16, none in their float16 twins. These are the four fragment
-// shapes and layouts the kernels load; registers in the order the builtins fill them.
-template <typename Frag, typename T>
-__device__ inline void load_shared(Frag& f, const T* p, unsigned ldm) {
-  nvcuda::wmma::load_matrix_sync(f, p, ldm);
-}
-// The emulation runs the template above (and checks p is shared); targets before sm_80 have no
-// bfloat16 WMMA (and use the CUDA-core GEMMs, kTensorCores below).
+// The tensor-core instructions, PTX as the ISA defines them (tests/cuda_emulation/ emulates the
+// same names, fragments and all): ldmatrix (row r of 8x8 matrix j from lane 8j + r's address,
+// row_of(8j + r): a function of the lane, so that the emulation reads every lane's rows without
+// an exchange; register j of lane l gets row l / 4, elements 2 (l % 4), 2 (l % 4) + 1, or with
+// kTrans that column), and mma_tiles, mma.sync m16n8k16 (float accumulation) on each m16n8 tile
+// of a warp's C (one call, so that the emulation exchanges a warp's registers once for them all).
 #if !defined(STYLEGAN_OPS_EMULATE_CUDA) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
-__device__ inline unsigned shared_address(const void* p) { return unsigned(__cvta_generic_to_shared(p)); }
-__device__ inline void load_shared(
-    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 32, 8, 16, __nv_bfloat16, nvcuda::wmma::row_major>& f,
-    const __nv_bfloat16* p, unsigned ldm) {
-  unsigned* r = reinterpret_cast<unsigned*>(&f);
-  asm volatile("wmma.load.a.sync.aligned.row.m32n8k16.shared.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, [%8], %9;"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]), "=r"(r[4]), "=r"(r[5]), "=r"(r[6]), "=r"(r[7])
-               : "r"(shared_address(p)), "r"(ldm));
+template <int kCount, bool kTrans, typename RowOf>
+__device__ inline void ldmatrix(unsigned (&r)[kCount], const RowOf& row_of) {
+  const unsigned address = unsigned(__cvta_generic_to_shared(row_of(int(threadIdx.x % kWarp))));
+  if constexpr (kCount == 4) {
+    if constexpr (kTrans) {
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                   : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                   : "r"(address));
+    } else {
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                   : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                   : "r"(address));
+    }
+  } else {
+    static_assert(kCount == 2 && !kTrans, "the loads the kernels make");
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(address));
+  }
 }
-__device__ inline void load_shared(
-    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 32, 8, 16, __nv_bfloat16, nvcuda::wmma::col_major>& f,
-    const __nv_bfloat16* p, unsigned ldm) {
-  unsigned* r = reinterpret_cast<unsigned*>(&f);
-  asm volatile("wmma.load.b.sync.aligned.col.m32n8k16.shared.bf16 {%0, %1}, [%2], %3;"
-               : "=r"(r[0]), "=r"(r[1])
-               : "r"(shared_address(p)), "r"(ldm));
+
+template <typename T>
+__device__ inline void mma_m16n8k16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], const float (&c)[4]) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%10, %11, %12, %13};"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+  } else {
+    static_assert(std::is_same_v<T, __half>, "a 16-bit type");
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%10, %11, %12, %13};"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+  }
 }
-__device__ inline void load_shared(
-    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::col_major>& f,
-    const __nv_bfloat16* p, unsigned ldm) {
-  unsigned* r = reinterpret_cast<unsigned*>(&f);
-  asm volatile("wmma.load.a.sync.aligned.col.m16n16k16.shared.bf16 {%0, %1, %2, %3}, [%4], %5;"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(p)), "r"(ldm));
-}
-__device__ inline void load_shared(
-    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major>& f,
-    const __nv_bfloat16* p, unsigned ldm) {
-  unsigned* r = reinterpret_cast<unsigned*>(&f);
-  asm volatile("wmma.load.b.sync.aligned.row.m16n16k16.shared.bf16 {%0, %1, %2, %3}, [%4], %5;"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(p)), "r"(ldm));
+
+// c[i][j] += a[i] b[j]: A's m16 tiles i by B's n8 tiles j.
+template <typename T, int kM, int kN>
+__device__ inline void mma_tiles(float (&c)[kM][kN][4], const unsigned (&a)[kM][4], const unsigned (&b)[kN][2]) {
+#pragma unroll
+  for (int i = 0; i < kM; ++i)
+#pragma unroll
+    for (int j = 0; j < kN; ++j) mma_m16n8k16<T>(c[i][j], a[i], b[j], c[i][j]);
 }
 #endif
 
-// Tensor cores through WMMA (float16/bfloat16 operands, float32 accumulation, K = 16; sm_80+).
-// Shared-memory operands need 32-byte aligned fragment pointers and ldm a multiple of 8.
+// Tensor cores (float16/bfloat16 operands, float32 accumulation, K = 16; sm_80+): a warp's C is
+// M/16 x N/8 m16n8k16 tiles. Fragments load by ldmatrix from Planes, a matrix a chunk of 8 rows:
+// A row-major as rows m (x4: m 0-7 and 8-15 of k 0-7, then of k 8-15: the mma's a0..a3),
+// column-major transposed from rows k; B column-major as rows n (x2: k 0-7, 8-15: b0, b1),
+// row-major transposed from rows k (x4: b0, b1 of n 0-7, then of n 8-15).
 template <typename T, typename Shape>
 struct TensorCoreMma {
-  using ALayout = std::conditional_t<Shape::kAColMajor, nvcuda::wmma::col_major, nvcuda::wmma::row_major>;
-  using BLayout = std::conditional_t<Shape::kBRowMajor, nvcuda::wmma::row_major, nvcuda::wmma::col_major>;
-  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, Shape::M, Shape::N, 16, T, ALayout>;
-  using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, Shape::M, Shape::N, 16, T, BLayout>;
-  using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, Shape::M, Shape::N, 16, float>;
-  static __device__ void zero(FragC& c) { nvcuda::wmma::fill_fragment(c, 0.0f); }
-  static __device__ void load_a(FragA& a, const T* p, unsigned ldm) { load_shared(a, p, ldm); }
-  static __device__ void load_b(FragB& b, const T* p, unsigned ldm) { load_shared(b, p, ldm); }
-  static __device__ void mma(FragC& c, const FragA& a, const FragB& b) { nvcuda::wmma::mma_sync(c, a, b, c); }
+  static_assert(Shape::K == 16 && Shape::M % 16 == 0 && (Shape::N == 8 || (Shape::N == 16 && Shape::kBRowMajor)),
+                "the fragment shapes the kernels use");
+  static constexpr int kMTiles = Shape::M / 16, kNTiles = Shape::N / 8;
+  struct FragA {
+    unsigned r[kMTiles][4];
+  };
+  struct FragB {
+    unsigned r[kNTiles][2];
+  };
+  struct FragC {
+    float v[kMTiles][kNTiles][4];
+  };
+  static __device__ void zero(FragC& c) {
+#pragma unroll
+    for (int i = 0; i < kMTiles; ++i)
+#pragma unroll
+      for (int j = 0; j < kNTiles; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) c.v[i][j][e] = 0.0f;
+  }
+  // Lane l = 8q + r addresses row r of matrix q, whose m (or n) half is q % 2 and k half q / 2 (B
+  // row-major: k half q % 2, n half q / 2).
+  static __device__ void load_a(FragA& a, Planes<const T> tile) {
+#pragma unroll
+    for (int i = 0; i < kMTiles; ++i) {
+      if constexpr (Shape::kAColMajor) {
+        ldmatrix<4, true>(a.r[i], [&](int l) { return tile.at(l / 16 * 8 + l % 8, 16 * i + l / 8 % 2 * 8); });
+      } else {
+        ldmatrix<4, false>(a.r[i], [&](int l) { return tile.at(16 * i + l / 8 % 2 * 8 + l % 8, l / 16 * 8); });
+      }
+    }
+  }
+  static __device__ void load_b(FragB& b, Planes<const T> tile) {
+    if constexpr (Shape::kBRowMajor) {
+      unsigned regs[4];
+      ldmatrix<4, true>(regs, [&](int l) { return tile.at(l / 8 % 2 * 8 + l % 8, l / 16 * 8); });
+#pragma unroll
+      for (int e = 0; e < 4; ++e) b.r[e / 2][e % 2] = regs[e];
+    } else {  // .x2 reads lanes 0-15's addresses (16-31 repeat them)
+      ldmatrix<2, false>(b.r[0], [&](int l) { return tile.at(l % 8, l / 8 % 2 * 8); });
+    }
+  }
+  static __device__ void mma(FragC& c, const FragA& a, const FragB& b) { mma_tiles<T>(c.v, a.r, b.r); }
+  // C row-major (leading dimension N) or column-major (M) at p: lane l holds rows l / 4 and
+  // l / 4 + 8, columns 2 (l % 4) and 2 (l % 4) + 1, of each m16n8 tile.
   static __device__ void store(float* p, const FragC& c, bool col_major) {
-    nvcuda::wmma::store_matrix_sync(p, c, col_major ? Shape::M : Shape::N,
-                                    col_major ? nvcuda::wmma::mem_col_major : nvcuda::wmma::mem_row_major);
+    const int g = int(threadIdx.x % kWarp) / 4, t = int(threadIdx.x % kWarp) % 4;
+#pragma unroll
+    for (int i = 0; i < kMTiles; ++i)
+#pragma unroll
+      for (int j = 0; j < kNTiles; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int m = 16 * i + g + 8 * (e / 2), n = 8 * j + 2 * t + e % 2;
+          (col_major ? p[n * Shape::M + m] : p[m * Shape::N + n]) = c.v[i][j][e];
+        }
   }
 };
 
@@ -394,7 +467,7 @@ struct Taps<1> {
 };
 
 // Tile shapes of phase_conv_kernel for storage type T: BK source channels per stage (16 for the
-// 16-bit types: one WMMA k-step), so every stage is 32 bytes of each weight row. A block owns
+// 16-bit types: one mma k-step), so every stage is 32 bytes of each weight row. A block owns
 // kTiles pixel tiles of 8x8 and kBM destination channels; its warps are (destination phase,
 // channel half, pixel tile), each accumulating 32 channels x 64 pixels, all kTH rows of its tile,
 // over all its phase's taps (Taps: the forward's 4, dx's 9).
@@ -421,20 +494,23 @@ struct PhaseConvTile {
   static constexpr int kBM = kHalves * Gemm::M;  // destination channels per block
   static constexpr int kTH = 8, kTW = Gemm::N;   // a low-resolution pixel tile
   static constexpr int kBK = Gemm::K;
+  static constexpr int kChunks = kBK * int(sizeof(T)) / 16;  // 16-byte chunks of a stage's channels: 2
   static constexpr int kHaloPixels = (kTH + 2) * (kTW + 2);
-  static constexpr int kWeightElems = kSlabs * kBM * kBK;  // a stage's weights: [slab][m][k]
-  // A stage's source: per pixel tile [src phase][halo row][halo col][k].
-  static constexpr int kTileElems = kSrcPhases * kHaloPixels * kBK;
-  static constexpr int kStageElems = kWeightElems + kTiles * kTileElems;
+  // A stage's weights, Planes of rows [slab][m]; its source, Planes of rows [pixel tile][src
+  // phase][halo row][halo col] (a tile's kTilePixels), kHaloPlanePixels in all.
+  static constexpr int kWeightRows = kSlabs * kBM, kWeightPlane = Planes<T>::plane_elems(kWeightRows);
+  static constexpr int kTilePixels = kSrcPhases * kHaloPixels, kHaloPlanePixels = kTiles * kTilePixels;
+  static constexpr int kSourcePlane = Planes<T>::plane_elems(kHaloPlanePixels);
+  static constexpr int kWeightElems = kChunks * kWeightPlane;
+  static constexpr int kStageElems = int(round_up(kWeightElems + kChunks * kSourcePlane, 128 / int(sizeof(T))));
   // Stages in flight (pipelined): the forward, one block per SM, has the shared memory for a third,
   // so that a stage's loads have two stages' multiplies to land in; dx, two blocks per SM, has
-  // two. Whatever T (kBK is 32 bytes), the stages take: forward 85.5 KiB (16-bit) or 66.8 KiB,
-  // dx 86 KiB.
+  // two. Whatever T (kBK is 32 bytes), the stages take: forward 85.9 KiB (16-bit) or 67.1 KiB,
+  // dx 86.3 KiB.
   static constexpr int kStages = kDstPhases == 4 ? 3 : 2;
   static constexpr size_t kSharedBytes = kStages * size_t(kStageElems) * sizeof(T);
   // Where each halo pixel of the block's source tiles starts (halo_offsets), in static shared
   // memory beside the stages: forward 3.1 KiB (16-bit) or 1.6 KiB, dx 6.3 KiB.
-  static constexpr int kHaloPlanePixels = kTiles * kSrcPhases * kHaloPixels;
   static_assert(kSharedBytes + kHaloPlanePixels * sizeof(int64_t) <= 99 * 1024,
                 "the most shared memory a block may have on sm_86 and sm_89");
 };
@@ -474,8 +550,8 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   constexpr int kFragM = Tile::Gemm::M, kFragN = Tile::Gemm::N;
   // dx's source is A, the means of dy's 2x2 windows: its sums are 4 times that.
   constexpr float kSourceScale = kDstPhases == 1 ? 4.0f : 1.0f;
-  constexpr int kWeightElems = Tile::kWeightElems, kTileElems = Tile::kTileElems;
-  constexpr int kStageElems = Tile::kStageElems;
+  constexpr int kWeightElems = Tile::kWeightElems, kWeightPlane = Tile::kWeightPlane;
+  constexpr int kSourcePlane = Tile::kSourcePlane, kStageElems = Tile::kStageElems;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
   constexpr int kFragElems = kFragM * kFragN;
   static_assert(kWarps * kFragElems * sizeof(acc_t) <= Tile::kSharedBytes, "epilogue scratch");
@@ -528,23 +604,25 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   // other source element by element, stored before this returns. Halo pixels outside the source
   // (src_rows x src_cols) or read by no warp (Taps::reads), and channels past K, are zeros.
   // Weights: kSlabs slabs x kBM rows x kBK, each row 32 contiguous bytes (two vectors) of `weights`.
-  // Thread t copies vectors t, t + kThreads, ...: the same half of the same row m of every
-  // kWeightSlabStep-th slab, so its sources are one pointer and one stride, set up once.
-  constexpr int kWeightVectors = kWeightElems / kVec, kWeightSlabStep = kThreads / 2 / kBM;
-  static_assert(kBK == 2 * kVec && kWeightVectors % kThreads == 0 && kThreads % (2 * kBM) == 0, "weight copies");
-  const unsigned weight_row = threadIdx.x / 2;
+  // Thread t copies vector t % 2 of rows t / 2, t / 2 + kThreads / 2, ...: the same half of the
+  // same row m of every kWeightSlabStep-th slab, so its sources are one pointer and one stride,
+  // set up once, and its destinations one chunk plane.
+  constexpr int kWeightVectors = Tile::kWeightRows * Tile::kChunks, kWeightSlabStep = kThreads / 2 / kBM;
+  static_assert(Tile::kChunks == 2 && kWeightVectors % kThreads == 0 && kThreads % (2 * kBM) == 0, "weight copies");
+  const unsigned weight_row = threadIdx.x / 2, weight_chunk = threadIdx.x % 2;
   const scalar_t* const weight_from =
-      weights + (int64_t(weight_row / kBM) * M_pad + m0 + weight_row % kBM) * K_pad + threadIdx.x % 2 * kVec;
+      weights + (int64_t(weight_row / kBM) * M_pad + m0 + weight_row % kBM) * K_pad + weight_chunk * kVec;
   const int64_t weight_slab_stride = kWeightSlabStep * M_pad * K_pad;
   auto load_stage = [&](int buf, int64_t s) {
     const int64_t k0 = s * kBK;
     T* const w_stage = smem + buf * kStageElems;
+    const Planes<T> weight_tile{w_stage, kWeightPlane};
 #pragma unroll
     for (int c = 0; c < kWeightVectors / kThreads; ++c) {
-      __pipeline_memcpy_async(w_stage + (threadIdx.x + c * kThreads) * kVec, weight_from + c * weight_slab_stride + k0,
-                              16);
+      __pipeline_memcpy_async(weight_tile.at(weight_row + c * kThreads / 2, weight_chunk * kVec),
+                              weight_from + c * weight_slab_stride + k0, 16);
     }
-    T* const s_stage = w_stage + kWeightElems;
+    const Planes<T> source_tile{w_stage + kWeightElems, kSourcePlane};
     // A halo pixel's channel k < k_end lies at offset halo_offsets[pixel] + (k0 + k) * src_s.c;
     // the others (past K, in the last stage of a K that is no multiple of kBK) are zeros.
     const int k_end = int(std::min(K - k0, int64_t(kBK)));
@@ -564,7 +642,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
         const int64_t at = halo_offsets[pixel];
         const bool read = at != kHaloZero && k_inside;
         // A zero: zero-filled, nothing read (src itself stands in as a valid address).
-        __pipeline_memcpy_async(s_stage + pixel * kBK + k, read ? src_at + at : src, 16, read ? 0 : 16);
+        __pipeline_memcpy_async(source_tile.at(pixel, k), read ? src_at + at : src, 16, read ? 0 : 16);
       }
     } else {
       const int64_t stage = k0 * src_s.c;
@@ -572,7 +650,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
         const unsigned k = e % kBK, pixel = e / kBK;
         const int64_t at = halo_offsets[pixel];
         const bool read = at != kHaloZero && int(k) < k_end;
-        s_stage[pixel * kBK + k] = read ? reinterpret_cast<const T*>(src)[at + stage + k * src_s.c] : T{};  // T{}: 0.0
+        *source_tile.at(pixel, k) = read ? reinterpret_cast<const T*>(src)[at + stage + k * src_s.c] : T{};  // T{}: 0.0
       }
     }
   };
@@ -586,8 +664,9 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   const int64_t first_stage = K_pad / kBK * share / shares, end_stage = K_pad / kBK * (share + 1) / shares;
   const auto load_share_stage = [&](int buf, int64_t s) { load_stage(buf, first_stage + s); };
   pipelined<Tile::kStages>(end_stage - first_stage, load_share_stage, [&](int buf, int64_t) {
-    const T* const w_stage = smem + buf * kStageElems;
-    const T* const s_stage = w_stage + kWeightElems + sub * kTileElems;
+    const Planes<const T> weight_tile{smem + buf * kStageElems, kWeightPlane};
+    const Planes<const T> source_tile =
+        Planes<const T>{weight_tile.p + kWeightElems, kSourcePlane}.offset(sub * Tile::kTilePixels, 0);
 #pragma unroll
     for (int g = 0; g < Taps<kDstPhases>::kGroups; ++g) {
       // A column group (Taps): the source rows h + 1 + di serve the upper tap's row h and the
@@ -595,13 +674,12 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
       const bool paired = Taps<kDstPhases>::paired(g);  // a constant once the loop is unrolled
       const ColumnGroup taps = Taps<kDstPhases>::group(q, g);
       typename Mma::FragA a_upper, a_lower;
-      Mma::load_a(a_upper, w_stage + (taps.upper_slab * kBM + half * kFragM) * kBK, kBK);
-      if (paired) Mma::load_a(a_lower, w_stage + (taps.lower_slab * kBM + half * kFragM) * kBK, kBK);
+      Mma::load_a(a_upper, weight_tile.offset(taps.upper_slab * kBM + half * kFragM, 0));
+      if (paired) Mma::load_a(a_lower, weight_tile.offset(taps.lower_slab * kBM + half * kFragM, 0));
 #pragma unroll
       for (int h = 0; h < (paired ? kTH + 1 : kTH); ++h) {
         typename Mma::FragB b;
-        Mma::load_b(b, s_stage + ((taps.src_phase * (kTH + 2) + h + 1 + taps.di) * (kTW + 2) + 1 + taps.dj) * kBK,
-                    kBK);
+        Mma::load_b(b, source_tile.offset((taps.src_phase * (kTH + 2) + h + 1 + taps.di) * (kTW + 2) + 1 + taps.dj, 0));
         if (h < kTH) Mma::mma(acc[h], a_upper, b);
         if (paired && h > 0) Mma::mma(acc[h - 1], a_lower, b);
       }
@@ -689,9 +767,9 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
 // zero in the columns past x's last one (the column shift is the block's own), and tile rows past
 // x's last one are skipped, a whole k-step (block-uniform): A's phase 0 row H is tap 0's for x's
 // row H - 1 and would be tap 2's for row H.
-// m16n16k16 fragments, because a fragment's pointer must be 32-byte aligned and here both
-// operands step along channels: 16 of them. Per pixel a block loads its 64 channels of x and
-// (2 kRows + 1) / kRows times its 64 of A (2.25 in 16 bits): a pixel tile's three blocks load 9.75
+// A warp's fragments are 16 x 16: one ldmatrix (x4) for each operand, two m16n8k16 products.
+// Per pixel a block loads its 64 channels of x and (2 kRows + 1) / kRows times its 64 of A (2.25
+// in 16 bits): a pixel tile's three blocks load 9.75
 // elements per pixel and channel for its 9 taps, where the phase form's four blocks (x with its
 // halo, one phase of dy) loaded 10.75 for 16 folded taps: 9/16 of the HMMA for 0.91 of the traffic.
 // Writes float partials [split][tap 3k + l][c][o], the 4 applied.
@@ -704,23 +782,23 @@ struct GradWeightTile {
   static constexpr int kTW = Gemm::K;               // pixels per tile row: one k-step
   static constexpr int kRows = 8 / int(sizeof(T));  // tile rows: about the same shared memory for every T
   static constexpr int kARows = 2 * kRows + 1;      // A's tile rows: phase 0's kRows + 1, phase 1's kRows
-  // Shared-memory rows (a pixel's channels) are padded by 32 bytes: unpadded, they are 128 bytes
-  // apart, so the 8 rows a fragment load reads at once all fall on the same 4 banks (an 8-way
-  // conflict); at 160 bytes they spread over all 32 banks (2-way), and rows stay 32-byte aligned,
-  // as WMMA needs.
-  static constexpr int kPad = 32 / int(sizeof(T));
-  static constexpr int kXLd = kBC + kPad, kALd = kBO + kPad;
-  static constexpr int kXElems = kRows * kTW * kXLd;    // [row][col][c]
-  static constexpr int kAElems = kARows * kTW * kALd;   // [phase 0 rows, phase 1 rows][col][o]
-  // A stage (x tile, then A's) rounded up to 128 bytes; two in flight (pipelined): 65 KiB
-  // (16-bit types), 63 KiB (float32), 68 KiB (float64). A third would pass 99 KiB.
-  static constexpr int kStages = 2;
+  // The tiles as Planes of rows (pixels) of 16-byte chunks of channels: x's rows [row][col], A's
+  // [phase 0 rows, phase 1 rows][col]. (Rows of a pixel's 64 channels, padded to 160 bytes, put
+  // a fragment load's rows r and r + 4 on the same banks.)
+  static constexpr int kPixels = kRows * kTW, kAPixels = kARows * kTW;
+  static constexpr int kXPlane = Planes<T>::plane_elems(kPixels), kAPlane = Planes<T>::plane_elems(kAPixels);
+  static constexpr int kXElems = kBC * int(sizeof(T)) / 16 * kXPlane;
+  static constexpr int kAElems = kBO * int(sizeof(T)) / 16 * kAPlane;
+  // A stage (x tile, then A's) rounded up to 128 bytes, 26.25 KiB in the 16-bit types, three of
+  // them in flight (pipelined: 78.75 KiB, 157.5 KiB for the two blocks an SM holds); two in the
+  // CUDA-core paths: 57 KiB (float32), 66 KiB (float64).
+  static constexpr int kStages = sizeof(T) == 2 ? 3 : 2;
   static constexpr int kStageElems = int(round_up(kXElems + kAElems, 128 / int(sizeof(T))));
   static constexpr size_t kSharedBytes = kStages * size_t(kStageElems) * sizeof(T);
   // Beside them, in static shared memory, the tiles' pixel offsets (x_pixel_offsets, a_pixel_offsets).
-  static_assert(kSharedBytes + (kRows + kARows) * kTW * sizeof(int64_t) <= 99 * 1024,
+  static_assert(kSharedBytes + (kPixels + kAPixels) * sizeof(int64_t) <= 99 * 1024,
                 "the most shared memory a block may have on sm_86 and sm_89");
-  // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 138 and spills
+  // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 128 and spills
   // nothing (tests/test_cuda_resources.py). Three (18 warps, 195 KiB of the H100's 228 KiB) would
   // cap it at 96 (16384 registers per SM quarter over 5 warps), where it spilled 48 bytes, reloaded
   // 15 times a stage. The float32/float64 CUDA-core paths (exactness, not speed) need up to 255
@@ -741,8 +819,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   using acc_t = at::opmath_type<scalar_t>;
   using Mma = WarpMma<T, acc_t, Gemm>;
   constexpr int kBC = Tile::kBC, kBO = Tile::kBO, kTW = Tile::kTW, kRows = Tile::kRows, kTaps = Tile::kTaps;
-  constexpr int kXLd = Tile::kXLd, kALd = Tile::kALd;  // leading dimensions of the tiles
-  constexpr int kThreads = Tile::kThreads, kPixels = kRows * kTW, kAPixels = Tile::kARows * kTW;
+  constexpr int kThreads = Tile::kThreads, kPixels = Tile::kPixels, kAPixels = Tile::kAPixels;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
   static_assert(kThreads % (kBC / kVec) == 0 && kThreads % (kBO / kVec) == 0, "a thread's vectors: fixed channels");
   constexpr int kCFrags = kBC / 2 / Gemm::M, kOFrags = kBO / Gemm::N;  // per warp: 32 channels c, all 64 o
@@ -785,8 +862,8 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   // before this returns. Zeros past the channel counts, outside x's pixels, and past A's last row.
   auto load_tile = [&](int buf, int64_t s) {
     const int64_t tile = split + s * splits;
-    T* const x_stage = smem + buf * Tile::kStageElems;
-    T* const a_stage = x_stage + Tile::kXElems;
+    const Planes<T> x_planes{smem + buf * Tile::kStageElems, Tile::kXPlane};
+    const Planes<T> a_planes{x_planes.p + Tile::kXElems, Tile::kAPlane};
     const int64_t n = tile / (int64_t(tiles_w) * tiles_h);
     const int i0 = int(tile / tiles_w % tiles_h) * kRows, j0 = int(tile % tiles_w) * kTW;
     if (threadIdx.x == 0) rows_inside[buf] = H - i0;
@@ -804,14 +881,14 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
         return interior || (2 * i + row_phase <= 2 * rows_left && p % kTW < cols_left && o < o_end);
       };
       // Copies the tile of `source` whose pixel p starts at tile + offsets[p] (its channel c
-      // c * channel_stride further): `pixels` rows of `channels` channels, `ld` apart in `stage`;
-      // zeros where !inside(c, p). Vectors: a thread copies the same channels of every
+      // c * channel_stride further) into `stage`: `pixels` rows of `channels` channels; zeros
+      // where !inside(c, p). Vectors: a thread copies the same channels of every
       // kThreads / (channels / kVec)-th pixel, so it makes their source pointer once a stage, and a
       // vector adds its pixel's offset. That offset is read for inside and outside pixels alike
       // (the table has every pixel of a tile): read in the select's inside arm, it became a branch
       // around the read.
-      const auto stage_tile = [&](T* stage, const scalar_t* source, int64_t tile, const int64_t* offsets,
-                                  int64_t channel_stride, bool vectors, int pixels, int channels, int ld,
+      const auto stage_tile = [&](Planes<T> stage, const scalar_t* source, int64_t tile, const int64_t* offsets,
+                                  int64_t channel_stride, bool vectors, int pixels, int channels,
                                   const auto& inside) {
         if (vectors) {  // channels contiguous (channel_vectors)
           const int c = threadIdx.x % (channels / kVec) * kVec;
@@ -820,18 +897,18 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
             const bool read = inside(c, p);
             const scalar_t* const from = at + offsets[p];
             // Outside: zero-filled, nothing read (source itself stands in as a valid address).
-            __pipeline_memcpy_async(stage + p * ld + c, read ? from : source, 16, read ? 0 : 16);
+            __pipeline_memcpy_async(stage.at(p, c), read ? from : source, 16, read ? 0 : 16);
           }
         } else {
           for (unsigned e = threadIdx.x; e < unsigned(pixels * channels); e += kThreads) {
             const int c = e % unsigned(channels), p = e / unsigned(channels);
-            stage[p * ld + c] = inside(c, p)
+            *stage.at(p, c) = inside(c, p)
                 ? reinterpret_cast<const T*>(source)[tile + offsets[p] + c * channel_stride] : T{};  // T{}: 0.0
           }
         }
       };
-      stage_tile(x_stage, x, x_tile, x_pixel_offsets, x_s.c, x_vectors, kPixels, kBC, kXLd, x_inside);
-      stage_tile(a_stage, window_means, a_tile, a_pixel_offsets, a_s.c, a_vectors, kAPixels, kBO, kALd, a_inside);
+      stage_tile(x_planes, x, x_tile, x_pixel_offsets, x_s.c, x_vectors, kPixels, kBC, x_inside);
+      stage_tile(a_planes, window_means, a_tile, a_pixel_offsets, a_s.c, a_vectors, kAPixels, kBO, a_inside);
     });
   };
 
@@ -844,8 +921,8 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
 
   // This block's tiles: split, split + splits, ...
   pipelined<Tile::kStages>(ceil_div(tiles - split, splits), load_tile, [&](int buf, int64_t) {
-    const T* const x_stage = smem + buf * Tile::kStageElems;
-    const T* const a_stage = x_stage + Tile::kXElems;
+    const Planes<const T> x_planes{smem + buf * Tile::kStageElems, Tile::kXPlane};
+    const Planes<const T> a_planes{x_planes.p + Tile::kXElems, Tile::kAPlane};
     const int rows = rows_inside[buf];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
@@ -853,12 +930,12 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
       typename Mma::FragA fa[kCFrags];
 #pragma unroll
       for (int m = 0; m < kCFrags; ++m) {
-        Mma::load_a(fa[m], x_stage + r * kTW * kXLd + (half * kCFrags + m) * Gemm::M, kXLd);
+        Mma::load_a(fa[m], x_planes.offset(r * kTW, (half * kCFrags + m) * Gemm::M));
       }
 #pragma unroll
       for (int f = 0; f < kOFrags; ++f) {
         typename Mma::FragB fb;
-        Mma::load_b(fb, a_stage + (a_row0 + r) * kTW * kALd + f * Gemm::N, kALd);
+        Mma::load_b(fb, a_planes.offset((a_row0 + r) * kTW, f * Gemm::N));
 #pragma unroll
         for (int m = 0; m < kCFrags; ++m) Mma::mma(acc[m][f], fa[m], fb);
       }

@@ -6,13 +6,14 @@
 // one too: that is only equivalent because every warp of those kernels reaches each
 // __syncwarp the same number of times. __shfl_down_sync exchanges through a per-warp buffer
 // between two warp barriers, so all 32 lanes must call it together (as the kernels do).
-// WMMA (nvcuda::wmma) is emulated for the 16-bit operand shapes (m32n8k16, m16n16k16, m8n32k16)
-// as the CUDA C++ Programming Guide specifies them, with their preconditions checked (pointers
-// 256-bit aligned, ldm a multiple of 16 bytes) and the kernels' own rule that fragments live in
-// shared memory (their bfloat16 loads are PTX naming the .shared state space). What this cannot
-// check: how the hardware distributes fragments over lanes (opaque to the kernels), inline PTX
-// (the kernels' bfloat16 fragment loads and vector stores run their plain C++ twins here),
-// memory-model races between blocks, and anything about speed.
+// The tensor-core instructions the kernels issue as PTX, ldmatrix and mma.sync m16n8k16 (through
+// mma_tiles, a warp's tiles in one call), are emulated lane by lane as the PTX ISA defines their
+// fragments (which lane holds which elements; mma's operands exchanged through the warp's
+// buffers), with their rules checked: ldmatrix rows 16-byte aligned in the dynamic shared memory,
+// and, a rule of the kernels' own, the 8 rows of every matrix on 8 different bank groups (no
+// bank conflict). What this cannot check: that the hardware agrees with this reading of the ISA
+// (the GPU-marked tests do), the kernels' other inline PTX (vector stores run their plain C++
+// twins here), memory-model races between blocks, and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
 // only when __pipeline_wait_prior lets their group complete, as late as the GPU may land them,
 // so a kernel that reads a stage before waiting for it reads stale data here too; a copy still
@@ -48,9 +49,15 @@ struct dim3 {
 
 namespace cuda_emulation {
 constexpr int kWarp = 32;
+constexpr int kMmaRegisters = 12;  // a lane's A and B registers in one mma_tiles: 2 A tiles and 2 B tiles
 struct Warp {
   std::barrier<> barrier{kWarp};
-  alignas(8) unsigned char slots[kWarp][8];
+  alignas(8) unsigned char slots[kWarp][8];  // __shfl_down_sync
+  // mma_tiles' A and B registers, each lane's, in two buffers that calls take in turns: a lane
+  // writes a buffer again two calls later, after the barrier of the call between, which every
+  // lane reaches only once done reading it. One barrier a call.
+  unsigned operands[2][kWarp][kMmaRegisters];
+  unsigned mma_calls[kWarp]{};
 };
 inline thread_local dim3 thread_idx, block_idx;
 inline dim3 block_dim, grid_dim;
@@ -131,101 +138,96 @@ inline void __pipeline_wait_prior(size_t prior) {
   }
 }
 
-// ---- WMMA ----------------------------------------------------------------------------------------
+// ---- tensor cores: ldmatrix and mma.sync m16n8k16 ------------------------------------------------
 using __half = at::Half;
 using __nv_bfloat16 = at::BFloat16;
 inline float __half2float(__half v) { return float(v); }
 inline float __bfloat162float(__nv_bfloat16 v) { return float(v); }
 
-namespace nvcuda::wmma {
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-struct row_major {};
-struct col_major {};
-enum layout_t { mem_row_major, mem_col_major };
-
-// Hardware fragments are spread over the warp in an unspecified way; here lane l holds row l % M
-// of a matrix_a (M x 16) and, of an accumulator (M x N), that row's kCols = M * N / 32 columns
-// from (l / M) * kCols on; of a matrix_b (16 x N) it holds those columns of every row. The
-// shapes are WMMA's for 16-bit operands: m32n8k16, m16n16k16, m8n32k16. Loads read memory when
-// called, as on the GPU.
-template <typename Use, int M, int N, int K, typename T, typename Layout = void>
-struct fragment {
-  static_assert(K == 16 && M * N == 256 && (M == 32 || M == 16 || M == 8), "a WMMA shape for 16-bit operands");
-  static constexpr int kCols = M * N / 32;
-  static constexpr int kElems = std::is_same_v<Use, matrix_b> ? K * kCols : std::is_same_v<Use, matrix_a> ? K : kCols;
-  T x[kElems];
-};
-
-namespace detail {
-inline unsigned lane() { return threadIdx.x % cuda_emulation::kWarp; }
-template <int M>
-int row() {
-  return int(lane()) % M;
-}
-template <int M, int N>
-int first_col() {
-  return int(lane()) / M * (M * N / 32);
-}
+namespace cuda_emulation {
+inline Warp& this_warp() { return *warps[threadIdx.x / kWarp]; }
+inline unsigned lane() { return threadIdx.x % kWarp; }
+// The element of 16-bit type T in the low (half 0) or high (half 1) half of a register.
 template <typename T>
-void check_operand(const T* p, unsigned ldm) {
-  const auto address = reinterpret_cast<std::uintptr_t>(p);
-  const auto base = reinterpret_cast<std::uintptr_t>(cuda_emulation::dynamic_smem);
-  if (address < base || address >= base + cuda_emulation::dynamic_smem_bytes) {
-    cuda_emulation::report_violation("wmma: fragment outside the dynamic shared memory (bf16 loads are .shared PTX)");
-  }
-  if (address % 32 != 0) {
-    cuda_emulation::report_violation("wmma: pointer not 256-bit aligned");
-  }
-  if (ldm * sizeof(T) % 16 != 0) {
-    cuda_emulation::report_violation("wmma: ldm of " + std::to_string(ldm) + " elements is not a multiple of 16 bytes");
-  }
+float unpack(unsigned bits, int half) {
+  const auto element = static_cast<uint16_t>(bits >> (16 * half));
+  T value;
+  std::memcpy(&value, &element, sizeof(element));
+  return float(value);
 }
-// Element (row, col) of a matrix stored row- or column-major with leading dimension ldm.
-template <typename Layout, typename T>
-T at(const T* p, unsigned ldm, int row, int col) {
-  return std::is_same_v<Layout, row_major> ? p[row * ldm + col] : p[col * ldm + row];
-}
-}  // namespace detail
+}  // namespace cuda_emulation
 
-template <int M, int N, typename Layout, typename T>
-void load_matrix_sync(fragment<matrix_a, M, N, 16, T, Layout>& a, const T* p, unsigned ldm) {
-  detail::check_operand(p, ldm);
-  for (int k = 0; k < 16; ++k) a.x[k] = detail::at<Layout>(p, ldm, detail::row<M>(), k);
-}
-template <int M, int N, typename Layout, typename T>
-void load_matrix_sync(fragment<matrix_b, M, N, 16, T, Layout>& b, const T* p, unsigned ldm) {
-  detail::check_operand(p, ldm);
-  constexpr int kCols = M * N / 32;
-  for (int k = 0; k < 16; ++k) {
-    for (int n = 0; n < kCols; ++n) b.x[k * kCols + n] = detail::at<Layout>(p, ldm, k, detail::first_col<M, N>() + n);
+// ldmatrix.sync.aligned.m8n8.x{kCount}{.trans}.shared.b16, as the PTX ISA defines it: lane
+// 8j + r gives the address of row r of 8x8 matrix j (16 bytes, 16-byte aligned, in shared
+// memory), here row_of(8j + r), which each lane evaluates for the lanes whose rows it reads (no
+// exchange between lanes); register j of lane l receives row l / 4, elements 2 (l % 4) and
+// 2 (l % 4) + 1, of matrix j, or with kTrans its column l / 4, elements 2 (l % 4) and 2 (l % 4) + 1,
+// the lower element in the lower half. The 8 rows of a matrix must fall on 8 different 16-byte
+// bank groups of the 128 bytes a shared-memory wavefront serves: the kernels lay their tiles out
+// so that they do, and a row sharing banks with another (an n-way conflict, n wavefronts) is a
+// violation here.
+template <int kCount, bool kTrans, typename RowOf>
+void ldmatrix(unsigned (&r)[kCount], const RowOf& row_of) {
+  using namespace cuda_emulation;
+  static_assert(kCount == 1 || kCount == 2 || kCount == 4, "ldmatrix .x1, .x2 or .x4");
+  const auto row = [&](unsigned j, unsigned i) {
+    return reinterpret_cast<const unsigned char*>(static_cast<const void*>(row_of(int(8 * j + i))));
+  };
+  const unsigned l = lane();
+  for (unsigned j = 0; j < unsigned(kCount); ++j) {
+    if (l == 0) {
+      unsigned groups = 0;  // the 16-byte bank groups (of 8) the matrix's rows fall on
+      for (unsigned i = 0; i < 8; ++i) {
+        const unsigned char* p = row(j, i);
+        if (p < dynamic_smem || p + 16 > dynamic_smem + dynamic_smem_bytes || (p - dynamic_smem) % 16 != 0) {
+          report_violation("ldmatrix: a row outside the dynamic shared memory or not 16-byte aligned");
+          return;
+        }
+        groups |= 1u << ((p - dynamic_smem) / 16 % 8);
+      }
+      if (groups != 0xffu) report_violation("ldmatrix: two rows of a matrix on the same banks (a bank conflict)");
+    }
+    uint16_t pair[2];
+    for (unsigned e = 0; e < 2; ++e) {
+      std::memcpy(&pair[e], kTrans ? row(j, 2 * (l % 4) + e) + 2 * (l / 4) : row(j, l / 4) + 4 * (l % 4) + 2 * e, 2);
+    }
+    r[j] = unsigned(pair[0]) | unsigned(pair[1]) << 16;
   }
 }
-template <int M, int N>
-void fill_fragment(fragment<accumulator, M, N, 16, float>& c, float value) {
-  for (float& v : c.x) v = value;
-}
-// d = a b + c, products and sums in float.
-template <int M, int N, typename T, typename LayoutA, typename LayoutB>
-void mma_sync(fragment<accumulator, M, N, 16, float>& d, const fragment<matrix_a, M, N, 16, T, LayoutA>& a,
-              const fragment<matrix_b, M, N, 16, T, LayoutB>& b, const fragment<accumulator, M, N, 16, float>& c) {
-  constexpr int kCols = M * N / 32;
-  for (int n = 0; n < kCols; ++n) {
-    float sum = c.x[n];
-    for (int k = 0; k < 16; ++k) sum += float(a.x[k]) * float(b.x[k * kCols + n]);
-    d.x[n] = sum;
+
+// mma_tiles: c[i][j] += a[i] b[j] for kM x kN tiles, each mma.sync.aligned.m16n8k16.row.col.f32.
+// {T}.{T}.f32 (a 16x16 A of 16-bit T by a 16x8 B, in float) with the PTX ISA's fragments: for
+// lane l, g = l / 4 and t = l % 4, A's registers hold (g, 2t..2t+1), (g+8, 2t..2t+1),
+// (g, 2t+8..2t+9), (g+8, 2t+8..2t+9), B's (2t..2t+1, g) and (2t+8..2t+9, g) (row, column), C's
+// (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
+template <typename T, int kM, int kN>
+void mma_tiles(float (&c)[kM][kN][4], const unsigned (&a)[kM][4], const unsigned (&b)[kN][2]) {
+  using namespace cuda_emulation;
+  static_assert(4 * kM + 2 * kN <= kMmaRegisters, "the exchange holds a lane's registers");
+  Warp& warp = this_warp();
+  const unsigned l = lane();
+  auto& operands = warp.operands[warp.mma_calls[l]++ % 2];
+  std::memcpy(operands[l], a, sizeof(a));
+  std::memcpy(operands[l] + 4 * kM, b, sizeof(b));
+  warp.barrier.arrive_and_wait();
+  const int g = int(l / 4), t = int(l % 4);
+  for (int i = 0; i < kM; ++i) {
+    for (int j = 0; j < kN; ++j) {
+      const auto a_at = [&](int row, int k) {  // tile i's (row, k), from the lane and register holding it
+        return unpack<T>(operands[row % 8 * 4 + k % 8 / 2][4 * i + row / 8 + 2 * (k / 8)], k % 2);
+      };
+      const auto b_at = [&](int k, int n) {
+        return unpack<T>(operands[n * 4 + k % 8 / 2][4 * kM + 2 * j + k / 8], k % 2);
+      };
+      for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
+        float sum = c[i][j][e];
+        for (int k = 0; k < 16; ++k) sum += a_at(row, k) * b_at(k, col);
+        c[i][j][e] = sum;
+      }
+    }
   }
 }
-template <int M, int N>
-void store_matrix_sync(float* p, const fragment<accumulator, M, N, 16, float>& c, unsigned ldm, layout_t layout) {
-  detail::check_operand(p, ldm);
-  const int row = detail::row<M>(), col = detail::first_col<M, N>();
-  for (int n = 0; n < M * N / 32; ++n) {
-    (layout == mem_row_major ? p[row * ldm + col + n] : p[(col + n) * ldm + row]) = c.x[n];
-  }
-}
-}  // namespace nvcuda::wmma
 
 // The host-side helpers the kernel file takes from the CUDA runtime when not emulated.
 struct DeviceGuard {
