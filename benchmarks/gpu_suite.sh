@@ -103,7 +103,7 @@ all)
   timeout 15 "$PY" benchmarks/ceilings.py "$OUT/ceilings.json"
 
   step "Nsight Compute: the native GEMM kernels at 32x32"
-  ncu_case upsample_native_32 45 --kernel-name "regex:phase_conv|grad_weight"
+  ncu_case upsample_native_32 45 --kernel-name "regex:.*(phase_conv|grad_weight).*"
   ncu_summary 60
 
   step "compute-sanitizer"
