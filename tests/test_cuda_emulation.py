@@ -39,7 +39,7 @@ UPSAMPLE_NAMES = ("x", "weight", "bias")
 # Channel counts that are whole 16-byte vectors in some dtypes only (20, 70), in every dtype (24,
 # 72, 40: channels_last tiles staged in vectors, through cp.async), and none; partial pixel tiles
 # and channel blocks. (3, 24, 40, 20, 33) gives d weight's blocks two or more pixel tiles each,
-# vector-staged, so its pipeline alternates its two buffers (as dx's stages do at 24 and more
+# vector-staged, so its pipeline moves on to a second buffer (as dx's stages do at 24 and more
 # channels). On the emulation's 16 SMs (16 forward and 32 dx block slots) the smaller
 # grids split K over blocks (forward, dx): (1, 70, 20, 3, 20) into 5 (16-bit) or 8 and 2 to 5
 # shares, (2, 24, 72, 5, 9) into 2 and 5 to 16, the first shape's dx into 5; its forward does not

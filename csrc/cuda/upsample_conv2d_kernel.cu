@@ -769,9 +769,9 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
 // row H - 1 and would be tap 2's for row H.
 // A warp's fragments are 16 x 16: one ldmatrix (x4) for each operand, two m16n8k16 products.
 // Per pixel a block loads its 64 channels of x and (2 kRows + 1) / kRows times its 64 of A (2.25
-// in 16 bits): a pixel tile's three blocks load 9.75
-// elements per pixel and channel for its 9 taps, where the phase form's four blocks (x with its
-// halo, one phase of dy) loaded 10.75 for 16 folded taps: 9/16 of the HMMA for 0.91 of the traffic.
+// in 16 bits): a pixel tile's three blocks load 9.75 elements per pixel and channel for its 9
+// taps, where the phase form's four blocks (x with its halo, one phase of dy) loaded 10.75 for 16
+// folded taps: 9/16 of the HMMA for 0.91 of the traffic.
 // Writes float partials [split][tap 3k + l][c][o], the 4 applied.
 template <typename T>
 struct GradWeightTile {
@@ -799,9 +799,9 @@ struct GradWeightTile {
   static_assert(kSharedBytes + (kPixels + kAPixels) * sizeof(int64_t) <= 99 * 1024,
                 "the most shared memory a block may have on sm_86 and sm_89");
   // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 128 and spills
-  // nothing (tests/test_cuda_resources.py). Three (18 warps, 195 KiB of the H100's 228 KiB) would
-  // cap it at 96 (16384 registers per SM quarter over 5 warps), where it spilled 48 bytes, reloaded
-  // 15 times a stage. The float32/float64 CUDA-core paths (exactness, not speed) need up to 255
+  // nothing (tests/test_cuda_resources.py). Three (18 warps) would cap it at 96 (16384 registers
+  // per SM quarter over 5 warps), where it spilled 48 bytes, reloaded 15 times a stage, and their
+  // stages would need 236 KiB of the H100's 228. The float32/float64 CUDA-core paths (exactness, not speed) need up to 255
   // registers: one block.
   static constexpr int kBlocksPerSM = sizeof(T) == 2 ? 2 : 1;
 };
