@@ -166,8 +166,9 @@ struct Planes {
   __device__ T* at(int row, int c) const { return p + (c / kVec) * plane + row * kVec + c % kVec; }
   // The tile whose element (0, 0) is this one's (row, c); c a whole chunk.
   __device__ Planes offset(int row, int c) const { return {at(row, c), plane}; }
-  // A plane's elements for `rows` rows (with its pad chunk).
+  // A plane's elements for `rows` rows (with its pad chunk), and a tile's for `channels` of them.
   static constexpr int plane_elems(int rows) { return (rows + 1) * kVec; }
+  static constexpr int tile_elems(int rows, int channels) { return channels / kVec * plane_elems(rows); }
 };
 
 // ---- warp-level C (M x N) += A (M x K) · B (K x N) -------------------------------------------
@@ -249,7 +250,8 @@ __device__ inline void ldmatrix(unsigned (&r)[kCount], const RowOf& row_of) {
 }
 
 template <typename T>
-__device__ inline void mma_m16n8k16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], const float (&c)[4]) {
+__device__ inline void mma_m16n8k16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2],
+                                    const float (&c)[4]) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -494,15 +496,16 @@ struct PhaseConvTile {
   static constexpr int kBM = kHalves * Gemm::M;  // destination channels per block
   static constexpr int kTH = 8, kTW = Gemm::N;   // a low-resolution pixel tile
   static constexpr int kBK = Gemm::K;
-  static constexpr int kChunks = kBK * int(sizeof(T)) / 16;  // 16-byte chunks of a stage's channels: 2
+  static constexpr int kChunks = kBK / Planes<T>::kVec;  // 16-byte chunks of a stage's channels: 2
   static constexpr int kHaloPixels = (kTH + 2) * (kTW + 2);
   // A stage's weights, Planes of rows [slab][m]; its source, Planes of rows [pixel tile][src
   // phase][halo row][halo col] (a tile's kTilePixels), kHaloPlanePixels in all.
   static constexpr int kWeightRows = kSlabs * kBM, kWeightPlane = Planes<T>::plane_elems(kWeightRows);
   static constexpr int kTilePixels = kSrcPhases * kHaloPixels, kHaloPlanePixels = kTiles * kTilePixels;
   static constexpr int kSourcePlane = Planes<T>::plane_elems(kHaloPlanePixels);
-  static constexpr int kWeightElems = kChunks * kWeightPlane;
-  static constexpr int kStageElems = int(round_up(kWeightElems + kChunks * kSourcePlane, 128 / int(sizeof(T))));
+  static constexpr int kWeightElems = Planes<T>::tile_elems(kWeightRows, kBK);
+  static constexpr int kStageElems =
+      int(round_up(kWeightElems + Planes<T>::tile_elems(kHaloPlanePixels, kBK), 128 / int(sizeof(T))));
   // Stages in flight (pipelined): the forward, one block per SM, has the shared memory for a third,
   // so that a stage's loads have two stages' multiplies to land in; dx, two blocks per SM, has
   // two. Whatever T (kBK is 32 bytes), the stages take: forward 85.9 KiB (16-bit) or 67.1 KiB,
@@ -787,8 +790,7 @@ struct GradWeightTile {
   // a fragment load's rows r and r + 4 on the same banks.)
   static constexpr int kPixels = kRows * kTW, kAPixels = kARows * kTW;
   static constexpr int kXPlane = Planes<T>::plane_elems(kPixels), kAPlane = Planes<T>::plane_elems(kAPixels);
-  static constexpr int kXElems = kBC * int(sizeof(T)) / 16 * kXPlane;
-  static constexpr int kAElems = kBO * int(sizeof(T)) / 16 * kAPlane;
+  static constexpr int kXElems = Planes<T>::tile_elems(kPixels, kBC), kAElems = Planes<T>::tile_elems(kAPixels, kBO);
   // A stage (x tile, then A's) rounded up to 128 bytes, 26.25 KiB in the 16-bit types, three of
   // them in flight (pipelined: 78.75 KiB, 157.5 KiB for the two blocks an SM holds); two in the
   // CUDA-core paths: 57 KiB (float32), 66 KiB (float64).
@@ -801,8 +803,8 @@ struct GradWeightTile {
   // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 128 and spills
   // nothing (tests/test_cuda_resources.py). Three (18 warps) would cap it at 96 (16384 registers
   // per SM quarter over 5 warps), where it spilled 48 bytes, reloaded 15 times a stage, and their
-  // stages would need 236 KiB of the H100's 228. The float32/float64 CUDA-core paths (exactness, not speed) need up to 255
-  // registers: one block.
+  // stages would need 236 KiB of the H100's 228. The float32/float64 CUDA-core paths (exactness,
+  // not speed) need up to 255 registers: one block.
   static constexpr int kBlocksPerSM = sizeof(T) == 2 ? 2 : 1;
 };
 
