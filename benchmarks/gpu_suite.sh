@@ -2,9 +2,10 @@
 # One-shot GPU suite for a lent GPU machine (no network; torch cu130, Triton, pytest, pytest-xdist,
 # pytest-benchmark and matplotlib preinstalled). Everything lands in $OUT, the files that come back.
 #   run(command="bash benchmarks/gpu_suite.sh", timeout_s=600)
-#     build for sm_90 (build.log), the GPU-marked tests (tests.log), a kernel profile (profile.log),
+#     build for sm_90 (build.log), the GPU-marked tests (tests.log; the
+#     large_gpu_memory ones after the others, alone: tests-large.log), a kernel profile (profile.log),
 #     device ceilings (ceilings.json), Nsight Compute on the native upsample_conv2d GEMM kernels at
-#     32x32 (ncu.txt: what bounds them, the question no run has answered), memcheck over both
+#     32x32 (ncu.txt: what bounds them, first answered on 2026-11-27 at 217f692), memcheck over both
 #     backends and racecheck over the hand-written CUDA kernels (memcheck.log, racecheck.log; the
 #     Triton kernels' racecheck reports are Triton's own reduction lowering, triton-lang/triton#7264,
 #     see benchmarks/results/HISTORY.md): 450 s at most.
@@ -89,11 +90,17 @@ case "$MODE" in
 all)
   step "GPU tests"
   # Correctness only: one fixed Triton config per kernel instead of autotuning every new shape.
-  # loadgroup: the large_gpu_memory tests one at a time in one worker (tests/conftest.py).
-  WORKERS=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8 --dist loadgroup")
-  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 150 "$PY" -m pytest -q -p no:cacheprovider $WORKERS -m gpu tests \
-    > "$OUT/tests.log" 2>&1
+  # The large_gpu_memory tests (tens of GiB each) run after the others, one at a time: beside the
+  # xdist workers two or three of them at once ran the H100 out of memory (2026-11-27 at 4153b8f
+  # and at 217f692; xdist's loadgroup did not keep them in one worker: with pytest 9 its group
+  # suffix never reaches the node ids).
+  WORKERS=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")
+  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 120 "$PY" -m pytest -q -p no:cacheprovider $WORKERS \
+    -m "gpu and not large_gpu_memory" tests > "$OUT/tests.log" 2>&1
   echo "pytest status $?"; tail -n 15 "$OUT/tests.log"
+  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 60 "$PY" -m pytest -q -p no:cacheprovider -m large_gpu_memory tests \
+    > "$OUT/tests-large.log" 2>&1
+  echo "pytest (large_gpu_memory) status $?"; tail -n 8 "$OUT/tests-large.log"
 
   step "kernel profile (kernel time against call time)"
   STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 55 "$PY" benchmarks/profile_kernels.py > "$OUT/profile.log" 2>&1

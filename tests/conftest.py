@@ -40,13 +40,6 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
-        # Under pytest-xdist's --dist loadgroup (benchmarks/gpu_suite.sh) the tests that hold tens of
-        # GiB run one after another in one worker: two at once beside the other workers ran an H100
-        # out of memory (2026-11-27 at 4153b8f).
-        if config.pluginmanager.hasplugin("xdist"):
-            for item in items:
-                if "large_gpu_memory" in item.keywords:
-                    item.add_marker(pytest.mark.xdist_group("large_gpu_memory"))
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
@@ -55,7 +48,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_runtest_teardown(item):
-    # The caching allocator would keep a large test's blocks from the other workers' processes.
+    # The caching allocator would keep a large test's blocks from the next one (benchmarks/gpu_suite.sh
+    # runs the large_gpu_memory tests one after another, apart from the others).
     if "large_gpu_memory" in item.keywords:
         torch.cuda.empty_cache()
 
