@@ -101,8 +101,8 @@ def test_upsample_conv2d_matches_reference(emulated, dtype, shape, memory_format
 # 16-bit types (GradWeightTile::kStages); the shapes above give their blocks one or two stages in
 # those types. Here 128 source channels are 8 forward stages of 16, on 16 blocks (16 pixel tiles by
 # 128 destination channels: unsplit on the emulation's 16 block slots); dx's 8 stages (128
-# channels of dy) split into 2 shares of 4 on two buffers; d weight's 16 tiles go to 3 splits of 5
-# or 6. Every pipeline loads a stage into a buffer an earlier stage used.
+# channels of dy) split into 2 shares of 4 on two buffers; d weight's 16 tiles go to 2 splits of 8
+# (grad_weight_splits). Every pipeline loads a stage into a buffer an earlier stage used.
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_upsample_conv2d_pipelines_reuse_their_buffers(emulated, dtype, memory_format):

@@ -66,6 +66,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -1255,6 +1256,35 @@ at::Tensor upsample_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, c
   return y;
 }
 
+// grad_weight_kernel's pixel shares (splits, no more than the tiles, at most kMostSplits): the
+// fewest that minimise the time of the busiest block slot, waves x (tiles a block + kBlockTiles),
+// with `blocks_per_split` blocks a share and `slots` blocks the GPU holds at once. kBlockTiles
+// stands for what a block costs beyond its tiles, its pipeline's fill and its epilogue (64 x 64 x
+// 3 float partials written): an estimate of about two tiles' time, not measured. Filling the
+// slots once with as few shares as that takes, the rule before, could leave a last wave nearly
+// empty: at 8 x 512 -> 512 channels on 32x32, 2 shares made 384 blocks of 64 tiles for the H100's
+// 264 slots, 1.45 waves, and SMs held no block for 29% of the kernel's cycles (Nsight Compute's
+// SM active cycles against elapsed, nvidia-h100-2026-11-27d-ncu.txt); 4 shares make 768 blocks of
+// 32 tiles, 2.9 waves: 3 x 34 against 2 x 66. Left out: that a lone block on an SM runs faster
+// than two, and the shares' float partials (9.4 MB each at 512 -> 512, written, then summed).
+// The old cap of 32 shares left the few-channel levels short of blocks (a 128 -> 64 channel
+// level, 6 blocks a share, got 192 blocks for 264 slots); the model takes many shares only where
+// a share has few blocks, and so small partials (a wave of blocks writes 264 x 48 KiB).
+constexpr int64_t kMostSplits = 256;
+int grad_weight_splits(int64_t blocks_per_split, int64_t slots, int64_t tiles) {
+  constexpr int64_t kBlockTiles = 2;
+  int best = 1;
+  int64_t best_time = std::numeric_limits<int64_t>::max();
+  for (int splits = 1; splits <= std::min(kMostSplits, tiles); ++splits) {
+    const int64_t time = ceil_div(blocks_per_split * splits, slots) * (ceil_div(tiles, splits) + kBlockTiles);
+    if (time < best_time) {
+      best = splits;
+      best_time = time;
+    }
+  }
+  return best;
+}
+
 // dW from A, as float partials over `splits` pixel shares, then summed in a fixed order.
 at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x, int64_t C_out) {
   const int64_t N = x.size(0), C_in = x.size(1);
@@ -1267,10 +1297,8 @@ at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x,
     const int tiles_h = int(ceil_div(H, Tile::kRows)), tiles_w = int(ceil_div(W, Tile::kTW));
     const int64_t tiles = N * tiles_h * tiles_w;
     const int64_t c_blocks = ceil_div(C_in, Tile::kBC), o_blocks = ceil_div(C_out, Tile::kBO);
-    // Enough pixel shares to fill the GPU's block slots once, no more than there are tiles, at most 32.
-    const int64_t slots = Tile::kBlocksPerSM * int64_t(multiprocessor_count(x));
-    const int64_t blocks_per_split = Tile::kTaps * c_blocks * o_blocks;
-    const int splits = int(std::clamp<int64_t>(ceil_div(slots, blocks_per_split), 1, std::min<int64_t>(32, tiles)));
+    const int splits = grad_weight_splits(Tile::kTaps * c_blocks * o_blocks,
+                                          Tile::kBlocksPerSM * int64_t(multiprocessor_count(x)), tiles);
     // The sum's grid has more blocks along either axis than grad_weight_kernel's: bounding it bounds both.
     check_grid(ceil_div(C_in, kSumTile<acc_t>), "the input channels");
     TORCH_CHECK(ceil_div(C_out, kSumTile<acc_t>) < 65536, "upsample_conv2d: too many output channels (", C_out, ")");
