@@ -56,6 +56,13 @@
 // avg_pool2d making A; window_means_kernel took 0.029 ms for it on the H100 run at ee707a8
 // (nvidia-h100-2026-11-27b-profile.log), where 0.34 / 0.37 / 0.44 ms went to the three GEMMs and
 // 0.051 ms to d bias, ATen's sum of dy, since summed by window_means_kernel as it reads dy.
+// 0.300 / 0.224 / 0.360 ms at 4153b8f with staging from offset tables, then 0.294 / 0.229 / 0.379
+// at 217f692 (nvidia-h100-2026-11-27d-profile.log) with one barrier a pipeline stage and
+// ldmatrix/mma.sync from conflict-free chunk planes: no faster.
+// Nsight Compute there (-ncu.txt) found no unit near its peak (tensor pipe 35% in the forward, L2
+// 62% in dx and 75% in d weight), occupancy at 25 / 12.5 / 18.75%, d weight's SMs without a block
+// 29% of its cycles (1.45 waves: grad_weight_splits) and the epilogues' shared-memory stores 3.2-
+// to 4-way bank conflicts (TensorCoreMma::store).
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, ldmatrix and mma.sync emulated as the PTX ISA defines them, with their
@@ -184,10 +191,12 @@ struct GemmShape {
 
 // CUDA cores, exact in Acc: lane l owns row l % M of C and, of that row, the M * N / 32 columns
 // from (l / M) * (M * N / 32) on. B is read from shared memory inside mma(), so load_b only
-// records where it is. store() writes C row-major (leading dimension N) or column-major (M).
+// records where it is. store() writes C row-major (leading dimension kRowLd = N) or column-major
+// (kColLd = M), kStagedElems elements either way.
 template <typename T, typename Acc, typename Shape>
 struct CudaCoreMma {
   static constexpr int kCols = Shape::M * Shape::N / kWarp;
+  static constexpr int kRowLd = Shape::N, kColLd = Shape::M, kStagedElems = Shape::M * Shape::N;
   struct FragA {
     Acc v[Shape::K];
   };
@@ -220,7 +229,7 @@ struct CudaCoreMma {
   static __device__ void store(Acc* p, const FragC& c, bool col_major) {
     const int m = row(), n0 = first_col();
 #pragma unroll
-    for (int n = 0; n < kCols; ++n) (col_major ? p[(n0 + n) * Shape::M + m] : p[m * Shape::N + n0 + n]) = c.v[n];
+    for (int n = 0; n < kCols; ++n) (col_major ? p[(n0 + n) * kColLd + m] : p[m * kRowLd + n0 + n]) = c.v[n];
   }
 };
 
@@ -229,7 +238,9 @@ struct CudaCoreMma {
 // row_of(8j + r): a function of the lane, so that the emulation reads every lane's rows without
 // an exchange; register j of lane l gets row l / 4, elements 2 (l % 4), 2 (l % 4) + 1, or with
 // kTrans that column), and mma_tiles, mma.sync m16n8k16 (float accumulation) on each m16n8 tile
-// of a warp's C (one call, so that the emulation exchanges a warp's registers once for them all).
+// of a warp's C (one call, so that the emulation exchanges a warp's registers once for them all),
+// and store_shared, a lane's floats into shared memory at an address that is a function of the
+// lane (so that the emulation sees a warp's addresses and checks their banks, as ldmatrix's).
 #if !defined(STYLEGAN_OPS_EMULATE_CUDA) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
 template <int kCount, bool kTrans, typename RowOf>
 __device__ inline void ldmatrix(unsigned (&r)[kCount], const RowOf& row_of) {
@@ -276,6 +287,18 @@ __device__ inline void mma_tiles(float (&c)[kM][kN][4], const unsigned (&a)[kM][
   for (int i = 0; i < kM; ++i)
 #pragma unroll
     for (int j = 0; j < kN; ++j) mma_m16n8k16<T>(c[i][j], a[i], b[j], c[i][j]);
+}
+
+// kCount floats (1, or 2 as one 8-byte access) of each lane into shared memory at address_of(lane).
+template <int kCount, typename AddressOf>
+__device__ inline void store_shared(const float (&v)[kCount], const AddressOf& address_of) {
+  float* const to = address_of(int(threadIdx.x % kWarp));
+  if constexpr (kCount == 2) {
+    *reinterpret_cast<float2*>(to) = make_float2(v[0], v[1]);
+  } else {
+    static_assert(kCount == 1, "one or two floats");
+    *to = v[0];
+  }
 }
 #endif
 
@@ -329,18 +352,37 @@ struct TensorCoreMma {
     }
   }
   static __device__ void mma(FragC& c, const FragA& a, const FragB& b) { mma_tiles<T>(c.v, a.r, b.r); }
-  // C row-major (leading dimension N) or column-major (M) at p: lane l holds rows l / 4 and
-  // l / 4 + 8, columns 2 (l % 4) and 2 (l % 4) + 1, of each m16n8 tile.
+  // C staged at p, row-major (leading dimension kRowLd) or column-major (kColLd), kStagedElems
+  // floats either way. Lane l = 4g + t holds rows g and g + 8, columns 2t and 2t + 1, of each
+  // m16n8 tile, so a store of one register of every lane puts 8 rows' lanes 4 apart along a
+  // column-major C's columns: with kColLd = M (a multiple of 32) the 4 lanes of a row shared a
+  // bank, 4 wavefronts a store (Nsight Compute, nvidia-h100-2026-11-27d-ncu.txt: a 4.0-way
+  // conflict on 74% of the forward's shared-store wavefronts). Column n starts 8 banks after
+  // column n - 2 with kColLd = M + 4: the 32 lanes on 32 banks. Row-major, a lane's two columns
+  // go as one 8-byte store, half a warp a wavefront: rows 8 banks apart (kRowLd 8 or 24 modulo
+  // 32) put a half-warp's 4 rows on distinct banks.
+  static constexpr int kColLd = Shape::M + 4, kRowLd = Shape::N % 16 == 8 ? Shape::N : Shape::N + 8;
+  static constexpr int kStagedElems = std::max(Shape::M * kRowLd, Shape::N * kColLd);
+  static_assert(Shape::M % 16 == 0 && kRowLd % 32 % 16 == 8, "the banks above");
   static __device__ void store(float* p, const FragC& c, bool col_major) {
-    const int g = int(threadIdx.x % kWarp) / 4, t = int(threadIdx.x % kWarp) % 4;
+    const auto g = [](int l) { return l / 4; };
+    const auto t = [](int l) { return l % 4; };
 #pragma unroll
     for (int i = 0; i < kMTiles; ++i)
 #pragma unroll
       for (int j = 0; j < kNTiles; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int m = 16 * i + g + 8 * (e / 2), n = 8 * j + 2 * t + e % 2;
-          (col_major ? p[n * Shape::M + m] : p[m * Shape::N + n]) = c.v[i][j][e];
+        for (int h = 0; h < 2; ++h) {  // rows g, g + 8: registers 2h, 2h + 1
+          const auto m = [&](int l) { return 16 * i + g(l) + 8 * h; };
+          const auto n = [&](int l) { return 8 * j + 2 * t(l); };
+          if (col_major) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              store_shared<1>({c.v[i][j][2 * h + e]}, [&](int l) { return p + (n(l) + e) * kColLd + m(l); });
+            }
+          } else {
+            store_shared<2>({c.v[i][j][2 * h], c.v[i][j][2 * h + 1]}, [&](int l) { return p + m(l) * kRowLd + n(l); });
+          }
         }
   }
 };
@@ -551,14 +593,16 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   using Mma = WarpMma<T, acc_t, typename Tile::Gemm>;
   constexpr int kTiles = Tile::kTiles, kBM = Tile::kBM, kTH = Tile::kTH, kTW = Tile::kTW, kBK = Tile::kBK;
   constexpr int kHalves = Tile::kHalves, kWarps = Tile::kWarps, kThreads = Tile::kThreads;
-  constexpr int kFragM = Tile::Gemm::M, kFragN = Tile::Gemm::N;
+  constexpr int kFragM = Tile::Gemm::M;
   // dx's source is A, the means of dy's 2x2 windows: its sums are 4 times that.
   constexpr float kSourceScale = kDstPhases == 1 ? 4.0f : 1.0f;
   constexpr int kWeightElems = Tile::kWeightElems, kWeightPlane = Tile::kWeightPlane;
   constexpr int kSourcePlane = Tile::kSourcePlane, kStageElems = Tile::kStageElems;
   constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
-  constexpr int kFragElems = kFragM * kFragN;
-  static_assert(kWarps * kFragElems * sizeof(acc_t) <= Tile::kSharedBytes, "epilogue scratch");
+  // A warp's staged fragment in the epilogue's scratch (Mma::store), and 4 more: dx's two channel
+  // halves, which a quarter-warp's 16-byte loads read together, then start on different banks.
+  constexpr int kWarpScratch = Mma::kStagedElems + 4;
+  static_assert(kWarps * kWarpScratch * sizeof(acc_t) <= Tile::kSharedBytes, "epilogue scratch");
   static_assert(kStageElems * sizeof(T) % 128 == 0, "stages 128-byte aligned");
   // Tile::kStages stages, each its weights then its source tiles; after the last, the epilogue's scratch.
   T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());
@@ -698,15 +742,16 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   // consecutive words). dst_vectors (channels_last, whole aligned 16-byte vectors of channels,
   // one share): a thread writes kOutVec channels of a pixel with one store, and computes one
   // address for them.
-  constexpr int kOutVec = 16 / int(sizeof(scalar_t));
-  static_assert(kFragM % kOutVec == 0, "a vector of channels within one fragment");
+  constexpr int kOutVec = 16 / int(sizeof(scalar_t)), kAccVec = 16 / int(sizeof(acc_t));
+  static_assert(kFragM % kOutVec == 0 && kOutVec % kAccVec == 0, "a vector of channels within one fragment");
+  static_assert(Mma::kColLd % kAccVec == 0 && kWarpScratch % kAccVec == 0, "16-byte aligned staged vectors");
   acc_t* const scratch = reinterpret_cast<acc_t*>(smem);
   const scalar_t* const share_bias = share == 0 ? bias : nullptr;  // the bias goes into share 0's partial
   // Where channel m (of the block) of pixel px in `phase` of pixel tile s lies in the staged
   // fragments: in the fragment of the warp of that phase, channel half and tile.
   const auto staged = [&](unsigned s, unsigned phase, unsigned m, unsigned px) {
-    const unsigned at = dst_channels_inner ? px * kFragM + m % kFragM : m % kFragM * kFragN + px;
-    return scratch + (phase + kDstPhases * (m / kFragM + kHalves * s)) * kFragElems + at;
+    const unsigned at = dst_channels_inner ? px * Mma::kColLd + m % kFragM : m % kFragM * Mma::kRowLd + px;
+    return scratch + (phase + kDstPhases * (m / kFragM + kHalves * s)) * kWarpScratch + at;
   };
   const auto value = [&](const acc_t* fragment, int64_t channel) {
     const acc_t sum = *fragment * acc_t(kSourceScale);
@@ -716,7 +761,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
   constexpr unsigned kRowOutputs = kTiles * kDstPhases * kTW * kBM;
 #pragma unroll
   for (int r = 0; r < kTH; ++r) {
-    Mma::store(scratch + warp * kFragElems, acc[r], /*col_major=*/dst_channels_inner);
+    Mma::store(scratch + warp * kWarpScratch, acc[r], /*col_major=*/dst_channels_inner);
     __syncthreads();
     if (dst_vectors) {
       for (unsigned v = threadIdx.x; v < kRowOutputs / kOutVec; v += kThreads) {
@@ -725,10 +770,20 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
         const PixelTile tile = pixel_tiles[s];
         const int i = tile.i0 + r, j = tile.j0 + int(px);
         if (i < tile.i_end && j < W && m0 + m < M) {
-          const acc_t* const fragment = staged(s, phase, m, px);
+          // The vector's staged sums, read 16 bytes at a time: 8 lanes a wavefront, 2 pixels of 4
+          // vectors in the forward (16-bit), their columns 36 words apart, or dx's 8 vectors of one pixel, half
+          // of them kWarpScratch further: every bank once (scalar loads of the forward's 8 floats,
+          // a warp's 4 pixels 36 words apart, hit 8 banks 4 times).
+          const Packed<acc_t, kAccVec>* const fragment =
+              reinterpret_cast<const Packed<acc_t, kAccVec>*>(staged(s, phase, m, px));
+          Packed<acc_t, kAccVec> sums[kOutVec / kAccVec];
+#pragma unroll
+          for (int h = 0; h < kOutVec / kAccVec; ++h) sums[h] = fragment[h];
           Packed<scalar_t, kOutVec> out;
 #pragma unroll
-          for (int l = 0; l < kOutVec; ++l) out.v[l] = static_cast<scalar_t>(value(fragment + l, m0 + m + l));
+          for (int l = 0; l < kOutVec; ++l) {
+            out.v[l] = static_cast<scalar_t>(value(&sums[l / kAccVec].v[l % kAccVec], m0 + m + l));
+          }
           store_packed(dst + tile.dst_sample + in_sample_offset<kDstPhases>(dst_s, m0 + m, i, j, phase), out);
         }
       }
@@ -827,7 +882,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   static_assert(kThreads % (kBC / kVec) == 0 && kThreads % (kBO / kVec) == 0, "a thread's vectors: fixed channels");
   constexpr int kCFrags = kBC / 2 / Gemm::M, kOFrags = kBO / Gemm::N;  // per warp: 32 channels c, all 64 o
   constexpr int kFragElems = Gemm::M * Gemm::N;
-  static_assert(Tile::kWarps * kFragElems * sizeof(acc_t) <= Tile::kStageElems * sizeof(T), "epilogue scratch");
+  static_assert(Tile::kWarps * Mma::kStagedElems * sizeof(acc_t) <= Tile::kStageElems * sizeof(T), "epilogue scratch");
   T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());  // two stages; the first is the epilogue's scratch
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
@@ -945,7 +1000,10 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
     }
   });
 
-  acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * kFragElems;  // the stages are read
+  // A warp's fragment, staged row-major (Mma::kRowLd: in the 16-bit types its stores without bank
+  // conflicts, and the loads below, two rows of 16 words 24 apart, on 8 banks twice), goes out a
+  // row of 16 o at a time.
+  acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * Mma::kStagedElems;  // the stages are read
   acc_t* out = partial + (int64_t(split) * 9 + 3 * k + l) * C_in * C_out;
 #pragma unroll
   for (int m = 0; m < kCFrags; ++m) {
@@ -955,7 +1013,9 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
       __syncwarp();
       for (int e = lane; e < kFragElems; e += kWarp) {
         const int64_t c = c0 + (half * kCFrags + m) * Gemm::M + e / Gemm::N, o = o0 + f * Gemm::N + e % Gemm::N;
-        if (c < C_in && o < C_out) out[c * C_out + o] = acc_t(4) * scratch[e];  // A's means: a quarter of the sums
+        if (c < C_in && o < C_out) {
+          out[c * C_out + o] = acc_t(4) * scratch[e / Gemm::N * Mma::kRowLd + e % Gemm::N];  // A's means: a quarter
+        }
       }
       __syncwarp();
     }

@@ -11,7 +11,7 @@
 // fragments (which lane holds which elements; mma's operands exchanged through the warp's
 // buffers), with their rules checked: ldmatrix rows 16-byte aligned in the dynamic shared memory,
 // and, a rule of the kernels' own, the 8 rows of every matrix on 8 different bank groups (no
-// bank conflict). What this cannot check: that the hardware agrees with this reading of the ISA
+// bank conflict); likewise store_shared, the epilogues' stores of the mma's accumulators. What this cannot check: that the hardware agrees with this reading of the ISA
 // (the GPU-marked tests do), the kernels' other inline PTX (vector stores run their plain C++
 // twins here), memory-model races between blocks, and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
@@ -22,10 +22,13 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <barrier>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -193,6 +196,44 @@ void ldmatrix(unsigned (&r)[kCount], const RowOf& row_of) {
     }
     r[j] = unsigned(pair[0]) | unsigned(pair[1]) << 16;
   }
+}
+
+// store_shared: kCount floats of each lane into shared memory at address_of(lane), one access of
+// 4 kCount bytes (st.shared.f32 or .v2.f32). Shared memory serves 128 bytes a wavefront, the
+// lanes of a warp 32 / kCount at a time: a rule of the kernels' own, those lanes' distinct
+// addresses fall on distinct banks (no bank conflict), checked here with the accesses' alignment.
+template <int kCount, typename AddressOf>
+void store_shared(const float (&v)[kCount], const AddressOf& address_of) {
+  using namespace cuda_emulation;
+  static_assert(kCount == 1 || kCount == 2, "one or two floats");
+  constexpr unsigned kBytes = 4 * kCount, kLanesAtOnce = kWarp / kCount;
+  const auto offset = [&](int l) {  // of lane l's access from the dynamic shared memory, or -1 outside it
+    const auto* p = reinterpret_cast<const unsigned char*>(static_cast<const void*>(address_of(l)));
+    return p < dynamic_smem || p + kBytes > dynamic_smem + dynamic_smem_bytes || (p - dynamic_smem) % kBytes != 0
+               ? std::ptrdiff_t(-1) : p - dynamic_smem;
+  };
+  if (lane() == 0) {
+    for (unsigned first = 0; first < unsigned(kWarp); first += kLanesAtOnce) {
+      std::ptrdiff_t bank_word[32];  // the word each bank serves in this wavefront, or -1
+      std::fill(std::begin(bank_word), std::end(bank_word), std::ptrdiff_t(-1));
+      for (unsigned l = first; l < first + kLanesAtOnce; ++l) {
+        const std::ptrdiff_t at = offset(int(l));
+        if (at < 0) {
+          report_violation("store_shared: an address outside the dynamic shared memory or not aligned");
+          return;
+        }
+        for (unsigned w = 0; w < unsigned(kCount); ++w) {
+          const std::ptrdiff_t word = at / 4 + w;
+          std::ptrdiff_t& served = bank_word[word % 32];
+          if (served >= 0 && served != word) {
+            report_violation("store_shared: two addresses of one wavefront on the same bank (a bank conflict)");
+          }
+          served = word;
+        }
+      }
+    }
+  }
+  std::memcpy(address_of(int(lane())), v, kBytes);
 }
 
 // mma_tiles: c[i][j] += a[i] b[j] for kM x kN tiles, each mma.sync.aligned.m16n8k16.row.col.f32.
