@@ -773,7 +773,7 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
           // The vector's staged sums, read 16 bytes at a time: 8 lanes a wavefront, 2 pixels of 4
           // vectors in the forward (16-bit), their columns 36 words apart, or dx's 8 vectors of one pixel, half
           // of them kWarpScratch further: every bank once (scalar loads of the forward's 8 floats,
-          // a warp's 4 pixels 36 words apart, hit 8 banks 4 times).
+          // a warp's 8 pixels 36 words apart, hit 8 banks 4 times).
           const Packed<acc_t, kAccVec>* const fragment =
               reinterpret_cast<const Packed<acc_t, kAccVec>*>(staged(s, phase, m, px));
           Packed<acc_t, kAccVec> sums[kOutVec / kAccVec];
