@@ -5,9 +5,9 @@ Each .cu file is compiled with the host compiler against tests/cuda_emulation/cu
 the plain references: every tile, halo, tap, channel block, pixel split, vector width and layout
 index of the forward and backward kernels runs here, without a GPU. upsample_conv2d's
 float16/bfloat16 go through its ldmatrix and mma.sync, emulated lane by lane as the PTX ISA
-defines their fragments, with their alignment rules checked and every ldmatrix free of bank
-conflicts; whether the hardware agrees, like the speed of anything, is left to the GPU-marked
-tests.
+defines their fragments, with their alignment rules checked and every ldmatrix, and every
+epilogue store of the accumulators (store_shared), free of bank conflicts; whether the hardware
+agrees, like the speed of anything, is left to the GPU-marked tests.
 """
 
 import math

@@ -363,7 +363,7 @@ struct TensorCoreMma {
   // 32) put a half-warp's 4 rows on distinct banks.
   static constexpr int kColLd = Shape::M + 4, kRowLd = Shape::N % 16 == 8 ? Shape::N : Shape::N + 8;
   static constexpr int kStagedElems = std::max(Shape::M * kRowLd, Shape::N * kColLd);
-  static_assert(Shape::M % 16 == 0 && kRowLd % 32 % 16 == 8, "the banks above");
+  static_assert(kRowLd % 16 == 8, "the banks above (kColLd: M % 16 == 0, asserted above)");
   static __device__ void store(float* p, const FragC& c, bool col_major) {
     const auto g = [](int l) { return l / 4; };
     const auto t = [](int l) { return l % 4; };
@@ -771,9 +771,9 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
         const int i = tile.i0 + r, j = tile.j0 + int(px);
         if (i < tile.i_end && j < W && m0 + m < M) {
           // The vector's staged sums, read 16 bytes at a time: 8 lanes a wavefront, 2 pixels of 4
-          // vectors in the forward (16-bit), their columns 36 words apart, or dx's 8 vectors of one pixel, half
-          // of them kWarpScratch further: every bank once (scalar loads of the forward's 8 floats,
-          // a warp's 8 pixels 36 words apart, hit 8 banks 4 times).
+          // vectors in the forward (16-bit), their columns 36 words apart, or dx's 8 vectors of
+          // one pixel, half of them kWarpScratch further: every bank once (scalar loads of the
+          // forward's 8 floats, a warp's 8 pixels 36 words apart, hit 8 banks 4 times).
           const Packed<acc_t, kAccVec>* const fragment =
               reinterpret_cast<const Packed<acc_t, kAccVec>*>(staged(s, phase, m, px));
           Packed<acc_t, kAccVec> sums[kOutVec / kAccVec];
@@ -883,7 +883,7 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
   constexpr int kCFrags = kBC / 2 / Gemm::M, kOFrags = kBO / Gemm::N;  // per warp: 32 channels c, all 64 o
   constexpr int kFragElems = Gemm::M * Gemm::N;
   static_assert(Tile::kWarps * Mma::kStagedElems * sizeof(acc_t) <= Tile::kStageElems * sizeof(T), "epilogue scratch");
-  T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());  // two stages; the first is the epilogue's scratch
+  T* const smem = reinterpret_cast<T*>(dynamic_shared_memory());  // the stages; once read, the first is the epilogue's
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int k = warp % kTaps, half = warp / kTaps;  // filter row k, which 32 of the 64 x channels
