@@ -154,6 +154,29 @@ def test_upsample_conv2d_mixed_layouts(emulated, dtype, x_layout, weight_layout)
     assert grad_x.is_contiguous(memory_format=LAYOUTS[x_layout][1])
 
 
+# A model moved to channels_last: the weight is read where it lies (a contiguous copy, aten::clone,
+# cost a kernel and an allocation in the forward and again in dx), and d weight is written
+# channels_last, as the parameter is laid out. 40 input channels: whole and partial tiles of the
+# d weight sum (32 channels a tile in float32, 16 in float64).
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_upsample_conv2d_reads_and_writes_a_channels_last_weight_in_place(emulated, dtype):
+    x, weight, grad_y = (t.contiguous(memory_format=torch.channels_last) for t in
+                         (torch.randn(2, 40, 5, 9, dtype=dtype), torch.randn(36, 40, 3, 3, dtype=dtype),
+                          torch.randn(2, 36, 10, 18, dtype=dtype)))
+    bias = torch.randn(36, dtype=dtype)
+    with torch.profiler.profile() as prof:
+        y = emulated.upsample_conv2d(x, weight, bias)
+        grad_x, grad_weight, _ = emulated.upsample_conv2d_backward(grad_y, x, weight, [True, True, True])
+    assert "aten::clone" not in {event.key for event in prof.key_averages()}
+    assert grad_weight.is_contiguous(memory_format=torch.channels_last)
+    _, forward_tol, grad_tol = TOLERANCES[dtype]
+    xr, wr = x.double().requires_grad_(), weight.double().requires_grad_()
+    want_y = upsample_conv2d_reference(xr, wr, bias.double())
+    want_x, want_weight = torch.autograd.grad(want_y, (xr, wr), grad_y.double())
+    assert rel_l2(y, want_y) < forward_tol
+    assert rel_l2(grad_x, want_x) < grad_tol and rel_l2(grad_weight, want_weight) < grad_tol
+
+
 # ---- noise_adain_lrelu ---------------------------------------------------------------------------
 NOISE_NAMES = ("x", "noise", "noise_weight", "style_scale", "style_bias")
 

@@ -44,9 +44,11 @@ namespace {
 // 0.5 to 2 MB alike; 8 MB and whole-tensor blocks up to 1.3x slower at 16x16 and 64x64 planes.
 constexpr int64_t kBlockBytes = int64_t(1) << 20;
 
-// weight (C_out, C_in, 3, 3) <-> the (9 C_out, C_in) GEMM operand "taps", row 9o + 3ky + kx: per
-// output channel o, a (C_in, 9) <-> (9, C_in) transpose within the cache, the inner loop along the
-// side written (contiguous). A strided copy_ of the permuted tensor took 3x a plain copy's time.
+// weight (C_out, C_in, 3, 3) <-> the (9 C_out, C_in) GEMM operand "taps", row 9o + 3ky + kx. A
+// channels_last weight (o, ky, kx, c) lies in memory as the taps do: a view, converted to the
+// accumulation type (no copy in float32 and float64). A contiguous one: per output channel o, a
+// (C_in, 9) <-> (9, C_in) transpose within the cache, the inner loop along the side written
+// (contiguous). A strided copy_ of the permuted tensor took 3x a plain copy's time.
 template <typename src_t, typename dst_t>
 void transpose_filters(const src_t* src, dst_t* dst, int64_t C_out, int64_t C_in, bool to_taps) {
   at::parallel_for(0, C_out, 1, [&](int64_t begin, int64_t end) {
@@ -64,23 +66,32 @@ void transpose_filters(const src_t* src, dst_t* dst, int64_t C_out, int64_t C_in
 }
 
 at::Tensor tap_rows(const at::Tensor& weight, at::ScalarType acc) {
+  const int64_t C_out = weight.size(0), C_in = weight.size(1);
+  if (weight.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    return weight.permute({0, 2, 3, 1}).view({9 * C_out, C_in}).to(acc);
+  }
   const at::Tensor filters = weight.contiguous();
-  at::Tensor taps = at::empty({9 * weight.size(0), weight.size(1)}, weight.options().dtype(acc));
+  at::Tensor taps = at::empty({9 * C_out, C_in}, weight.options().dtype(acc));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "upsample_conv2d_tap_rows", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    transpose_filters(filters.const_data_ptr<scalar_t>(), taps.mutable_data_ptr<acc_t>(), weight.size(0),
-                      weight.size(1), /*to_taps=*/true);
+    transpose_filters(filters.const_data_ptr<scalar_t>(), taps.mutable_data_ptr<acc_t>(), C_out, C_in,
+                      /*to_taps=*/true);
   });
   return taps;
 }
 
-// The gradient of the weight from the gradient of taps, in the weight's dtype, contiguous.
+// The gradient of the weight from the gradient of taps, in the weight's dtype and memory format
+// (in another, autograd would copy it into the parameter's layout).
 at::Tensor filters_from_tap_rows(const at::Tensor& taps, const at::Tensor& weight) {
+  const int64_t C_out = weight.size(0), C_in = weight.size(1);
+  if (output_memory_format(weight) == at::MemoryFormat::ChannelsLast) {
+    return taps.view({C_out, 3, 3, C_in}).permute({0, 3, 1, 2}).to(weight.scalar_type());
+  }
   at::Tensor filters = at::empty(weight.sizes(), weight.options().memory_format(at::MemoryFormat::Contiguous));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "upsample_conv2d_filters", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    transpose_filters(taps.const_data_ptr<acc_t>(), filters.mutable_data_ptr<scalar_t>(), weight.size(0),
-                      weight.size(1), /*to_taps=*/false);
+    transpose_filters(taps.const_data_ptr<acc_t>(), filters.mutable_data_ptr<scalar_t>(), C_out, C_in,
+                      /*to_taps=*/false);
   });
   return filters;
 }

@@ -1046,13 +1046,15 @@ at::Tensor channels_contiguous(const at::Tensor& t) {
 
 // The weights of phase_conv_kernel, slab-major and zero-padded to whole blocks: the forward's 16
 // folded slabs (a, b, t, u) of (o, c) matrices, dx's 9 taps (k, l) as (c, o) matrices
-// W[:, :, k, l]ᵀ. A thread per padded entry of a slab reads its filter pair's 9 taps, folds
-// them for the forward in the accumulation type (fold_taps: sums, so an infinite tap stays
-// infinite) and writes its entry of every slab; consecutive threads write consecutive columns.
+// W[:, :, k, l]ᵀ. A thread per padded entry of a slab reads its filter pair's 9 taps through the
+// weight's strides (the weight of a model moved to channels_last is read where it lies: a
+// contiguous copy cost a kernel and an allocation a call), folds them for the forward in the
+// accumulation type (fold_taps: sums, so an infinite tap stays infinite) and writes its entry of
+// every slab; consecutive threads write consecutive columns.
 template <typename scalar_t, int kDstPhases>
 __global__ void __launch_bounds__(kElementwiseThreads)
-    slabs_kernel(const scalar_t* __restrict__ weight, scalar_t* __restrict__ slabs, int64_t C_out, int64_t C_in,
-                 int64_t rows_pad, int64_t cols_pad) {
+    slabs_kernel(const scalar_t* __restrict__ weight, Strides w_s, scalar_t* __restrict__ slabs, int64_t C_out,
+                 int64_t C_in, int64_t rows_pad, int64_t cols_pad) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kSlabs = Taps<kDstPhases>::kSlabs;
   const int64_t entry = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, slab_size = rows_pad * cols_pad;
@@ -1061,7 +1063,8 @@ __global__ void __launch_bounds__(kElementwiseThreads)
   const int64_t o = kDstPhases == 4 ? row : col, c = kDstPhases == 4 ? col : row;
   acc_t taps[9] = {};
   if (o < C_out && c < C_in) {
-    for (int k = 0; k < 9; ++k) taps[k] = static_cast<acc_t>(weight[(o * C_in + c) * 9 + k]);
+    const scalar_t* filter = weight + o * w_s.n + c * w_s.c;
+    for (int k = 0; k < 9; ++k) taps[k] = static_cast<acc_t>(filter[k / 3 * w_s.h + k % 3 * w_s.w]);
   }
   acc_t folded[16];
   if constexpr (kDstPhases == 4) fold_taps(taps, folded);
@@ -1076,32 +1079,34 @@ at::Tensor slab_weights(const at::Tensor& weight, int64_t row_block, int64_t col
   const int64_t rows_pad = round_up(kDstPhases == 4 ? C_out : C_in, row_block);
   const int64_t cols_pad = round_up(kDstPhases == 4 ? C_in : C_out, col_block);
   at::Tensor slabs = at::empty({Taps<kDstPhases>::kSlabs, rows_pad, cols_pad}, weight.options());
-  const at::Tensor w = weight.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "upsample_conv2d_slabs", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "upsample_conv2d_slabs", [&] {
     launch_kernel(slabs_kernel<scalar_t, kDstPhases>,
                   dim3(unsigned(ceil_div(rows_pad * cols_pad, kElementwiseThreads))), kElementwiseThreads,
-                  w.const_data_ptr<scalar_t>(), slabs.mutable_data_ptr<scalar_t>(), C_out, C_in, rows_pad, cols_pad);
+                  weight.const_data_ptr<scalar_t>(), strides_of(weight), slabs.mutable_data_ptr<scalar_t>(), C_out,
+                  C_in, rows_pad, cols_pad);
   });
   return slabs;
 }
 
 // d weight from grad_weight_kernel's partials [split][tap][c][o]: a block sums a tile of kTile x
 // kTile (c, o) pairs over the splits, in split order (deterministic), for all 9 taps, into shared
-// memory, and writes the tile as the weight is laid out, (o, c, tap): per o, its kTile channels'
-// taps are 9 kTile consecutive elements. Reads (along o) and writes are both coalesced; a thread
-// per pair writing its 9 taps, a pair's run 9 C_in elements from its neighbour's, took 0.052 ms at
-// 512 -> 512 channels on the H100 run (nvidia-h100-2026-11-26-profile.log), a third of eager's
-// whole forward and backward at the 8x8 level. This kernel, summing one (tap, c) row at a time,
-// then took 0.035 ms there for 24 MB of traffic (2 splits; nvidia-h100-2026-11-27b-profile.log):
-// its 256 blocks, about two an SM, kept one load in flight a thread. A thread now sums kRowsAtOnce
-// rows together, their loads independent of each other.
+// memory, and writes the tile in the weight's layout (in another, autograd would copy d weight
+// into the parameter's after every backward): per o, its kTile channels' taps are 9 kTile
+// consecutive elements (o, c, tap), or 9 runs of kTile channels (o, tap, c) in channels_last.
+// Reads (along o) and writes are both coalesced; a thread per pair writing its 9 taps, a pair's
+// run 9 C_in elements from its neighbour's, took 0.052 ms at 512 -> 512 channels on the H100 run
+// (nvidia-h100-2026-11-26-profile.log), a third of eager's whole forward and backward at the 8x8
+// level. This kernel, summing one (tap, c) row at a time, then took 0.035 ms there for 24 MB of
+// traffic (2 splits; nvidia-h100-2026-11-27b-profile.log): its 256 blocks, about two an SM, kept
+// one load in flight a thread. A thread now sums kRowsAtOnce rows together, their loads
+// independent of each other.
 template <typename acc_t>
 constexpr int kSumTile = 128 / int(sizeof(acc_t));  // 32 floats along o: one 128-byte read a warp
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kElementwiseThreads)
     sum_splits_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ grad_weight,
-                      int64_t C_out, int64_t C_in, int splits) {
+                      bool channels_last, int64_t C_out, int64_t C_in, int splits) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kTile = kSumTile<acc_t>;
   constexpr int kRowStride = 9 * kTile + 1;  // [o][c * 9 + tap], padded: a walk along o hits every bank
@@ -1128,11 +1133,16 @@ __global__ void __launch_bounds__(kElementwiseThreads)
     }
   }
   __syncthreads();
-  const int tile_taps = 9 * int(std::min<int64_t>(kTile, C_in - c0));  // the tile's (c, tap) run per o
+  // Per o, the tile's 9 kTile elements go out in d weight's order: (c, tap) for a contiguous one,
+  // (tap, c) for channels_last; either way consecutive threads write consecutive elements.
+  const int tile_c = int(std::min<int64_t>(kTile, C_in - c0));
   for (int e = threadIdx.x; e < kTile * 9 * kTile; e += kElementwiseThreads) {
     const int o_in_tile = e / (9 * kTile), run = e % (9 * kTile);
-    if (o0 + o_in_tile < C_out && run < tile_taps) {
-      grad_weight[((o0 + o_in_tile) * C_in + c0) * 9 + run] = static_cast<scalar_t>(sums[o_in_tile * kRowStride + run]);
+    const int c = channels_last ? run % kTile : run / 9, tap = channels_last ? run / kTile : run % 9;
+    if (o0 + o_in_tile < C_out && c < tile_c) {
+      const int64_t o = o0 + o_in_tile;
+      const int64_t offset = channels_last ? (o * 9 + tap) * C_in + c0 + c : (o * C_in + c0 + c) * 9 + tap;
+      grad_weight[offset] = static_cast<scalar_t>(sums[o_in_tile * kRowStride + c * 9 + tap]);
     }
   }
 }
@@ -1345,12 +1355,14 @@ int grad_weight_splits(int64_t blocks_per_split, int64_t slots, int64_t tiles) {
   return best;
 }
 
-// dW from A, as float partials over `splits` pixel shares, then summed in a fixed order.
-at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x, int64_t C_out) {
-  const int64_t N = x.size(0), C_in = x.size(1);
+// dW from A, as float partials over `splits` pixel shares, then summed in a fixed order, in the
+// weight's memory format.
+at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x, const at::Tensor& weight) {
+  const int64_t N = x.size(0), C_in = x.size(1), C_out = weight.size(0);
   const int H = int(x.size(2)), W = int(x.size(3));
   const auto acc_dtype = at::toOpMathType(x.scalar_type());
-  at::Tensor grad_weight = at::empty({C_out, C_in, 3, 3}, x.options());
+  const at::MemoryFormat layout = output_memory_format(weight);
+  at::Tensor grad_weight = at::empty(weight.sizes(), x.options().memory_format(layout));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_conv2d_grad_weight_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     using Tile = GradWeightTile<typename Native<scalar_t>::type>;
@@ -1372,7 +1384,7 @@ at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x,
     launch_kernel(sum_splits_kernel<scalar_t>,
                   dim3(unsigned(ceil_div(C_in, kSumTile<acc_t>)), unsigned(ceil_div(C_out, kSumTile<acc_t>))),
                   kElementwiseThreads, partial.const_data_ptr<acc_t>(), grad_weight.mutable_data_ptr<scalar_t>(),
-                  C_out, C_in, splits);
+                  layout == at::MemoryFormat::ChannelsLast, C_out, C_in, splits);
   });
   return grad_weight;
 }
@@ -1383,7 +1395,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
                                                                              std::array<bool, 3> output_mask) {
   check_upsample_conv2d_backward_args(grad_y, x, weight);
   const DeviceGuard guard(x.device());
-  const int64_t C_out = weight.size(0);
   TORCH_CHECK(x.size(2) < (int64_t(1) << 30) && x.size(3) < (int64_t(1) << 30), "upsample_conv2d: x is too large, got ",
               x.sizes());
   at::Tensor grad_x = not_computed(x), grad_weight = not_computed(x);
@@ -1406,7 +1417,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_conv2d_backward_cuda(con
     }
   }
   if (output_mask[1]) {
-    grad_weight = empty ? at::zeros_like(weight) : grad_weight_cuda(window_means, channels_contiguous(x), C_out);
+    grad_weight = empty ? at::zeros(weight.sizes(), x.options().memory_format(output_memory_format(weight)))
+                        : grad_weight_cuda(window_means, channels_contiguous(x), weight);
   }
   return {grad_x, grad_weight, output_mask[2] ? grad_bias : not_computed(x)};
 }

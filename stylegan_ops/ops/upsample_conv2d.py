@@ -97,10 +97,12 @@ def _fake_forward(x, weight, bias):
 
 
 def _fake_backward(grad_y, x, weight, output_mask):
-    """grad_x, grad_weight and grad_bias as output_mask asks for them, else empty (0 elements, not computed)."""
+    """grad_x, grad_weight and grad_bias as output_mask asks for them, else empty (0 elements, not computed).
+    Each gradient takes its input's memory format: in another, autograd would copy d weight into the
+    parameter's layout after every backward."""
     return (
         torch.empty_like(x, memory_format=output_memory_format(x)) if output_mask[0] else x.new_empty(0),
-        weight.new_empty(weight.shape) if output_mask[1] else x.new_empty(0),
+        torch.empty_like(weight, memory_format=output_memory_format(weight)) if output_mask[1] else x.new_empty(0),
         weight.new_empty(weight.shape[:1]) if output_mask[2] else x.new_empty(0),
     )
 

@@ -274,20 +274,26 @@ def _grad_weight_kernel(
 
 
 @triton.jit
-def _sum_splits_kernel(PARTIAL, GRAD_W, C_in, C_out, SPLIT_K, p_split, BLOCK_O: tl.constexpr,
-                       BLOCK_Q: tl.constexpr):
-    """d weight (C_out, C_in, 3, 3) from _grad_weight_kernel's partials (SPLIT_K, 9, C_in, C_out),
-    p_split apart, summed in split order (deterministic) in their dtype, then rounded once.
+def _sum_splits_kernel(PARTIAL, GRAD_W, C_in, C_out, SPLIT_K, p_split, CHANNELS_LAST: tl.constexpr,
+                       BLOCK_O: tl.constexpr, BLOCK_Q: tl.constexpr):
+    """d weight (C_out, C_in, 3, 3), contiguous or CHANNELS_LAST, from _grad_weight_kernel's partials
+    (SPLIT_K, 9, C_in, C_out), p_split apart, summed in split order (deterministic) in their dtype,
+    then rounded once.
 
-    A program sums BLOCK_O output channels x BLOCK_Q consecutive entries q = 9c + tap of their
-    rows of d weight: its loads run along o and its stores along q, both contiguous (Triton moves
-    the block between the two layouts through shared memory). A sum followed by a copy through
-    the permuted view walked one side 9 * C_in * C_out elements apart, the write pattern that cost
-    the CUDA backward's unfold kernel 0.052 ms at 512 -> 512 channels on the H100 run."""
+    A program sums BLOCK_O output channels x BLOCK_Q consecutive entries q of their rows of d
+    weight (q = 9c + tap, or 9 runs tap * C_in + c in channels_last): its loads run along o and its
+    stores along q, both contiguous (Triton moves the block between the two layouts through shared
+    memory). A sum followed by a copy through the permuted view walked one side 9 * C_in * C_out
+    elements apart, the write pattern that cost the CUDA backward's unfold kernel 0.052 ms at
+    512 -> 512 channels on the H100 run."""
     o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
     q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
     ok = (o < C_out)[:, None] & (q < 9 * C_in)[None, :]
-    taps = PARTIAL + ((q % 9).to(tl.int64) * C_in * C_out + (q // 9).to(tl.int64) * C_out)[None, :] + o[:, None]
+    if CHANNELS_LAST:
+        tap, c = q // C_in, q % C_in
+    else:
+        tap, c = q % 9, q // 9
+    taps = PARTIAL + (tap.to(tl.int64) * C_in * C_out + c.to(tl.int64) * C_out)[None, :] + o[:, None]
     acc = tl.zeros((BLOCK_O, BLOCK_Q), PARTIAL.dtype.element_ty)
     for _ in range(SPLIT_K):
         acc += tl.load(taps, mask=ok, other=0.0)
@@ -310,11 +316,11 @@ def _fold_axis(w0, w1, w2):
 
 
 @triton.jit
-def _filter_row(FILT, row, ok, ACC: tl.constexpr):
+def _filter_row(FILT, row, w_h, w_w, ok, ACC: tl.constexpr):
     """The three taps of one row of these pairs' 3x3 filters, in ACC."""
-    return (tl.load(FILT + 3 * row, mask=ok, other=0.0).to(ACC),
-            tl.load(FILT + 3 * row + 1, mask=ok, other=0.0).to(ACC),
-            tl.load(FILT + 3 * row + 2, mask=ok, other=0.0).to(ACC))
+    return (tl.load(FILT + row * w_h, mask=ok, other=0.0).to(ACC),
+            tl.load(FILT + row * w_h + w_w, mask=ok, other=0.0).to(ACC),
+            tl.load(FILT + row * w_h + 2 * w_w, mask=ok, other=0.0).to(ACC))
 
 
 @triton.jit
@@ -328,15 +334,16 @@ def _store_folded(WF, slab_ab, pairs, pair, ok, v0, v1, v2):
 
 
 @triton.jit
-def _fold_kernel(WEIGHT, WF, C_in, C_out, ACC: tl.constexpr, BLOCK: tl.constexpr):
-    """(C_out, C_in, 3, 3) -> Wf (16, C_in, C_out), slab 8a + 4b + 2t + u: rows folded, then columns."""
+def _fold_kernel(WEIGHT, WF, C_in, C_out, w_o, w_c, w_h, w_w, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    """(C_out, C_in, 3, 3), read through its strides, -> Wf (16, C_in, C_out), slab 8a + 4b + 2t + u:
+    rows folded, then columns."""
     pair = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # c * C_out + o: Wf's stores are contiguous
     pairs = C_in * C_out
     ok = pair < pairs
-    filt = WEIGHT + ((pair % C_out) * C_in + pair // C_out).to(tl.int64) * 9  # tap 3 * row + column
-    w0, w1, w2 = _filter_row(filt, 0, ok, ACC)
-    w3, w4, w5 = _filter_row(filt, 1, ok, ACC)
-    w6, w7, w8 = _filter_row(filt, 2, ok, ACC)
+    filt = WEIGHT + (pair % C_out).to(tl.int64) * w_o + (pair // C_out).to(tl.int64) * w_c
+    w0, w1, w2 = _filter_row(filt, 0, w_h, w_w, ok, ACC)
+    w3, w4, w5 = _filter_row(filt, 1, w_h, w_w, ok, ACC)
+    w6, w7, w8 = _filter_row(filt, 2, w_h, w_w, ok, ACC)
     r00_0, r01_0, r10_0, r11_0 = _fold_axis(w0, w3, w6)  # column 0 folded over rows: taps (a, t)
     r00_1, r01_1, r10_1, r11_1 = _fold_axis(w1, w4, w7)
     r00_2, r01_2, r10_2, r11_2 = _fold_axis(w2, w5, w8)
@@ -398,7 +405,7 @@ def _fold(weight):
     c_out, c_in = weight.shape[:2]
     _check_fold_indices(c_in, c_out)
     folded = torch.empty((2, 2, 2, 2, c_in, c_out), device=weight.device, dtype=weight.dtype)
-    _fold_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](weight.contiguous(), folded, c_in, c_out,
+    _fold_kernel[(cdiv(c_in * c_out, FOLD_BLOCK),)](weight, folded, c_in, c_out, *weight.stride(),
                                                    ACC=tl_accumulation_dtype(weight.dtype), BLOCK=FOLD_BLOCK)
     return folded
 
@@ -536,7 +543,9 @@ def _grad_weight(window_means, x, weight):
         x, window_means, partial, n, c_in, c_out, h, w, split_k, *_division_magic(h * w), *_division_magic(w),
         *x.stride(), *window_means.stride(), OFFSET=_offset_dtype(x, window_means), **_dtypes(x),
     )
-    grad_weight = torch.empty_like(weight, memory_format=torch.contiguous_format)
+    memory_format = output_memory_format(weight)  # in another layout autograd would copy it into the weight's
+    grad_weight = torch.empty_like(weight, memory_format=memory_format)
     _sum_splits_kernel[(cdiv(9 * c_in, SUM_BLOCK_Q), cdiv(c_out, SUM_BLOCK_O))](
-        partial, grad_weight, c_in, c_out, split_k, partial.stride(0), BLOCK_O=SUM_BLOCK_O, BLOCK_Q=SUM_BLOCK_Q)
+        partial, grad_weight, c_in, c_out, split_k, partial.stride(0),
+        CHANNELS_LAST=memory_format == torch.channels_last, BLOCK_O=SUM_BLOCK_O, BLOCK_Q=SUM_BLOCK_Q)
     return grad_weight
