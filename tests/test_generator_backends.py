@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 import stylegan_ops as so
 from conftest import cpu_backend_or_skip
-from reference import SeedSynthesisBlock, rel_l2
+from reference import OpCalls, SeedSynthesisBlock, rel_l2
 
 SMALL = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16, resolution=16)
 
@@ -48,6 +48,32 @@ def test_backends_agree_with_eager_float32(backend):
     assert rel_l2(img, ref_img) < 1e-5
     assert rel_l2(grads, ref_grads) < 1e-4
 
+
+
+def _conv_biases_and_their_gradients(G):
+    """The bias argument of every convolution of a forward (the blocks' upsampling and plain convs,
+    then to_rgb's), and the gradients of the blocks' conv biases."""
+    with OpCalls() as ops:
+        img = G(torch.randn(2, 16), noise_mode="const")
+    conv_ops = (torch.ops.aten.convolution.default, torch.ops.stylegan_ops.upsample_conv2d.default,
+                torch.ops.stylegan_ops.upsample_conv2d_triton.default)
+    biases = [args[2] for func, args, _ in ops.calls if func in conv_ops]
+    grads = torch.autograd.grad(img.square().sum(), [block.conv.bias for block in G.blocks])
+    return biases, grads
+
+
+def test_conv_biases_before_instance_norm_are_left_out(backend):
+    """Instance norm subtracts every per-channel constant, so a block's conv bias changes nothing: on
+    the fused backends the generator leaves it out (no pass over the conv's output to add it, no sum
+    over it for its gradient) and gives it its exact gradient, zero; eager stays the seed's
+    computation, biases and all. to_rgb's bias, after the last norm, stays."""
+    G = make_generator()
+    biases, _ = _conv_biases_and_their_gradients(G)
+    assert len(biases) == G.num_ws + 1 and all(b is not None for b in biases)
+    G.backend = backend
+    biases, grads = _conv_biases_and_their_gradients(G)
+    assert len(biases) == G.num_ws + 1 and all(b is None for b in biases[:-1]) and biases[-1] is G.to_rgb.bias
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
 
 def test_projection_gradients_of_w_and_noise_maps(backend):
     """Projecting an image into a fixed generator (StyleGAN2's projector) optimises w and the

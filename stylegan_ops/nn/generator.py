@@ -27,6 +27,12 @@ def _is_power_of_two(value) -> bool:
     return _is_int(value) and value > 0 and value & (value - 1) == 0
 
 
+def _skips_conv_bias(block: SynthesisBlock) -> bool:
+    """Whether the Generator runs ``block`` without its conv bias (removed by the instance norm after
+    it anyway): on every backend but eager, which stays the seed's computation op for op."""
+    return block.backend != "eager" and block.conv.bias is not None
+
+
 class Generator(nn.Module):
     """StyleGAN generator.
 
@@ -168,7 +174,8 @@ class Generator(nn.Module):
         # so the activations take the conv weights' layout from the first conv on.
         x = self.const.unsqueeze(0).expand(batch, -1, -1, -1).to(ws.dtype)
         for i, (block, noise) in enumerate(zip(self.blocks, self._noise_maps(ws, noise_mode))):
-            x = block(x, ws[:, i], noise, randomize_noise=False, styles=styles[i])
+            x = block(x, ws[:, i], noise, randomize_noise=False, styles=styles[i],
+                      conv_bias=not _skips_conv_bias(block))
         return self.to_rgb(x)
 
     def _noise_maps(self, ws, noise_mode):
@@ -190,7 +197,11 @@ class Generator(nn.Module):
         the ws may differ per block, under style mixing and truncation cutoffs), batched over the
         run's (block, scale or bias) halves. Two concatenations gather all blocks' weights and
         biases, each run takes a view of them; a run adds two kernels (one repeats its ws, one
-        GEMM), where the blocks on their own take two GEMMs each."""
+        GEMM), where the blocks on their own take two GEMMs each.
+
+        The conv biases that the blocks leave out (``_skips_conv_bias``) join the biases' concatenation
+        unread: its backward hands each its exact gradient, zero, at no cost of its own, where adding
+        a bias took a pass over the conv's output, and its gradient a sum over it."""
         runs = []  # [first block, end, channels] of each run of consecutive blocks of one width
         for i, block in enumerate(self.blocks):
             if runs and runs[-1][2] == block.adain.channels:
@@ -199,7 +210,8 @@ class Generator(nn.Module):
                 runs.append([i, i + 1, block.adain.channels])
         weights, biases = zip(*(block.adain.affine_parts() for block in self.blocks))
         weight = torch.cat([t for pair in weights for t in pair])  # (Σ 2 C, w_dim), the blocks in order
-        bias = torch.cat([t for pair in biases for t in pair])
+        skipped = [block.conv.bias for block in self.blocks if _skips_conv_bias(block)]
+        bias = torch.cat([t for pair in biases for t in pair] + skipped)
         styles, row = [], 0
         for first, end, channels in runs:
             rows = slice(row, row + 2 * (end - first) * channels)

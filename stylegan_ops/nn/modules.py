@@ -103,16 +103,21 @@ class SynthesisBlock(nn.Module):
         self.adain = AdaIN(out_channels, w_dim)
         self.activation = nn.LeakyReLU(LRELU_SLOPE)
 
-    def forward(self, x, w, noise=None, *, randomize_noise=True, styles=None):
+    def forward(self, x, w, noise=None, *, randomize_noise=True, styles=None, conv_bias=True):
         """``noise``: anything that broadcasts against the conv output (N, C, H', W') as in the seed's
         ``x + weight * noise``, usually (N, 1, H', W') or one (1, 1, H', W') map for the batch; or
         None, which draws fresh noise unless ``randomize_noise`` is False (then no noise is added).
         ``styles``: (style_scale, style_bias), (N, C) each, already computed from w by the caller
-        (the Generator computes every block's at once), used instead of ``self.adain.styles(w)``."""
+        (the Generator computes every block's at once), used instead of ``self.adain.styles(w)``.
+        ``conv_bias=False`` leaves out the conv's bias: the instance norm after it subtracts every
+        per-channel constant, so the bias changes nothing and its gradient is exactly zero. A caller
+        that leaves it out must still give it that gradient (else autograd, DDP and optimizers see
+        an unused parameter): the Generator does, through its styles' concatenation (``_styles``)."""
+        bias = self.conv.bias if conv_bias else None
         if self.use_upsample:
-            x = upsample_conv2d(x, self.conv.weight, self.conv.bias, backend=self.backend)
+            x = upsample_conv2d(x, self.conv.weight, bias, backend=self.backend)
         else:
-            x = self.conv(x)
+            x = F.conv2d(x, self.conv.weight, bias, padding=1)
         if noise is None and randomize_noise:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         elif noise is not None:
