@@ -52,7 +52,8 @@ UPSAMPLE_SHAPES = [(2, 20, 70, 9, 17), (1, 70, 20, 3, 20), (2, 24, 72, 5, 9), (3
 def emulated(tmp_path_factory):
     torch.utils.cpp_extension.load(
         name="cuda_emulated",
-        sources=[str(HERE / "upsample_conv2d_emulated.cpp"), str(HERE / "noise_adain_lrelu_emulated.cpp")],
+        sources=[str(HERE / name) for name in
+                 ("upsample_conv2d_emulated.cpp", "noise_adain_lrelu_emulated.cpp", "runtime_emulated.cpp")],
         extra_cflags=["-O2", "-std=c++20", "-DSTYLEGAN_OPS_EMULATE_CUDA"],
         extra_ldflags=["-pthread"],
         build_directory=str(tmp_path_factory.mktemp("cuda_emulated")),
@@ -223,6 +224,23 @@ def test_noise_adain_lrelu_matches_reference(emulated, dtype, shape, memory_form
     assert y.is_contiguous(memory_format=memory_format) and grads[0].is_contiguous(memory_format=memory_format)
 
 
+
+# channels_last planes go over pixel ranges, two kernels a pass (partial sums, then the output);
+# a plane of one range (the emulation's 16 SMs want 64 blocks, and a range at least 128 pixels:
+# 8x8 at 40 channels) takes one kernel, which sums the plane itself (on a GPU the generator's 4x4
+# and 8x8 levels at batch 8). 65x64 planes take 32 ranges.
+@pytest.mark.parametrize("shape,launches", [((2, 40, 8, 8), 1), ((2, 17, 65, 64), 2)], ids=str)
+def test_noise_adain_lrelu_channels_last_launches(emulated, shape, launches):
+    inputs = noise_inputs(*shape, torch.float32, torch.channels_last)
+    grad_y = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    before = emulated.kernel_launches()
+    y, mean, rstd = emulated.noise_adain_lrelu(*inputs, 1e-5, 0.2)
+    assert emulated.kernel_launches() - before == launches
+    before = emulated.kernel_launches()
+    emulated.noise_adain_lrelu_backward(grad_y, *inputs, mean, rstd, 0.2, False)
+    assert emulated.kernel_launches() - before == launches
+    assert rel_l2(y, noise_adain_lrelu_reference(*(t.double() for t in inputs))) < 1e-5  # the rest: tests above
+
 @pytest.mark.parametrize("case", ["no_noise", "strided_noise", "misaligned_views", "channels_last_slice"])
 def test_noise_adain_lrelu_element_paths(emulated, case):
     """Where the 16-byte vector path ends: no noise still vectorises; a strided noise, and planes
@@ -253,11 +271,13 @@ def test_noise_adain_lrelu_element_paths(emulated, case):
 
 
 # eps = 0 and a constant plane (0 / 0): PyTorch's instance_norm normalises it to 0, so y is the
-# LeakyReLU of the style bias, in each statistics path (register-cached, swept, split ranges).
+# LeakyReLU of the style bias, in each statistics path (register-cached, swept, split ranges; in
+# channels_last one range a plane and several).
 @pytest.mark.parametrize("shape,memory_format", [((2, 4, 8, 8), torch.contiguous_format),
                                                  ((2, 17, 65, 64), torch.contiguous_format),
                                                  ((1, 3, 80, 80), torch.contiguous_format),
-                                                 ((2, 40, 9, 7), torch.channels_last)], ids=str)
+                                                 ((2, 40, 9, 7), torch.channels_last),
+                                                 ((2, 17, 65, 64), torch.channels_last)], ids=str)
 def test_eps_zero_constant_plane(emulated, shape, memory_format):
     x, noise, noise_weight, style_scale, style_bias = noise_inputs(*shape, torch.float32, memory_format)
     x[0, 2] = 3.0

@@ -18,7 +18,8 @@
 //
 // Channels innermost (channels_last): lanes over 32 adjacent channels, so every warp access
 // is contiguous, and planes split into pixel ranges over several blocks with partial sums
-// merged by a second kernel (ChannelMajor, under "split planes").
+// merged by a second kernel, or one kernel where a plane is one range (ChannelMajor, under
+// "split planes").
 //
 // Reductions are in a fixed order (warp shuffles, shared memory, per-range partials summed
 // in order): the same inputs give bitwise the same outputs and gradients (no atomics). Half
@@ -410,9 +411,11 @@ __global__ void __launch_bounds__(kMaxThreads)
 //    the GPU (StyleGAN's 1024x1024 planes have C = 32): a block's threads share plane blockIdx.x,
 //    thread t owning vectors t, t + blockDim, ... of its range (16 bytes where planes allow).
 // One kernel writes per-range partial sums, the next merges them in a fixed order
-// (deterministic) and makes its output, so x (and dy) are read twice. Statistics are sums of
-// d = v - K, K the plane's first element ("shifted data"): a large common offset does not
-// cancel catastrophically.
+// (deterministic) and makes its output, so x (and dy) are read twice. Where a plane is one range
+// (splits = 1) the second kernel makes the sums itself: one launch where there were two (the
+// native generator is CPU-bound on the H100 runs, its launches most of a small level's cost).
+// Statistics are sums of d = v - K, K the plane's first element ("shifted data"): a large common
+// offset does not cancel catastrophically.
 struct Range {  // what one thread of a range kernel works on
   int64_t n, c, plane;
   bool active;               // c < C
@@ -507,6 +510,29 @@ __device__ void merge_partial_pair(const T* partial, const Range& r, int64_t pla
   }
 }
 
+// This thread's Σd and Σd² over its pixels of the block's range (zero for an inactive thread).
+template <typename scalar_t, typename Map>
+__device__ void range_moments(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
+                              PlaneView nv, const scalar_t* __restrict__ noise_weight, const Range& r,
+                              at::opmath_type<scalar_t>& sum, at::opmath_type<scalar_t>& squares) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int kVec = Map::kVec;
+  sum = squares = 0;
+  if (!r.active) return;
+  const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
+  acc_t shift[kVec], v[kVec];
+  load_v<kVec>(vp, 0, shift);
+  for (int64_t vi = r.first; vi < r.end; vi += r.step) {
+    load_v<kVec>(vp, vi * kVec, v);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      const acc_t d = v[e] - shift[0];
+      sum += d;
+      squares += d * d;
+    }
+  }
+}
+
 // Forward pass 1: Σd and Σd² over each pixel range.
 template <typename scalar_t, typename Map>
 __global__ void __launch_bounds__(Map::kThreads)
@@ -514,29 +540,17 @@ __global__ void __launch_bounds__(Map::kThreads)
                        const scalar_t* __restrict__ noise_weight, at::opmath_type<scalar_t>* __restrict__ partial,
                        int64_t C, int64_t planes, int64_t M, int splits) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int kVec = Map::kVec;
   __shared__ acc_t shared[kRangeShared];
   const Range r = Map::range(C, M, splits);
-  acc_t sum = 0, squares = 0;
-  if (r.active) {
-    const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
-    acc_t shift[kVec], v[kVec];
-    load_v<kVec>(vp, 0, shift);
-    for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-      load_v<kVec>(vp, vi * kVec, v);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        const acc_t d = v[e] - shift[0];
-        sum += d;
-        squares += d * d;
-      }
-    }
-  }
+  acc_t sum, squares;
+  range_moments<scalar_t, Map>(x, xv, noise, nv, noise_weight, r, sum, squares);
   store_partial_pair<Map>(sum, squares, shared, partial, r, planes);
 }
 
-// Forward pass 2: merges pass 1's partials into mean and rstd, writes y.
-template <typename scalar_t, typename Map>
+// Forward pass 2: merges pass 1's partials into mean and rstd, writes y. kOneRange: a plane is one
+// range (splits = 1; the generator's 4x4 and 8x8 levels at batch 8 in channels_last), so the block
+// sums it itself and the forward is one launch, not two; the sums are pass 1's, bit for bit.
+template <typename scalar_t, typename Map, bool kOneRange>
 __global__ void __launch_bounds__(Map::kThreads)
     range_normalize_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
                            PlaneView nv, const scalar_t* __restrict__ noise_weight,
@@ -548,9 +562,15 @@ __global__ void __launch_bounds__(Map::kThreads)
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kVec = Map::kVec;
   const Range r = Map::range(C, M, splits);
-  if (!r.active) return;  // no block-wide synchronisation below
   acc_t sum, squares;
-  merge_partial_pair(partial, r, planes, splits, sum, squares);
+  if constexpr (kOneRange) {
+    __shared__ acc_t shared[kRangeShared];
+    range_moments<scalar_t, Map>(x, xv, noise, nv, noise_weight, r, sum, squares);
+    sum = Map::reduce(sum, shared);
+    squares = Map::reduce(squares, shared);
+  }
+  if (!r.active) return;  // no block-wide synchronisation below
+  if constexpr (!kOneRange) merge_partial_pair(partial, r, planes, splits, sum, squares);
   const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
   const Plane yp = plane_of(yv, r.n, r.c);
   const acc_t slope = acc_t(negative_slope);
@@ -572,6 +592,29 @@ __global__ void __launch_bounds__(Map::kThreads)
   }
 }
 
+// This thread's Σg and Σg·x̂ over its pixels of the block's range (zero for an inactive thread).
+template <typename scalar_t, typename Map>
+__device__ void range_grad_moments(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
+                                   PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
+                                   const scalar_t* __restrict__ noise_weight, const scalar_t* __restrict__ style_scale,
+                                   const scalar_t* __restrict__ style_bias,
+                                   const at::opmath_type<scalar_t>* __restrict__ mean_in,
+                                   const at::opmath_type<scalar_t>* __restrict__ rstd_in, const Range& r,
+                                   double negative_slope, at::opmath_type<scalar_t>& sum_g,
+                                   at::opmath_type<scalar_t>& sum_g_xhat) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int kVec = Map::kVec;
+  sum_g = sum_g_xhat = 0;
+  if (!r.active) return;
+  const PlaneGrad<scalar_t, kVec> pg(grad_y, gyv, x, xv, noise, nv, noise_weight, style_scale, style_bias, mean_in,
+                                     rstd_in, r.n, r.c, r.plane, negative_slope);
+  acc_t xhat[kVec], g[kVec];
+  for (int64_t vi = r.first; vi < r.end; vi += r.step) {
+    pg.terms(vi * kVec, xhat, g);
+    pg.accumulate(xhat, g, sum_g, sum_g_xhat);
+  }
+}
+
 // Backward pass 1: Σg and Σg·x̂ over each pixel range.
 template <typename scalar_t, typename Map>
 __global__ void __launch_bounds__(Map::kThreads)
@@ -584,24 +627,17 @@ __global__ void __launch_bounds__(Map::kThreads)
                             at::opmath_type<scalar_t>* __restrict__ partial, int64_t C, int64_t planes, int64_t M,
                             int splits, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int kVec = Map::kVec;
   __shared__ acc_t shared[kRangeShared];
   const Range r = Map::range(C, M, splits);
-  acc_t sum_g = 0, sum_g_xhat = 0;
-  if (r.active) {
-    const PlaneGrad<scalar_t, kVec> pg(grad_y, gyv, x, xv, noise, nv, noise_weight, style_scale, style_bias, mean_in,
-                                       rstd_in, r.n, r.c, r.plane, negative_slope);
-    acc_t xhat[kVec], g[kVec];
-    for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-      pg.terms(vi * kVec, xhat, g);
-      pg.accumulate(xhat, g, sum_g, sum_g_xhat);
-    }
-  }
+  acc_t sum_g, sum_g_xhat;
+  range_grad_moments<scalar_t, Map>(grad_y, gyv, x, xv, noise, nv, noise_weight, style_scale, style_bias, mean_in,
+                                    rstd_in, r, negative_slope, sum_g, sum_g_xhat);
   store_partial_pair<Map>(sum_g, sum_g_xhat, shared, partial, r, planes);
 }
 
 // Backward pass 2: merges pass 1's partials, writes dv, and the partial (splits, N*C) of Σdv·ξ.
-template <typename scalar_t, typename Map>
+// kOneRange (splits = 1): the block sums its plane itself, as range_normalize_kernel's does.
+template <typename scalar_t, typename Map, bool kOneRange>
 __global__ void __launch_bounds__(Map::kThreads)
     range_grad_input_kernel(const scalar_t* __restrict__ grad_y, PlaneView gyv, const scalar_t* __restrict__ x,
                             PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
@@ -618,8 +654,14 @@ __global__ void __launch_bounds__(Map::kThreads)
   __shared__ acc_t shared[kRangeShared];
   const Range r = Map::range(C, M, splits);
   acc_t sum_g = 0, sum_g_xhat = 0, dv_noise = 0;
+  if constexpr (kOneRange) {
+    range_grad_moments<scalar_t, Map>(grad_y, gyv, x, xv, noise, nv, noise_weight, style_scale, style_bias, mean_in,
+                                      rstd_in, r, negative_slope, sum_g, sum_g_xhat);
+    sum_g = Map::reduce(sum_g, shared);
+    sum_g_xhat = Map::reduce(sum_g_xhat, shared);
+  }
   if (r.active) {
-    merge_partial_pair(partial, r, planes, splits, sum_g, sum_g_xhat);
+    if constexpr (!kOneRange) merge_partial_pair(partial, r, planes, splits, sum_g, sum_g_xhat);
     const PlaneGrad<scalar_t, kVec> pg(grad_y, gyv, x, xv, noise, nv, noise_weight, style_scale, style_bias, mean_in,
                                        rstd_in, r.n, r.c, r.plane, negative_slope);
     const Plane gxp = plane_of(gxv, r.n, r.c);
@@ -730,12 +772,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
       using Map = decltype(map);
       const int splits = Map::splits(x, N, C, M);
       const dim3 grid = Map::grid(N, C, splits), block(Map::kThreads);
+      const auto normalize = [&](auto kernel, const acc_t* partial) {
+        launch_kernel(kernel, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr, partial, y_ptr, yv,
+                      mean_ptr, rstd_ptr, C, N * C, M, splits, eps, negative_slope);
+      };
+      if (splits == 1) {
+        normalize(range_normalize_kernel<scalar_t, Map, true>, nullptr);
+        return;
+      }
       const at::Tensor partial = at::empty({splits, 2, N, C}, stats_options);
       launch_kernel(range_stats_kernel<scalar_t, Map>, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr,
                     partial.mutable_data_ptr<acc_t>(), C, N * C, M, splits);
-      launch_kernel(range_normalize_kernel<scalar_t, Map>, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr,
-                    bias_ptr, partial.const_data_ptr<acc_t>(), y_ptr, yv, mean_ptr, rstd_ptr, C, N * C, M, splits, eps,
-                    negative_slope);
+      normalize(range_normalize_kernel<scalar_t, Map, false>, partial.const_data_ptr<acc_t>());
     };
     auto per_plane = [&](auto vec) {
       constexpr int kVec = decltype(vec)::value;
@@ -761,7 +809,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
   const std::optional<at::Tensor> noise = with_collapsible_hw(noise_in);
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
-  at::Tensor grad_a_per_plane = at::empty({N, C}, mean.options());  // every plane's block stores its value
+  // d noise_weight's partial sums, (rows, C): a row per sample (a block per plane), or per pixel
+  // range and sample (split planes), summed over the rows at the end in a fixed order: deterministic.
+  at::Tensor grad_a_rows;
   at::Tensor grad_scale = at::empty({N, C}, x.options()), grad_bias = at::empty({N, C}, x.options());
   // grad_noise = Σ_c a_c dx_c: a reduction across planes, which the kernels (a block or a few per
   // plane) do not see together; PyTorch ops on dx, whose sum over C is deterministic.
@@ -769,7 +819,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
     return compute_grad_noise ? (dx * noise_weight.view({1, -1, 1, 1})).sum(1, true) : at::empty({0}, x.options());
   };
   if (N * C == 0) {
-    return {grad_x, grad_noise_of(grad_x), grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
+    return {grad_x, grad_noise_of(grad_x), at::zeros({C}, x.options()), grad_scale, grad_bias};
   }
   const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
   const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
@@ -790,30 +840,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
       using Map = decltype(map);
       const int splits = Map::splits(x, N, C, M);
       const dim3 grid = Map::grid(N, C, splits), block(Map::kThreads);
+      grad_a_rows = at::empty({splits * N, C}, mean.options());
+      const auto grad_input = [&](auto kernel, const acc_t* partial) {
+        launch_kernel(kernel, grid, block, gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr, mean_ptr,
+                      rstd_ptr, partial, gx_ptr, gxv, grad_a_rows.mutable_data_ptr<acc_t>(), gscale_ptr, gbias_ptr, C,
+                      N * C, M, splits, negative_slope);
+      };
+      if (splits == 1) {
+        grad_input(range_grad_input_kernel<scalar_t, Map, true>, nullptr);
+        return;
+      }
       const at::Tensor partial = at::empty({splits, 2, N, C}, mean.options());
-      const at::Tensor noise_partial = at::empty({splits, N, C}, mean.options());
       launch_kernel(range_grad_stats_kernel<scalar_t, Map>, grid, block, gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr,
                     scale_ptr, bias_ptr, mean_ptr, rstd_ptr, partial.mutable_data_ptr<acc_t>(), C, N * C, M, splits,
                     negative_slope);
-      launch_kernel(range_grad_input_kernel<scalar_t, Map>, grid, block, gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr,
-                    scale_ptr, bias_ptr, mean_ptr, rstd_ptr, partial.const_data_ptr<acc_t>(), gx_ptr, gxv,
-                    noise_partial.mutable_data_ptr<acc_t>(), gscale_ptr, gbias_ptr, C, N * C, M, splits,
-                    negative_slope);
-      grad_a_per_plane = noise_partial.sum(0);  // pixel ranges summed in a fixed order: deterministic
+      grad_input(range_grad_input_kernel<scalar_t, Map, false>, partial.const_data_ptr<acc_t>());
     };
     auto per_plane = [&](auto vec) {
       constexpr int kVec = decltype(vec)::value;
+      grad_a_rows = at::empty({N, C}, mean.options());
       with_plane_cache(M, [&](auto cache) {
         launch_kernel(backward_kernel<scalar_t, kVec, decltype(cache)::value>, dim3(static_cast<unsigned>(N * C)),
                       threads_for(M), gy_ptr, gyv, x_ptr, xv, noise_ptr, nv, a_ptr,
                       scale_ptr, bias_ptr, mean_ptr, rstd_ptr, gx_ptr, gxv,
-                      grad_a_per_plane.mutable_data_ptr<acc_t>(), gscale_ptr, gbias_ptr, C, M, negative_slope);
+                      grad_a_rows.mutable_data_ptr<acc_t>(), gscale_ptr, gbias_ptr, C, M, negative_slope);
       });
     };
     dispatch_layout<scalar_t>(x, N * C, M, vectors, split_planes, per_plane);
   });
-  // Per-plane partials summed over the batch in a fixed order: deterministic.
-  return {grad_x, grad_noise_of(grad_x), grad_a_per_plane.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
+  return {grad_x, grad_noise_of(grad_x), grad_a_rows.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
 }
 
 }  // namespace

@@ -69,6 +69,7 @@ inline unsigned char* dynamic_smem = nullptr;
 inline size_t dynamic_smem_bytes = 0;
 inline std::barrier<>* block_barrier = nullptr;
 inline std::vector<std::unique_ptr<Warp>> warps;
+inline int64_t kernel_launches = 0;  // every launch_kernel so far (read by tests through runtime_emulated.cpp)
 // A broken precondition of a CUDA call, kept for launch_kernel to raise once the block's
 // threads have joined (a throw inside one thread would strand the others at a barrier).
 inline std::mutex violation_mutex;
@@ -283,6 +284,7 @@ void launch_kernel(Kernel kernel, dim3 grid, stylegan_ops::BlockShape block, Arg
   const int threads = int(block.threads.x);
   TORCH_CHECK(block.threads.y == 1 && block.threads.z == 1 && threads % cuda_emulation::kWarp == 0,
               "emulated launch: bad block");
+  ++cuda_emulation::kernel_launches;
   std::barrier<> barrier(threads);
   cuda_emulation::block_barrier = &barrier;
   cuda_emulation::block_dim = block.threads;
