@@ -335,6 +335,35 @@ def test_large_planes_in_pixel_ranges(backend, shape, channels_last, ranges, wit
     assert all(torch.equal(a, b) for a, b in zip(got, again))  # deterministic
 
 
+# Triton's range kernels take two launches a pass (partial sums, then the output), except where a
+# plane is one range: one launch, the second kernel summing the plane itself (ONE_RANGE).
+@pytest.mark.parametrize("shape,ranges", [((2, 40, 8, 8), 1), ((1, 20, 32, 40), 2)], ids=str)
+def test_triton_planes_of_one_range_take_one_launch_a_pass(shape, ranges, monkeypatch):
+    cpu_backend_or_skip("triton", OP)
+    from stylegan_ops.triton import noise_adain_lrelu as kernels
+
+    launched, launch = [], kernels._launch_ranges
+
+    def recording(kernel, *args, **kwargs):
+        launched.append(kernel)
+        launch(kernel, *args, **kwargs)
+
+    monkeypatch.setattr(kernels, "_launch_ranges", recording)
+    x, noise, weight, scale, bias = make_inputs(*shape, dtype=torch.float32)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert kernels._range_split(x)[1] == ranges
+    y = so.noise_adain_lrelu(x, noise, weight, scale, bias, backend="triton")
+    (grad_x,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    passes = [kernels._range_forward_kernel, kernels._range_backward_kernel]
+    if ranges > 1:
+        passes = [kernels._range_stats_kernel, passes[0], kernels._range_grad_sums_kernel, passes[1]]
+    assert launched == passes
+    x_ref = x.detach().double().requires_grad_()
+    y_ref = noise_adain_lrelu_reference(x_ref, *(t.double() for t in (noise, weight, scale, bias)))
+    assert rel_l2(y, y_ref) < 1e-5
+    assert rel_l2(grad_x, torch.autograd.grad(y_ref, x_ref, torch.ones_like(y_ref))[0]) < 1e-4
+
+
 @pytest.mark.parametrize("with_noise", [True, False])
 def test_gradcheck_and_gradgradcheck(backend, with_noise):
     inputs = [t if t is None else t.requires_grad_() for t in make_inputs(1, 2, 3, 4, noise=with_noise)]

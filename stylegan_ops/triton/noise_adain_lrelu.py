@@ -11,7 +11,9 @@ tiles. NCHW takes BLOCK_C = 1 (a tile is a contiguous run of one plane), channel
 row of channels (a tile is contiguous rows). S is chosen so that even a few large planes (a
 1024x1024 level of the generator has 16 or 32 channels) fill the GPU. Each pass takes two
 kernels: the first writes per-range sums, the second merges them in range order and makes its
-output, so x (and dy) are read twice. Statistics are sums of d = v - K, K each plane's first
+output, so x (and dy) are read twice. Where a plane is one range (S = 1: the generator's levels
+up to 16x16 in channels_last) the second kernel makes the sums itself (ONE_RANGE): one launch,
+which is most of the time of such a call. Statistics are sums of d = v - K, K each plane's first
 element ("shifted data": a large common offset does not cancel catastrophically).
 
 Sums reduce in a fixed order: same inputs, bitwise the same outputs.
@@ -192,15 +194,9 @@ def _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c):
 
 
 @triton.jit
-def _range_stats_kernel(
-    X, NOISE, A, SCALE, BIAS, PARTIAL,
-    C, M, S, x_n, x_c, x_hw, noise_n, noise_hw,
-    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
-):
-    """Forward pass 1: Σd and Σd² over this range, d = v - K with K the plane's first v."""
-    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
-        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
-    shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
+def _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, noise_hw,
+                   HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """Σd and Σd² over this range, d = v - K with K the plane's first v (shift)."""
     total = tl.zeros((BLOCK_C,), ACC)
     squares = tl.zeros((BLOCK_C,), ACC)
     for t in range(0, tiles):
@@ -209,6 +205,21 @@ def _range_stats_kernel(
         d = tl.where(mask, v - shift, 0.0)
         total += tl.sum(d, axis=0)
         squares += tl.sum(d * d, axis=0)
+    return total, squares
+
+
+@triton.jit
+def _range_stats_kernel(
+    X, NOISE, A, SCALE, BIAS, PARTIAL,
+    C, M, S, x_n, x_c, x_hw, noise_n, noise_hw,
+    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+):
+    """Forward pass 1: Σd and Σd² over this range."""
+    n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
+        X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
+    shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
+    total, squares = _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, noise_hw,
+                                    HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     _store_pair(PARTIAL, plane, c_ok, C, total, squares)
 
 
@@ -217,14 +228,20 @@ def _range_forward_kernel(
     X, NOISE, A, SCALE, BIAS, PARTIAL, Y, MEAN, RSTD,
     C, M, S, x_n, x_c, x_hw, noise_n, noise_hw, y_n, y_c, y_hw,
     eps, slope,
-    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+    HAS_NOISE: tl.constexpr, ONE_RANGE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    ACC: tl.constexpr,
 ):
-    """Forward pass 2: the planes' statistics from every range's sums, then y over this range."""
+    """Forward pass 2: the planes' statistics from every range's sums, then y over this range.
+    ONE_RANGE (S = 1): the program sums its planes itself, pass 1 skipped (PARTIAL unread)."""
     n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
         X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     y_plane = (Y + n * y_n + c.to(tl.int64) * y_c)[None, :]
     shift = _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE, ACC)
-    total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
+    if ONE_RANGE:
+        total, squares = _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, noise_hw,
+                                        HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
+    else:
+        total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     mean_d = total / M
     variance = squares / M - mean_d * mean_d
     # Rounding can leave a tiny negative; an inf in the plane leaves inf - inf = NaN, kept as in eager
@@ -241,6 +258,22 @@ def _range_forward_kernel(
 
 
 @triton.jit
+def _range_grad_moments(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, c_ok, begin, tiles, M,
+                        x_hw, noise_hw, gy_hw, HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr,
+                        BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """Σg and Σg·x̂ over this range."""
+    sum_g = tl.zeros((BLOCK_C,), ACC)
+    sum_g_xhat = tl.zeros((BLOCK_C,), ACC)
+    for t in range(0, tiles):
+        pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
+        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, pix, mask,
+                              x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
+        sum_g += tl.sum(g, axis=0)
+        sum_g_xhat += tl.sum(g * xhat, axis=0)
+    return sum_g, sum_g_xhat
+
+
+@triton.jit
 def _range_grad_sums_kernel(
     GY, X, NOISE, A, SCALE, BIAS, MEAN, RSTD, PARTIAL,
     C, M, S, gy_n, gy_c, gy_hw, x_n, x_c, x_hw, noise_n, noise_hw,
@@ -251,14 +284,8 @@ def _range_grad_sums_kernel(
     n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
         X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     gy_plane, mean, rstd = _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c)
-    sum_g = tl.zeros((BLOCK_C,), ACC)
-    sum_g_xhat = tl.zeros((BLOCK_C,), ACC)
-    for t in range(0, tiles):
-        pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
-        xhat, g = _grad_terms(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, pix, mask,
-                              x_hw, noise_hw, gy_hw, HAS_NOISE, ACC)
-        sum_g += tl.sum(g, axis=0)
-        sum_g_xhat += tl.sum(g * xhat, axis=0)
+    sum_g, sum_g_xhat = _range_grad_moments(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope, c_ok,
+                                            begin, tiles, M, x_hw, noise_hw, gy_hw, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     _store_pair(PARTIAL, plane, c_ok, C, sum_g, sum_g_xhat)
 
 
@@ -267,14 +294,21 @@ def _range_backward_kernel(
     GY, X, NOISE, A, SCALE, BIAS, MEAN, RSTD, PARTIAL, GX, GA_PARTIAL, GSCALE, GBIAS,
     C, M, S, gy_n, gy_c, gy_hw, x_n, x_c, x_hw, noise_n, noise_hw, gx_n, gx_c, gx_hw,
     slope,
-    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+    HAS_NOISE: tl.constexpr, ONE_RANGE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    ACC: tl.constexpr,
 ):
-    """Backward pass 2: dv over this range from every range's sums, and this range's Σdv·ξ."""
+    """Backward pass 2: dv over this range from every range's sums, and this range's Σdv·ξ.
+    ONE_RANGE (S = 1): the program sums its planes itself, pass 1 skipped (PARTIAL unread)."""
     n, c, c_ok, plane, x_plane, noise_plane, a, gamma, beta, begin, tiles = _range_block(
         X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n, HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     gy_plane, mean, rstd = _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c)
     gx_plane = (GX + n * gx_n + c.to(tl.int64) * gx_c)[None, :]
-    sum_g, sum_g_xhat = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
+    if ONE_RANGE:
+        sum_g, sum_g_xhat = _range_grad_moments(x_plane, noise_plane, gy_plane, a, mean, rstd, gamma, beta, slope,
+                                                c_ok, begin, tiles, M, x_hw, noise_hw, gy_hw, HAS_NOISE, BLOCK_P,
+                                                BLOCK_C, ACC)
+    else:
+        sum_g, sum_g_xhat = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
     k_scale = gamma * rstd
     mean_g, mean_g_xhat = (sum_g / M)[None, :], (sum_g_xhat / M)[None, :]
     dv_noise = tl.zeros((BLOCK_C,), ACC)
@@ -388,11 +422,13 @@ def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope
                       eps, negative_slope, **options)
         return y, mean, rstd
     block_c, splits = _range_split(x)
-    partial = torch.empty((splits, 2, n, c), device=x.device, dtype=mean.dtype)
-    _launch_ranges(_range_stats_kernel, n, c, block_c, splits, *inputs, partial, c, h * w, splits, *strides,
-                   **options)
+    partial = mean  # one range a plane: the forward kernel sums it itself (one launch, not two), reads no partials
+    if splits > 1:
+        partial = torch.empty((splits, 2, n, c), device=x.device, dtype=mean.dtype)
+        _launch_ranges(_range_stats_kernel, n, c, block_c, splits, *inputs, partial, c, h * w, splits, *strides,
+                       **options)
     _launch_ranges(_range_forward_kernel, n, c, block_c, splits, *inputs, partial, y, mean, rstd, c, h * w, splits,
-                   *strides, *_plane_strides(y), eps, negative_slope, **options)
+                   *strides, *_plane_strides(y), eps, negative_slope, ONE_RANGE=splits == 1, **options)
     return y, mean, rstd
 
 
@@ -418,10 +454,13 @@ def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd
                       *strides, *_plane_strides(grad_x), negative_slope, **options)
     else:
         block_c, splits = _range_split(x)
-        partial = torch.empty((splits, 2, n, c), device=x.device, dtype=mean.dtype)
         grad_a = torch.empty((splits, n, c), device=x.device, dtype=mean.dtype)
-        _launch_ranges(_range_grad_sums_kernel, n, c, block_c, splits, *inputs, partial, c, h * w, splits, *strides,
-                       negative_slope, **options)
+        partial = grad_a  # one range a plane: as in the forward, one kernel that reads no partials
+        if splits > 1:
+            partial = torch.empty((splits, 2, n, c), device=x.device, dtype=mean.dtype)
+            _launch_ranges(_range_grad_sums_kernel, n, c, block_c, splits, *inputs, partial, c, h * w, splits,
+                           *strides, negative_slope, **options)
         _launch_ranges(_range_backward_kernel, n, c, block_c, splits, *inputs, partial, grad_x, grad_a, grad_scale,
-                       grad_bias, c, h * w, splits, *strides, *_plane_strides(grad_x), negative_slope, **options)
+                       grad_bias, c, h * w, splits, *strides, *_plane_strides(grad_x), negative_slope,
+                       ONE_RANGE=splits == 1, **options)
     return grad_x, grad_a.view(-1, c).sum(dim=0).to(x.dtype), grad_scale, grad_bias
