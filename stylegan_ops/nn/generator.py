@@ -48,6 +48,10 @@ class Generator(nn.Module):
         w_avg_beta: decay of the moving average of w updated in training mode (truncation target).
         channels_last: store the conv weights channels_last (NHWC); the activations follow them, as
             after ``.to(memory_format=torch.channels_last)``.
+
+    On every backend but eager the blocks run their convs without bias: the instance norm after
+    each removes any per-channel constant, so the output is the same, and each bias still gets its
+    gradient, exactly zero (eager's is rounding noise), as a parameter of the graph.
     """
 
     def __init__(
