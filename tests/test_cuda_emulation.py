@@ -224,7 +224,6 @@ def test_noise_adain_lrelu_matches_reference(emulated, dtype, shape, memory_form
     assert y.is_contiguous(memory_format=memory_format) and grads[0].is_contiguous(memory_format=memory_format)
 
 
-
 # channels_last planes go over pixel ranges, two kernels a pass (partial sums, then the output);
 # a plane of one range (the emulation's 16 SMs want 64 blocks, and a range at least 128 pixels:
 # 8x8 at 40 channels) takes one kernel, which sums the plane itself (on a GPU the generator's 4x4
@@ -240,6 +239,7 @@ def test_noise_adain_lrelu_channels_last_launches(emulated, shape, launches):
     emulated.noise_adain_lrelu_backward(grad_y, *inputs, mean, rstd, 0.2, False)
     assert emulated.kernel_launches() - before == launches
     assert rel_l2(y, noise_adain_lrelu_reference(*(t.double() for t in inputs))) < 1e-5  # the rest: tests above
+
 
 @pytest.mark.parametrize("case", ["no_noise", "strided_noise", "misaligned_views", "channels_last_slice"])
 def test_noise_adain_lrelu_element_paths(emulated, case):

@@ -132,6 +132,7 @@ def test_styles_backward_concatenates_where_slices_would_fill_zeros(backend):
     assert counts[torch.ops.aten.slice_backward.default] == 0 and counts[torch.ops.aten.add.Tensor] == 0
     assert counts[torch.ops.aten.cat.default] == 3 and counts[torch.ops.aten.stack.default] == 3
 
+
 def test_synthesis_equals_each_block_fed_its_own_w():
     # The generator computes all blocks' styles together, a batched GEMM per run of one width
     # (here widths 32, 32, 32, 32, 16, 16, 8, 8); each block must get exactly its own affine of its w.

@@ -49,7 +49,6 @@ def test_backends_agree_with_eager_float32(backend):
     assert rel_l2(grads, ref_grads) < 1e-4
 
 
-
 def _conv_biases_and_their_gradients(G):
     """The bias argument of every convolution of a forward (the blocks' upsampling and plain convs,
     then to_rgb's), and the gradients of the blocks' conv biases."""
@@ -74,6 +73,7 @@ def test_conv_biases_before_instance_norm_are_left_out(backend):
     biases, grads = _conv_biases_and_their_gradients(G)
     assert len(biases) == G.num_ws + 1 and all(b is None for b in biases[:-1]) and biases[-1] is G.to_rgb.bias
     assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
+
 
 def test_projection_gradients_of_w_and_noise_maps(backend):
     """Projecting an image into a fixed generator (StyleGAN2's projector) optimises w and the

@@ -189,7 +189,6 @@ def test_layouts_follow_conv2d(backend, x_layout, weight_layout, c_in):
     assert rel_l2(out, upsample_conv2d_reference(x, weight, bias)) < 1e-12
 
 
-
 @pytest.mark.parametrize("x_layout,weight_layout,c_in", LAYOUT_CASES)
 def test_gradients_take_their_inputs_layouts(backend, x_layout, weight_layout, c_in):
     """d weight comes back in the weight's memory format, as cuDNN's does: autograd then keeps it as
@@ -202,6 +201,7 @@ def test_gradients_take_their_inputs_layouts(backend, x_layout, weight_layout, c
     grad_x, grad_weight, _ = torch.autograd.grad(out, (x, weight, bias), torch.randn_like(out))
     assert grad_x.is_contiguous(memory_format=LAYOUTS[x_layout][1])
     assert grad_weight.is_contiguous(memory_format=LAYOUTS[weight_layout][1])
+
 
 def test_non_contiguous_inputs(backend):
     x, weight, bias = make_inputs(2, 3, 4, 5, 6)
