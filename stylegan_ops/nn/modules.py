@@ -112,12 +112,16 @@ class SynthesisBlock(nn.Module):
         ``conv_bias=False`` leaves out the conv's bias: the instance norm after it subtracts every
         per-channel constant, so the bias changes nothing and its gradient is exactly zero. A caller
         that leaves it out must still give it that gradient (else autograd, DDP and optimizers see
-        an unused parameter): the Generator does, through its styles' concatenation (``_styles``)."""
+        an unused parameter): the Generator does, through its styles' concatenation (``_styles``).
+        Without its bias the plain conv runs as ``F.conv2d`` of its weight, so ``self.conv``'s
+        module hooks do not run (nor do they for the upsampling conv, a fused op)."""
         bias = self.conv.bias if conv_bias else None
         if self.use_upsample:
             x = upsample_conv2d(x, self.conv.weight, bias, backend=self.backend)
+        elif conv_bias:
+            x = self.conv(x)
         else:
-            x = F.conv2d(x, self.conv.weight, bias, padding=1)
+            x = F.conv2d(x, self.conv.weight, None, padding=1)
         if noise is None and randomize_noise:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         elif noise is not None:
