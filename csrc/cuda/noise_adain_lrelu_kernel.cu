@@ -39,6 +39,7 @@
 #include "packed.h"
 #include "rounding.h"
 #include "runtime.h"
+#include "sum_rows.h"
 
 namespace stylegan_ops {
 namespace {
@@ -810,8 +811,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(output_memory_format(x_in)));
   // d noise_weight's partial sums, (rows, C): a row per sample (a block per plane), or per pixel
-  // range and sample (split planes), summed over the rows at the end in a fixed order: deterministic.
-  at::Tensor grad_a_rows;
+  // range and sample (split planes), summed over the rows at the end in a fixed order (sum_rows):
+  // deterministic.
+  at::Tensor grad_a_rows, grad_a = at::empty({C}, x.options());
   at::Tensor grad_scale = at::empty({N, C}, x.options()), grad_bias = at::empty({N, C}, x.options());
   // grad_noise = Σ_c a_c dx_c: a reduction across planes, which the kernels (a block or a few per
   // plane) do not see together; PyTorch ops on dx, whose sum over C is deterministic.
@@ -819,7 +821,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
     return compute_grad_noise ? (dx * noise_weight.view({1, -1, 1, 1})).sum(1, true) : at::empty({0}, x.options());
   };
   if (N * C == 0) {
-    return {grad_x, grad_noise_of(grad_x), at::zeros({C}, x.options()), grad_scale, grad_bias};
+    return {grad_x, grad_noise_of(grad_x), grad_a.zero_(), grad_scale, grad_bias};
   }
   const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
   const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
@@ -867,8 +869,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
       });
     };
     dispatch_layout<scalar_t>(x, N * C, M, vectors, split_planes, per_plane);
+    sum_rows<scalar_t>(grad_a_rows.const_data_ptr<acc_t>(), grad_a.mutable_data_ptr<scalar_t>(), grad_a_rows.size(0), C);
   });
-  return {grad_x, grad_noise_of(grad_x), grad_a_rows.sum(0).to(x.scalar_type()), grad_scale, grad_bias};
+  return {grad_x, grad_noise_of(grad_x), grad_a, grad_scale, grad_bias};
 }
 
 }  // namespace

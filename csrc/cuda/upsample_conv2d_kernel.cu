@@ -52,7 +52,7 @@
 // for the two taps that read it; the bf16 forward's 16-warp blocks of 4 pixel tiles of 32
 // channels (PhaseConvTile): 2.5x less loaded from L2 per multiply-add than one tile of 64; dx's
 // and d weight's 9 taps on A instead of 16 folded ones on dy; split partials summed in one pass
-// (sum_splits_kernel, sum_shares_kernel). That run's backward also spent 0.32 ms in ATen's
+// (sum_splits_kernel, sum_rows.h). That run's backward also spent 0.32 ms in ATen's
 // avg_pool2d making A; window_means_kernel took 0.029 ms for it on the H100 run at ee707a8
 // (nvidia-h100-2026-11-27b-profile.log), where 0.34 / 0.37 / 0.44 ms went to the three GEMMs and
 // 0.051 ms to d bias, ATen's sum of dy, since summed by window_means_kernel as it reads dy.
@@ -81,6 +81,7 @@
 #include "packed.h"
 #include "rounding.h"
 #include "runtime.h"
+#include "sum_rows.h"
 
 #ifndef STYLEGAN_OPS_EMULATE_CUDA  // else cuda_emulation.h provides these
 #include <cuda_bf16.h>
@@ -1147,21 +1148,6 @@ __global__ void __launch_bounds__(kElementwiseThreads)
   }
 }
 
-// phase_conv_kernel's split sum: dst = the sum of its shares' float partials in share order
-// (deterministic), rounded once; a thread per element. Each share is laid out as dst (dense,
-// samples outermost), share s from element s * count: one pass, no float temporary of dst's size.
-template <typename scalar_t>
-__global__ void __launch_bounds__(kElementwiseThreads)
-    sum_shares_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ dst,
-                      int64_t count, int shares) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e >= count) return;
-  acc_t sum = 0;
-  for (int share = 0; share < shares; ++share) sum += partial[share * count + e];
-  dst[e] = static_cast<scalar_t>(sum);
-}
-
 // A for dx and d weight: A[n, o, r, s] = the mean of dy's window of rows r - 1, r and columns
 // s - 1, s, zeros outside dy's H2 x W2 counted in, for r <= H2 and s <= W2 (avg_pool2d(dy, 2,
 // stride=1, padding=1)). dy's channels are contiguous and A is channels_last, dense; a thread
@@ -1173,7 +1159,7 @@ __global__ void __launch_bounds__(kElementwiseThreads)
 // With bias_partial, d bias comes from the same reads (ATen's sum of dy took 0.051 ms more there):
 // a thread also sums its windows' bottom-right pixels dy[r, s] (r < H2, s < W2: each pixel of dy
 // once), its block's threads of one channel add theirs in order, and the block writes the sums as
-// bias_partial[blockIdx.x][channel], which the host sums over blocks (deterministic).
+// bias_partial[blockIdx.x][channel], which sum_rows adds up over the blocks (deterministic).
 template <typename scalar_t, int kVec>
 __global__ void __launch_bounds__(kElementwiseThreads)
     window_means_kernel(const scalar_t* __restrict__ grad_y, Strides dy_s, scalar_t* __restrict__ window_means,
@@ -1233,7 +1219,7 @@ void check_grid(int64_t blocks, const char* what) {
 // channels, bf16: 32 forward blocks for 132 SMs of one block each) leaves SMs idle while each
 // block runs all of K, so the source channels are then split into shares, one per block along z,
 // as many as fill the GPU's block slots once (at most 16, at least a stage each), and the shares'
-// float partials are summed afterwards (sum_shares_kernel). dst is dense (made by the callers).
+// float partials are summed afterwards (sum_rows). dst is dense (made by the callers).
 template <int kSrcPhases, int kDstPhases>
 void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        at::Tensor& dst) {
@@ -1252,7 +1238,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
     const int shares =
         int(std::clamp<int64_t>(slots / (blocks_x * blocks_y), 1, std::min<int64_t>(16, slabs.size(2) / Tile::kBK)));
     // Share s's partial sums: samples [s * N, (s + 1) * N) of a float tensor with dst's strides, so
-    // share s starts dst.numel() elements after share s - 1 (phase_conv_kernel's and sum_shares_kernel's offset).
+    // share s starts dst.numel() elements after share s - 1: the rows that sum_rows adds up.
     TORCH_INTERNAL_ASSERT(dst.is_non_overlapping_and_dense() && dst.stride(0) * N == dst.numel());
     const at::Tensor partial =
         shares > 1 ? at::empty_strided({shares * N, M, dst.size(2), dst.size(3)}, dst.strides(),
@@ -1268,9 +1254,7 @@ void launch_phase_conv(const at::Tensor& src, const at::Tensor& weight, const st
                   W, int(src.size(2)), int(src.size(3)), K, M, slabs.size(2), slabs.size(1), tiles, tiles_h, tiles_w,
                   channel_vectors(src), channels_innermost(dst), shares == 1 && channel_vectors(dst));
     if (shares > 1) {  // only grids under the block slots split: dst is far below 2^31 blocks of elements
-      launch_kernel(sum_shares_kernel<scalar_t>, dim3(unsigned(ceil_div(dst.numel(), kElementwiseThreads))),
-                    kElementwiseThreads, partial.const_data_ptr<acc_t>(), dst.mutable_data_ptr<scalar_t>(),
-                    dst.numel(), shares);
+      sum_rows<scalar_t>(partial.const_data_ptr<acc_t>(), dst.mutable_data_ptr<scalar_t>(), shares, dst.numel());
     }
   });
 }
@@ -1310,7 +1294,10 @@ std::pair<at::Tensor, at::Tensor> window_means_cuda(const at::Tensor& grad_y_in,
                   grad_y.const_data_ptr<scalar_t>(), strides_of(grad_y), window_means.mutable_data_ptr<scalar_t>(),
                   with_grad_bias ? bias_partial.mutable_data_ptr<acc_t>() : nullptr, C, H2, W2, pixels,
                   pixels_per_block, lanes_c);
-    if (with_grad_bias) grad_bias = bias_partial.sum(0).to(grad_y.scalar_type());
+    if (with_grad_bias) {
+      grad_bias = at::empty({C}, grad_y.options());
+      sum_rows<scalar_t>(bias_partial.const_data_ptr<acc_t>(), grad_bias.mutable_data_ptr<scalar_t>(), blocks_p, C);
+    }
   });
   return {window_means, grad_bias};
 }
