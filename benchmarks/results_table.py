@@ -12,7 +12,7 @@ import math
 import sys
 from collections import defaultdict
 
-BACKENDS = ("eager", "compile", "native", "triton", "native+compile")
+from stylegan_ops.bench import BACKENDS
 
 
 def table(path):

@@ -4,7 +4,7 @@
 
 For each case (op, shape, dtype) and direction (``fwd``, ``fwd+bwd``) it runs eager, ``torch.compile``
 of the eager code, native and Triton (those that can run on the device), and for the generator
-``native+compile`` (torch.compile around the native ops), checks each result
+``native+compile`` and ``triton+compile`` (torch.compile around the fused ops), checks each result
 against eager (``max_rel_err``: the larger relative L2 error of the output and, for fwd+bwd,
 of all gradients taken together), times it (CUDA events or wall clock after synchronisation; warm-up
 first, median of the repetitions, the backends of a case timed in turns), records peak memory on
@@ -44,10 +44,11 @@ import stylegan_ops as so
 from stylegan_ops.backends import unavailable_reason
 from stylegan_ops.ops import IMPLEMENTED_BACKENDS
 
-# native+compile: the whole generator under torch.compile with the native ops inside it (opaque to
-# Inductor, which fuses what lies between them); timed for the generator only.
-BACKENDS = ("eager", "compile", "native", "triton", "native+compile")
-COMPILED = {"compile": "eager", "native+compile": "native"}  # compiled backend -> op backend inside
+# native+compile, triton+compile: the whole generator under torch.compile with the fused ops inside
+# it (opaque to Inductor, which fuses what lies between them, and to AOTAutograd, whose compiled
+# backward calls the backward ops without the Python autograd of a Triton op); the generator only.
+BACKENDS = ("eager", "compile", "native", "triton", "native+compile", "triton+compile")
+COMPILED = {"compile": "eager", "native+compile": "native", "triton+compile": "triton"}  # -> op backend inside
 DIRECTIONS = ("fwd", "fwd+bwd")
 
 # Shapes per (device type, op): noise_adain_lrelu (N, C, H, W); upsample_conv2d (N, C_in, C_out, H, W)
@@ -297,10 +298,10 @@ def available(op, backend, device):
     """None if ``backend`` can run ``op`` on ``device`` in a benchmark, else why not."""
     if backend in ("eager", "compile"):
         return None
-    if backend == "native+compile":
+    if backend in COMPILED:
         if op != "generator":
             return "timed for the whole generator only"
-        backend = "native"
+        backend = COMPILED[backend]
     ops = ("noise_adain_lrelu", "upsample_conv2d") if op == "generator" else (op,)
     for name in ops:
         reason = unavailable_reason(backend, device, name, IMPLEMENTED_BACKENDS[name])

@@ -34,6 +34,7 @@ def test_quick_run_writes_json_and_plot(tmp_path, monkeypatch, capsys):
             assert {(op, "eager", direction), (op, "compile", direction)} <= ran
             assert ((op, "native+compile", direction) in ran) == (
                 op == "generator" and bench.available(op, "native", "cpu") is None)
+            assert (op, "triton+compile", direction) not in ran  # no Triton timings on CPU (the interpreter)
             if "native" in bench.IMPLEMENTED_BACKENDS.get(op, ("native",)) and bench.available(op, "native", "cpu") is None:
                 assert (op, "native", direction) in ran
     for record in records:
@@ -217,3 +218,10 @@ def test_results_table_adds_gpu_times_where_measured(tmp_path):
     assert "| noise_adain_lrelu | (8, 512, 16, 16) | bfloat16 | fwd | 0.200 | 0.090 | 2.22x |" in text
     assert "| op | shape | dtype | direction | eager GPU ms | native GPU ms | native vs eager |" in text
     assert "| noise_adain_lrelu | (8, 512, 16, 16) | bfloat16 | fwd | 0.050 | 0.010 | 5.00x |" in text
+
+
+def test_compiled_fused_backends_time_the_generator_only():
+    for backend in ("native+compile", "triton+compile"):
+        for op in ("noise_adain_lrelu", "upsample_conv2d"):
+            assert bench.available(op, backend, "cuda") == "timed for the whole generator only"
+    assert bench.available("generator", "triton+compile", "cpu") == bench.available("generator", "triton", "cpu")
