@@ -43,16 +43,17 @@ __global__ void __launch_bounds__(kSumRowsThreads)
   if (j < cols) dst[j] = static_cast<scalar_t>(sum);
 }
 
-// Groups of rows a column: a thread per column where there are few rows (the K shares of a split
-// phase convolution, at most 16, over millions of columns), else 8 warps a block, each reading
-// 32 consecutive columns (128 bytes) of every 8th row: d noise_weight's rows (a sample's, or a
-// sample's pixel range's: hundreds) and d bias's (a block's of window_means_kernel).
+// How many threads share a column's rows: one where there are few rows (the K shares of a split
+// phase convolution, at most 16, over millions of columns), else 8, a warp each, reading 32
+// consecutive columns (128 bytes of float) of every 8th row: d noise_weight's rows (one a sample,
+// or a sample's pixel range: hundreds) and d bias's (one a block of window_means_kernel).
 inline int sum_rows_groups(int64_t rows) { return rows < 32 ? 1 : 8; }
 
 // dst (cols elements, dense) = the column sums of `partial`, (rows, cols) dense, launched on the
 // current stream.
 template <typename scalar_t>
 void sum_rows(const at::opmath_type<scalar_t>* partial, scalar_t* dst, int64_t rows, int64_t cols) {
+  if (cols == 0) return;  // no sums (CUDA refuses an empty grid)
   const int row_groups = sum_rows_groups(rows);
   const int64_t blocks = ceil_div(cols, kSumRowsThreads / row_groups);
   TORCH_CHECK(blocks < (int64_t(1) << 31), "stylegan_ops: ", cols, " sums are too many for one grid");
