@@ -12,10 +12,10 @@
 #   run(command="bash benchmarks/gpu_suite.sh bench", timeout_s=600), right after it
 #     the benchmark CLI in bfloat16 (the dtype of the GPU goals), each part under its own cap
 #     (bench.json, bench.png, bench.log): about 320 s at most. First the generator's training
-#     step, which no run has timed yet (its first calls took 155 s on 2026-11-27 at 4153b8f, and
-#     the 170 s cap ended the timing), then upsample_conv2d. Left out: noise_adain_lrelu, unchanged
-#     since the 2026-11-27 runs, and the generator's forward, timed at 4153b8f, whose 70 s would
-#     not fit beside a first call that runs its sanitizers to 450 s.
+#     step (first timed on 2026-11-27 at 217f692; its first calls took 139 s there, 92.5 of them
+#     Triton's autotuning), in two parts (below), then upsample_conv2d. Left out:
+#     noise_adain_lrelu, unchanged since the 2026-11-27 runs, and the generator's forward, timed at
+#     4153b8f, whose 70 s would not fit beside a first call that runs its sanitizers to 450 s.
 #   `layouts` (layout_timing.py, NCHW against channels_last, ~75 s: layouts.txt) and `ncu` (Nsight
 #     Compute on all of ncu_run.py's cases, 100 s cap each: ncu.txt) replace `bench` when they are
 #     what the kernel work needs next. Nsight Compute runs with --clock-control none, as the device
@@ -40,7 +40,13 @@ MODE=${1:-all}
 SANITIZERS_END=450
 case "$MODE" in
   all|ncu|layouts) ;;
-  bench) PARTS_CAPS="generator:fwd+bwd:210 upsample_conv2d:fwd,fwd+bwd:100" ;;
+  # op:directions:backends:cap in seconds. The generator's training step in two runs, each with
+  # eager (the reference of errors and speedups): the backends of #6's goals, then Triton's (its
+  # autotuning took 92.5 s of the 210 s cap on 2026-11-27), so that a cap cutting the second
+  # loses only its own numbers (a case's records are written once all its backends are timed).
+  bench) PARTS_CAPS="generator:fwd+bwd:eager,compile,native,native+compile:80
+                     generator:fwd+bwd:eager,triton,triton+compile:130
+                     upsample_conv2d:fwd,fwd+bwd:all:100" ;;
   *) echo "usage: $0 [all|bench|ncu|layouts]"; exit 2 ;;
 esac
 # The lent machine's torch lives in its `python3` (there may be no `python`).
@@ -131,12 +137,14 @@ all)
 bench)
   step "benchmark CLI (bfloat16, one capped run per part)"
   MERGE=()
+  index=0
   for part in $PARTS_CAPS; do
-    IFS=: read -r op directions cap <<< "$part"
-    json="$PARTS/$op-${directions//[,+]/_}.json"
-    timeout "$cap" "$PY" -m stylegan_ops.bench --ops "$op" --directions "$directions" --dtypes bfloat16 \
-      --json "$json" >> "$OUT/bench.log" 2>&1
-    echo "bench $op $directions status $?" | tee -a "$OUT/bench.log"
+    IFS=: read -r op directions backends cap <<< "$part"
+    json="$PARTS/$((index += 1))-$op.json"
+    [ "$backends" = all ] && backends=$("$PY" -c "from stylegan_ops.bench import BACKENDS; print(','.join(BACKENDS))")
+    timeout "$cap" "$PY" -m stylegan_ops.bench --ops "$op" --directions "$directions" --backends "$backends" \
+      --dtypes bfloat16 --json "$json" >> "$OUT/bench.log" 2>&1
+    echo "bench $op $directions $backends status $?" | tee -a "$OUT/bench.log"
     MERGE+=("$json")
   done
   "$PY" -m stylegan_ops.bench --merge "${MERGE[@]}" --json "$OUT/bench.json" --plot "$OUT/bench.png" \

@@ -21,7 +21,8 @@ Prints progress lines as it goes, a table at the end, and writes ``--json`` / ``
 
 The default is the full set for the device, bfloat16 then float32 on CUDA and float32 on CPU;
 ``--quick`` is a small set that finishes in a few minutes on a 2-core CPU, ``--ops``,
-``--dtypes`` and ``--directions`` choose among the ops, dtypes and directions. The JSON also
+``--dtypes``, ``--directions`` and ``--backends`` choose among the ops, dtypes, directions and
+backends; ``--merge`` combines the JSON of several runs (the GPU suite's capped parts). The JSON also
 lists the configs Triton's autotuner chose (``triton_configs``), which its timings ran. On CUDA
 the upsample_conv2d cases and the generator run channels_last (the implicit GEMMs' natural
 layout, and the one cuDNN's tensor-core kernels prefer), every backend alike; the
@@ -458,7 +459,16 @@ def merge(paths, json_path, plot_path):
     configs = [config for run in runs for config in run.get("triton_configs", [])]
     if configs:
         header["triton_configs"] = [config for k, config in enumerate(configs) if config not in configs[:k]]
-    records = [record for run in runs for record in run["records"]]
+    records, kept = [], set()
+    for run in runs:  # a backend of a case that several runs timed (eager, each run's reference): the first run's
+        for record in run["records"]:
+            key = (record["op"], tuple(record["shape"]), record["dtype"], record["direction"], record["backend"])
+            if key in kept:
+                print(f"--merge: {record['backend']} {record['op']} {key[1]} {record['dtype']} {record['direction']} "
+                      "was timed by an earlier run too: the earlier one kept", flush=True)
+                continue
+            kept.add(key)
+            records.append(record)
     failures = [failure for run in runs for failure in run.get("failures", [])]
     if json_path:
         write_results(json_path, header, records, failures)
@@ -485,6 +495,9 @@ def main(argv=None):
                              "bfloat16 first: the dtype of the GPU goals; float32 on CPU)")
     parser.add_argument("--directions", default=",".join(DIRECTIONS),
                         help=f"comma-separated subset of {','.join(DIRECTIONS)}")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help=f"comma-separated subset of {','.join(BACKENDS)} (eager is the reference of errors "
+                             "and speedups: a run without it reports neither)")
     parser.add_argument("--reps", type=_positive_int, default=None,
                         help="timed repetitions (default 20 on GPU, 10 on CPU)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -506,6 +519,10 @@ def main(argv=None):
     directions = [direction.strip() for direction in args.directions.split(",") if direction.strip()]
     if not directions or set(directions) - set(DIRECTIONS):
         raise SystemExit(f"--directions: got {args.directions!r}; choose from {DIRECTIONS}")
+    chosen = {backend.strip() for backend in args.backends.split(",") if backend.strip()}
+    if not chosen or chosen - set(BACKENDS):
+        raise SystemExit(f"--backends: got {args.backends!r}; choose from {BACKENDS}")
+    backends = [backend for backend in BACKENDS if backend in chosen]
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -545,8 +562,9 @@ def main(argv=None):
 
     started = time.perf_counter()
     reps = args.reps if args.reps is not None else (20 if device == "cuda" else 10)
-    records, failures = run(cases_for(device, ops, args.quick, dtypes), device, directions=directions, reps=reps,
-                            log=lambda line: print(line, flush=True), on_record=write_json)
+    records, failures = run(cases_for(device, ops, args.quick, dtypes), device, backends=backends,
+                            directions=directions, reps=reps, log=lambda line: print(line, flush=True),
+                            on_record=write_json)
     write_json(records, failures)
     print(table(records))
     print(f"done in {time.perf_counter() - started:.0f} s")

@@ -64,6 +64,8 @@ def test_bad_arguments_exit_with_a_message(capsys):
         bench.main(["--dtypes", "bfloat16,fp8"])
     with pytest.raises(SystemExit, match=r"--directions: got 'bwd'"):
         bench.main(["--directions", "bwd"])
+    with pytest.raises(SystemExit, match=r"--backends: got 'eager,cuda'"):
+        bench.main(["--backends", "eager,cuda"])
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA device"):
             bench.main(["--device", "cuda"])
@@ -97,35 +99,44 @@ def test_a_failing_backend_is_reported_and_the_others_still_timed(tmp_path, monk
     assert "- noise_adain_lrelu (2, 3, 8, 8) float32 fwd native: RuntimeError" in _results_table().table(json_path)
 
 
-def test_dtypes_and_directions_choose_what_is_timed(tmp_path, monkeypatch):
+def test_dtypes_directions_and_backends_choose_what_is_timed(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "QUICK_SHAPES", TINY)
     json_path = tmp_path / "out.json"
     assert bench.main(["--quick", "--device", "cpu", "--ops", "noise_adain_lrelu", "--dtypes", "bfloat16",
-                       "--directions", "fwd+bwd", "--reps", "1", "--json", str(json_path)]) == 0
+                       "--directions", "fwd+bwd", "--backends", "native, eager", "--reps", "1",
+                       "--json", str(json_path)]) == 0
     records = json.loads(json_path.read_text())["records"]
-    assert records and {(r["dtype"], r["direction"]) for r in records} == {("bfloat16", "fwd+bwd")}
+    assert {(r["dtype"], r["direction"], r["backend"]) for r in records} == {
+        ("bfloat16", "fwd+bwd", backend) for backend in ("eager", "native")}
 
 
 def test_merge_combines_runs_of_one_device(tmp_path, capsys):
     record = dict(op="upsample_conv2d", backend="eager", dtype="float32", shape=[1, 2, 3, 4, 4], direction="fwd",
                   median_ms=1.0, speedup_vs_eager=1.0, max_rel_err=0.0, peak_mem_bytes=0)
     parts = []
-    for k, op in enumerate(("noise_adain_lrelu", "upsample_conv2d")):
+    # Part 1 times upsample_conv2d's eager twice (as two runs of one case would, each with eager as
+    # its reference) and its native once.
+    for k, (op, backends) in enumerate((("noise_adain_lrelu", ["eager"]),
+                                        ("upsample_conv2d", ["eager", "native", "eager"]))):
         part = tmp_path / f"{op}.json"
         configs = [{"kernel": "_forward_kernel", "config": f"BLOCK_M: {64 * (m + 1)}"} for m in range(k + 1)]
+        records = [{**record, "op": op, "backend": backend, "median_ms": float(m + 1)}
+                   for m, backend in enumerate(backends)]
         part.write_text(json.dumps({"device": "GPU X", "torch": "2.x", "triton_configs": configs,
-                                    "records": [{**record, "op": op}] * (k + 1)}))
+                                    "records": records}))
         parts.append(str(part))
     merged_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
     assert bench.main(["--merge", *parts, str(tmp_path / "never_written.json"), "--json", str(merged_path),
                        "--plot", str(plot_path)]) == 0
     merged = json.loads(merged_path.read_text())
-    assert merged["device"] == "GPU X" and [r["op"] for r in merged["records"]] == [
-        "noise_adain_lrelu", "upsample_conv2d", "upsample_conv2d"]
+    assert merged["device"] == "GPU X" and [(r["op"], r["backend"], r["median_ms"]) for r in merged["records"]] == [
+        ("noise_adain_lrelu", "eager", 1.0), ("upsample_conv2d", "eager", 1.0), ("upsample_conv2d", "native", 2.0)]
     # The autotuner's choices of every run, each once: part 1's first is part 0's.
     assert [c["config"] for c in merged["triton_configs"]] == ["BLOCK_M: 64", "BLOCK_M: 128"]
     assert plot_path.stat().st_size > 0
-    assert "never_written.json does not exist" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "never_written.json does not exist" in out
+    assert "eager upsample_conv2d (1, 2, 3, 4, 4) float32 fwd was timed by an earlier run too" in out
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"device": "GPU Y", "torch": "2.x", "records": []}))
     with pytest.raises(SystemExit, match="different devices"):
