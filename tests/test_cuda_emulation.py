@@ -250,6 +250,16 @@ def test_noise_adain_lrelu_channels_last_launches(emulated, shape, passes):
     assert rel_l2(y, noise_adain_lrelu_reference(*(t.double() for t in inputs))) < 1e-5  # the rest: tests above
 
 
+# d noise_weight's partials are a row of C per sample for NCHW planes of a block each (N rows),
+# summed by sum_rows: a thread a column under 32 rows, 8 groups of rows up to 255, 32 from 256;
+# C = 3 leaves most of a block's columns past the end.
+@pytest.mark.parametrize("n", [31, 33, 260])
+def test_noise_weight_gradient_sums_every_row(emulated, n):
+    inputs = noise_inputs(n, 3, 5, 7, torch.float64)
+    check_against_reference(lambda *a: EmulatedNoiseAdainLrelu.apply(emulated, *a), noise_adain_lrelu_reference,
+                            inputs, NOISE_NAMES, torch.randn(n, 3, 5, 7, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("case", ["no_noise", "strided_noise", "misaligned_views", "channels_last_slice"])
 def test_noise_adain_lrelu_element_paths(emulated, case):
     """Where the 16-byte vector path ends: no noise still vectorises; a strided noise, and planes

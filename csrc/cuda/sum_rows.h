@@ -43,11 +43,13 @@ __global__ void __launch_bounds__(kSumRowsThreads)
   if (j < cols) dst[j] = static_cast<scalar_t>(sum);
 }
 
-// How many threads share a column's rows: one where there are few rows (the K shares of a split
-// phase convolution, at most 16, over millions of columns), else 8, a warp each, reading 32
-// consecutive columns (128 bytes of float) of every 8th row: d noise_weight's rows (one a sample,
-// or a sample's pixel range: hundreds) and d bias's (one a block of window_means_kernel).
-inline int sum_rows_groups(int64_t rows) { return rows < 32 ? 1 : 8; }
+// How many threads share a column's rows, so that none adds more than a few dozen one after
+// another: one where there are few rows (the K shares of a split phase convolution, at most 16,
+// over millions of columns); 8 up to 255 rows, a warp each reading 32 consecutive columns (128
+// bytes of float) of every 8th row; 32 from 256 rows, 8 columns a group (32 bytes, a memory
+// sector). d noise_weight's rows are one a sample or a sample's pixel range (tens to hundreds),
+// d bias's one a block of window_means_kernel (about four per SM).
+inline int sum_rows_groups(int64_t rows) { return rows < 32 ? 1 : rows < 256 ? 8 : 32; }
 
 // dst (cols elements, dense) = the column sums of `partial`, (rows, cols) dense, launched on the
 // current stream.
