@@ -869,7 +869,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
       });
     };
     dispatch_layout<scalar_t>(x, N * C, M, vectors, split_planes, per_plane);
-    sum_rows<scalar_t>(grad_a_rows.const_data_ptr<acc_t>(), grad_a.mutable_data_ptr<scalar_t>(), grad_a_rows.size(0), C);
+    sum_rows<scalar_t>(grad_a_rows.const_data_ptr<acc_t>(), grad_a.mutable_data_ptr<scalar_t>(), grad_a_rows.size(0),
+                       C);
   });
   return {grad_x, grad_noise_of(grad_x), grad_a, grad_scale, grad_bias};
 }
