@@ -15,28 +15,20 @@ and cuDNN's separate bias add inside a convolution does not show on either.
 
 import argparse
 import collections
+import sys
+from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import stylegan_ops as so
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference import OpCalls  # noqa: E402 - the tests' recorder of operator calls
 
 # ATen ops that make no kernel: views, metadata and aliasing.
 VIEWS = {"view", "_unsafe_view", "_reshape_alias", "reshape", "expand", "slice", "select", "narrow", "t",
          "transpose", "permute", "unsqueeze", "squeeze", "unbind", "split", "split_with_sizes", "as_strided",
          "alias", "detach"}
-
-
-class Counts(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        namespace, name = func.namespace, func._schema.name.split("::")[-1]
-        if namespace != "aten" or name not in VIEWS:
-            self.ops[f"{namespace}.{name}"] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def step_counts(backend, resolution, batch=2):
@@ -45,10 +37,12 @@ def step_counts(backend, resolution, batch=2):
                         backend=backend, channels_last=True).eval()
     z = torch.randn(batch, 8)
     G(z, noise_mode="const")  # first calls (Triton's compiles) outside the count
-    with Counts() as counts:
+    with OpCalls() as recorded:
         img = G(z, noise_mode="const")
         torch.autograd.grad(img, list(G.parameters()), torch.ones_like(img))
-    return counts.ops
+    names = ((func.namespace, func._schema.name.split("::")[-1]) for func, _, _ in recorded.calls)
+    return collections.Counter(f"{namespace}.{name}" for namespace, name in names
+                               if namespace != "aten" or name not in VIEWS)
 
 
 def main():
