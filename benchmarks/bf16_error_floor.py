@@ -1,9 +1,9 @@
 """How far a bfloat16 generator training step lies from float64, per backend: the floor under the
 benchmark CLI's ``max_rel_err`` for the generator, which compares each backend's bfloat16 step with
 eager's bfloat16 step (0.29 to 0.31 on the H100 run of 2026-11-27 at 217f692, 256 px, for every
-backend, torch.compile's included). Prints, per backend, the relative L2 error of the image and of all parameter gradients
-(one vector) against float64 eager, in bfloat16 and in float32, and native against eager in
-bfloat16. CPU only (the native backend's CPU kernels; eager's CPU ops).
+backend, torch.compile's included). Prints, per backend, the relative L2 error of the image and of
+all parameter gradients (one vector) against float64 eager, in bfloat16 and in float32, and native
+against eager in bfloat16. CPU only (the native backend's CPU kernels; eager's CPU ops).
 
     python benchmarks/bf16_error_floor.py [--resolution 32]
 """
