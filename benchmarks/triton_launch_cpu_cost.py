@@ -76,7 +76,7 @@ def main(argv=None):
         "noise_adain_lrelu forward (2 pixel-range kernels)": lambda: noise.forward(xn, noise_map, a, scale, shift,
                                                                                     1e-5, 0.2),
         "noise_adain_lrelu backward (2 pixel-range kernels, a sum)":
-            lambda: noise.backward(y, xn, noise_map, a, scale, shift, mean, rstd, 0.2),
+            lambda: noise.backward(y, xn, noise_map, a, scale, shift, mean, rstd, 0.2, False),
     }
     ops = torch.ops.stylegan_ops
     x_grad, xn_grad = x.detach().requires_grad_(), xn.detach().requires_grad_()

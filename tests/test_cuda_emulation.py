@@ -250,6 +250,30 @@ def test_noise_adain_lrelu_channels_last_launches(emulated, shape, passes):
     assert rel_l2(y, noise_adain_lrelu_reference(*(t.double() for t in inputs))) < 1e-5  # the rest: tests above
 
 
+# The noise's gradient (compute_grad_noise: the noise requires grad) is one kernel more in either
+# layout, grad_noise_kernel reading dx in place, and no ATen op but allocations (ATen's
+# (dx * a).sum(1) took a mul, a sum and an x-sized temporary). C = 40 leaves channels_last's
+# second group of 32 lanes partial, 9x7 = 63 pixels NCHW's second block of 32 pixels.
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_noise_gradient_is_one_kernel(emulated, memory_format):
+    inputs = noise_inputs(2, 40, 9, 7, torch.float64, memory_format)
+    grad_y = torch.randn(2, 40, 9, 7, dtype=torch.float64).contiguous(memory_format=memory_format)
+    _, mean, rstd = emulated.noise_adain_lrelu(*inputs, 1e-5, 0.2)
+    launches, grad_noises = [], []
+    with torch.profiler.profile() as prof:
+        for compute_grad_noise in (False, True, True):
+            before = emulated.kernel_launches()
+            grads = emulated.noise_adain_lrelu_backward(grad_y, *inputs, mean, rstd, 0.2, compute_grad_noise)
+            launches.append(emulated.kernel_launches() - before)
+            grad_noises.append(grads[1])
+    assert launches[1] == launches[2] == launches[0] + 1
+    assert {event.key for event in prof.key_averages() if event.key.startswith("aten::")} <= ALLOCATIONS
+    not_asked, grad_noise, again = grad_noises
+    assert not_asked.numel() == 0 and grad_noise.shape == (2, 1, 9, 7) and grad_noise.is_contiguous()
+    assert rel_l2(grad_noise, (grads[0] * inputs[2].view(1, -1, 1, 1)).sum(1, keepdim=True)) < 1e-12
+    assert torch.equal(again, grad_noise)  # the same bits: a fixed order
+
+
 # d noise_weight's partials are a row of C per sample for NCHW planes of a block each (N rows),
 # summed by sum_rows: a thread a column under 32 rows, 8 groups of rows up to 255, 32 from 256;
 # C = 3 leaves most of a block's columns past the end.

@@ -150,7 +150,7 @@ def launches(dtype):
 
         def call():
             y, mean, rstd = noise_kernels.forward(x, noise, a, s, b, 1e-5, 0.2)
-            noise_kernels.backward(torch.empty_like(y), x, noise, a, s, b, mean, rstd, 0.2)
+            noise_kernels.backward(torch.empty_like(y), x, noise, a, s, b, mean, rstd, 0.2, with_noise)
 
         layout = "channels_last" if channels_last else "NCHW"
         return f"noise_adain_lrelu {layout} ({n}, {c}, {h}, {w}) noise={with_noise}", call

@@ -683,6 +683,79 @@ __global__ void __launch_bounds__(Map::kThreads)
   }
 }
 
+// ---- d noise: a sum across planes --------------------------------------------------------------
+// dξ[n, p] = Σ_c a_c dx[n, c, p], made only when the noise requires grad (projecting an image into a
+// fixed generator optimises its noise maps). The kernels above keep planes apart, so this one reads
+// dx again, once, adding the products in float: ATen's (dx * a).sum(1) took two kernels and an
+// x-sized temporary, and rounded every product to dx's dtype. A block covers kGradNoisePixels
+// pixels of one sample with kGradNoiseWarps warps, a warp's loads 32 adjacent elements whatever the
+// layout: pixels contiguous (NCHW), lane l takes pixel l and warp w channels w, w + 8, ..., the
+// warps' sums then added in warp order; channels innermost (channels_last), warp w takes pixels w,
+// w + 8, ... and lane l channels l, l + 32, ..., the lanes' sums added by warp_sum. Every sum's
+// order is fixed: deterministic.
+constexpr int kGradNoiseWarps = 8, kGradNoisePixels = kWarp;
+
+template <typename scalar_t, bool kChannelsInner>
+__global__ void __launch_bounds__(kGradNoiseWarps * kWarp)
+    grad_noise_kernel(const scalar_t* __restrict__ grad_x, PlaneView gxv, const scalar_t* __restrict__ noise_weight,
+                      scalar_t* __restrict__ grad_noise, int64_t C, int64_t M, int64_t pixel_blocks) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  const int64_t n = blockIdx.x / pixel_blocks, p0 = blockIdx.x % pixel_blocks * kGradNoisePixels;
+  const scalar_t* const sample = grad_x + n * gxv.n_stride;
+  const auto product = [&](int64_t c, int64_t p) {
+    return acc_t(noise_weight[c]) * acc_t(sample[c * gxv.c_stride + p * gxv.hw_stride]);
+  };
+  if constexpr (kChannelsInner) {
+    const int64_t p_end = std::min(p0 + kGradNoisePixels, M);
+    for (int64_t p = p0 + warp; p < p_end; p += kGradNoiseWarps) {  // the same pixels for a warp's lanes
+      acc_t sum = 0;
+      for (int64_t c = lane; c < C; c += kWarp) sum += product(c, p);
+      sum = warp_sum(sum);
+      if (lane == 0) grad_noise[n * M + p] = scalar_t(sum);
+    }
+  } else {
+    __shared__ acc_t warp_sums[kGradNoiseWarps][kWarp];
+    const int64_t p = p0 + lane;
+    acc_t sum = 0;
+    if (p < M) {
+      for (int64_t c = warp; c < C; c += kGradNoiseWarps) sum += product(c, p);
+    }
+    warp_sums[warp][lane] = sum;
+    __syncthreads();
+    if (warp == 0 && p < M) {
+      for (int w = 1; w < kGradNoiseWarps; ++w) sum += warp_sums[w][lane];
+      grad_noise[n * M + p] = scalar_t(sum);
+    }
+  }
+}
+
+// dξ of grad_x as a contiguous (N, 1, H, W) tensor, or the op's empty stand-in when not asked for.
+at::Tensor grad_noise_cuda(const at::Tensor& grad_x, const at::Tensor& noise_weight, bool compute) {
+  if (!compute) return at::empty({0}, grad_x.options());
+  const int64_t N = grad_x.size(0), C = grad_x.size(1), M = grad_x.size(2) * grad_x.size(3);
+  at::Tensor grad_noise = at::empty({N, 1, grad_x.size(2), grad_x.size(3)}, grad_x.options());
+  if (N * M == 0) return grad_noise;
+  const int64_t pixel_blocks = ceil_div(M, kGradNoisePixels);
+  TORCH_CHECK(N * pixel_blocks < (int64_t(1) << 31), "noise_adain_lrelu_backward: N*H*W = ", N * M,
+              " is too many pixels for the noise gradient's grid");
+  const at::Tensor a = noise_weight.contiguous();
+  const PlaneView gxv = plane_view(grad_x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_x.scalar_type(), "noise_adain_lrelu_grad_noise", [&] {
+    const auto launch = [&](auto channels_inner) {
+      launch_kernel(grad_noise_kernel<scalar_t, decltype(channels_inner)::value>, dim3(unsigned(N * pixel_blocks)),
+                    kGradNoiseWarps * kWarp, grad_x.const_data_ptr<scalar_t>(), gxv, a.const_data_ptr<scalar_t>(),
+                    grad_noise.mutable_data_ptr<scalar_t>(), C, M, pixel_blocks);
+    };
+    if (channels_innermost(grad_x)) {
+      launch(std::true_type{});
+    } else {
+      launch(std::false_type{});
+    }
+  });
+  return grad_noise;
+}
+
 // Planes beyond the register cache, too few for a block each to fill the GPU: PlaneMajor ranges.
 bool too_few_large_planes(const at::Tensor& x, int64_t planes, int64_t M) {
   return M > kMaxCachedPlane && planes < 2 * int64_t(multiprocessor_count(x));
@@ -815,13 +888,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
   // deterministic.
   at::Tensor grad_a_rows, grad_a = at::empty({C}, x.options());
   at::Tensor grad_scale = at::empty({N, C}, x.options()), grad_bias = at::empty({N, C}, x.options());
-  // grad_noise = Σ_c a_c dx_c: a reduction across planes, which the kernels (a block or a few per
-  // plane) do not see together; PyTorch ops on dx, whose sum over C is deterministic.
-  const auto grad_noise_of = [&](const at::Tensor& dx) {
-    return compute_grad_noise ? (dx * noise_weight.view({1, -1, 1, 1})).sum(1, true) : at::empty({0}, x.options());
-  };
   if (N * C == 0) {
-    return {grad_x, grad_noise_of(grad_x), grad_a.zero_(), grad_scale, grad_bias};
+    return {grad_x, grad_noise_cuda(grad_x, noise_weight, compute_grad_noise), grad_a.zero_(), grad_scale, grad_bias};
   }
   const at::Tensor a = noise_weight.contiguous(), scale = style_scale.contiguous(), bias = style_bias.contiguous();
   const at::Tensor mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
@@ -872,7 +940,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> noise_ada
     sum_rows<scalar_t>(grad_a_rows.const_data_ptr<acc_t>(), grad_a.mutable_data_ptr<scalar_t>(), grad_a_rows.size(0),
                        C);
   });
-  return {grad_x, grad_noise_of(grad_x), grad_a, grad_scale, grad_bias};
+  return {grad_x, grad_noise_cuda(grad_x, noise_weight, compute_grad_noise), grad_a, grad_scale, grad_bias};
 }
 
 }  // namespace

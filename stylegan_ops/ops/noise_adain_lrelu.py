@@ -17,8 +17,9 @@ mean and biased variance, r = (σ² + eps)^-½, x̂ = (v − μ) r, z = s x̂ + 
 So backward needs only x, noise, the inputs' small tensors and the per-plane μ, r saved by
 the forward: never x̂ or y. The kernels do two passes over a plane (Σ g and Σ g x̂, then dv);
 da is reduced per plane and then over the batch in a fixed order (deterministic, no atomics).
-dξ, a reduction across planes, is computed only when noise needs a gradient: by the CPU kernel,
-in fixed runs of channels; on CUDA (native and Triton) from dx with PyTorch ops.
+dξ, a reduction across planes, is computed only when noise needs a gradient: by the CPU kernel
+as it writes dv, in fixed runs of channels; on CUDA (native and Triton) by a kernel of its own
+that reads dx once more, adding the products in float in a fixed order.
 
 Double backward runs the same formula composed of differentiable PyTorch ops
 (``_backward_composite``, for the native op as ``stylegan_ops::noise_adain_lrelu_backward_composite``),
@@ -69,14 +70,10 @@ def _backward_composite(grad_y, x, noise, noise_weight, style_scale, style_bias,
     grad_v = scale * rstd * (g - g.mean(dim=(2, 3), keepdim=True) - xhat * (g * xhat).mean(dim=(2, 3), keepdim=True))
     # Without noise, noise_weight takes no part: zero (the autograd functions return None for it).
     grad_noise_weight = torch.zeros_like(noise_weight) if noise is None else (grad_v * noise).sum(dim=(0, 2, 3))
-    return grad_v, grad_noise_of(grad_v, noise_weight, compute_grad_noise), grad_noise_weight, grad_scale, grad_bias
-
-
-def grad_noise_of(grad_x, noise_weight, compute):
-    """dξ = Σ_c a_c dx_c as (N, 1, H, W), or an empty stand-in when not ``compute``d."""
-    if not compute:
-        return grad_x.new_empty(0)
-    return (grad_x * noise_weight.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+    # dξ as (N, 1, H, W), or the ops' empty stand-in when not asked for.
+    grad_noise = ((grad_v * noise_weight.view(1, -1, 1, 1)).sum(dim=1, keepdim=True) if compute_grad_noise
+                  else grad_v.new_empty(0))
+    return grad_v, grad_noise, grad_noise_weight, grad_scale, grad_bias
 
 
 def _setup_context(ctx, inputs, output):
@@ -170,10 +167,8 @@ def _triton_backward(
                              f"got {tuple(stats.shape)} {stats.dtype} on {stats.device}")
     if compute_grad_noise and noise is None:  # as the native op's check
         raise RuntimeError("noise_adain_lrelu_triton_backward: compute_grad_noise needs a noise tensor, got None")
-    grad_x, grad_noise_weight, grad_scale, grad_bias = kernels.backward(
-        grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope
-    )
-    return grad_x, grad_noise_of(grad_x, noise_weight, compute_grad_noise), grad_noise_weight, grad_scale, grad_bias
+    return kernels.backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope,
+                            compute_grad_noise)
 
 
 register(OP, fake_forward=_fake_forward, fake_backward=_fake_backward, backward_composite=_backward_composite,

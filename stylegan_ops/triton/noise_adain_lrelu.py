@@ -16,6 +16,9 @@ up to 16x16 in channels_last) the second kernel makes the sums itself (ONE_RANGE
 which is most of the time of such a call. Statistics are sums of d = v - K, K each plane's first
 element ("shifted data": a large common offset does not cancel catastrophically).
 
+The noise's gradient, a sum across planes that the kernels above keep apart, is a kernel of its
+own (only for a noise that requires grad): programs over (n, BLOCK_P pixels) read dx once more.
+
 Sums reduce in a fixed order: same inputs, bitwise the same outputs.
 """
 
@@ -327,6 +330,28 @@ def _range_backward_kernel(
         tl.store(GBIAS + plane, sum_g.to(GBIAS.dtype.element_ty), mask=c_ok)
 
 
+@triton.jit
+def _grad_noise_kernel(GX, A, GN, M, C, pixel_blocks, gx_n, gx_c, gx_hw,
+                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
+    """dξ[n, p] = Σ_c a_c dx[n, c, p] over BLOCK_P pixels of a sample: [BLOCK_C x BLOCK_P] tiles of dx,
+    channel block after channel block, in ACC. The planes' kernels keep them apart, so this reads dx
+    again, once: PyTorch's (dx * a).sum(1) took two kernels and an x-sized temporary, and rounded each
+    product to dx's dtype."""
+    program = tl.program_id(0)
+    n = (program // pixel_blocks).to(tl.int64)
+    pix = (program % pixel_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
+    p_ok = pix < M
+    total = tl.zeros((BLOCK_P,), ACC)
+    for c0 in range(0, C, BLOCK_C):
+        channels = c0 + tl.arange(0, BLOCK_C)
+        c_ok = channels < C
+        a = tl.load(A + channels, mask=c_ok, other=0.0).to(ACC)
+        dx = tl.load(GX + n * gx_n + channels.to(tl.int64)[:, None] * gx_c + pix.to(tl.int64)[None, :] * gx_hw,
+                     mask=c_ok[:, None] & p_ok[None, :], other=0.0).to(ACC)
+        total += tl.sum(a[:, None] * dx, axis=0)
+    tl.store(GN + n * M + pix, total.to(GN.dtype.element_ty), mask=p_ok)
+
+
 # ---- launchers ------------------------------------------------------------------------------------
 def _with_collapsible_hw(t):
     """t itself if its H and W collapse into one strided index, else a contiguous copy."""
@@ -404,6 +429,27 @@ def _launch_ranges(kernel, n, c, block_c, splits, *args, **kwargs):
     kernel[grid](*args, **kwargs, **config.kwargs, BLOCK_C=block_c, num_warps=config.num_warps)
 
 
+# dξ's tiles, one config: the kernel runs only for a noise that requires grad, and a tuned config per
+# shape is not worth the autotuner's first calls. On GPU 32 channels x 64 pixels (128 bytes of a
+# 16-bit NCHW channel's pixels); in the interpreter 16 x 16, so that test shapes take several blocks.
+_GRAD_NOISE_CONFIG = (triton.Config({"BLOCK_C": 16, "BLOCK_P": 16}, num_warps=1) if _IN_INTERPRETER
+                      else triton.Config({"BLOCK_C": 32, "BLOCK_P": 64}, num_warps=4))
+
+
+def _grad_noise(grad_x, noise_weight):
+    """dξ = Σ_c a_c dx_c as a contiguous (N, 1, H, W) tensor (grad_x's H and W collapse: it is x's
+    memory format)."""
+    n, c, h, w = grad_x.shape
+    grad_noise = grad_x.new_empty((n, 1, h, w))
+    if grad_noise.numel():
+        pixel_blocks = cdiv(h * w, _GRAD_NOISE_CONFIG.kwargs["BLOCK_P"])
+        _grad_noise_kernel[(n * pixel_blocks,)](grad_x, noise_weight.contiguous(), grad_noise, h * w, c, pixel_blocks,
+                                                 *_plane_strides(grad_x), **_GRAD_NOISE_CONFIG.kwargs,
+                                                 ACC=tl_accumulation_dtype(grad_x.dtype),
+                                                 num_warps=_GRAD_NOISE_CONFIG.num_warps)
+    return grad_noise
+
+
 @on_inputs_device
 def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope):
     x = _with_collapsible_hw(x)
@@ -433,7 +479,7 @@ def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope
 
 
 @on_inputs_device
-def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope):
+def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd, negative_slope, compute_grad_noise):
     x, grad_y = _with_collapsible_hw(x), _with_collapsible_hw(grad_y)
     n, c, h, w = x.shape
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
@@ -463,4 +509,5 @@ def backward(grad_y, x, noise, noise_weight, style_scale, style_bias, mean, rstd
         _launch_ranges(_range_backward_kernel, n, c, block_c, splits, *inputs, partial, grad_x, grad_a, grad_scale,
                        grad_bias, c, h * w, splits, *strides, *_plane_strides(grad_x), negative_slope,
                        ONE_RANGE=splits == 1, **options)
-    return grad_x, grad_a.view(-1, c).sum(dim=0).to(x.dtype), grad_scale, grad_bias
+    grad_noise = _grad_noise(grad_x, noise_weight) if compute_grad_noise else grad_x.new_empty(0)
+    return grad_x, grad_noise, grad_a.view(-1, c).sum(dim=0).to(x.dtype), grad_scale, grad_bias
