@@ -4,13 +4,13 @@ Each op runs on native (the hand-written kernels), then on Triton: every dtype, 
 forward and backward. noise_adain_lrelu's shapes take the native kernels through NCHW
 register-cached planes by 16-byte vectors and by elements (35-element planes), swept planes (400 of
 them: a block each), split planes (2 of them: pixel ranges) and the channel-major channels_last
-kernels, with and without noise, and the Triton kernels through register-resident planes and pixel
-ranges (one per plane at 65x64, several at 80x80, channels_last at every size); upsample_conv2d's
-(the phase-conv and grad-weight kernels) has partial pixel tiles and a partial second block of 64
-channels on both sides, with channels staged element by element (70 and 66 channels) and,
-channels_last, through cp.async in 16-byte vectors (72 and 80), at 33x40 with several pixel tiles
-per d weight block (its double buffering alternates, as the phase convolutions' stages do at every
-size here)."""
+kernels, with noise (requiring grad: its gradient's kernel runs too) and without, and the Triton
+kernels through register-resident planes and pixel ranges (one per plane at 65x64, several at 80x80,
+channels_last at every size); upsample_conv2d's (the phase-conv and grad-weight kernels) has partial
+pixel tiles and a partial second block of 64 channels on both sides, with channels staged element by
+element (70 and 66 channels) and, channels_last, through cp.async in 16-byte vectors (72 and 80), at
+33x40 with several pixel tiles per d weight block (its double buffering alternates, as the phase
+convolutions' stages do at every size here)."""
 
 import sys
 
@@ -30,7 +30,7 @@ def noise_adain_lrelu_run(backend):
                     x = torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
                     noise = torch.randn(n, 1, h, w, device="cuda", dtype=dtype) if with_noise else None
                     params = [torch.randn(*s, device="cuda", dtype=dtype) for s in ((c,), (n, c), (n, c))]
-                    inputs = [x.requires_grad_(), *(p.requires_grad_() for p in params)]
+                    inputs = [t.requires_grad_() for t in (x, noise, *params) if t is not None]
                     y = so.noise_adain_lrelu(x, noise, *params, backend=backend)
                     torch.autograd.grad(y, inputs, torch.randn_like(y), allow_unused=True)
 
