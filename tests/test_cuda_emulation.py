@@ -253,7 +253,7 @@ def test_noise_adain_lrelu_channels_last_launches(emulated, shape, passes):
 # The noise's gradient (compute_grad_noise: the noise requires grad) is one kernel more in either
 # layout, grad_noise_kernel reading dx in place, and no ATen op but allocations (ATen's
 # (dx * a).sum(1) took a mul, a sum and an x-sized temporary). C = 40 leaves channels_last's
-# second group of 32 lanes partial, 9x7 = 63 pixels NCHW's second block of 32 pixels.
+# second group of 32 lanes partial, and 9x7 = 63 pixels NCHW's second block of 32 pixels.
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_noise_gradient_is_one_kernel(emulated, memory_format):
     inputs = noise_inputs(2, 40, 9, 7, torch.float64, memory_format)
