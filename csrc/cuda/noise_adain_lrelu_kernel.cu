@@ -684,16 +684,16 @@ __global__ void __launch_bounds__(Map::kThreads)
 }
 
 // ---- d noise: a sum across planes --------------------------------------------------------------
-// dξ[n, p] = Σ_c a_c dx[n, c, p], made only when the noise requires grad (projecting an image into a
-// fixed generator optimises its noise maps). The kernels above keep planes apart, so this one reads
-// dx again, once, adding the products in float: ATen's (dx * a).sum(1) took two kernels and an
-// x-sized temporary, and rounded every product to dx's dtype. A block covers kGradNoisePixels
+// dξ[n, p] = Σ_c a_c dx[n, c, p], made only when the noise requires grad (projecting an image into
+// a fixed generator optimises its noise maps). The kernels above keep planes apart, so this one
+// reads dx again, once, adding the products in float: ATen's (dx * a).sum(1) took two kernels and
+// an x-sized temporary, and rounded every product to dx's dtype. A block covers kGradNoisePixels
 // pixels of one sample with kGradNoiseWarps warps, a warp's loads 32 adjacent elements whatever the
 // layout: pixels contiguous (NCHW), lane l takes pixel l and warp w channels w, w + 8, ..., the
-// warps' sums then added in warp order; channels innermost (channels_last), warp w takes pixels w,
-// w + 8, ... and lane l channels l, l + 32, ..., the lanes' sums added by warp_sum. Every sum's
-// order is fixed: deterministic.
-constexpr int kGradNoiseWarps = 8, kGradNoisePixels = kWarp;
+// warps' sums then added in warp order (ChannelMajor::reduce, whose blocks are these); channels
+// innermost (channels_last), warp w takes pixels w, w + 8, ... and lane l channels l, l + 32, ...,
+// the lanes' sums added by warp_sum. Every sum's order is fixed: deterministic.
+constexpr int kGradNoiseWarps = kChannelWarps, kGradNoisePixels = kWarp;
 
 template <typename scalar_t, bool kChannelsInner>
 __global__ void __launch_bounds__(kGradNoiseWarps * kWarp)
@@ -715,18 +715,14 @@ __global__ void __launch_bounds__(kGradNoiseWarps * kWarp)
       if (lane == 0) grad_noise[n * M + p] = scalar_t(sum);
     }
   } else {
-    __shared__ acc_t warp_sums[kGradNoiseWarps][kWarp];
+    __shared__ acc_t shared[ChannelMajor::kThreads];
     const int64_t p = p0 + lane;
     acc_t sum = 0;
     if (p < M) {
       for (int64_t c = warp; c < C; c += kGradNoiseWarps) sum += product(c, p);
     }
-    warp_sums[warp][lane] = sum;
-    __syncthreads();
-    if (warp == 0 && p < M) {
-      for (int w = 1; w < kGradNoiseWarps; ++w) sum += warp_sums[w][lane];
-      grad_noise[n * M + p] = scalar_t(sum);
-    }
+    sum = ChannelMajor::reduce(sum, shared);
+    if (warp == 0 && p < M) grad_noise[n * M + p] = scalar_t(sum);
   }
 }
 
