@@ -3,7 +3,9 @@
 # pytest-benchmark and matplotlib preinstalled). Everything lands in $OUT, the files that come back.
 #   run(command="bash benchmarks/gpu_suite.sh", timeout_s=600)
 #     build for sm_90 (build.log), the GPU-marked tests (tests.log; the
-#     large_gpu_memory ones after the others, alone: tests-large.log), a kernel profile (profile.log;
+#     large_gpu_memory ones after the others, alone, their output appended to it: the device
+#     tool returns 8 files a call, and a ninth, tests-large.log, cost tests.log on 2026-11-28),
+#     a kernel profile (profile.log;
 #     last, the native generator's training step, what #6 is judged on),
 #     device ceilings (ceilings.json), Nsight Compute on the native upsample_conv2d GEMM kernels at
 #     32x32 (ncu.txt: what bounds them, first answered on 2026-11-27 at 217f692), memcheck over both
@@ -105,9 +107,12 @@ all)
   STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 120 "$PY" -m pytest -q -p no:cacheprovider $WORKERS \
     -m "gpu and not large_gpu_memory" tests > "$OUT/tests.log" 2>&1
   echo "pytest status $?"; tail -n 15 "$OUT/tests.log"
+  LARGE_LOG=$(mktemp)  # outside $OUT: only 8 files come back
+  echo "=== large_gpu_memory tests, alone" >> "$OUT/tests.log"
   STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 60 "$PY" -m pytest -q -p no:cacheprovider -m large_gpu_memory tests \
-    > "$OUT/tests-large.log" 2>&1
-  echo "pytest (large_gpu_memory) status $?"; tail -n 8 "$OUT/tests-large.log"
+    > "$LARGE_LOG" 2>&1
+  echo "pytest (large_gpu_memory) status $?" | tee -a "$LARGE_LOG"; tail -n 8 "$LARGE_LOG"
+  cat "$LARGE_LOG" >> "$OUT/tests.log"; rm "$LARGE_LOG"
 
   step "kernel profile (kernel time against call time)"
   STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 65 "$PY" benchmarks/profile_kernels.py > "$OUT/profile.log" 2>&1
