@@ -91,6 +91,16 @@ def main_loop(code):
     return [instruction for instruction in code if start <= instruction[0] <= end]
 
 
+def loop_bodies(code):
+    """The instructions of each loop, from a backward branch's target to the branch."""
+    bodies = []
+    for address, opcode, operands in code:
+        target = re.search(r"0x([0-9a-f]+)", operands) if opcode == "BRA" else None
+        if target and int(target.group(1), 16) < address:
+            bodies.append([instruction for instruction in code if int(target.group(1), 16) <= instruction[0] <= address])
+    return bodies
+
+
 def copy_loops(code):
     """(instructions, vectors) of each loop (a backward branch) that issues cp.async copies and no
     multiply-add: a kernel's staging loops, unrolled as nvcc chose. A 16-byte vector is one LDGSTS
@@ -98,13 +108,10 @@ def copy_loops(code):
     zero-fills (ignore-src: its last operand !PT) and is not counted. A loop's instructions over its
     vectors are what a vector's load costs."""
     loops = []
-    for address, opcode, operands in code:
-        target = re.search(r"0x([0-9a-f]+)", operands) if opcode == "BRA" else None
-        if target and int(target.group(1), 16) < address:
-            body = [(op, args) for at, op, args in code if int(target.group(1), 16) <= at <= address]
-            vectors = sum(op.startswith("LDGSTS") and not args.rstrip().endswith("!PT") for op, args in body)
-            if vectors and not any(op.split(".")[0] in MULTIPLY_ADDS for op, _ in body):
-                loops.append((len(body), vectors))
+    for body in loop_bodies(code):
+        vectors = sum(op.startswith("LDGSTS") and not args.rstrip().endswith("!PT") for _, op, args in body)
+        if vectors and not any(op.split(".")[0] in MULTIPLY_ADDS for _, op, _ in body):
+            loops.append((len(body), vectors))
     return loops
 
 

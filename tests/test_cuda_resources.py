@@ -17,7 +17,7 @@ import re
 import pytest
 
 import stylegan_ops as so
-from sass_report import copy_loops, cuobjdump_path, instructions, opcode_counts, resource_usage
+from sass_report import copy_loops, cuobjdump_path, instructions, loop_bodies, opcode_counts, resource_usage
 from stylegan_ops import _extension
 
 GEMM_KERNELS = ("phase_conv_kernel", "grad_weight_kernel")
@@ -87,3 +87,24 @@ def test_vector_paths_store_whole_vectors(library):
     for name, code in kernels.items():
         counts = opcode_counts(code)
         assert counts["STG.E.128"] > 0, (name, {k: v for k, v in counts.items() if k.startswith("STG")})
+
+
+# noise_adain_lrelu's forward for planes beyond the register cache (PlaneCache::kNone, template
+# argument ELNS0_10PlaneCacheE1E) in float, half and bfloat16, by 16-byte vectors.
+SWEPT_FORWARD = re.compile(r"forward_kernelI(N3c108BFloat16E|N3c104HalfE|f)Li[48]ELNS0_10PlaneCacheE1E")
+
+
+def test_swept_forward_statistics_divide_once_a_vector(library):
+    """The swept forward's statistics loops (those that load x in 16-byte vectors and store nothing)
+    merge a vector's summary into a thread's running one: one float division (FCHK, its range check)
+    a vector, so no more than the loop's 16-byte loads. Updating the running summary element by
+    element took one an element, 8 a bf16 vector in a dependent chain (welford_of in
+    csrc/cuda/noise_adain_lrelu_kernel.cu)."""
+    kernels = instructions(library, SWEPT_FORWARD.search)
+    assert len(kernels) == 3, sorted(kernels)
+    for name, code in kernels.items():
+        loops = [counts for counts in map(opcode_counts, loop_bodies(code))
+                 if counts["LDG.E.128.CONSTANT"] > 0 and counts["STG"] == 0]
+        assert loops, name
+        for counts in loops:  # x's load, and the noise's where there is one
+            assert counts["FCHK"] <= counts["LDG.E.128.CONSTANT"], (name, counts["FCHK"], counts["LDG.E.128.CONSTANT"])

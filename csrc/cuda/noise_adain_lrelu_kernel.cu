@@ -92,6 +92,27 @@ __device__ Welford<T> merge(Welford<T> a, Welford<T> b) {
   return {count, a.mean + delta * share, a.m2 + b.m2 + delta * delta * a.count * share};
 }
 
+// The summary of one vector's kVec values, two passes over registers, for merging into a thread's
+// running one: a division a vector (merge's), where updating the running summary element by
+// element took an IEEE division an element, each waiting on the one before. That chain (8
+// divisions a 16-byte bf16 vector, each with its slow-path branch) kept the swept forward's loop
+// to one vector in flight a thread, and the kernel took 33 us at (8, 128, 128, 128) bf16 on both
+// the H100 (2.98 TB/s copy) and the H200 (4.21 TB/s): bound by issue and latency, not by memory
+// (the runs of 2026-11-27 at 217f692 and 2026-11-28 at 25c5a77). kVec is a power of two, so
+// the mean's division is an exact multiplication.
+template <typename acc_t, int kVec>
+__device__ Welford<acc_t> welford_of(const acc_t (&v)[kVec]) {
+  static_assert((kVec & (kVec - 1)) == 0, "kVec is a power of two");
+  acc_t sum = 0;
+#pragma unroll
+  for (int e = 0; e < kVec; ++e) sum += v[e];
+  const acc_t mean = sum / acc_t(kVec);
+  acc_t m2 = 0;
+#pragma unroll
+  for (int e = 0; e < kVec; ++e) m2 += (v[e] - mean) * (v[e] - mean);
+  return {acc_t(kVec), mean, m2};
+}
+
 // block_welford's shared memory: each warp's (count, mean, M2), then the block's total in slots
 // of its own. Warp 0 lane l reads partial l while lane 0 writes the total; sharing slots 0-2
 // raced (compute-sanitizer racecheck, H200).
@@ -316,13 +337,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t v[kVec];
       load_v<kVec>(vp, vi * kVec, v);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        w.count += acc_t(1);
-        const acc_t delta = v[e] - w.mean;
-        w.mean += delta / w.count;
-        w.m2 += delta * (v[e] - w.mean);
-      }
+      w = merge(w, welford_of(v));
     }
     w = block_welford(w, shared);
     mean = w.mean;
