@@ -183,6 +183,24 @@ def test_upsample_conv2d_reads_and_writes_a_channels_last_weight_in_place(emulat
     assert rel_l2(grad_bias, grad_y.double().sum((0, 2, 3))) < grad_tol
 
 
+# d weight's split partials are summed in tiles of tile_c input by kSumTile output channels
+# (sum_tile_channels: the largest power of two up to kSumTile that gives two blocks an SM, 32 on the
+# emulation's 16 SMs, else 1). 256 -> 128 channels take whole tiles (32 x 32 in float32, 16 x 16 in
+# float64); 41 -> 33 take tiles 2 (float32) and 4 (float64) channels wide, the last one holding one
+# channel. Either way d weight comes out in the weight's layout.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("c_in,c_out", [(256, 128), (41, 33)], ids=str)
+@pytest.mark.parametrize("weight_layout", [torch.contiguous_format, torch.channels_last], ids=["oihw", "ohwi"])
+def test_grad_weight_sums_tiles_of_every_width(emulated, dtype, c_in, c_out, weight_layout):
+    x, grad_y = torch.randn(2, c_in, 3, 2, dtype=dtype), torch.randn(2, c_out, 6, 4, dtype=dtype)
+    weight = torch.randn(c_out, c_in, 3, 3, dtype=dtype).contiguous(memory_format=weight_layout)
+    _, grad_weight, _ = emulated.upsample_conv2d_backward(grad_y, x, weight, [False, True, False])
+    assert grad_weight.is_contiguous(memory_format=weight_layout)
+    wr = weight.double().requires_grad_()
+    (want,) = torch.autograd.grad(upsample_conv2d_reference(x.double(), wr, None), wr, grad_y.double())
+    assert rel_l2(grad_weight, want) < TOLERANCES[dtype][2]
+
+
 # ---- noise_adain_lrelu ---------------------------------------------------------------------------
 NOISE_NAMES = ("x", "noise", "noise_weight", "style_scale", "style_bias")
 

@@ -1089,58 +1089,75 @@ at::Tensor slab_weights(const at::Tensor& weight, int64_t row_block, int64_t col
   return slabs;
 }
 
-// d weight from grad_weight_kernel's partials [split][tap][c][o]: a block sums a tile of kTile x
+// d weight from grad_weight_kernel's partials [split][tap][c][o]: a block sums a tile of tile_c x
 // kTile (c, o) pairs over the splits, in split order (deterministic), for all 9 taps, into shared
 // memory, and writes the tile in the weight's layout (in another, autograd would copy d weight
-// into the parameter's after every backward): per o, its kTile channels' taps are 9 kTile
-// consecutive elements (o, c, tap), or 9 runs of kTile channels (o, tap, c) in channels_last.
+// into the parameter's after every backward): per o, its tile_c channels' taps are 9 tile_c
+// consecutive elements (o, c, tap), or 9 runs of tile_c channels (o, tap, c) in channels_last.
 // Reads (along o) and writes are both coalesced; a thread per pair writing its 9 taps, a pair's
 // run 9 C_in elements from its neighbour's, took 0.052 ms at 512 -> 512 channels on the H100 run
 // (nvidia-h100-2026-11-26-profile.log), a third of eager's whole forward and backward at the 8x8
-// level. This kernel, summing one (tap, c) row at a time, then took 0.035 ms there for 24 MB of
-// traffic (2 splits; nvidia-h100-2026-11-27b-profile.log): its 256 blocks, about two an SM, kept
-// one load in flight a thread. A thread now sums kRowsAtOnce rows together, their loads
-// independent of each other.
+// level. Summing one (tap, c) row at a time, it then took 0.035 ms there for 24 MB of traffic (2
+// splits; nvidia-h100-2026-11-27b-profile.log): its 256 blocks, about two an SM, kept one load in
+// flight a thread; a thread now sums kRowsAtOnce rows together, their loads independent of each
+// other. tile_c (sum_tile_channels) shrinks the tiles where kTile x kTile ones make too few blocks:
+// with 32 of them at 128 -> 64 channels (8 blocks for 44 splits) and at 256 -> 128 (32 blocks,
+// 11 splits), the generator's six d weight sums took 0.304 ms on the H200 run of 2026-11-28
+// (nvidia-h200-2026-11-28-profile.log), 0.032 of them at 512 -> 512 on 32x32: 1.2 TB/s there.
 template <typename acc_t>
 constexpr int kSumTile = 128 / int(sizeof(acc_t));  // 32 floats along o: one 128-byte read a warp
+
+// The tiles' extent along c: the largest power of two up to kSumTile that gives the sum two blocks
+// an SM, or 1.
+template <typename acc_t>
+int sum_tile_channels(int64_t C_in, int64_t C_out, int64_t multiprocessors) {
+  int tile_c = kSumTile<acc_t>;
+  while (tile_c > 1 && ceil_div(C_in, tile_c) * ceil_div(C_out, kSumTile<acc_t>) < 2 * multiprocessors) tile_c /= 2;
+  return tile_c;
+}
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kElementwiseThreads)
     sum_splits_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ grad_weight,
-                      bool channels_last, int64_t C_out, int64_t C_in, int splits) {
+                      bool channels_last, int64_t C_out, int64_t C_in, int splits, int tile_c) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kTile = kSumTile<acc_t>;
   constexpr int kRowStride = 9 * kTile + 1;  // [o][c * 9 + tap], padded: a walk along o hits every bank
   constexpr int kRowStep = kElementwiseThreads / kTile;  // threads along (tap, c): rows a pass apart
-  constexpr int kRows = 9 * kTile, kRowsAtOnce = 4;
+  constexpr int kRowsAtOnce = 4;
   __shared__ acc_t sums[kTile * kRowStride];
-  const int64_t c0 = int64_t(blockIdx.x) * kTile, o0 = int64_t(blockIdx.y) * kTile, pairs = C_in * C_out;
-  const int o = threadIdx.x % kTile;
-  for (int e0 = threadIdx.x / kTile; e0 < kRows; e0 += kRowStep * kRowsAtOnce) {
+  const int64_t c0 = int64_t(blockIdx.x) * tile_c, o0 = int64_t(blockIdx.y) * kTile, pairs = C_in * C_out;
+  const int o = threadIdx.x % kTile, rows = 9 * tile_c;
+  for (int e0 = threadIdx.x / kTile; e0 < rows; e0 += kRowStep * kRowsAtOnce) {
+    const acc_t* row[kRowsAtOnce];  // split 0's (tap, c, o), or null outside the tile
+#pragma unroll
+    for (int k = 0; k < kRowsAtOnce; ++k) {
+      const int e = e0 + k * kRowStep, tap = e / tile_c, c = e % tile_c;
+      const bool inside = e < rows && c0 + c < C_in && o0 + o < C_out;
+      row[k] = inside ? partial + tap * pairs + (c0 + c) * C_out + o0 + o : nullptr;
+    }
     acc_t row_sums[kRowsAtOnce] = {};
+#pragma unroll 4  // loads of several splits in flight where a thread has few rows (small tile_c)
     for (int split = 0; split < splits; ++split) {
 #pragma unroll
       for (int k = 0; k < kRowsAtOnce; ++k) {
-        const int e = e0 + k * kRowStep, tap = e / kTile, c = e % kTile;
-        if (e < kRows && c0 + c < C_in && o0 + o < C_out) {
-          row_sums[k] += partial[(int64_t(split) * 9 + tap) * pairs + (c0 + c) * C_out + o0 + o];
-        }
+        if (row[k] != nullptr) row_sums[k] += row[k][int64_t(split) * 9 * pairs];
       }
     }
 #pragma unroll
     for (int k = 0; k < kRowsAtOnce; ++k) {
       const int e = e0 + k * kRowStep;
-      if (e < kRows) sums[o * kRowStride + e % kTile * 9 + e / kTile] = row_sums[k];
+      if (e < rows) sums[o * kRowStride + e % tile_c * 9 + e / tile_c] = row_sums[k];
     }
   }
   __syncthreads();
-  // Per o, the tile's 9 kTile elements go out in d weight's order: (c, tap) for a contiguous one,
+  // Per o, the tile's 9 tile_c elements go out in d weight's order: (c, tap) for a contiguous one,
   // (tap, c) for channels_last; either way consecutive threads write consecutive elements.
-  const int tile_c = int(std::min<int64_t>(kTile, C_in - c0));
-  for (int e = threadIdx.x; e < kTile * 9 * kTile; e += kElementwiseThreads) {
-    const int o_in_tile = e / (9 * kTile), run = e % (9 * kTile);
-    const int c = channels_last ? run % kTile : run / 9, tap = channels_last ? run / kTile : run % 9;
-    if (o0 + o_in_tile < C_out && c < tile_c) {
+  const int channels = int(std::min<int64_t>(tile_c, C_in - c0));
+  for (int e = threadIdx.x; e < kTile * rows; e += kElementwiseThreads) {
+    const int o_in_tile = e / rows, run = e % rows;
+    const int c = channels_last ? run % tile_c : run / 9, tap = channels_last ? run / tile_c : run % 9;
+    if (o0 + o_in_tile < C_out && c < channels) {
       const int64_t o = o0 + o_in_tile;
       const int64_t offset = channels_last ? (o * 9 + tap) * C_in + c0 + c : (o * C_in + c0 + c) * 9 + tap;
       grad_weight[offset] = static_cast<scalar_t>(sums[o_in_tile * kRowStride + c * 9 + tap]);
@@ -1358,8 +1375,9 @@ at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x,
     const int64_t c_blocks = ceil_div(C_in, Tile::kBC), o_blocks = ceil_div(C_out, Tile::kBO);
     const int splits = grad_weight_splits(Tile::kTaps * c_blocks * o_blocks,
                                           Tile::kBlocksPerSM * int64_t(multiprocessor_count(x)), tiles);
+    const int tile_c = sum_tile_channels<acc_t>(C_in, C_out, multiprocessor_count(x));
     // The sum's grid has more blocks along either axis than grad_weight_kernel's: bounding it bounds both.
-    check_grid(ceil_div(C_in, kSumTile<acc_t>), "the input channels");
+    check_grid(ceil_div(C_in, tile_c), "the input channels");
     TORCH_CHECK(ceil_div(C_out, kSumTile<acc_t>) < 65536, "upsample_conv2d: too many output channels (", C_out, ")");
     const at::Tensor partial = at::empty({splits, 9, C_in, C_out}, x.options().dtype(acc_dtype));
     launch_kernel(grad_weight_kernel<scalar_t>,
@@ -1369,9 +1387,9 @@ at::Tensor grad_weight_cuda(const at::Tensor& window_means, const at::Tensor& x,
                   H, W, C_in, C_out, tiles, tiles_h, tiles_w, splits, channel_vectors(x),
                   channel_vectors(window_means));
     launch_kernel(sum_splits_kernel<scalar_t>,
-                  dim3(unsigned(ceil_div(C_in, kSumTile<acc_t>)), unsigned(ceil_div(C_out, kSumTile<acc_t>))),
+                  dim3(unsigned(ceil_div(C_in, tile_c)), unsigned(ceil_div(C_out, kSumTile<acc_t>))),
                   kElementwiseThreads, partial.const_data_ptr<acc_t>(), grad_weight.mutable_data_ptr<scalar_t>(),
-                  layout == at::MemoryFormat::ChannelsLast, C_out, C_in, splits);
+                  layout == at::MemoryFormat::ChannelsLast, C_out, C_in, splits, tile_c);
   });
   return grad_weight;
 }
