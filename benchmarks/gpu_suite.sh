@@ -7,8 +7,9 @@
 #     tool returns 8 files a call, and a ninth, tests-large.log, cost tests.log on 2026-11-28),
 #     a kernel profile (profile.log;
 #     last, the native generator's training step, what #6 is judged on),
-#     device ceilings (ceilings.json), Nsight Compute on the native upsample_conv2d GEMM kernels at
-#     32x32 (ncu.txt: what bounds them, first answered on 2026-11-27 at 217f692), memcheck over both
+#     device ceilings (ceilings.json), Nsight Compute on the native noise_adain_lrelu kernels at
+#     (8, 128, 128, 128), NCHW and channels_last (ncu.txt; the upsample_conv2d GEMM kernels' turn
+#     was 2026-11-27 at 217f692 and 2026-11-28 at 25c5a77), memcheck over both
 #     backends and racecheck over the hand-written CUDA kernels (memcheck.log, racecheck.log; the
 #     Triton kernels' racecheck reports are Triton's own reduction lowering, triton-lang/triton#7264,
 #     see benchmarks/results/HISTORY.md): 450 s at most.
@@ -31,7 +32,7 @@
 # one at a time (139 of 163 on 2026-11-27; 75 s for all on a warm cache), so they run in 8 xdist
 # workers, each compiling its own kernels (58 s at 4153b8f); memcheck took 110 s (115 did not
 # reach the last op at 4153b8f), racecheck more than 50 s (the upsample kernels first,
-# sanitizer_run.py); the Nsight Compute step (45 s at most) comes out of their time. Each
+# sanitizer_run.py); the Nsight Compute step (50 s at most) comes out of their time. Each
 # benchmark case compiles torch.compile's baseline and autotunes Triton (the log's "first calls"
 # line says where its time went), about 10 s a case and a minute or more for the generator's;
 # a run rewrites its JSON after every case, so a capped run keeps what it measured, and the ops'
@@ -121,8 +122,11 @@ all)
   step "ceilings"
   timeout 15 "$PY" benchmarks/ceilings.py "$OUT/ceilings.json"
 
-  step "Nsight Compute: the native GEMM kernels at 32x32"
-  ncu_case upsample_native_32 45 --kernel-name "regex:.*(phase_conv|grad_weight).*"
+  # The GEMM kernels' questions were answered at 217f692 and 25c5a77 (`ncu` mode profiles them);
+  # open now: the noise kernels, NCHW per plane (the swept forward since 70e6d55) and channels_last.
+  step "Nsight Compute: the native noise_adain_lrelu kernels at 128x128, NCHW and channels_last"
+  ncu_case noise_native_128 25
+  ncu_case noise_native_128_nhwc 25
   ncu_summary 60
 
   step "compute-sanitizer"

@@ -1,5 +1,5 @@
 """One forward+backward of one case, for Nsight Compute (`benchmarks/gpu_suite.sh`: its first call
-profiles upsample_native_32's GEMM kernels, its `ncu` mode every case).
+profiles the noise_native_128 cases, its `ncu` mode every case).
 
 The case runs twice: once to compile and warm up, then once between torch.cuda.profiler.start()
 and stop(), so that `ncu --profile-from-start off` reports only that call's kernels. The cases
@@ -8,7 +8,9 @@ are those where the GPU runs left the questions open: the CUDA phase convolution
 since spread over 4 pixel tiles instead of one in the forward, shared-memory bandwidth, or the
 tensor pipes idling?), with cuDNN's kernels for the same call beside them, and at 8x8, where the
 grid splits its source channels over blocks; the noise_adain_lrelu kernels at 128x128 planes (67%
-and 69% of the copy ceiling on the H100 run).
+and 69% of the copy ceiling on the H100 run), NCHW (per-plane kernels) and channels_last (the
+channel-major pixel-range kernels of the generator, about half the copy ceiling in its training
+step on the H200 run of 2026-11-28: bytes in flight, or something else?).
 
     python benchmarks/ncu_run.py CASE     (CUDA only; CASE one of the names in CASES)
     python benchmarks/ncu_run.py --list   (the case names, a line each)
@@ -25,6 +27,7 @@ CASES = {
     "upsample_eager_32": (lambda: _upsample_inputs(8, 512, 512, 32, 32), "eager"),
     "upsample_native_8": (lambda: _upsample_inputs(8, 512, 512, 8, 8), "native"),
     "noise_native_128": (lambda: _noise_inputs(8, 128, 128, 128), "native"),
+    "noise_native_128_nhwc": (lambda: _noise_inputs(8, 128, 128, 128, channels_last=True), "native"),
 }
 
 

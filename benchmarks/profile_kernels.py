@@ -41,8 +41,9 @@ def _randn(*shape, grad=True, channels_last=False):
     return t.requires_grad_(grad)
 
 
-def _noise_inputs(n, c, h, w):
-    args = (_randn(n, c, h, w), _randn(n, 1, h, w, grad=False), _randn(c), _randn(n, c), _randn(n, c))
+def _noise_inputs(n, c, h, w, channels_last=False):
+    args = (_randn(n, c, h, w, channels_last=channels_last), _randn(n, 1, h, w, grad=False), _randn(c), _randn(n, c),
+            _randn(n, c))
     return so.noise_adain_lrelu, args
 
 
