@@ -75,22 +75,6 @@ def opcode_counts(code):
     return counts
 
 
-def main_loop(code):
-    """The instructions of the innermost loop (a backward branch) spanning all multiply-adds, or None."""
-    multiply = [address for address, opcode, _ in code if opcode.split(".")[0] in MULTIPLY_ADDS]
-    if not multiply:
-        return None
-    loops = []
-    for address, opcode, operands in code:
-        target = re.search(r"0x([0-9a-f]+)", operands) if opcode == "BRA" else None
-        if target and int(target.group(1), 16) <= multiply[0] and address >= multiply[-1]:
-            loops.append((int(target.group(1), 16), address))
-    if not loops:
-        return None
-    start, end = min(loops, key=lambda loop: loop[1] - loop[0])
-    return [instruction for instruction in code if start <= instruction[0] <= end]
-
-
 def loop_bodies(code):
     """The instructions of each loop, from a backward branch's target to the branch."""
     bodies = []
@@ -99,6 +83,15 @@ def loop_bodies(code):
         if target and int(target.group(1), 16) < address:
             bodies.append([instruction for instruction in code if int(target.group(1), 16) <= instruction[0] <= address])
     return bodies
+
+
+def main_loop(code):
+    """The instructions of the innermost loop (a backward branch) spanning all multiply-adds, or None."""
+    multiply = [address for address, opcode, _ in code if opcode.split(".")[0] in MULTIPLY_ADDS]
+    if not multiply:
+        return None
+    spanning = [body for body in loop_bodies(code) if body[0][0] <= multiply[0] and body[-1][0] >= multiply[-1]]
+    return min(spanning, key=len) if spanning else None
 
 
 def copy_loops(code):
