@@ -430,8 +430,16 @@ __global__ void __launch_bounds__(kMaxThreads)
 // (deterministic) and makes its output, so x (and dy) are read twice. Where a plane is one range
 // (splits = 1) the second kernel makes the sums itself: one launch where there were two (the
 // native generator is CPU-bound on the H100 runs, its launches most of a small level's cost).
-// Statistics are sums of d = v - K, K the plane's first element ("shifted data"): a large common
-// offset does not cancel catastrophically.
+// The forward's statistics are sums of d = v - K and d², K the plane's first element, in double
+// (RangeStat): the variance is Σd²/M - (Σd/M)², whose cancellation grows as (K - mean)² / variance,
+// up to M when K is an outlier; in float an outlier of 1000 among randn cost 1.4e-4 to 6.1e-4 of
+// relative error (DESIGN.md wants 1e-5). d² of a float is exact in double, and the shift K keeps
+// the cancellation below M (53 bits leave ~1e-10 at M = 2^20), where without it a common offset
+// would be unbounded. The cost is a conversion and two FP64 operations an element, in passes
+// bound by memory on GPUs with FP64 at half the FP32 rate (Hopper, A100); where FP64 runs at 1/64
+// (GeForce) they may bound these passes instead.
+using RangeStat = double;  // partials' dtype: at::kDouble
+
 struct Range {  // what one thread of a range kernel works on
   int64_t n, c, plane;
   bool active;               // c < C
@@ -526,23 +534,31 @@ __device__ void merge_partial_pair(const T* partial, const Range& r, int64_t pla
   }
 }
 
+// K, the plane's first v: the shift of the forward's statistics.
+template <typename scalar_t>
+__device__ at::opmath_type<scalar_t> plane_shift(const NoisyPlane<scalar_t>& vp) {
+  at::opmath_type<scalar_t> first[1];
+  load_v<1>(vp, 0, first);
+  return first[0];
+}
+
 // This thread's Σd and Σd² over its pixels of the block's range (zero for an inactive thread).
 template <typename scalar_t, typename Map>
 __device__ void range_moments(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
                               PlaneView nv, const scalar_t* __restrict__ noise_weight, const Range& r,
-                              at::opmath_type<scalar_t>& sum, at::opmath_type<scalar_t>& squares) {
+                              RangeStat& sum, RangeStat& squares) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kVec = Map::kVec;
   sum = squares = 0;
   if (!r.active) return;
   const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
-  acc_t shift[kVec], v[kVec];
-  load_v<kVec>(vp, 0, shift);
+  const acc_t shift = plane_shift(vp);
+  acc_t v[kVec];
   for (int64_t vi = r.first; vi < r.end; vi += r.step) {
     load_v<kVec>(vp, vi * kVec, v);
 #pragma unroll
     for (int e = 0; e < kVec; ++e) {
-      const acc_t d = v[e] - shift[0];
+      const RangeStat d = v[e] - shift;  // v - K is exact for v within a factor 2 of K, else rounded once
       sum += d;
       squares += d * d;
     }
@@ -553,12 +569,11 @@ __device__ void range_moments(const scalar_t* __restrict__ x, PlaneView xv, cons
 template <typename scalar_t, typename Map>
 __global__ void __launch_bounds__(Map::kThreads)
     range_stats_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
-                       const scalar_t* __restrict__ noise_weight, at::opmath_type<scalar_t>* __restrict__ partial,
-                       int64_t C, int64_t planes, int64_t M, int splits) {
-  using acc_t = at::opmath_type<scalar_t>;
-  __shared__ acc_t shared[kRangeShared];
+                       const scalar_t* __restrict__ noise_weight, RangeStat* __restrict__ partial, int64_t C,
+                       int64_t planes, int64_t M, int splits) {
+  __shared__ RangeStat shared[kRangeShared];
   const Range r = Map::range(C, M, splits);
-  acc_t sum, squares;
+  RangeStat sum, squares;
   range_moments<scalar_t, Map>(x, xv, noise, nv, noise_weight, r, sum, squares);
   store_partial_pair<Map>(sum, squares, shared, partial, r, planes);
 }
@@ -571,16 +586,16 @@ __global__ void __launch_bounds__(Map::kThreads)
     range_normalize_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
                            PlaneView nv, const scalar_t* __restrict__ noise_weight,
                            const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
-                           const at::opmath_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ y,
-                           PlaneView yv, at::opmath_type<scalar_t>* __restrict__ mean_out,
+                           const RangeStat* __restrict__ partial, scalar_t* __restrict__ y, PlaneView yv,
+                           at::opmath_type<scalar_t>* __restrict__ mean_out,
                            at::opmath_type<scalar_t>* __restrict__ rstd_out, int64_t C, int64_t planes, int64_t M,
                            int splits, double eps, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kVec = Map::kVec;
   const Range r = Map::range(C, M, splits);
-  acc_t sum, squares;
+  RangeStat sum, squares;
   if constexpr (kOneRange) {
-    __shared__ acc_t shared[kRangeShared];
+    __shared__ RangeStat shared[kRangeShared];
     range_moments<scalar_t, Map>(x, xv, noise, nv, noise_weight, r, sum, squares);
     sum = Map::reduce(sum, shared);
     squares = Map::reduce(squares, shared);
@@ -590,20 +605,21 @@ __global__ void __launch_bounds__(Map::kThreads)
   const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
   const Plane yp = plane_of(yv, r.n, r.c);
   const acc_t slope = acc_t(negative_slope);
-  acc_t shift[kVec], v[kVec];
-  load_v<kVec>(vp, 0, shift);
-  const acc_t mean_d = sum / acc_t(M), variance = squares / acc_t(M) - mean_d * mean_d;
+  const RangeStat mean_d = sum / RangeStat(M), variance = squares / RangeStat(M) - mean_d * mean_d;
   // Rounding can leave a tiny negative; an inf in the plane leaves inf - inf = NaN, kept as in eager.
-  const acc_t rstd = inverse_std(variance < acc_t(0) ? acc_t(0) : variance, eps);
+  const acc_t rstd = acc_t(inverse_std(variance < RangeStat(0) ? RangeStat(0) : variance, eps));
+  // y from v - mean, as the per-plane kernels and the backward (which reads this mean) make x̂.
+  const acc_t mean = acc_t(plane_shift(vp) + mean_d);
   const acc_t gamma = acc_t(style_scale[r.plane]) * rstd, beta = acc_t(style_bias[r.plane]);
+  acc_t v[kVec];
   for (int64_t vi = r.first; vi < r.end; vi += r.step) {
     load_v<kVec>(vp, vi * kVec, v);
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) v[e] = leaky_relu((v[e] - shift[0] - mean_d) * gamma + beta, slope);
+    for (int e = 0; e < kVec; ++e) v[e] = leaky_relu((v[e] - mean) * gamma + beta, slope);
     store<kVec>(y, yp, vi * kVec, v);
   }
   if (blockIdx.z == 0 && Map::writer()) {
-    mean_out[r.plane] = shift[0] + mean_d;
+    mean_out[r.plane] = mean;
     rstd_out[r.plane] = rstd;
   }
 }
@@ -857,7 +873,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
       using Map = decltype(map);
       const int splits = Map::splits(x, N, C, M);
       const dim3 grid = Map::grid(N, C, splits), block(Map::kThreads);
-      const auto normalize = [&](auto kernel, const acc_t* partial) {
+      const auto normalize = [&](auto kernel, const RangeStat* partial) {
         launch_kernel(kernel, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr, partial, y_ptr, yv,
                       mean_ptr, rstd_ptr, C, N * C, M, splits, eps, negative_slope);
       };
@@ -865,10 +881,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
         normalize(range_normalize_kernel<scalar_t, Map, true>, nullptr);
         return;
       }
-      const at::Tensor partial = at::empty({splits, 2, N, C}, stats_options);
+      const at::Tensor partial = at::empty({splits, 2, N, C}, x.options().dtype(at::kDouble));  // RangeStat
       launch_kernel(range_stats_kernel<scalar_t, Map>, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr,
-                    partial.mutable_data_ptr<acc_t>(), C, N * C, M, splits);
-      normalize(range_normalize_kernel<scalar_t, Map, false>, partial.const_data_ptr<acc_t>());
+                    partial.mutable_data_ptr<RangeStat>(), C, N * C, M, splits);
+      normalize(range_normalize_kernel<scalar_t, Map, false>, partial.const_data_ptr<RangeStat>());
     };
     auto per_plane = [&](auto vec) {
       constexpr int kVec = decltype(vec)::value;

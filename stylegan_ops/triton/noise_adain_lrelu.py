@@ -13,8 +13,11 @@ row of channels (a tile is contiguous rows). S is chosen so that even a few larg
 kernels: the first writes per-range sums, the second merges them in range order and makes its
 output, so x (and dy) are read twice. Where a plane is one range (S = 1: the generator's levels
 up to 16x16 in channels_last) the second kernel makes the sums itself (ONE_RANGE): one launch,
-which is most of the time of such a call. Statistics are sums of d = v - K, K each plane's first
-element ("shifted data": a large common offset does not cancel catastrophically).
+which is most of the time of such a call. The forward's statistics are sums of d = v - K and d²
+in float64, K each plane's first element: as the CUDA kernels' (RangeStat in
+csrc/cuda/noise_adain_lrelu_kernel.cu, which says why), the shift bounds the variance's
+cancellation and float64 absorbs it, where float32 lost 1.7e-4 of relative error to a first pixel
+1000 out.
 
 The noise's gradient, a sum across planes that the kernels above keep apart, is a kernel of its
 own (only for a noise that requires grad): programs over (n, BLOCK_P pixels) read dx once more.
@@ -176,11 +179,11 @@ def _store_pair(PARTIAL, plane, c_ok, C, first, second):
 
 
 @triton.jit
-def _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+def _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C: tl.constexpr):
     """The pair of sums of this program's planes over all S ranges, added in range order."""
     planes = tl.num_programs(0) * C
-    first = tl.zeros((BLOCK_C,), ACC)
-    second = tl.zeros((BLOCK_C,), ACC)
+    first = tl.zeros((BLOCK_C,), PARTIAL.dtype.element_ty)
+    second = tl.zeros((BLOCK_C,), PARTIAL.dtype.element_ty)
     for s in range(0, S):
         first += tl.load(PARTIAL + 2 * s * planes + plane, mask=c_ok, other=0.0)
         second += tl.load(PARTIAL + (2 * s + 1) * planes + plane, mask=c_ok, other=0.0)
@@ -199,13 +202,13 @@ def _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c):
 @triton.jit
 def _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, noise_hw,
                    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
-    """Σd and Σd² over this range, d = v - K with K the plane's first v (shift)."""
-    total = tl.zeros((BLOCK_C,), ACC)
-    squares = tl.zeros((BLOCK_C,), ACC)
+    """Σd and Σd² in float64 over this range, d = v - K with K the plane's first v (shift)."""
+    total = tl.zeros((BLOCK_C,), tl.float64)
+    squares = tl.zeros((BLOCK_C,), tl.float64)
     for t in range(0, tiles):
         pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
         v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)
-        d = tl.where(mask, v - shift, 0.0)
+        d = tl.where(mask, v - shift, 0.0).to(tl.float64)
         total += tl.sum(d, axis=0)
         squares += tl.sum(d * d, axis=0)
     return total, squares
@@ -244,19 +247,21 @@ def _range_forward_kernel(
         total, squares = _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, noise_hw,
                                         HAS_NOISE, BLOCK_P, BLOCK_C, ACC)
     else:
-        total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
+        total, squares = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C)
     mean_d = total / M
     variance = squares / M - mean_d * mean_d
     # Rounding can leave a tiny negative; an inf in the plane leaves inf - inf = NaN, kept as in eager
     # (tl.maximum would turn NaN into 0).
-    rstd = _inverse_std(tl.where(variance < 0, 0.0, variance), eps)
+    rstd = _inverse_std(tl.where(variance < 0, 0.0, variance), eps).to(ACC)
+    # y from v - mean, as the per-plane kernel and the backward (which reads this mean) make x̂.
+    mean = (tl.sum(shift, axis=0).to(tl.float64) + mean_d).to(ACC)
     for t in range(0, tiles):
         pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
         v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)
-        z = (v - shift - mean_d[None, :]) * (gamma * rstd[None, :]) + beta
+        z = (v - mean[None, :]) * (gamma * rstd[None, :]) + beta
         tl.store(y_plane + pix * y_hw, tl.where(z > 0, z, z * slope).to(Y.dtype.element_ty), mask=mask)
     if tl.program_id(2) == 0:
-        tl.store(MEAN + plane, tl.sum(shift, axis=0) + mean_d, mask=c_ok)
+        tl.store(MEAN + plane, mean, mask=c_ok)
         tl.store(RSTD + plane, rstd, mask=c_ok)
 
 
@@ -311,7 +316,7 @@ def _range_backward_kernel(
                                                 c_ok, begin, tiles, M, x_hw, noise_hw, gy_hw, HAS_NOISE, BLOCK_P,
                                                 BLOCK_C, ACC)
     else:
-        sum_g, sum_g_xhat = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C, ACC)
+        sum_g, sum_g_xhat = _merged_pair(PARTIAL, plane, c_ok, C, S, BLOCK_C)
     k_scale = gamma * rstd
     mean_g, mean_g_xhat = (sum_g / M)[None, :], (sum_g_xhat / M)[None, :]
     dv_noise = tl.zeros((BLOCK_C,), ACC)
@@ -470,7 +475,7 @@ def forward(x, noise, noise_weight, style_scale, style_bias, eps, negative_slope
     block_c, splits = _range_split(x)
     partial = mean  # one range a plane: the forward kernel sums it itself (one launch, not two), reads no partials
     if splits > 1:
-        partial = torch.empty((splits, 2, n, c), device=x.device, dtype=mean.dtype)
+        partial = torch.empty((splits, 2, n, c), device=x.device, dtype=torch.float64)  # _range_moments' sums
         _launch_ranges(_range_stats_kernel, n, c, block_c, splits, *inputs, partial, c, h * w, splits, *strides,
                        **options)
     _launch_ranges(_range_forward_kernel, n, c, block_c, splits, *inputs, partial, y, mean, rstd, c, h * w, splits,
