@@ -350,6 +350,19 @@ def test_outlying_first_pixel_keeps_float32_precision(backend, shape, channels_l
     assert_matches_reference(lambda *a: so.noise_adain_lrelu(*a, backend=backend), noise_adain_lrelu_reference,
                              (x, noise, weight, scale, bias), NAMES, torch.randn(shape), torch.float64, 1e-5, 1e-4)
 
+
+# The C++ CPU kernels' mean sums deviations from a plane's first value in float chunks: with that
+# value 1e4 out of a 1024x1024 plane, the mean was off by 2.3e-5 of y's relative error (NCHW);
+# corrected_moments's second pass takes it out (8e-8 measured).
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_native_cpu_mean_survives_an_outlying_first_value(memory_format):
+    cpu_backend_or_skip("native", OP)
+    x, noise, weight, scale, bias = make_inputs(1, 2, 1024, 1024, dtype=torch.float32)
+    x[:, :, 0, 0] += 1e4
+    x = x.contiguous(memory_format=memory_format)
+    assert_matches_reference(lambda *a: so.noise_adain_lrelu(*a, backend="native"), noise_adain_lrelu_reference,
+                             (x, noise, weight, scale, bias), NAMES, torch.randn(x.shape), torch.float64, 1e-6, 1e-4)
+
 # Triton's range kernels take two launches a pass (partial sums, then the output), except where a
 # plane is one range: one launch, the second kernel summing the plane itself (ONE_RANGE).
 @pytest.mark.parametrize("shape,ranges", [((2, 40, 8, 8), 1), ((1, 20, 32, 40), 2)], ids=str)
