@@ -571,6 +571,22 @@ def test_gpu_against_reference(gpu_backend, shape, dtype, fwd_tol, grad_tol):
                              inputs, NAMES, grad_y, ref_dtype, fwd_tol, grad_tol)
 
 
+# The pixel-range kernels with a plane's first pixel 1000 out (test_outlying_first_pixel_keeps_float32_precision
+# runs them on the CPU): NCHW planes too few for a block each (CUDA's PlaneMajor ranges), channels_last
+# over several ranges (9 on 132 SMs) and one.
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape,memory_format", [((2, 16, 256, 256), torch.contiguous_format),
+                                                 ((8, 256, 64, 64), torch.channels_last),
+                                                 ((8, 512, 8, 8), torch.channels_last)], ids=str)
+def test_gpu_outlying_first_pixel_keeps_float32_precision(gpu_backend, shape, memory_format):
+    inputs = [t.cuda() for t in make_inputs(*shape, dtype=torch.float32)]
+    inputs[0][:, :, 0, 0] += 1000.0
+    inputs[0] = inputs[0].contiguous(memory_format=memory_format)
+    y = so.noise_adain_lrelu(*inputs, backend=gpu_backend)
+    assert rel_l2(y, noise_adain_lrelu_reference(*[t.double() for t in inputs])) < 1e-6
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("gpu_backend", GPU_BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
