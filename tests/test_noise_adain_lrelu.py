@@ -335,7 +335,6 @@ def test_large_planes_in_pixel_ranges(backend, shape, channels_last, ranges, wit
     assert all(torch.equal(a, b) for a, b in zip(got, again))  # deterministic
 
 
-
 # A plane's first pixel far from its mean: the pixel-range statistics are sums of differences
 # from that pixel, whose variance in float32 lost 4.7e-5 to 3.6e-4 of relative error here at 1000
 # out (Triton, interpreter); float64 sums keep 4e-8. Triton's ranges: NCHW over 8 ranges,
@@ -362,6 +361,7 @@ def test_native_cpu_mean_survives_an_outlying_first_value(memory_format):
     x = x.contiguous(memory_format=memory_format)
     assert_matches_reference(lambda *a: so.noise_adain_lrelu(*a, backend="native"), noise_adain_lrelu_reference,
                              (x, noise, weight, scale, bias), NAMES, torch.randn(x.shape), torch.float64, 1e-6, 1e-4)
+
 
 # Triton's range kernels take two launches a pass (partial sums, then the output), except where a
 # plane is one range: one launch, the second kernel summing the plane itself (ONE_RANGE).
