@@ -438,7 +438,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 // would be unbounded. The cost is a conversion and two FP64 operations an element, in passes
 // bound by memory on GPUs with FP64 at half the FP32 rate (Hopper, A100); where FP64 runs at 1/64
 // (GeForce) they may bound these passes instead.
-using RangeStat = double;  // partials' dtype: at::kDouble
+using RangeStat = double;
 
 struct Range {  // what one thread of a range kernel works on
   int64_t n, c, plane;
@@ -881,7 +881,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
         normalize(range_normalize_kernel<scalar_t, Map, true>, nullptr);
         return;
       }
-      const at::Tensor partial = at::empty({splits, 2, N, C}, x.options().dtype(at::kDouble));  // RangeStat
+      const at::Tensor partial =
+          at::empty({splits, 2, N, C}, x.options().dtype(c10::CppTypeToScalarType<RangeStat>::value));
       launch_kernel(range_stats_kernel<scalar_t, Map>, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr,
                     partial.mutable_data_ptr<RangeStat>(), C, N * C, M, splits);
       normalize(range_normalize_kernel<scalar_t, Map, false>, partial.const_data_ptr<RangeStat>());
