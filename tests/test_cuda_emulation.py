@@ -340,7 +340,7 @@ STATISTICS_PATHS = [((2, 4, 8, 8), torch.contiguous_format), ((2, 17, 65, 64), t
 
 # A plane's first pixel 1000 out. The ranges' statistics are sums of differences from that pixel,
 # which in float32 lost 2.3e-6 (one range of 63 pixels) to 2.7e-4 of relative error; in float64
-# (RangeStat) every path stays at float32's rounding of y (2e-7 measured), as the per-plane ones did.
+# (ShiftedSum) every path stays at float32's rounding of y (2e-7 measured), as the per-plane ones did.
 @pytest.mark.parametrize("shape,memory_format", STATISTICS_PATHS, ids=str)
 def test_outlying_first_pixel_keeps_float32_precision(emulated, shape, memory_format):
     inputs = noise_inputs(*shape, torch.float32, memory_format)
@@ -349,6 +349,22 @@ def test_outlying_first_pixel_keeps_float32_precision(emulated, shape, memory_fo
     y, _ = check_against_reference(lambda *a: EmulatedNoiseAdainLrelu.apply(emulated, *a), noise_adain_lrelu_reference,
                                    inputs, NOISE_NAMES, grad_y)
     assert rel_l2(y, noise_adain_lrelu_reference(*(t.double() for t in inputs))) < 1e-6
+
+
+# A large common offset, randn + 1e4: float32 holds x to 1e-3 of its spread, and the mean, rounded
+# to float, makes y as far off in every path (and in float32 eager), so the test reads 1 / std.
+# The paths that sweep their planes (all but the register cache's, 8x8) sum in double about the
+# plane's first value and keep it to 6e-8 (measured); the swept forward's float Welford
+# summaries, whose running mean rounds, were 2.8e-5 off, and shifted chunk sums without the
+# chunks' residual (add_chunk) up to 1.9e-4. (The register cache's two-pass float statistics lose
+# the mean's rounding squared, 1.3e-6 here, 1e-8 at an offset of 1e3.)
+@pytest.mark.parametrize("shape,memory_format", STATISTICS_PATHS[1:], ids=str)
+def test_large_common_offset_keeps_rstd_to_float_precision(emulated, shape, memory_format):
+    _, _, noise_weight, style_scale, style_bias = noise_inputs(*shape, torch.float32, memory_format)
+    x = (torch.randn(shape) + 1e4).contiguous(memory_format=memory_format)
+    _, _, rstd = emulated.noise_adain_lrelu(x, None, noise_weight, style_scale, style_bias, 1e-5, 0.2)
+    rstd_ref = (x.double().flatten(2).var(-1, unbiased=False) + 1e-5).rsqrt()
+    assert ((rstd.double() - rstd_ref).abs() / rstd_ref).max() < 1e-6
 
 
 # eps = 0 and a constant plane (0 / 0): PyTorch's instance_norm normalises it to 0, so y is the

@@ -89,22 +89,25 @@ def test_vector_paths_store_whole_vectors(library):
         assert counts["STG.E.128"] > 0, (name, {k: v for k, v in counts.items() if k.startswith("STG")})
 
 
-# noise_adain_lrelu's forward for planes beyond the register cache (PlaneCache::kNone, template
-# argument ELNS0_10PlaneCacheE1E) in float, half and bfloat16, by 16-byte vectors.
-SWEPT_FORWARD = re.compile(r"forward_kernelI(N3c108BFloat16E|N3c104HalfE|f)Li[48]ELNS0_10PlaneCacheE1E")
+# noise_adain_lrelu's statistics loops that sweep planes by 16-byte vectors of 8 half or bfloat16
+# values: the forward for planes beyond the register cache (PlaneCache::kNone, template argument
+# ELNS0_10PlaneCacheE1E) and the range kernels' first pass (PlaneMajor<8>).
+SWEPT_STATISTICS = re.compile(r"forward_kernelI(N3c108BFloat16E|N3c104HalfE)Li8ELNS0_10PlaneCacheE1E"
+                              r"|range_stats_kernelI(N3c108BFloat16E|N3c104HalfE)NS0_10PlaneMajorILi8EEE")
 
 
-def test_swept_forward_statistics_divide_once_a_vector(library):
-    """The swept forward's statistics loops (those that load x in 16-byte vectors and store nothing)
-    merge a vector's summary into a thread's running one: one float division (FCHK, its range check)
-    a vector, so no more than the loop's 16-byte loads. Updating the running summary element by
-    element took one an element, 8 a bf16 vector in a dependent chain (welford_of in
-    csrc/cuda/noise_adain_lrelu_kernel.cu)."""
-    kernels = instructions(library, SWEPT_FORWARD.search)
-    assert len(kernels) == 3, sorted(kernels)
+def test_swept_statistics_add_a_chunk_a_vector_without_division(library):
+    """The statistics loops (those that load in 16-byte vectors and store nothing) add a chunk of 8
+    values (one vector) to double sums about the plane's first value (add_chunk in
+    csrc/cuda/noise_adain_lrelu_kernel.cu): 3 conversions to double a chunk, so at most 3 a 16-byte
+    load, and no division. The range kernels converted and added each value in double (8 a
+    vector); the swept forward merged float Welford summaries, a division (FCHK) a vector."""
+    kernels = instructions(library, SWEPT_STATISTICS.search)
+    assert len(kernels) == 4, sorted(kernels)
     for name, code in kernels.items():
         loops = [counts for counts in map(opcode_counts, loop_bodies(code))
                  if counts["LDG.E.128.CONSTANT"] > 0 and counts["STG"] == 0]
         assert loops, name
         for counts in loops:  # x's load, and the noise's where there is one
-            assert counts["FCHK"] <= counts["LDG.E.128.CONSTANT"], (name, counts["FCHK"], counts["LDG.E.128.CONSTANT"])
+            assert counts["FCHK"] == 0, (name, counts["FCHK"])
+            assert counts["F2F.F64.F32"] <= 3 * counts["LDG.E.128.CONSTANT"], (name, counts["F2F.F64.F32"])

@@ -1,20 +1,20 @@
 // noise_adain_lrelu on CUDA, two kernel families chosen by x's layout.
 //
-// Planes contiguous (NCHW): one thread block per (n, c) plane. A plane of M <= kItems *
-// kMaxThreads elements is read once into registers (kItems per thread): two-pass statistics
-// from registers, then y written from registers. Larger planes (StyleGAN reaches 1024x1024)
-// sweep the plane twice from global memory (the second pass mostly from L2): per-thread Welford
-// statistics merged across the block with Chan's formula, then a second pass to write y. (Copying
-// planes of up to 64 KiB into shared memory first, to read global memory once, made the forward
-// kernel at (8, 128, 128, 128) bf16 take 42 us on the H100 run of 2026-11-27 against 34 us for
-// the two sweeps on the run before, and the backward 52 against 49 us.) The crossover (4096
-// elements = 64x64) is where the register cache reaches 8 values per thread at 512 threads; it
-// is a reasoned choice and has not been tuned on a GPU yet. Large planes too
-// few for a block each to fill the GPU (under two per SM) are split into pixel ranges over
-// several blocks instead (PlaneMajor, under "split planes"). Planes that are contiguous and
-// 16-byte aligned in every tensor of the call (NCHW, every StyleGAN plane size) move in 16-byte
-// vectors of kVec = 16 / sizeof(scalar_t) elements, thread t owning vectors t, t + blockDim, ...;
-// other strides move element by element.
+// Planes contiguous (NCHW): one thread block per (n, c) plane. A plane of M <= kItems * kMaxThreads
+// elements is read once into registers (kItems per thread): two-pass statistics from registers,
+// then y written from registers. Larger planes (StyleGAN reaches 1024x1024) sweep the plane twice
+// from global memory (the second pass mostly from L2): per-thread shifted sums in double (see "the
+// forward's statistics where a thread cannot hold its values"), then a second pass to write y.
+// (Copying planes of up to 64 KiB into shared memory first, to read global memory once, made the
+// forward kernel at (8, 128, 128, 128) bf16 take 42 us on the H100 run of 2026-11-27 against 34 us
+// for the two sweeps on the run before, and the backward 52 against 49 us.) The crossover (4096
+// elements = 64x64) is where the register cache reaches 8 values per thread at 512 threads; it is a
+// reasoned choice and has not been tuned on a GPU yet. Large planes too few for a block each to
+// fill the GPU (under two per SM) are split into pixel ranges over several blocks instead
+// (PlaneMajor, under "split planes"). Planes that are contiguous and 16-byte aligned in every
+// tensor of the call (NCHW, every StyleGAN plane size) move in 16-byte vectors of kVec = 16 /
+// sizeof(scalar_t) elements, thread t owning vectors t, t + blockDim, ...; other strides move
+// element by element.
 //
 // Channels innermost (channels_last): lanes over 32 adjacent channels, so every warp access
 // is contiguous, and planes split into pixel ranges over several blocks with partial sums
@@ -75,80 +75,6 @@ __device__ T block_sum(T v, T* shared) {
   __syncthreads();
   const T total = shared[0];
   __syncthreads();  // shared may be reused right after
-  return total;
-}
-
-template <typename T>
-struct Welford {
-  T count, mean, m2;
-};
-
-// Chan et al.: merge two partial (count, mean, M2) summaries.
-template <typename T>
-__device__ Welford<T> merge(Welford<T> a, Welford<T> b) {
-  const T count = a.count + b.count;
-  if (count == T(0)) return a;
-  const T delta = b.mean - a.mean, share = b.count / count;
-  return {count, a.mean + delta * share, a.m2 + b.m2 + delta * delta * a.count * share};
-}
-
-// The summary of one vector's kVec values, two passes over registers, for merging into a thread's
-// running one: a division a vector (merge's), where updating the running summary element by
-// element took an IEEE division an element, each waiting on the one before. That chain (8
-// divisions a 16-byte bf16 vector, each with its slow-path branch) kept the swept forward's loop
-// to one vector in flight a thread, and the kernel took 33 us at (8, 128, 128, 128) bf16 on both
-// the H100 (2.98 TB/s copy) and the H200 (4.21 TB/s): bound by issue and latency, not by memory
-// (the runs of 2026-11-27 at 217f692 and 2026-11-28 at 25c5a77). kVec is a power of two, so
-// the mean's division is an exact multiplication.
-template <typename acc_t, int kVec>
-__device__ Welford<acc_t> welford_of(const acc_t (&v)[kVec]) {
-  static_assert((kVec & (kVec - 1)) == 0, "kVec is a power of two");
-  acc_t sum = 0;
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) sum += v[e];
-  const acc_t mean = sum / acc_t(kVec);
-  acc_t m2 = 0;
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) m2 += (v[e] - mean) * (v[e] - mean);
-  return {acc_t(kVec), mean, m2};
-}
-
-// block_welford's shared memory: each warp's (count, mean, M2), then the block's total in slots
-// of its own. Warp 0 lane l reads partial l while lane 0 writes the total; sharing slots 0-2
-// raced (compute-sanitizer racecheck, H200).
-constexpr int kWelfordShared = 3 * kWarp + 3;
-
-template <typename T>
-__device__ Welford<T> block_welford(Welford<T> w, T* shared) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = blockDim.x / kWarp;
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    Welford<T> other{__shfl_down_sync(0xffffffffu, w.count, offset), __shfl_down_sync(0xffffffffu, w.mean, offset),
-                     __shfl_down_sync(0xffffffffu, w.m2, offset)};
-    w = merge(w, other);
-  }
-  if (lane == 0) {
-    shared[warp] = w.count;
-    shared[kWarp + warp] = w.mean;
-    shared[2 * kWarp + warp] = w.m2;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    w = lane < warps ? Welford<T>{shared[lane], shared[kWarp + lane], shared[2 * kWarp + lane]}
-                     : Welford<T>{T(0), T(0), T(0)};
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-      Welford<T> other{__shfl_down_sync(0xffffffffu, w.count, offset), __shfl_down_sync(0xffffffffu, w.mean, offset),
-                       __shfl_down_sync(0xffffffffu, w.m2, offset)};
-      w = merge(w, other);
-    }
-    if (lane == 0) {
-      shared[3 * kWarp] = w.count;
-      shared[3 * kWarp + 1] = w.mean;
-      shared[3 * kWarp + 2] = w.m2;
-    }
-  }
-  __syncthreads();
-  const Welford<T> total{shared[3 * kWarp], shared[3 * kWarp + 1], shared[3 * kWarp + 2]};
-  __syncthreads();
   return total;
 }
 
@@ -225,6 +151,99 @@ __device__ inline acc_t inverse_std(acc_t variance, double eps) {
   return variance == acc_t(0) && eps == 0 ? acc_t(0) : acc_t(1) / sqrt(variance + acc_t(eps));
 }
 
+// ---- the forward's statistics where a thread cannot hold its values -----------------------------
+// The swept per-plane forward and the range kernels sum d = v - K and d², K the plane's first
+// element, in double (ShiftedSum): the variance is Σd²/M - (Σd/M)², whose cancellation grows as
+// (K - mean)² / variance, up to M when K is an outlier (in float an outlier of 1000 among randn
+// cost up to 6.1e-4 of relative error; DESIGN.md wants 1e-5). The shift keeps the cancellation
+// below M (53 bits leave ~1e-10 at M = 2^20), where without it a common offset would be
+// unbounded; the ranges' partials merge by plain addition, in range order. Values enter a chunk
+// of kChunk at a time (add_chunk): FP64 work a chunk, not an element.
+// The swept forward merged float Welford summaries before: a division a value (later a vector),
+// and a running mean rounded to float, which left 1 / std 2.8e-5 off at an offset of 1e4 (6e-8
+// now; emulated). Its kernel took 33 us at (8, 128, 128, 128) bf16 on the H100 and the H200
+// alike, whose copy rates differ by 1.4x: bound by issue and latency, which its loop now shortens.
+using ShiftedSum = double;
+constexpr int kChunk = 8;
+
+// Adds a chunk of values to the sums of d = v - K and d² (shift = K). In float, two passes over
+// registers: the chunk's mean m (kN a power of two: an exact scaling of the sum, but the sum is
+// rounded), the residual r = Σ(v - m) that this rounding leaves, and q = Σ(v - m)². Then in
+// double, exact algebra for any m:
+//   Σ(v - K) = kN (m - K) + r,    Σ(v - K)² = q + (m - K) (2 r + kN (m - K)).
+// Without r, m's rounding (ε |m|: 1e-3 at an offset of 1e4) would enter Σd² times (m - K). The
+// float parts are each as exact as float allows about the chunk's own mean, as a two-pass
+// plane's are. FP64 work: 3 conversions and 6 operations a chunk, where summing each d in double
+// took a conversion and 3 operations an element (Hopper runs FP64 at half the FP32 rate, a
+// GeForce at 1/64; these passes are meant to be bound by memory).
+template <int kRows, int kCols, typename acc_t>
+__device__ void add_chunk(const acc_t (&v)[kRows][kCols], ShiftedSum shift, ShiftedSum& sum, ShiftedSum& squares) {
+  constexpr int kN = kRows * kCols;
+  static_assert((kN & (kN - 1)) == 0, "kN is a power of two");
+  acc_t total = 0;
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+#pragma unroll
+    for (int e = 0; e < kCols; ++e) total += v[i][e];
+  }
+  const acc_t mean = total * (acc_t(1) / acc_t(kN));
+  acc_t residual = 0, m2 = 0;
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+#pragma unroll
+    for (int e = 0; e < kCols; ++e) {
+      const acc_t d = v[i][e] - mean;
+      residual += d;
+      m2 += d * d;
+    }
+  }
+  const ShiftedSum offset = ShiftedSum(mean) - shift, r = ShiftedSum(residual);
+  const ShiftedSum chunk_sum = ShiftedSum(kN) * offset + r;
+  sum += chunk_sum;
+  squares += ShiftedSum(m2) + offset * (chunk_sum + r);
+}
+
+// K, the plane's first v: the shift of the forward's statistics.
+template <typename scalar_t>
+__device__ ShiftedSum plane_shift(const NoisyPlane<scalar_t>& vp) {
+  at::opmath_type<scalar_t> first[1];
+  load_v<1>(vp, 0, first);
+  return first[0];
+}
+
+// Adds Σd and Σd² over the plane's vectors first, first + step, ... below end to sum and squares,
+// kChunk values (kLoads loads, each in flight before the chunk's sums) at a time.
+template <int kVec, typename scalar_t>
+__device__ void add_strided_vectors(const NoisyPlane<scalar_t>& vp, int64_t first, int64_t end, int64_t step,
+                                    ShiftedSum shift, ShiftedSum& sum, ShiftedSum& squares) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int kLoads = kVec < kChunk ? kChunk / kVec : 1;
+  int64_t vi = first;
+  for (; vi + (kLoads - 1) * step < end; vi += kLoads * step) {
+    acc_t v[kLoads][kVec];
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) load_v<kVec>(vp, (vi + l * step) * kVec, v[l]);
+    add_chunk(v, shift, sum, squares);
+  }
+  if constexpr (kLoads > 1) {
+    for (; vi < end; vi += step) {  // fewer than kLoads vectors left: a chunk each
+      acc_t v[1][kVec];
+      load_v<kVec>(vp, vi * kVec, v[0]);
+      add_chunk(v, shift, sum, squares);
+    }
+  }
+}
+
+// A plane's mean and 1 / std from its M values' Σd and Σd² about shift.
+template <typename acc_t>
+__device__ void shifted_statistics(ShiftedSum sum, ShiftedSum squares, ShiftedSum shift, int64_t M, double eps,
+                                   acc_t& mean, acc_t& rstd) {
+  const ShiftedSum mean_d = sum / ShiftedSum(M), variance = squares / ShiftedSum(M) - mean_d * mean_d;
+  // Rounding can leave a tiny negative; an inf in the plane leaves inf - inf = NaN, kept as in eager.
+  rstd = acc_t(inverse_std(variance < ShiftedSum(0) ? ShiftedSum(0) : variance, eps));
+  mean = acc_t(shift + mean_d);
+}
+
 // One plane's backward (derivation: stylegan_ops/ops/noise_adain_lrelu.py), for the per-plane and
 // the range kernels alike: its inputs and saved statistics, and the per-element terms of both passes.
 template <typename scalar_t, int kVec>
@@ -293,13 +312,13 @@ __global__ void __launch_bounds__(kMaxThreads)
                    int64_t C, int64_t M, double eps, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kVecsPerThread = kItems / kVec;
-  __shared__ acc_t shared[kWelfordShared];
   const int64_t plane = blockIdx.x, n = plane / C, c = plane % C, vectors = M / kVec;
   const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, n, c);
   const Plane yp = plane_of(yv, n, c);
   const acc_t slope = acc_t(negative_slope);
   acc_t mean, rstd;
   if constexpr (kCache == PlaneCache::kRegisters) {
+    __shared__ acc_t shared[kMaxThreads / kWarp];
     acc_t v[kVecsPerThread][kVec];
     acc_t sum = 0;
 #pragma unroll
@@ -333,15 +352,13 @@ __global__ void __launch_bounds__(kMaxThreads)
       store<kVec>(y, yp, vi * kVec, v[k]);
     }
   } else {
-    Welford<acc_t> w{0, 0, 0};
-    for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
-      acc_t v[kVec];
-      load_v<kVec>(vp, vi * kVec, v);
-      w = merge(w, welford_of(v));
-    }
-    w = block_welford(w, shared);
-    mean = w.mean;
-    rstd = inverse_std(w.m2 / acc_t(M), eps);
+    __shared__ ShiftedSum sums_shared[kMaxThreads / kWarp];
+    const ShiftedSum shift = plane_shift(vp);
+    ShiftedSum sum = 0, squares = 0;
+    add_strided_vectors<kVec>(vp, threadIdx.x, vectors, blockDim.x, shift, sum, squares);
+    sum = block_sum(sum, sums_shared);
+    squares = block_sum(squares, sums_shared);
+    shifted_statistics(sum, squares, shift, M, eps, mean, rstd);
     const acc_t gamma = acc_t(style_scale[plane]) * rstd, beta = acc_t(style_bias[plane]);
     for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
       acc_t v[kVec];
@@ -430,15 +447,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 // (deterministic) and makes its output, so x (and dy) are read twice. Where a plane is one range
 // (splits = 1) the second kernel makes the sums itself: one launch where there were two (the
 // native generator is CPU-bound on the H100 runs, its launches most of a small level's cost).
-// The forward's statistics are sums of d = v - K and d², K the plane's first element, in double
-// (RangeStat): the variance is Σd²/M - (Σd/M)², whose cancellation grows as (K - mean)² / variance,
-// up to M when K is an outlier; in float an outlier of 1000 among randn cost 1.4e-4 to 6.1e-4 of
-// relative error (DESIGN.md wants 1e-5). d² of a float is exact in double, and the shift K keeps
-// the cancellation below M (53 bits leave ~1e-10 at M = 2^20), where without it a common offset
-// would be unbounded. The cost is a conversion and two FP64 operations an element, in passes
-// bound by memory on GPUs with FP64 at half the FP32 rate (Hopper, A100); where FP64 runs at 1/64
-// (GeForce) they may bound these passes instead.
-using RangeStat = double;
+// The forward's partials are shifted sums (ShiftedSum), all about the plane's first element.
 
 struct Range {  // what one thread of a range kernel works on
   int64_t n, c, plane;
@@ -534,46 +543,26 @@ __device__ void merge_partial_pair(const T* partial, const Range& r, int64_t pla
   }
 }
 
-// K, the plane's first v: the shift of the forward's statistics.
-template <typename scalar_t>
-__device__ at::opmath_type<scalar_t> plane_shift(const NoisyPlane<scalar_t>& vp) {
-  at::opmath_type<scalar_t> first[1];
-  load_v<1>(vp, 0, first);
-  return first[0];
-}
-
 // This thread's Σd and Σd² over its pixels of the block's range (zero for an inactive thread).
 template <typename scalar_t, typename Map>
 __device__ void range_moments(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
                               PlaneView nv, const scalar_t* __restrict__ noise_weight, const Range& r,
-                              RangeStat& sum, RangeStat& squares) {
-  using acc_t = at::opmath_type<scalar_t>;
-  constexpr int kVec = Map::kVec;
+                              ShiftedSum& sum, ShiftedSum& squares) {
   sum = squares = 0;
   if (!r.active) return;
   const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
-  const acc_t shift = plane_shift(vp);
-  acc_t v[kVec];
-  for (int64_t vi = r.first; vi < r.end; vi += r.step) {
-    load_v<kVec>(vp, vi * kVec, v);
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) {
-      const RangeStat d = v[e] - shift;  // v - K is exact for v within a factor 2 of K, else rounded once
-      sum += d;
-      squares += d * d;
-    }
-  }
+  add_strided_vectors<Map::kVec>(vp, r.first, r.end, r.step, plane_shift(vp), sum, squares);
 }
 
 // Forward pass 1: Σd and Σd² over each pixel range.
 template <typename scalar_t, typename Map>
 __global__ void __launch_bounds__(Map::kThreads)
     range_stats_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise, PlaneView nv,
-                       const scalar_t* __restrict__ noise_weight, RangeStat* __restrict__ partial, int64_t C,
+                       const scalar_t* __restrict__ noise_weight, ShiftedSum* __restrict__ partial, int64_t C,
                        int64_t planes, int64_t M, int splits) {
-  __shared__ RangeStat shared[kRangeShared];
+  __shared__ ShiftedSum shared[kRangeShared];
   const Range r = Map::range(C, M, splits);
-  RangeStat sum, squares;
+  ShiftedSum sum, squares;
   range_moments<scalar_t, Map>(x, xv, noise, nv, noise_weight, r, sum, squares);
   store_partial_pair<Map>(sum, squares, shared, partial, r, planes);
 }
@@ -586,16 +575,16 @@ __global__ void __launch_bounds__(Map::kThreads)
     range_normalize_kernel(const scalar_t* __restrict__ x, PlaneView xv, const scalar_t* __restrict__ noise,
                            PlaneView nv, const scalar_t* __restrict__ noise_weight,
                            const scalar_t* __restrict__ style_scale, const scalar_t* __restrict__ style_bias,
-                           const RangeStat* __restrict__ partial, scalar_t* __restrict__ y, PlaneView yv,
+                           const ShiftedSum* __restrict__ partial, scalar_t* __restrict__ y, PlaneView yv,
                            at::opmath_type<scalar_t>* __restrict__ mean_out,
                            at::opmath_type<scalar_t>* __restrict__ rstd_out, int64_t C, int64_t planes, int64_t M,
                            int splits, double eps, double negative_slope) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kVec = Map::kVec;
   const Range r = Map::range(C, M, splits);
-  RangeStat sum, squares;
+  ShiftedSum sum, squares;
   if constexpr (kOneRange) {
-    __shared__ RangeStat shared[kRangeShared];
+    __shared__ ShiftedSum shared[kRangeShared];
     range_moments<scalar_t, Map>(x, xv, noise, nv, noise_weight, r, sum, squares);
     sum = Map::reduce(sum, shared);
     squares = Map::reduce(squares, shared);
@@ -605,11 +594,8 @@ __global__ void __launch_bounds__(Map::kThreads)
   const NoisyPlane<scalar_t> vp(x, xv, noise, nv, noise_weight, r.n, r.c);
   const Plane yp = plane_of(yv, r.n, r.c);
   const acc_t slope = acc_t(negative_slope);
-  const RangeStat mean_d = sum / RangeStat(M), variance = squares / RangeStat(M) - mean_d * mean_d;
-  // Rounding can leave a tiny negative; an inf in the plane leaves inf - inf = NaN, kept as in eager.
-  const acc_t rstd = acc_t(inverse_std(variance < RangeStat(0) ? RangeStat(0) : variance, eps));
-  // y from v - mean, as the per-plane kernels and the backward (which reads this mean) make x̂.
-  const acc_t mean = acc_t(plane_shift(vp) + mean_d);
+  acc_t mean, rstd;  // y from v - mean, as the per-plane kernels and the backward (which reads this mean) make x̂
+  shifted_statistics(sum, squares, plane_shift(vp), M, eps, mean, rstd);
   const acc_t gamma = acc_t(style_scale[r.plane]) * rstd, beta = acc_t(style_bias[r.plane]);
   acc_t v[kVec];
   for (int64_t vi = r.first; vi < r.end; vi += r.step) {
@@ -873,7 +859,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
       using Map = decltype(map);
       const int splits = Map::splits(x, N, C, M);
       const dim3 grid = Map::grid(N, C, splits), block(Map::kThreads);
-      const auto normalize = [&](auto kernel, const RangeStat* partial) {
+      const auto normalize = [&](auto kernel, const ShiftedSum* partial) {
         launch_kernel(kernel, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr, scale_ptr, bias_ptr, partial, y_ptr, yv,
                       mean_ptr, rstd_ptr, C, N * C, M, splits, eps, negative_slope);
       };
@@ -882,10 +868,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_adain_lrelu_cuda(
         return;
       }
       const at::Tensor partial =
-          at::empty({splits, 2, N, C}, x.options().dtype(c10::CppTypeToScalarType<RangeStat>::value));
+          at::empty({splits, 2, N, C}, x.options().dtype(c10::CppTypeToScalarType<ShiftedSum>::value));
       launch_kernel(range_stats_kernel<scalar_t, Map>, grid, block, x_ptr, xv, noise_ptr, nv, a_ptr,
-                    partial.mutable_data_ptr<RangeStat>(), C, N * C, M, splits);
-      normalize(range_normalize_kernel<scalar_t, Map, false>, partial.const_data_ptr<RangeStat>());
+                    partial.mutable_data_ptr<ShiftedSum>(), C, N * C, M, splits);
+      normalize(range_normalize_kernel<scalar_t, Map, false>, partial.const_data_ptr<ShiftedSum>());
     };
     auto per_plane = [&](auto vec) {
       constexpr int kVec = decltype(vec)::value;
