@@ -350,6 +350,25 @@ def test_outlying_first_pixel_keeps_float32_precision(backend, shape, channels_l
                              (x, noise, weight, scale, bias), NAMES, torch.randn(shape), torch.float64, 1e-5, 1e-4)
 
 
+# A large common offset, randn + 1e4: float32 holds x to 1e-3 of its spread and y's mean rounds as
+# far (in float32 eager too), so the test reads the statistics' 1 / std, which must keep float's
+# precision (measured: 2.8e-7 native, 7e-8 Triton). Triton's range sums take a tile's float mean
+# and the residual its rounding leaves (_range_moments); without the residual, 1 / std was 4.4e-6
+# to 6.3e-5 off. Shapes as above.
+@pytest.mark.parametrize("shape,channels_last", [((1, 2, 72, 72), False), ((2, 40, 24, 24), True),
+                                                 ((1, 20, 32, 40), True)], ids=str)
+@pytest.mark.parametrize("library_op", ["noise_adain_lrelu", "noise_adain_lrelu_triton"], ids=["native", "triton"])
+def test_large_common_offset_keeps_rstd_to_float_precision(library_op, shape, channels_last):
+    cpu_backend_or_skip("triton" if library_op.endswith("_triton") else "native", OP)
+    _, _, weight, scale, bias = make_inputs(*shape, dtype=torch.float32)
+    x = torch.randn(shape) + 1e4
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    _, _, rstd = getattr(torch.ops.stylegan_ops, library_op)(x, None, weight, scale, bias, 1e-5, 0.2)
+    rstd_ref = (x.double().flatten(2).var(-1, unbiased=False) + 1e-5).rsqrt()
+    assert ((rstd.double() - rstd_ref).abs() / rstd_ref).max() < 1e-6
+
+
 # The C++ CPU kernels' mean sums deviations from a plane's first value in float chunks: with that
 # value 1e4 out of a 1024x1024 plane, the mean was off by 2.3e-5 of y's relative error (NCHW);
 # corrected_moments's second pass takes it out (8e-8 measured).

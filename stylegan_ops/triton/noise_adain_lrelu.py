@@ -14,10 +14,10 @@ kernels: the first writes per-range sums, the second merges them in range order 
 output, so x (and dy) are read twice. Where a plane is one range (S = 1: the generator's levels
 up to 16x16 in channels_last) the second kernel makes the sums itself (ONE_RANGE): one launch,
 which is most of the time of such a call. The forward's statistics are sums of d = v - K and d²
-in float64, K each plane's first element: as the CUDA kernels' (RangeStat in
-csrc/cuda/noise_adain_lrelu_kernel.cu, which says why), the shift bounds the variance's
-cancellation and float64 absorbs it, where float32 lost up to 3.6e-4 of relative error to a first
-pixel 1000 out (interpreter).
+in float64, K each plane's first element, a tile's float summary at a time: as the CUDA kernels'
+(ShiftedSum and add_chunk in csrc/cuda/noise_adain_lrelu_kernel.cu, which say why), the shift
+bounds the variance's cancellation and float64 absorbs it, where float32 sums lost up to 3.6e-4
+of relative error to a first pixel 1000 out (interpreter).
 
 The noise's gradient, a sum across planes that the kernels above keep apart, is a kernel of its
 own (only for a noise that requires grad): programs over (n, BLOCK_P pixels) read dx once more.
@@ -202,15 +202,25 @@ def _grad_rows(GY, MEAN, RSTD, n, c, c_ok, plane, gy_n, gy_c):
 @triton.jit
 def _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, noise_hw,
                    HAS_NOISE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
-    """Σd and Σd² in float64 over this range, d = v - K with K the plane's first v (shift)."""
+    """Σd and Σd² in float64 over this range, d = v - K with K the plane's first v (shift), a tile
+    at a time as the CUDA kernels' add_chunk takes a chunk: per channel the tile's float mean m,
+    the residual r = Σ(v - m) its rounding leaves and q = Σ(v - m)², then in float64
+    Σd = n (m - K) + r and Σd² = q + (m - K) (2 r + n (m - K)) for the tile's n pixels. Float64
+    work a tile and channel, not an element."""
     total = tl.zeros((BLOCK_C,), tl.float64)
     squares = tl.zeros((BLOCK_C,), tl.float64)
+    k = tl.sum(shift, axis=0).to(tl.float64)  # K of each channel
     for t in range(0, tiles):
         pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
-        v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)
-        d = tl.where(mask, v - shift, 0.0).to(tl.float64)
-        total += tl.sum(d, axis=0)
-        squares += tl.sum(d * d, axis=0)
+        v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)  # 0 where masked
+        count = tl.minimum(tl.maximum(M - (begin + t * BLOCK_P), 0), BLOCK_P)  # the tile's pixels in the plane
+        mean = tl.sum(v, axis=0) / tl.maximum(count, 1).to(ACC)
+        d = tl.where(mask, v - mean[None, :], 0.0)
+        residual = tl.sum(d, axis=0).to(tl.float64)
+        offset = mean.to(tl.float64) - k
+        tile_sum = count.to(tl.float64) * offset + residual
+        total += tile_sum
+        squares += tl.sum(d * d, axis=0).to(tl.float64) + offset * (tile_sum + residual)
     return total, squares
 
 
