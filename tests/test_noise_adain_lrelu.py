@@ -357,16 +357,21 @@ def test_outlying_first_pixel_keeps_float32_precision(backend, shape, channels_l
 # to 6.3e-5 off. Shapes as above.
 @pytest.mark.parametrize("shape,channels_last", [((1, 2, 72, 72), False), ((2, 40, 24, 24), True),
                                                  ((1, 20, 32, 40), True)], ids=str)
-@pytest.mark.parametrize("library_op", ["noise_adain_lrelu", "noise_adain_lrelu_triton"], ids=["native", "triton"])
-def test_large_common_offset_keeps_rstd_to_float_precision(library_op, shape, channels_last):
-    cpu_backend_or_skip("triton" if library_op.endswith("_triton") else "native", OP)
-    _, _, weight, scale, bias = make_inputs(*shape, dtype=torch.float32)
-    x = torch.randn(shape) + 1e4
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    _, _, rstd = getattr(torch.ops.stylegan_ops, library_op)(x, None, weight, scale, bias, 1e-5, 0.2)
+@pytest.mark.parametrize("library_backend", ["native", "triton"])
+def test_large_common_offset_keeps_rstd_to_float_precision(library_backend, shape, channels_last):
+    cpu_backend_or_skip(library_backend, OP)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    assert_rstd_keeps_float_precision_at_offset(library_backend, shape, memory_format, "cpu")
+
+
+def assert_rstd_keeps_float_precision_at_offset(library_backend, shape, memory_format, device):
+    """x = randn + 1e4 through the backend's library op, without noise: its saved 1 / std within 1e-6
+    of float64's."""
+    _, _, weight, scale, bias = (t.to(device) for t in make_inputs(*shape, dtype=torch.float32))
+    x = (torch.randn(shape) + 1e4).to(device).contiguous(memory_format=memory_format)
+    _, _, rstd = getattr(torch.ops.stylegan_ops, LIBRARY_OPS[library_backend])(x, None, weight, scale, bias, 1e-5, 0.2)
     rstd_ref = (x.double().flatten(2).var(-1, unbiased=False) + 1e-5).rsqrt()
-    assert ((rstd.double() - rstd_ref).abs() / rstd_ref).max() < 1e-6
+    assert ((rstd.double() - rstd_ref).abs() / rstd_ref).max().item() < 1e-6
 
 
 # The C++ CPU kernels' mean sums deviations from a plane's first value in float chunks: with that
@@ -604,6 +609,20 @@ def test_gpu_outlying_first_pixel_keeps_float32_precision(gpu_backend, shape, me
     inputs[0] = inputs[0].contiguous(memory_format=memory_format)
     y = so.noise_adain_lrelu(*inputs, backend=gpu_backend)
     assert rel_l2(y, noise_adain_lrelu_reference(*[t.double() for t in inputs])) < 1e-6
+
+
+# A common offset of 1e4 (test_large_common_offset_keeps_rstd_to_float_precision runs it on the CPU),
+# in every statistics path that sweeps its planes: NCHW planes past 64x64 a block each (the swept
+# forward: 512 planes on 132 SMs), too few for a block each (PlaneMajor ranges), channels_last over
+# several ranges and one.
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape,memory_format", [((8, 64, 128, 128), torch.contiguous_format),
+                                                 ((2, 16, 256, 256), torch.contiguous_format),
+                                                 ((8, 256, 64, 64), torch.channels_last),
+                                                 ((8, 512, 8, 8), torch.channels_last)], ids=str)
+def test_gpu_large_common_offset_keeps_rstd_to_float_precision(gpu_backend, shape, memory_format):
+    assert_rstd_keeps_float_precision_at_offset(gpu_backend, shape, memory_format, "cuda")
 
 
 @pytest.mark.gpu
