@@ -214,10 +214,10 @@ def _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, 
         pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
         v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)  # 0 where masked
         count = tl.minimum(tl.maximum(M - (begin + t * BLOCK_P), 0), BLOCK_P)  # the tile's pixels in the plane
-        mean = tl.sum(v, axis=0) / tl.maximum(count, 1).to(ACC)
-        d = tl.where(mask, v - mean[None, :], 0.0)
+        tile_mean = tl.sum(v, axis=0) / tl.maximum(count, 1).to(ACC)
+        d = tl.where(mask, v - tile_mean[None, :], 0.0)
         residual = tl.sum(d, axis=0).to(tl.float64)
-        offset = mean.to(tl.float64) - k
+        offset = tile_mean.to(tl.float64) - k
         tile_sum = count.to(tl.float64) * offset + residual
         total += tile_sum
         squares += tl.sum(d * d, axis=0).to(tl.float64) + offset * (tile_sum + residual)
