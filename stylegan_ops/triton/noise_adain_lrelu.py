@@ -159,8 +159,9 @@ def _range_block(X, NOISE, A, SCALE, BIAS, C, M, S, x_n, x_c, noise_n,
 
 @triton.jit
 def _plane_shift(x_plane, noise_plane, a, c_ok, x_hw, noise_hw, HAS_NOISE: tl.constexpr, ACC: tl.constexpr):
-    """K, each plane's first v, as a (1, BLOCK_C) row: the shift of the statistics' sums."""
-    return _load_v(x_plane, noise_plane, a, tl.zeros((1, 1), tl.int32), c_ok[None, :], x_hw, noise_hw, HAS_NOISE, ACC)
+    """K, each plane's first v, in float64 (BLOCK_C,): the shift of the statistics' sums."""
+    first = _load_v(x_plane, noise_plane, a, tl.zeros((1, 1), tl.int32), c_ok[None, :], x_hw, noise_hw, HAS_NOISE, ACC)
+    return tl.sum(first, axis=0).to(tl.float64)  # the (1, BLOCK_C) row as a vector
 
 
 @triton.jit
@@ -209,7 +210,6 @@ def _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, 
     work a tile and channel, not an element."""
     total = tl.zeros((BLOCK_C,), tl.float64)
     squares = tl.zeros((BLOCK_C,), tl.float64)
-    k = tl.sum(shift, axis=0).to(tl.float64)  # K of each channel
     for t in range(0, tiles):
         pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
         v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)  # 0 where masked
@@ -217,7 +217,7 @@ def _range_moments(x_plane, noise_plane, a, shift, c_ok, begin, tiles, M, x_hw, 
         tile_mean = tl.sum(v, axis=0) / tl.maximum(count, 1).to(ACC)
         d = tl.where(mask, v - tile_mean[None, :], 0.0)
         residual = tl.sum(d, axis=0).to(tl.float64)
-        offset = tile_mean.to(tl.float64) - k
+        offset = tile_mean.to(tl.float64) - shift
         tile_sum = count.to(tl.float64) * offset + residual
         total += tile_sum
         squares += tl.sum(d * d, axis=0).to(tl.float64) + offset * (tile_sum + residual)
@@ -264,7 +264,7 @@ def _range_forward_kernel(
     # (tl.maximum would turn NaN into 0).
     rstd = _inverse_std(tl.where(variance < 0, 0.0, variance), eps).to(ACC)
     # y from v - mean, as the per-plane kernel and the backward (which reads this mean) make x̂.
-    mean = (tl.sum(shift, axis=0).to(tl.float64) + mean_d).to(ACC)
+    mean = (shift + mean_d).to(ACC)
     for t in range(0, tiles):
         pix, mask = _tile(begin, t, M, c_ok, BLOCK_P)
         v = _load_v(x_plane, noise_plane, a, pix, mask, x_hw, noise_hw, HAS_NOISE, ACC)
