@@ -12,7 +12,14 @@ import math
 import sys
 from collections import defaultdict
 
-from stylegan_ops.bench import BACKENDS
+from stylegan_ops.bench import BACKENDS, GRAPHED
+
+
+def _bases(backend):
+    """What a backend's speedup is taken over: eager and torch.compile, and for a fused backend in
+    a CUDA graph also eager in one (which the graph speeds up as much, where the CPU bound eager)."""
+    graphed_fused = backend in GRAPHED and backend != "eager+graph"
+    return ("eager", "compile", "eager+graph") if graphed_fused else ("eager", "compile")
 
 
 def table(path):
@@ -28,13 +35,14 @@ def table(path):
         f"{result['date'][:10]}{' (--quick)' if result.get('quick') else ''}",
         "",
         "| op | shape | dtype | direction | " + " | ".join(f"{b} ms" for b in present)
-        + "".join(f" | {b} vs eager | {b} vs compile" for b in fast) + " |",
-        "| --- | --- | --- | --- | " + " | ".join("---" for _ in present) + " | --- | ---" * len(fast) + " |",
+        + "".join(f" | {b} vs {base}" for b in fast for base in _bases(b)) + " |",
+        "| --- | --- | --- | --- | " + " | ".join("---" for _ in present)
+        + " | ---" * sum(len(_bases(b)) for b in fast) + " |",
     ]
     for (op, shape, dtype, direction), by_backend in rows.items():
         cells = [f"{by_backend[b]['median_ms']:.3f}" if b in by_backend else "" for b in present]
         for b in fast:
-            for base in ("eager", "compile"):
+            for base in _bases(b):
                 ok = b in by_backend and base in by_backend
                 cells.append(f"{by_backend[base]['median_ms'] / by_backend[b]['median_ms']:.2f}x" if ok else "")
         lines.append(f"| {op} | {shape} | {dtype} | {direction} | " + " | ".join(cells) + " |")

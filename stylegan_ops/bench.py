@@ -4,7 +4,9 @@
 
 For each case (op, shape, dtype) and direction (``fwd``, ``fwd+bwd``) it runs eager, ``torch.compile``
 of the eager code, native and Triton (those that can run on the device), and for the generator
-``native+compile`` and ``triton+compile`` (torch.compile around the fused ops), checks each result
+``native+compile`` and ``triton+compile`` (torch.compile around the fused ops) and, on CUDA,
+``eager+graph``, ``native+graph`` and ``triton+graph`` (the step captured in a CUDA graph and
+replayed; peak memory is the capture's, saved bytes the un-graphed step's), checks each result
 against eager (``max_rel_err``: the larger relative L2 error of the output and, for fwd+bwd,
 of all gradients taken together), times it (CUDA events or wall clock after synchronisation; warm-up
 first, median of the repetitions, the backends of a case timed in turns), records peak memory on
@@ -48,8 +50,14 @@ from stylegan_ops.ops import IMPLEMENTED_BACKENDS
 # native+compile, triton+compile: the whole generator under torch.compile with the fused ops inside
 # it (opaque to Inductor, which fuses what lies between them, and to AOTAutograd, whose compiled
 # backward calls the backward ops without the Python autograd of a Triton op); the generator only.
-BACKENDS = ("eager", "compile", "native", "triton", "native+compile", "triton+compile")
+# eager+graph, native+graph, triton+graph: the generator's whole step (forward, and backward for
+# fwd+bwd) captured once in a CUDA graph and replayed, which takes the CPU's launches out of a call
+# that is otherwise CPU-bound; CUDA and the generator only.
+BACKENDS = ("eager", "compile", "native", "triton", "native+compile", "triton+compile",
+            "eager+graph", "native+graph", "triton+graph")
 COMPILED = {"compile": "eager", "native+compile": "native", "triton+compile": "triton"}  # -> op backend inside
+GRAPHED = {"eager+graph": "eager", "native+graph": "native", "triton+graph": "triton"}  # -> generator backend
+WHOLE_GENERATOR = {**COMPILED, **GRAPHED}
 DIRECTIONS = ("fwd", "fwd+bwd")
 
 # Shapes per (device type, op): noise_adain_lrelu (N, C, H, W); upsample_conv2d (N, C_in, C_out, H, W)
@@ -143,7 +151,7 @@ def generator_case(shape, dtype, device):
 
     def make(backend):  # a copy per backend (same parameter values)
         model = copy.deepcopy(G)
-        model.backend = COMPILED.get(backend, backend)
+        model.backend = WHOLE_GENERATOR.get(backend, backend)
         run_model = torch.compile(model) if backend in COMPILED else model
         # fwd+bwd is a training step: the image and the gradients of every parameter are compared.
         return (lambda z: run_model(z, noise_mode="const")), (z,), (), tuple(model.parameters())
@@ -233,6 +241,33 @@ def _peak_mem_bytes(step, device):
     return torch.cuda.max_memory_allocated() - before
 
 
+def _graphed(step):
+    """``step`` captured in a CUDA graph: a callable replaying it, which returns the captured
+    outputs (each replay overwrites them in place), and the bytes the capture allocated at its peak,
+    which the graph's private pool keeps for its replays (a replay allocates nothing). Warm-up calls
+    on a side stream come first, as capture requires: lazy initialisation, cuBLAS's workspace and
+    Triton's compiles and autotuning happen outside it."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = step()
+    peak = torch.cuda.max_memory_allocated() - before
+
+    def replay():
+        graph.replay()
+        return outputs
+
+    return replay, peak
+
+
 def saved_bytes(step, held):
     """The bytes autograd keeps for backward in one step: the distinct storages its saved tensors
     live in, other than those of ``held`` (the inputs and parameters, which exist anyway). This is
@@ -299,10 +334,12 @@ def available(op, backend, device):
     """None if ``backend`` can run ``op`` on ``device`` in a benchmark, else why not."""
     if backend in ("eager", "compile"):
         return None
-    if backend in COMPILED:
+    if backend in WHOLE_GENERATOR:
         if op != "generator":
             return "timed for the whole generator only"
-        backend = COMPILED[backend]
+        if backend in GRAPHED and device != "cuda":
+            return "CUDA graphs need a CUDA device"
+        backend = WHOLE_GENERATOR[backend]
     ops = ("noise_adain_lrelu", "upsample_conv2d") if op == "generator" else (op,)
     for name in ops:
         reason = unavailable_reason(backend, device, name, IMPLEMENTED_BACKENDS[name])
@@ -326,7 +363,7 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
         dtype = str(case.dtype).removeprefix("torch.")
         label = f"[{index}/{len(groups)}] {case.op} {case.shape} {dtype} {direction}"
         which = {"op": case.op, "dtype": dtype, "shape": list(case.shape), "direction": direction}
-        measured = []  # (backend, step, max_rel_err, saved)
+        measured = []  # (backend, step, max_rel_err, saved, peak)
         reference = None  # eager's outputs
         first_calls = []  # each backend's first call in seconds: where a capped GPU run's time goes
         for backend in backends:
@@ -341,7 +378,13 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
                 outputs = step()  # compiles, for "compile"; autotunes, for "triton" on GPU
                 _synchronize(device)
                 first_calls.append(f"{backend} {time.perf_counter() - started:.1f}")
+                # A graph's replay saves nothing: the tensors its capture keeps are those its step saves.
                 saved = saved_bytes(step, (*args, *parameters)) if direction == "fwd+bwd" else None
+                if backend in GRAPHED:
+                    step, peak = _graphed(step)
+                    outputs = step()
+                else:
+                    peak = _peak_mem_bytes(step, device)
             except Exception as error:  # noqa: BLE001 - reported, and the other backends go on
                 log(f"{label} {backend}: FAILED {type(error).__name__}: {error}")
                 failures.append({**which, "backend": backend, "error": f"{type(error).__name__}: {error}"})
@@ -349,12 +392,12 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
             if backend == "eager":
                 reference = outputs
             max_rel_err = _max_rel_err(outputs, reference) if reference is not None else None
-            measured.append((backend, step, max_rel_err, saved))
+            measured.append((backend, step, max_rel_err, saved, peak))
         log(f"{label}: first calls (s): {', '.join(first_calls)}")
         log(f"{label}: timing {', '.join(backend for backend, *_ in measured)} in turns, {reps} repetitions")
         medians = _medians_ms([step for _, step, *_ in measured], device, reps, warmup)
         eager_ms = next((ms for (backend, *_), ms in zip(measured, medians) if backend == "eager"), None)
-        for (backend, step, max_rel_err, saved), median_ms in zip(measured, medians):
+        for (backend, step, max_rel_err, saved, peak), median_ms in zip(measured, medians):
             gpu_ms = _gpu_ms(step, median_ms) if device == "cuda" else None
             records.append({
                 **which,
@@ -363,7 +406,7 @@ def run(cases, device, backends=BACKENDS, directions=DIRECTIONS, reps=20, warmup
                 "gpu_ms": gpu_ms,
                 "speedup_vs_eager": eager_ms / median_ms if eager_ms else None,
                 "max_rel_err": max_rel_err,
-                "peak_mem_bytes": _peak_mem_bytes(step, device),
+                "peak_mem_bytes": peak,
                 "saved_bytes": saved,
                 **{name: metric((gpu_ms or median_ms) / 1e3, direction) for name, metric in case.metrics.items()},
             })

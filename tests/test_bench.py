@@ -231,8 +231,65 @@ def test_results_table_adds_gpu_times_where_measured(tmp_path):
     assert "| noise_adain_lrelu | (8, 512, 16, 16) | bfloat16 | fwd | 0.050 | 0.010 | 5.00x |" in text
 
 
-def test_compiled_fused_backends_time_the_generator_only():
-    for backend in ("native+compile", "triton+compile"):
+def test_results_table_compares_graphed_fused_backends_with_eager_in_a_graph(tmp_path):
+    record = dict(op="generator", dtype="bfloat16", direction="fwd+bwd", shape=[8, 256])
+    records = [{**record, "backend": backend, "median_ms": median_ms}
+               for backend, median_ms in (("eager", 12.0), ("eager+graph", 8.0), ("native+graph", 2.0))]
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"device": "NVIDIA H200", "torch": "2.x", "triton": "3.x", "cuda": "13.0",
+                                "date": "2026-11-28T00:00:00", "records": records}))
+    text = _results_table().table(path)
+    assert ("| op | shape | dtype | direction | eager ms | eager+graph ms | native+graph ms | eager+graph vs eager "
+            "| eager+graph vs compile | native+graph vs eager | native+graph vs compile | native+graph vs eager+graph |"
+            ) in text
+    assert "| generator | (8, 256) | bfloat16 | fwd+bwd | 12.000 | 8.000 | 2.000 | 1.50x |  | 6.00x |  | 4.00x |" in text
+
+
+def test_compiled_and_graphed_backends_time_the_generator_only():
+    for backend in ("native+compile", "triton+compile", "eager+graph", "native+graph", "triton+graph"):
         for op in ("noise_adain_lrelu", "upsample_conv2d"):
             assert bench.available(op, backend, "cuda") == "timed for the whole generator only"
     assert bench.available("generator", "triton+compile", "cpu") == bench.available("generator", "triton", "cpu")
+    for backend in ("eager+graph", "native+graph"):
+        assert bench.available("generator", backend, "cpu") == "CUDA graphs need a CUDA device"
+
+
+def test_graphed_backends_time_replays_and_report_the_capture(monkeypatch):
+    """run() with the CUDA graph backends, on CPU: a stand-in capture, whose replay reruns the step
+    into the captured outputs, reports a peak of 1234 bytes. The graphed records carry the capture's
+    peak, the bytes the un-graphed step saves for backward (a replay saves none) and the replay's
+    outputs checked against eager; every timed call of a graphed backend is a replay."""
+    replays = []
+
+    def stand_in_capture(step):
+        outputs = step()
+
+        def replay():
+            replays.append(1)
+            for captured, new in zip(outputs, step(), strict=True):
+                captured.copy_(new)
+            return outputs
+
+        return replay, 1234
+
+    available = bench.available
+    monkeypatch.setattr(bench, "_graphed", stand_in_capture)
+    monkeypatch.setattr(bench, "available",
+                        lambda op, backend, device: available(op, bench.GRAPHED.get(backend, backend), device))
+    backends = ("eager", "native", "eager+graph", "native+graph")
+    case = bench.generator_case((1, 8), torch.float32, "cpu")
+    if bench.available("generator", "native", "cpu") is not None:
+        backends = ("eager", "eager+graph")
+    records, failures = bench.run([case], "cpu", backends=backends, directions=("fwd+bwd",), reps=2, warmup=1,
+                                  log=lambda line: None)
+    assert failures == []
+    by_backend = {r["backend"]: r for r in records}
+    assert set(by_backend) == set(backends)
+    for backend in backends:
+        graphed = backend.endswith("+graph")
+        record, ungraphed = by_backend[backend], by_backend[backend.removesuffix("+graph")]
+        assert record["peak_mem_bytes"] == (1234 if graphed else None)  # CPU: no peak measured un-graphed
+        assert record["saved_bytes"] == ungraphed["saved_bytes"] > 0
+        assert record["max_rel_err"] < 1e-5
+    # Each graphed backend: the first replay (checked against eager), warm-up 1, reps 2.
+    assert len(replays) == 4 * sum(b.endswith("+graph") for b in backends)

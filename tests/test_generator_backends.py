@@ -1,5 +1,6 @@
 """The generator on the fused ops: backends agree with eager, torch.compile, autocast,
-channels_last, converting seed models, and DistributedDataParallel (two CPU processes)."""
+channels_last, replays of a step captured in a CUDA graph (GPU), converting seed models, and
+DistributedDataParallel (two CPU processes)."""
 
 import copy
 import os
@@ -10,6 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import stylegan_ops as so
+from stylegan_ops import bench
 from conftest import cpu_backend_or_skip
 from reference import OpCalls, SeedSynthesisBlock, rel_l2
 
@@ -30,10 +32,16 @@ def make_generator(**kwargs):
     return G
 
 
-def image_and_grads(G, z):
+def grad_image(img):
+    return torch.randn(img.shape, generator=torch.Generator().manual_seed(1)).to(img)
+
+
+def image_and_grads(G, z, grad_img=None):
+    """A training step's image and parameter gradients for the image's gradient ``grad_img``
+    (grad_image's by default; under CUDA graph capture it must be made before: its copy from the
+    host would wait for the device)."""
     img = G(z, noise_mode="const")
-    grad_img = torch.randn(img.shape, generator=torch.Generator().manual_seed(1)).to(img.dtype)
-    grads = torch.autograd.grad(img, list(G.parameters()), grad_img)
+    grads = torch.autograd.grad(img, list(G.parameters()), grad_image(img) if grad_img is None else grad_img)
     # All gradients as one vector: a conv bias in front of an instance norm has an exactly-zero
     # gradient, whose per-tensor relative error would only measure rounding noise.
     return img, torch.cat([g.flatten() for g in grads])
@@ -75,20 +83,29 @@ def test_conv_biases_before_instance_norm_are_left_out(backend):
     assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
 
 
-def test_projection_gradients_of_w_and_noise_maps(backend):
-    """Projecting an image into a fixed generator (StyleGAN2's projector) optimises w and the
+def projected(G):
+    """G set up for projecting an image into it (StyleGAN2's projector), which optimises w and the
     per-layer noise maps: gradients flow into the const noise buffers (one (1, 1, H, W) map each,
-    broadcast over the batch), not into frozen parameters."""
-    def w_and_noise_grads(G, dtype):
-        G = G.to(dtype).requires_grad_(False)
-        buffers = [getattr(G, f"noise_const_{i}").requires_grad_() for i in range(G.num_ws)]
-        ws = torch.randn(2, G.num_ws, 16, generator=torch.Generator().manual_seed(2)).to(dtype).requires_grad_()
-        img = G.synthesize(ws, noise_mode="const")
-        grad_ws, *grad_noise = torch.autograd.grad(img.square().mean(), [ws, *buffers])
-        return grad_ws, torch.cat([g.flatten() for g in grad_noise])
+    broadcast over the batch), not into the frozen parameters."""
+    G.requires_grad_(False)
+    for i in range(G.num_ws):
+        getattr(G, f"noise_const_{i}").requires_grad_()
+    return G
 
-    want = w_and_noise_grads(make_generator(), torch.float64)
-    got = w_and_noise_grads(make_generator(backend=backend), torch.float32)
+
+def w_and_noise_grads(G, ws):
+    """A projection step's gradients of the ws and (as one vector) of the noise maps of G = projected(...)."""
+    ws = ws.detach().requires_grad_()
+    img = G.synthesize(ws, noise_mode="const")
+    buffers = [getattr(G, f"noise_const_{i}") for i in range(G.num_ws)]
+    grad_ws, *grad_noise = torch.autograd.grad(img.square().mean(), [ws, *buffers])
+    return grad_ws, torch.cat([g.flatten() for g in grad_noise])
+
+
+def test_projection_gradients_of_w_and_noise_maps(backend):
+    ws = torch.randn(2, make_generator().num_ws, 16, generator=torch.Generator().manual_seed(2))
+    want = w_and_noise_grads(projected(make_generator().double()), ws.double())
+    got = w_and_noise_grads(projected(make_generator(backend=backend)), ws)
     assert rel_l2(got[0], want[0]) < 1e-4 and rel_l2(got[1], want[1]) < 1e-4
 
 
@@ -128,6 +145,44 @@ def test_gpu_autocast_generator(gpu_backend, dtype):
     assert block_out.dtype == dtype
     G.backend = "eager"
     assert rel_l2(img, G(z, noise_mode="const")) < 3e-2
+
+
+def _assert_replays_match_eager(step, static_input, eager_step):
+    """``step`` captured in a CUDA graph as the benchmark's '+graph' backends capture it
+    (``bench._graphed``: torch.cuda.graph's whole-network capture, after warm-up calls on a side
+    stream): replays with new values copied into its captured input give eager_step's float64
+    results for them (a replay of stale arguments, or of a capture that left a kernel out, would not)."""
+    replay, _ = bench._graphed(step)
+    for seed in (3, 4):
+        values = torch.randn(static_input.shape, generator=torch.Generator().manual_seed(seed)).cuda()
+        static_input.copy_(values)
+        outputs = replay()
+        torch.cuda.synchronize()
+        for got, want in zip(outputs, eager_step(values.double()), strict=True):
+            assert rel_l2(got, want) < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_training_step_replays_from_a_cuda_graph(gpu_backend):
+    """A training step, forward and backward, captured in one CUDA graph: the way to take a
+    generator step's CPU launches off a call that the CPU bounds (benchmarks, '+graph')."""
+    G = make_generator(backend=gpu_backend).cuda()
+    z = torch.zeros(2, 16, device="cuda")
+    grad_img = grad_image(G(z, noise_mode="const"))
+    reference = make_generator().double().cuda()
+    _assert_replays_match_eager(lambda: image_and_grads(G, z, grad_img), z,
+                                lambda z: image_and_grads(reference, z, grad_img.double()))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_projection_step_replays_from_a_cuda_graph(gpu_backend):
+    """The same for a projection step, whose backward launches the noise's gradient kernels."""
+    G = projected(make_generator(backend=gpu_backend).cuda())
+    ws = torch.zeros(2, G.num_ws, 16, device="cuda")
+    reference = projected(make_generator().double().cuda())
+    _assert_replays_match_eager(lambda: w_and_noise_grads(G, ws), ws, lambda ws: w_and_noise_grads(reference, ws))
 
 
 # channels_last=True, or .to(memory_format=torch.channels_last) after construction: every block's
