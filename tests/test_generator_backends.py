@@ -185,6 +185,25 @@ def test_gpu_projection_step_replays_from_a_cuda_graph(gpu_backend):
     _assert_replays_match_eager(lambda: w_and_noise_grads(G, ws), ws, lambda ws: w_and_noise_grads(reference, ws))
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_compile_reduce_overhead_records_cuda_graphs(gpu_backend):
+    """torch.compile(mode="reduce-overhead") of a training generator (w_avg updated in place) records
+    its compiled forward and backward, fused ops inside, in CUDA graphs (Inductor's cudagraph
+    trees: run, record, then replay from the third call): none skipped, every call as eager."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    G = make_generator(backend=gpu_backend).cuda()
+    compiled = torch.compile(G, mode="reduce-overhead")
+    reference = make_generator().double().cuda()
+    for seed in (3, 4, 5):
+        z = torch.randn(2, 16, generator=torch.Generator().manual_seed(seed)).cuda()
+        img, grads = image_and_grads(compiled, z)
+        want_img, want_grads = image_and_grads(reference, z.double())
+        assert rel_l2(img, want_img) < 1e-4 and rel_l2(grads, want_grads) < 1e-4
+    assert torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] == 0
+
+
 # channels_last=True, or .to(memory_format=torch.channels_last) after construction: every block's
 # output is channels_last (the to-RGB conv alone would make the image so).
 @pytest.mark.parametrize("backend_name", ["eager", "native"])
