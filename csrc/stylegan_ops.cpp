@@ -1,4 +1,5 @@
-// stylegan_ops._C: the operator schemas (one TORCH_LIBRARY block) and the build facts.
+// stylegan_ops._C: the operator schemas (one TORCH_LIBRARY block), the build facts and, in a CUDA
+// build, whether a device can run the build's kernels.
 //
 // Kernels register themselves per device at the end of their own files
 // (cpu/<op>_kernel.cpp, cuda/<op>_kernel.cu), autograd likewise (autograd/<op>_kernel.cpp); fake
@@ -8,6 +9,8 @@
 
 #ifdef WITH_CUDA
 #include <cuda_runtime_api.h>
+
+#include "cuda/kernel_image.h"
 #define STYLEGAN_OPS_CUDA_VERSION CUDART_VERSION
 #else
 #define STYLEGAN_OPS_CUDA_VERSION 0
@@ -45,11 +48,28 @@ TORCH_LIBRARY(stylegan_ops, m) {
       "-> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
 }
 
+#ifdef WITH_CUDA
+// cuda_kernel_image_error(device: int) -> str: "" when the device can run this build's kernels.
+static PyObject* cuda_kernel_image_error(PyObject*, PyObject* device) {
+  const long index = PyLong_AsLong(device);
+  if (index == -1 && PyErr_Occurred()) return nullptr;
+  const std::string error = stylegan_ops::cuda_kernel_image_error(int(index));
+  return PyUnicode_FromStringAndSize(error.data(), Py_ssize_t(error.size()));
+}
+
+static PyMethodDef stylegan_ops_methods[] = {
+    {"cuda_kernel_image_error", cuda_kernel_image_error, METH_O,
+     "cuda_kernel_image_error(device) -> '' if CUDA device `device` can run this build's kernels, else why not."},
+    {nullptr, nullptr, 0, nullptr}};
+#else
+static PyMethodDef* stylegan_ops_methods = nullptr;
+#endif
+
 // A plain Python module whose import runs the static registrations above. Build facts are
 // module constants so Python can tell what was compiled in without calling an operator.
 static PyModuleDef stylegan_ops_module = {
     PyModuleDef_HEAD_INIT, "_C", "Compiled kernels of stylegan_ops (operators live in torch.ops.stylegan_ops).", -1,
-    nullptr};
+    stylegan_ops_methods};
 
 PyMODINIT_FUNC PyInit__C(void) {
   PyObject* module = PyModule_Create(&stylegan_ops_module);

@@ -1,7 +1,7 @@
 """Which backend runs an op on a device, and why another one cannot.
 
-``eager`` runs anywhere. ``native`` needs the compiled extension (and its CUDA kernels and a
-CUDA device for CUDA tensors). ``triton`` needs Triton and a CUDA device, or a CPU tensor under
+``eager`` runs anywhere. ``native`` needs the compiled extension (and for CUDA tensors its CUDA
+kernels, compiled for the device's architecture, which must be compute capability 8.0 or newer). ``triton`` needs Triton and a CUDA device, or a CPU tensor under
 ``TRITON_INTERPRET=1``. ``auto`` takes the first of :data:`AUTO_ORDER` that can run and
 warns once per cause when it has to pass over a faster one.
 """
@@ -37,7 +37,8 @@ _TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 def unavailable_reason(backend: str, device, op: str | None = None, implemented: Collection[str] = BACKENDS):
     """Why ``backend`` cannot run ``op`` on ``device``, or None if it can."""
-    device_type = _as_device(device).type  # read once: each read makes a new str
+    device = _as_device(device)
+    device_type = device.type  # read once: each read makes a new str
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS + ('auto',)}, got {backend!r}")
     if backend not in implemented:
@@ -61,6 +62,9 @@ def unavailable_reason(backend: str, device, op: str | None = None, implemented:
             return "Triton kernels run on CPU tensors only under the interpreter (set TRITON_INTERPRET=1 before import)"
     if device_type == "cuda" and not torch.cuda.is_available():
         return "no CUDA device is usable here (torch.cuda.is_available() is False)"
+    if device_type == "cuda" and backend == "native":
+        return _extension.cuda_device_unsupported_reason(
+            torch.cuda.current_device() if device.index is None else device.index)
     return None
 
 

@@ -48,6 +48,120 @@ def test_native_cuda_needs_cuda_kernels_and_a_device():
         assert reason is None
 
 
+class _StandInExtension:
+    """The compiled module of a CUDA build made for TORCH_CUDA_ARCH_LIST=9.0, answering for a device's
+    kernel image with ``error`` ("" when it loads) and recording the devices it was asked about."""
+
+    cuda_version, cuda_arch_list = 13000, "9.0"
+
+    def __init__(self, error):
+        self.error, self.asked = error, []
+
+    @torch.compiler.disable  # opaque to torch.compile, as the compiled module's C function is
+    def cuda_kernel_image_error(self, index):
+        self.asked.append(index)
+        return self.error
+
+
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """make(capability, error): a visible cuda:0 of that compute capability, and a stand-in
+    extension whose kernels load there or fail with ``error``; no device's answer cached yet."""
+    from stylegan_ops import _extension
+
+    def make(capability, error):
+        extension = _StandInExtension(error)
+        monkeypatch.setattr(_extension, "_C", extension)
+        monkeypatch.setattr(_extension, "_CUDA_DEVICE_REASONS", {})
+        monkeypatch.setattr(backends, "_warned_causes", set())
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: capability)
+        return extension
+
+    return make
+
+
+def test_native_on_a_gpu_the_build_has_no_kernels_for_says_how_to_rebuild(stand_in_gpu):
+    """A build for sm_90 (the default without a visible GPU) on an sm_86 device: its first launch
+    would fail, so native is unavailable there, explicit native raises the reason before any launch,
+    and auto passes over it with one warning. The device is asked once a process."""
+    from stylegan_ops.ops import IMPLEMENTED_BACKENDS
+
+    extension = stand_in_gpu((8, 6), "no kernel image is available for execution on the device")
+    reason = backends.unavailable_reason("native", "cuda")
+    for part in ("TORCH_CUDA_ARCH_LIST='9.0'", "cuda:0 (compute capability 8.6)",
+                 "no kernel image is available", 'rebuild with TORCH_CUDA_ARCH_LIST="8.6"'):
+        assert part in reason, (part, reason)
+    assert backends.unavailable_reason("native", torch.device("cuda", 0)) == reason
+    assert "native" not in so.available_backends("cuda")
+    cuda = torch.device("cuda", 0)
+    with pytest.raises(RuntimeError, match="backend='native' cannot run on cuda tensors: this build's CUDA"):
+        backends.resolve("native", cuda, "upsample_conv2d", IMPLEMENTED_BACKENDS["upsample_conv2d"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for op in ("upsample_conv2d", "noise_adain_lrelu"):
+            chosen = backends.resolve("auto", cuda, op, IMPLEMENTED_BACKENDS[op])
+            assert chosen == ("triton" if backends._TRITON_INSTALLED else "eager")
+    assert [str(w.message) for w in caught] == [
+        f"stylegan_ops.upsample_conv2d: backend='auto' passes over 'native' on cuda: {reason}"]
+    assert extension.asked == [0]
+
+
+def test_native_on_a_gpu_older_than_compute_capability_8_says_so(stand_in_gpu):
+    extension = stand_in_gpu((7, 5), "")
+    reason = backends.unavailable_reason("native", torch.device("cuda", 0))
+    assert reason == "cuda:0 has compute capability 7.5, and stylegan_ops' CUDA kernels are made for 8.0 and newer"
+    assert extension.asked == []  # no kernel is loaded where none could run
+
+
+def test_native_on_a_gpu_whose_kernels_load_is_available(stand_in_gpu):
+    extension = stand_in_gpu((9, 0), "")
+    assert backends.unavailable_reason("native", "cuda") is None
+    assert "native" in so.available_backends("cuda")
+    assert extension.asked == [0]
+
+
+def test_compile_takes_the_device_answer_as_a_constant(monkeypatch):
+    """torch.compile traces the public functions, backend resolution included: the device's answer
+    comes from one call while tracing (torch.compiler.assume_constant_result), no graph break.
+    (torch.cuda is left as it is: Inductor asks it about the machine.)"""
+    from stylegan_ops import _extension
+
+    extension = _StandInExtension("no kernel image is available for execution on the device")
+    monkeypatch.setattr(_extension, "_C", extension)
+    monkeypatch.setattr(_extension, "_CUDA_DEVICE_REASONS", {})
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (8, 6))
+    compiled = torch.compile(lambda x: x + (_extension.cuda_device_unsupported_reason(0) is None), fullgraph=True)
+    for _ in range(2):
+        assert torch.equal(compiled(torch.zeros(3)), torch.zeros(3))
+    assert extension.asked == [0]
+
+
+@pytest.mark.skipif(so.build_info()["cuda"] is None or torch.cuda.is_available(),
+                    reason="needs a CUDA build on a machine without a usable CUDA device")
+def test_kernel_image_probe_without_a_device_answers_in_text():
+    from stylegan_ops import _extension
+
+    error = _extension._C.cuda_kernel_image_error(0)  # the CUDA runtime's error (no driver, no device)
+    assert isinstance(error, str) and error
+
+
+@pytest.mark.gpu
+def test_gpu_this_build_runs_on_every_visible_device():
+    """The GPU suite's build (TORCH_CUDA_ARCH_LIST=9.0) on an H100 or H200: the probe loads a kernel
+    on each device and leaves no error behind for the next launch check."""
+    from stylegan_ops import _extension
+
+    for index in range(torch.cuda.device_count()):
+        assert _extension._C.cuda_kernel_image_error(index) == ""
+        device = torch.device("cuda", index)
+        assert backends.unavailable_reason("native", device) is None
+        x, weight = torch.randn(2, 8, 8, 8, device=device), torch.randn(4, 8, 3, 3, device=device)
+        assert rel_l2(so.upsample_conv2d(x, weight, backend="native"),
+                      so.upsample_conv2d(x, weight, backend="eager")) < 1e-5
+
+
 def test_no_cuda_device_leaves_eager_alone(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert so.available_backends("cuda") == ["eager"]
