@@ -13,13 +13,17 @@
 #     backends and racecheck over the hand-written CUDA kernels (memcheck.log, racecheck.log; the
 #     Triton kernels' racecheck reports are Triton's own reduction lowering, triton-lang/triton#7264,
 #     see benchmarks/results/HISTORY.md): 450 s at most.
-#   run(command="bash benchmarks/gpu_suite.sh bench", timeout_s=600), right after it
+#   run(command="bash benchmarks/gpu_suite.sh bench", timeout_s=420), right after it
 #     the benchmark CLI in bfloat16 (the dtype of the GPU goals), each part under its own cap
-#     (bench.json, bench.png, bench.log): about 330 s at most. First the generator's training
-#     step (first timed on 2026-11-27 at 217f692; its first calls took 139 s there, 92.5 of them
-#     Triton's autotuning), in two parts (below), then upsample_conv2d. Left out:
-#     noise_adain_lrelu, unchanged since the 2026-11-27 runs, and the generator's forward, timed at
-#     4153b8f, whose 70 s would not fit beside a first call that runs its sanitizers to 450 s.
+#     (bench.json, bench.png, bench.log), all of them ending by BENCH_END seconds into the call
+#     (400 unless set: give the call's timeout 20 s more, for the merge; with less device time
+#     left, `BENCH_END=300 bash benchmarks/gpu_suite.sh bench` and timeout_s=320 cut the last
+#     parts short or skip them, and the parts that ran still come back). First the generator's
+#     training step (first timed on 2026-11-27 at 217f692; its first calls took 139 s there, 92.5
+#     of them Triton's autotuning), in two parts (below), then upsample_conv2d, then the
+#     generator's forward (#6's forward goals; last timed at 4153b8f, 1.92x eager, 0.75x
+#     torch.compile), last because it is the part a short call can best lose. Left out:
+#     noise_adain_lrelu, unchanged since the 2026-11-27 runs.
 #   `layouts` (layout_timing.py, NCHW against channels_last, ~75 s: layouts.txt) and `ncu` (Nsight
 #     Compute on all of ncu_run.py's cases, 100 s cap each: ncu.txt) replace `bench` when they are
 #     what the kernel work needs next. Nsight Compute runs with --clock-control none, as the device
@@ -52,7 +56,8 @@ case "$MODE" in
   # after the 2026-11-28 run, not yet run on a GPU: a few seconds of captures and replays a part).
   bench) PARTS_CAPS="generator:fwd+bwd:eager,compile,native,native+compile,eager+graph,native+graph:90
                      generator:fwd+bwd:eager,triton,triton+compile,triton+graph:130
-                     upsample_conv2d:fwd,fwd+bwd:all:100" ;;
+                     upsample_conv2d:fwd,fwd+bwd:all:100
+                     generator:fwd:eager,compile,native,native+compile,eager+graph,native+graph:70" ;;
   *) echo "usage: $0 [all|bench|ncu|layouts]"; exit 2 ;;
 esac
 # The lent machine's torch lives in its `python3` (there may be no `python`).
@@ -150,8 +155,15 @@ bench)
   step "benchmark CLI (bfloat16, one capped run per part)"
   MERGE=()
   index=0
+  BENCH_END=${BENCH_END:-400}
   for part in $PARTS_CAPS; do
     IFS=: read -r op directions backends cap <<< "$part"
+    left=$((BENCH_END - SECONDS))
+    [ "$left" -lt "$cap" ] && cap=$left
+    if [ "$cap" -lt 20 ]; then
+      echo "bench $op $directions $backends skipped: ${left}s left before BENCH_END=$BENCH_END" | tee -a "$OUT/bench.log"
+      continue
+    fi
     json="$PARTS/$((index += 1))-$op.json"
     [ "$backends" = all ] && backends=$("$PY" -c "from stylegan_ops.bench import BACKENDS; print(','.join(BACKENDS))")
     timeout "$cap" "$PY" -m stylegan_ops.bench --ops "$op" --directions "$directions" --backends "$backends" \
