@@ -100,6 +100,9 @@ def _extension():
 
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
+        print("stylegan_ops: no GPU visible and TORCH_CUDA_ARCH_LIST unset: building for 9.0 (Hopper) only; "
+              "other GPUs need their own, e.g. TORCH_CUDA_ARCH_LIST=\"8.0;8.6;8.9;9.0\" (native is unavailable "
+              "on a GPU the build has no code for)", flush=True)
     arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "from the visible GPU")
     print(f"stylegan_ops: building C++ CPU and CUDA kernels ({reason}; TORCH_CUDA_ARCH_LIST={arch_list})", flush=True)
     sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
