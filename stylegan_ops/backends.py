@@ -1,9 +1,10 @@
 """Which backend runs an op on a device, and why another one cannot.
 
 ``eager`` runs anywhere. ``native`` needs the compiled extension (and for CUDA tensors its CUDA
-kernels, compiled for the device's architecture, which must be compute capability 8.0 or newer). ``triton`` needs Triton and a CUDA device, or a CPU tensor under
-``TRITON_INTERPRET=1``. ``auto`` takes the first of :data:`AUTO_ORDER` that can run and
-warns once per cause when it has to pass over a faster one.
+kernels, compiled for the device's architecture, which must be compute capability 8.0 or newer).
+``triton`` needs Triton and a CUDA device, or a CPU tensor under ``TRITON_INTERPRET=1``. ``auto``
+takes the first of :data:`AUTO_ORDER` that can run and warns once per cause when it has to pass
+over a faster one.
 """
 
 import importlib.util
