@@ -1,6 +1,8 @@
 """Backend availability and the errors for backends that cannot run."""
 
+import logging
 import os
+import re
 import warnings
 
 import pytest
@@ -223,9 +225,10 @@ def test_triton_autotune_switch(monkeypatch, value, expected):
         assert autotune_on_gpu() is expected
 
 
-def test_launch_autotuned_consults_the_autotuner_once_per_key(monkeypatch):
+def test_launch_autotuned_consults_the_autotuner_once_per_key(monkeypatch, caplog):
     """The GPU launchers go through Triton's autotuner the first time a key (the autotune key's
-    argument values and the dtype) is seen, then launch the kernel with the config it chose."""
+    argument values and the dtype) is seen, then launch the kernel with the config it chose; a
+    slow first launch (the autotuner at work) is reported as it ends."""
     import stylegan_ops.triton
     from stylegan_ops.triton import launch_autotuned
 
@@ -242,6 +245,12 @@ def test_launch_autotuned_consults_the_autotuner_once_per_key(monkeypatch):
         def all_kwargs(self):
             return {"num_warps": self.warps}
 
+        def __str__(self):
+            return f"num_warps: {self.warps}"
+
+    def _kernel():  # the autotuned kernel's Python function, whose name the report gives
+        pass
+
     class Kernel:  # kernel[grid](*args, **kwargs), logged
         def __init__(self, name):
             self.name = name
@@ -251,22 +260,35 @@ def test_launch_autotuned_consults_the_autotuner_once_per_key(monkeypatch):
 
     class Autotuned(Kernel):  # tunes on every call it gets, choosing num_warps = how many launches came before
         arg_names, keys, fn = ["X", "M", "C"], ["M"], Kernel("kernel")
+        base_fn = _kernel
 
         def __getitem__(self, grid):
             self.best_config = Config(len(launches))
             return super().__getitem__(grid)
 
     autotuned, x = Autotuned("autotuner"), torch.empty(1)
-    launch_autotuned(autotuned, (1,), x, 8, 3, FLAG=True)
-    launch_autotuned(autotuned, (2,), x, 8, 5, FLAG=False)  # C is not in the key: the choice for M = 8
-    launch_autotuned(autotuned, (1,), x, 16, 3)  # a new M
-    launch_autotuned(autotuned, (1,), x.double(), 8, 3)  # a new dtype
-    launch_autotuned(autotuned, (1,), x, 16, 3)
+    # Every first launch for a key counts as slow here: each is reported, once, later launches never.
+    monkeypatch.setattr(stylegan_ops.triton, "SLOW_FIRST_LAUNCH_SECONDS", 0.0)
+    with caplog.at_level(logging.WARNING, logger="stylegan_ops.triton"):
+        launch_autotuned(autotuned, (1,), x, 8, 3, FLAG=True)
+        launch_autotuned(autotuned, (2,), x, 8, 5, FLAG=False)  # C is not in the key: the choice for M = 8
+        launch_autotuned(autotuned, (1,), x, 16, 3)  # a new M
+        launch_autotuned(autotuned, (1,), x.double(), 8, 3)  # a new dtype
+        launch_autotuned(autotuned, (1,), x, 16, 3)
     assert launches == [("autotuner", (1,), (8, 3), {"FLAG": True}),
                         ("kernel", (2,), (8, 5), {"FLAG": False, "num_warps": 0}),
                         ("autotuner", (1,), (16, 3), {}),
                         ("autotuner", (1,), (8, 3), {}),
                         ("kernel", (1,), (16, 3), {"num_warps": 2})]
+    reports = [re.sub(r"in [0-9.]+ s", "in T s", record.getMessage()) for record in caplog.records]
+    assert reports == [f"stylegan_ops: Triton autotuned _kernel for {dtype}, {{'M': {m}}} in T s: "
+                       f"num_warps: {warps} (once per shape and GPU architecture, the choice kept in Triton's "
+                       "cache directory)"
+                       for dtype, m, warps in (("float32", 8, 0), ("float32", 16, 2), ("float64", 8, 3))]
+    caplog.clear()
+    monkeypatch.setattr(stylegan_ops.triton, "SLOW_FIRST_LAUNCH_SECONDS", 60.0)  # a quick first launch: silent
+    launch_autotuned(autotuned, (1,), x, 32, 3)
+    assert caplog.records == []
 
 
 @pytest.mark.gpu
