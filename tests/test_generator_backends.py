@@ -2,6 +2,7 @@
 channels_last, replays of a step captured in a CUDA graph (GPU), converting seed models, and
 DistributedDataParallel (two CPU processes)."""
 
+import collections
 import copy
 import os
 
@@ -118,6 +119,40 @@ def test_torch_compile_fullgraph(backend):
     assert rel_l2(img, G(z, noise_mode="const")) < 1e-6
     grads = torch.autograd.grad(img.square().sum(), list(G.parameters()))
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+class _ConstNoiseGenerator(torch.nn.Module):
+    """G(z, noise_mode="const") as a module of z alone, what torch.export takes."""
+
+    def __init__(self, G):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z):
+        return self.G(z, noise_mode="const")
+
+
+def test_torch_export_with_a_dynamic_batch_saves_and_loads(backend, tmp_path):
+    """Deploying a generator: torch.export traces the fused ops into the program (their fake kernels
+    carry a symbolic batch), and the saved and reloaded program gives the module's images at other
+    batch sizes than the one it was traced with."""
+    G = make_generator(backend=backend).eval()
+    model = _ConstNoiseGenerator(G)
+    program = torch.export.export(model, (torch.randn(2, 16),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    traced = collections.Counter(str(node.target) for node in program.graph.nodes
+                                 if str(node.target).startswith("stylegan_ops."))
+    suffix = "" if backend == "native" else "_triton"
+    assert traced == {f"stylegan_ops.noise_adain_lrelu{suffix}.default": G.num_ws,
+                      f"stylegan_ops.upsample_conv2d{suffix}.default": sum(b.use_upsample for b in G.blocks)}
+    torch.export.save(program, tmp_path / "generator.pt2")
+    loaded = torch.export.load(tmp_path / "generator.pt2").module()
+    for batch in (1, 3):
+        z = torch.randn(batch, 16)
+        assert torch.equal(loaded(z), model(z))
+        G.backend = "eager"
+        assert rel_l2(loaded(z), model(z)) < 1e-5
+        G.backend = backend
 
 
 def test_autocast_runs_fused_ops_in_bfloat16(backend):
