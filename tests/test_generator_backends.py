@@ -4,7 +4,9 @@ DistributedDataParallel (two CPU processes)."""
 
 import collections
 import copy
+import json
 import os
+import zipfile
 
 import pytest
 import torch
@@ -153,6 +155,28 @@ def test_torch_export_with_a_dynamic_batch_saves_and_loads(backend, tmp_path):
         G.backend = "eager"
         assert rel_l2(loaded(z), model(z)) < 1e-5
         G.backend = backend
+
+
+def test_aot_inductor_package_calls_the_fused_ops(backend, tmp_path):
+    """AOTInductor compiles the exported generator into a C++ package that calls the fused ops
+    through the dispatcher, so a process loading it imports stylegan_ops first (which registers
+    them; for Triton's, implemented in Python, the process is a Python one). 10 to 20 s of C++
+    compiling a backend."""
+    G = make_generator(backend=backend).eval()
+    model = _ConstNoiseGenerator(G)
+    program = torch.export.export(model, (torch.randn(2, 16),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    package = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "generator.pt2"))
+    with zipfile.ZipFile(package) as archive:  # the ops the compiled wrapper calls through the dispatcher
+        extern, = [json.loads(archive.read(name)) for name in archive.namelist() if name.endswith(".wrapper.json")]
+    suffix = "" if backend == "native" else "_triton"
+    assert collections.Counter(node["node"]["target"] for node in extern["nodes"]) == {
+        f"stylegan_ops::noise_adain_lrelu{suffix}": G.num_ws,
+        f"stylegan_ops::upsample_conv2d{suffix}": sum(b.use_upsample for b in G.blocks)}
+    run = torch._inductor.aoti_load_package(package)
+    for batch in (1, 3):
+        z = torch.randn(batch, 16)
+        assert rel_l2(run(z), model(z)) < 1e-6
 
 
 def test_autocast_runs_fused_ops_in_bfloat16(backend):
