@@ -62,12 +62,13 @@ def autotune(configs, key):
 
 
 _CHOSEN_CONFIGS = {}  # (autotuned kernel, dtype, its key arguments) -> the triton.Config it chose
-_LOG = logging.getLogger(__name__)
-# A first launch for a key that takes longer (the autotuner compiling and timing its configs) is
-# reported, as a warning so that it shows unless logging is set to hide it: a 256 px generator's
-# first training step spent 95 s of an H100's time in them, which would otherwise pass in silence.
-SLOW_FIRST_LAUNCH_SECONDS = 1.0
 _KEY_POSITIONS = {}  # autotuned kernel -> positions of its autotune key among the launch's arguments
+_LOG = logging.getLogger(__name__)
+# A first launch for a key that takes longer (the autotuner compiling and timing its configs, or
+# compiling the choice it found in Triton's cache) is reported, as a warning so that it shows unless
+# logging is set to hide it: a 256 px generator's first training step spent 95 s of an H100's time
+# in them, which would otherwise pass in silence.
+SLOW_FIRST_LAUNCH_SECONDS = 1.0
 
 
 def launch_autotuned(autotuned, grid, *args, **kwargs):
@@ -91,9 +92,10 @@ def launch_autotuned(autotuned, grid, *args, **kwargs):
         config = _CHOSEN_CONFIGS[key] = autotuned.best_config
         seconds = time.perf_counter() - start
         if seconds >= SLOW_FIRST_LAUNCH_SECONDS:
-            _LOG.warning("stylegan_ops: Triton autotuned %s for %s, %s in %.1f s: %s (once per shape and GPU "
-                         "architecture, the choice kept in Triton's cache directory)", autotuned.base_fn.__name__,
-                         str(key[1]).removeprefix("torch."), dict(zip(autotuned.keys, key[2:])), seconds, config)
+            _LOG.warning("stylegan_ops: the first launch of Triton's %s for %s, %s took %.1f s, autotuning and "
+                         "compiling (once per shape and GPU architecture: the choice is kept in Triton's cache "
+                         "directory): %s", autotuned.base_fn.__name__, str(key[1]).removeprefix("torch."),
+                         dict(zip(autotuned.keys, key[2:])), seconds, config)
     else:
         autotuned.fn[grid](*args, **kwargs, **config.all_kwargs())
 
