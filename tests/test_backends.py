@@ -67,18 +67,20 @@ class _StandInExtension:
 
 @pytest.fixture
 def stand_in_gpu(monkeypatch):
-    """make(capability, error): a visible cuda:0 of that compute capability, and a stand-in
-    extension whose kernels load there or fail with ``error``; no device's answer cached yet."""
+    """make(capability, error): cuda:0 of that compute capability, and a stand-in extension whose
+    kernels load there or fail with ``error``; no device's answer cached yet. With visible=False
+    torch.cuda still says what the machine has (Inductor asks it about the machine)."""
     from stylegan_ops import _extension
 
-    def make(capability, error):
+    def make(capability, error, visible=True):
         extension = _StandInExtension(error)
         monkeypatch.setattr(_extension, "_C", extension)
         monkeypatch.setattr(_extension, "_CUDA_DEVICE_REASONS", {})
-        monkeypatch.setattr(backends, "_warned_causes", set())
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: capability)
+        if visible:
+            monkeypatch.setattr(backends, "_warned_causes", set())
+            monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+            monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
         return extension
 
     return make
@@ -124,16 +126,12 @@ def test_native_on_a_gpu_whose_kernels_load_is_available(stand_in_gpu):
     assert extension.asked == [0]
 
 
-def test_compile_takes_the_device_answer_as_a_constant(monkeypatch):
+def test_compile_takes_the_device_answer_as_a_constant(stand_in_gpu):
     """torch.compile traces the public functions, backend resolution included: the device's answer
-    comes from one call while tracing (torch.compiler.assume_constant_result), no graph break.
-    (torch.cuda is left as it is: Inductor asks it about the machine.)"""
+    comes from one call while tracing (torch.compiler.assume_constant_result), no graph break."""
     from stylegan_ops import _extension
 
-    extension = _StandInExtension("no kernel image is available for execution on the device")
-    monkeypatch.setattr(_extension, "_C", extension)
-    monkeypatch.setattr(_extension, "_CUDA_DEVICE_REASONS", {})
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (8, 6))
+    extension = stand_in_gpu((8, 6), "no kernel image is available for execution on the device", visible=False)
     compiled = torch.compile(lambda x: x + (_extension.cuda_device_unsupported_reason(0) is None), fullgraph=True)
     for _ in range(2):
         assert torch.equal(compiled(torch.zeros(3)), torch.zeros(3))

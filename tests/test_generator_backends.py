@@ -134,19 +134,28 @@ class _ConstNoiseGenerator(torch.nn.Module):
         return self.G(z, noise_mode="const")
 
 
-def test_torch_export_with_a_dynamic_batch_saves_and_loads(backend, tmp_path):
-    """Deploying a generator: torch.export traces the fused ops into the program (their fake kernels
-    carry a symbolic batch), and the saved and reloaded program gives the module's images at other
-    batch sizes than the one it was traced with."""
+def _exported(backend):
+    """A small generator on ``backend`` as a module of z, its export with a dynamic batch, and the
+    number of calls of each fused op a forward makes, by op name ("noise_adain_lrelu" or with
+    Triton "noise_adain_lrelu_triton", and upsample_conv2d's)."""
     G = make_generator(backend=backend).eval()
     model = _ConstNoiseGenerator(G)
     program = torch.export.export(model, (torch.randn(2, 16),),
                                   dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    suffix = "" if backend == "native" else "_triton"
+    calls = {f"noise_adain_lrelu{suffix}": G.num_ws, f"upsample_conv2d{suffix}": sum(b.use_upsample for b in G.blocks)}
+    return model, program, calls
+
+
+def test_torch_export_with_a_dynamic_batch_saves_and_loads(backend, tmp_path):
+    """Deploying a generator: torch.export traces the fused ops into the program (their fake kernels
+    carry a symbolic batch), and the saved and reloaded program gives the module's images at other
+    batch sizes than the one it was traced with."""
+    model, program, calls = _exported(backend)
     traced = collections.Counter(str(node.target) for node in program.graph.nodes
                                  if str(node.target).startswith("stylegan_ops."))
-    suffix = "" if backend == "native" else "_triton"
-    assert traced == {f"stylegan_ops.noise_adain_lrelu{suffix}.default": G.num_ws,
-                      f"stylegan_ops.upsample_conv2d{suffix}.default": sum(b.use_upsample for b in G.blocks)}
+    assert traced == {f"stylegan_ops.{name}.default": count for name, count in calls.items()}
+    G = model.G
     torch.export.save(program, tmp_path / "generator.pt2")
     loaded = torch.export.load(tmp_path / "generator.pt2").module()
     for batch in (1, 3):
@@ -162,17 +171,12 @@ def test_aot_inductor_package_calls_the_fused_ops(backend, tmp_path):
     through the dispatcher, so a process loading it imports stylegan_ops first (which registers
     them; for Triton's, implemented in Python, the process is a Python one). 10 to 20 s of C++
     compiling a backend."""
-    G = make_generator(backend=backend).eval()
-    model = _ConstNoiseGenerator(G)
-    program = torch.export.export(model, (torch.randn(2, 16),),
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    model, program, calls = _exported(backend)
     package = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "generator.pt2"))
     with zipfile.ZipFile(package) as archive:  # the ops the compiled wrapper calls through the dispatcher
         extern, = [json.loads(archive.read(name)) for name in archive.namelist() if name.endswith(".wrapper.json")]
-    suffix = "" if backend == "native" else "_triton"
     assert collections.Counter(node["node"]["target"] for node in extern["nodes"]) == {
-        f"stylegan_ops::noise_adain_lrelu{suffix}": G.num_ws,
-        f"stylegan_ops::upsample_conv2d{suffix}": sum(b.use_upsample for b in G.blocks)}
+        f"stylegan_ops::{name}": count for name, count in calls.items()}
     run = torch._inductor.aoti_load_package(package)
     for batch in (1, 3):
         z = torch.randn(batch, 16)
