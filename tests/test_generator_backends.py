@@ -1,6 +1,6 @@
-"""The generator on the fused ops: backends agree with eager, torch.compile, autocast,
-channels_last, replays of a step captured in a CUDA graph (GPU), converting seed models, and
-DistributedDataParallel (two CPU processes)."""
+"""The generator on the fused ops: backends agree with eager (also in double backward: the path
+length penalty), torch.compile, autocast, channels_last, replays of a step captured in a CUDA
+graph (GPU), converting seed models, and DistributedDataParallel (two CPU processes)."""
 
 import collections
 import copy
@@ -110,6 +110,29 @@ def test_projection_gradients_of_w_and_noise_maps(backend):
     want = w_and_noise_grads(projected(make_generator().double()), ws.double())
     got = w_and_noise_grads(projected(make_generator(backend=backend)), ws)
     assert rel_l2(got[0], want[0]) < 1e-4 and rel_l2(got[1], want[1]) < 1e-4
+
+
+def path_length_penalty_grads(G, ws):
+    """StyleGAN2's path length regularisation of G: the norm of the ws' gradient of the image against
+    random image-space directions, differentiated again for the parameters' gradients of its penalty
+    (create_graph=True: the backward of both ops' backward). Returns the penalty and the parameter
+    gradients as one vector (the fused blocks' conv biases take no part: zero)."""
+    ws = ws.detach().requires_grad_()
+    img = G.synthesize(ws, noise_mode="const")
+    directions = grad_image(img) / img.shape[2]
+    grad_ws, = torch.autograd.grad((img * directions).sum(), ws, create_graph=True)
+    penalty = (grad_ws.square().sum(dim=2).mean(dim=1).sqrt() - 0.5).square().mean()
+    params = list(G.parameters())
+    grads = torch.autograd.grad(penalty, params, allow_unused=True)
+    return penalty, torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+
+
+def test_path_length_penalty_gradients_match_eager(backend):
+    ws = torch.randn(2, make_generator().num_ws, 16, generator=torch.Generator().manual_seed(2))
+    want_penalty, want_grads = path_length_penalty_grads(make_generator().double(), ws.double())
+    penalty, grads = path_length_penalty_grads(make_generator(backend=backend), ws)
+    assert rel_l2(penalty, want_penalty) < 1e-5
+    assert rel_l2(grads, want_grads) < 1e-4
 
 
 def test_torch_compile_fullgraph(backend):
