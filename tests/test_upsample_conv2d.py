@@ -278,6 +278,27 @@ def test_triton_divmod_by_multiply_high_is_exact():
         assert torch.equal(q.to(torch.int64), want // d) and torch.equal(r.to(torch.int64), want % d), d
 
 
+
+@pytest.mark.parametrize("offsets", ["int32", "int64"])
+@pytest.mark.parametrize("layout, channels, h, w", [("contiguous", 3, 14, 11), ("channels_last", 70, 3, 5)])
+def test_triton_window_means_of_several_pixel_tiles(monkeypatch, offsets, layout, channels, h, w):
+    """dx's and d weight's A (the means of dy's 2x2 windows: avg_pool2d(dy, 2, stride=1, padding=1))
+    and d bias, from _window_means_kernel, whose programs take four pixel tiles each. NCHW: tiles of
+    4 channels by 256 pixels, 1334 pixels of A (two samples of 29 x 23) in two programs, the first
+    across the samples, the second ending in empty tiles; channels_last: 16 pixels by 64 channels,
+    154 pixels in three programs, 70 channels in two blocks, the second partial. Pixel indices split
+    in int32 by multiply-high, and (the limit lowered to 0) in int64."""
+    cpu_backend_or_skip("triton", OP)
+    from stylegan_ops.triton import upsample_conv2d as triton_upsample
+
+    if offsets == "int64":
+        monkeypatch.setattr(triton_upsample, "INT32_OFFSETS_BELOW", 0)
+    grad_y = LAYOUTS[layout][0](torch.randn(2, channels, 2 * h, 2 * w, dtype=torch.float64))
+    window_means, grad_bias = triton_upsample._window_means(grad_y, with_grad_bias=True)
+    assert window_means.is_contiguous(memory_format=LAYOUTS[layout][1])
+    assert rel_l2(window_means, F.avg_pool2d(grad_y, 2, stride=1, padding=1)) < 1e-12
+    assert rel_l2(grad_bias, grad_y.sum(dim=(0, 2, 3))) < 1e-12
+
 def test_triton_weight_gradient_offsets_in_int64(monkeypatch):
     """d weight computes its offsets in int32 unless a tensor spans 2^31 elements; with the limit
     lowered to 0 the int64 kernel runs here (a layout whose channels are not innermost, and one

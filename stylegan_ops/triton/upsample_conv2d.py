@@ -104,42 +104,60 @@ def _forward_kernel(
 
 
 @triton.jit
-def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, dy_n, dy_c, dy_h, dy_w, a_n, a_c, a_h, a_w,
-                         CHANNELS_INNER: tl.constexpr, SUM_BIAS: tl.constexpr, ACC: tl.constexpr,
-                         BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, hw_magic, hw_shift, w_magic, w_shift,
+                         dy_n, dy_c, dy_h, dy_w, a_n, a_c, a_h, a_w,
+                         CHANNELS_INNER: tl.constexpr, SUM_BIAS: tl.constexpr, ACC: tl.constexpr, OFFSET: tl.constexpr,
+                         PIXEL_TILES: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """A[n, c, r, s] = (dy[r-1, s-1] + dy[r-1, s] + dy[r, s-1] + dy[r, s]) / 4, zeros outside dy's
     H2 x W2, for r <= H2 and s <= W2: avg_pool2d(dy, 2, stride=1, padding=1). A program takes
-    BLOCK_P consecutive pixels (n, r, s) of A and BLOCK_C channels, a tile whose last axis (the
-    lanes' fastest: Triton cannot see through the pixels' divisions which one is contiguous) is
-    the channels for channels_last and the pixels for NCHW, so that consecutive lanes read
-    consecutive elements of dy and write A in order. (ATen's channels_last avg_pool2d took 0.318
-    ms for this at (8, 512, 64, 64) bf16 on the H100 run of 2026-11-27, 68 MB of traffic: 23 us at
-    the copy ceiling; this kernel's one-dimensional version 0.028 ms.)
+    BLOCK_C channels of PIXEL_TILES tiles of BLOCK_P consecutive pixels (n, r, s) of A, one after
+    another; a tile's last axis (the lanes' fastest: Triton cannot see through the pixels'
+    divisions which one is contiguous) is the channels for channels_last and the pixels for NCHW,
+    so that consecutive lanes read consecutive elements of dy and write A in order. (ATen's
+    channels_last avg_pool2d took 0.318 ms for this at (8, 512, 64, 64) bf16 on the H100 run of
+    2026-11-27, 68 MB of traffic: 23 us at the copy ceiling; this kernel's one-dimensional version
+    0.028 ms, its first 2-D one, a program a 4096-element tile, 0.041.)
+
+    Registers: a thread's elements of a tile each take a 64-bit address per window tap, and
+    Triton's int64 division and remainder are long sequences; the 4096-element tiles with int64
+    pixel indices took 108 registers a thread (bf16, channels_last, 64 channels), 201 in float32,
+    and spilled up to 3 KiB a thread at one or two channels (tests/triton_sm90_compile.py). Tiles
+    of 1024 elements and pixel indices split in int32 by _divmod (OFFSET int32, unless a tensor
+    spans 2^31 elements) take 40 to 80 and spill nothing.
 
     SUM_BIAS: d bias from the same reads (ATen's sum of dy took 0.051 ms more there): the
     program also sums, in ACC, the pixels dy[r, s] at its windows' bottom right (r < H2, s < W2:
     every pixel of dy once) over its pixels into BIAS_PARTIAL[program along the pixels, c]; d
     bias is their sum over those programs."""
-    pixels_1d = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     channels_1d = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if CHANNELS_INNER:
-        pixel, c = pixels_1d[:, None], channels_1d[None, :]
-    else:
-        pixel, c = pixels_1d[None, :], channels_1d[:, None]
-    ok = (pixel < pixels) & (c < C)
-    s, r, n = pixel % (W2 + 1), pixel // (W2 + 1) % (H2 + 1), pixel // ((W2 + 1) * (H2 + 1))
-    sample = DY + n * dy_n + c.to(tl.int64) * dy_c
-    acc = tl.zeros((BLOCK_P, BLOCK_C) if CHANNELS_INNER else (BLOCK_C, BLOCK_P), ACC)
-    for dr in tl.static_range(2):
-        for ds in tl.static_range(2):
-            row, col = r - 1 + dr, s - 1 + ds
-            inside = ok & (row >= 0) & (row < H2) & (col >= 0) & (col < W2)
-            v = tl.load(sample + row * dy_h + col * dy_w, mask=inside, other=0.0).to(ACC)
-            acc += v
-            if SUM_BIAS and dr == 1 and ds == 1:  # dy[r, s]
-                partial_row = BIAS_PARTIAL + tl.program_id(0).to(tl.int64) * C
-                tl.store(partial_row + channels_1d, tl.sum(v, axis=0 if CHANNELS_INNER else 1), mask=channels_1d < C)
-    tl.store(A + n * a_n + c.to(tl.int64) * a_c + r * a_h + s * a_w, (acc * 0.25).to(A.dtype.element_ty), mask=ok)
+    bias_acc = tl.zeros((BLOCK_P, BLOCK_C) if CHANNELS_INNER else (BLOCK_C, BLOCK_P), ACC)
+    for tile in tl.static_range(PIXEL_TILES):
+        pixels_1d = (tl.program_id(0).to(OFFSET) * PIXEL_TILES + tile) * BLOCK_P + tl.arange(0, BLOCK_P)
+        if OFFSET == tl.int32:
+            n_1d, in_sample = _divmod(pixels_1d, (H2 + 1) * (W2 + 1), hw_magic, hw_shift)
+            r_1d, s_1d = _divmod(in_sample, W2 + 1, w_magic, w_shift)
+        else:
+            n_1d, in_sample = pixels_1d // ((H2 + 1) * (W2 + 1)), pixels_1d % ((H2 + 1) * (W2 + 1))
+            r_1d, s_1d = in_sample // (W2 + 1), in_sample % (W2 + 1)
+        if CHANNELS_INNER:
+            pixel, n, r, s, c = pixels_1d[:, None], n_1d[:, None], r_1d[:, None], s_1d[:, None], channels_1d[None, :]
+        else:
+            pixel, n, r, s, c = pixels_1d[None, :], n_1d[None, :], r_1d[None, :], s_1d[None, :], channels_1d[:, None]
+        ok = (pixel < pixels) & (c < C)
+        sample = DY + n * dy_n + c.to(OFFSET) * dy_c
+        acc = tl.zeros((BLOCK_P, BLOCK_C) if CHANNELS_INNER else (BLOCK_C, BLOCK_P), ACC)
+        for dr in tl.static_range(2):
+            for ds in tl.static_range(2):
+                row, col = r - 1 + dr, s - 1 + ds
+                inside = ok & (row >= 0) & (row < H2) & (col >= 0) & (col < W2)
+                v = tl.load(sample + row * dy_h + col * dy_w, mask=inside, other=0.0).to(ACC)
+                acc += v
+                if SUM_BIAS and dr == 1 and ds == 1:  # dy[r, s]
+                    bias_acc += v
+        tl.store(A + n * a_n + c.to(OFFSET) * a_c + r * a_h + s * a_w, (acc * 0.25).to(A.dtype.element_ty), mask=ok)
+    if SUM_BIAS:
+        partial_row = BIAS_PARTIAL + tl.program_id(0).to(tl.int64) * C
+        tl.store(partial_row + channels_1d, tl.sum(bias_acc, axis=0 if CHANNELS_INNER else 1), mask=channels_1d < C)
 
 
 @triton.jit
@@ -305,7 +323,8 @@ def _sum_splits_kernel(PARTIAL, GRAD_W, C_in, C_out, SPLIT_K, p_split, CHANNELS_
 # The same sums as fold_taps in csrc/cuda/upsample_conv2d_kernel.cu: folded taps are sums of taps,
 # never products with a 0/1 matrix, so an infinite tap folds to ±inf (inf * 0 would be NaN).
 FOLD_BLOCK = 256
-WINDOW_MEANS_ELEMENTS = 4096  # per program: BLOCK_P pixels x BLOCK_C channels
+WINDOW_MEANS_ELEMENTS = 1024  # per tile: BLOCK_P pixels x BLOCK_C channels
+WINDOW_MEANS_TILES = 4  # per program (one row of d bias partials)
 
 
 @triton.jit
@@ -481,17 +500,26 @@ def _window_means(grad_y, with_grad_bias):
     window_means = torch.empty((n, c, h2 + 1, w2 + 1), device=grad_y.device, dtype=grad_y.dtype,
                                memory_format=memory_format)
     pixels = n * (h2 + 1) * (w2 + 1)
-    block_c = min(64, next_power_of_2(c))
+    # A lane's neighbours along the tile's last axis: channels_last tiles of up to 64 channels (128-byte
+    # rows in 16-bit types), NCHW tiles of up to 8 channels and at least 128 pixels.
+    block_c = min(64 if memory_format == torch.channels_last else 8, next_power_of_2(c))
     block_p = WINDOW_MEANS_ELEMENTS // block_c
-    grid = (cdiv(pixels, block_p), cdiv(c, block_c))
+    grid = (cdiv(pixels, WINDOW_MEANS_TILES * block_p), cdiv(c, block_c))
+    # int32 pixel indices (split by _divmod) and offsets, unless a tensor spans 2^31 elements or the
+    # last program's pixel indices (masked past ``pixels``) reach 2^31.
+    offset = _offset_dtype(grad_y, window_means)
+    if grid[0] * WINDOW_MEANS_TILES * block_p > INT32_OFFSETS_BELOW:
+        offset = tl.int64
     # Float partials (one row per program along the pixels), summed in a fixed order: deterministic.
     partial = (torch.empty((grid[0], c), device=grad_y.device, dtype=accumulation_dtype(grad_y.dtype))
                if with_grad_bias else window_means)
     if window_means.numel() > 0:
         _window_means_kernel[grid](
-            grad_y, window_means, partial, c, h2, w2, pixels, *grad_y.stride(), *window_means.stride(),
+            grad_y, window_means, partial, c, h2, w2, pixels, *_division_magic((h2 + 1) * (w2 + 1)),
+            *_division_magic(w2 + 1), *grad_y.stride(), *window_means.stride(),
             CHANNELS_INNER=memory_format == torch.channels_last, SUM_BIAS=with_grad_bias,
-            ACC=tl_accumulation_dtype(grad_y.dtype), BLOCK_P=block_p, BLOCK_C=block_c)
+            ACC=tl_accumulation_dtype(grad_y.dtype), OFFSET=offset, PIXEL_TILES=WINDOW_MEANS_TILES, BLOCK_P=block_p,
+            BLOCK_C=block_c)
     return window_means, partial.sum(dim=0).to(grad_y.dtype) if with_grad_bias else None
 
 
