@@ -127,12 +127,22 @@ def path_length_penalty_grads(G, ws):
     return penalty, torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
 
 
-def test_path_length_penalty_gradients_match_eager(backend):
-    ws = torch.randn(2, make_generator().num_ws, 16, generator=torch.Generator().manual_seed(2))
-    want_penalty, want_grads = path_length_penalty_grads(make_generator().double(), ws.double())
-    penalty, grads = path_length_penalty_grads(make_generator(backend=backend), ws)
+def _assert_path_length_penalty_matches_eager(backend, device):
+    ws = torch.randn(2, make_generator().num_ws, 16, generator=torch.Generator().manual_seed(2)).to(device)
+    want_penalty, want_grads = path_length_penalty_grads(make_generator().double().to(device), ws.double())
+    penalty, grads = path_length_penalty_grads(make_generator(backend=backend).to(device), ws)
     assert rel_l2(penalty, want_penalty) < 1e-5
     assert rel_l2(grads, want_grads) < 1e-4
+
+
+def test_path_length_penalty_gradients_match_eager(backend):
+    _assert_path_length_penalty_matches_eager(backend, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_path_length_penalty_gradients_match_eager(gpu_backend):
+    _assert_path_length_penalty_matches_eager(gpu_backend, "cuda")
 
 
 def test_torch_compile_fullgraph(backend):
