@@ -278,7 +278,6 @@ def test_triton_divmod_by_multiply_high_is_exact():
         assert torch.equal(q.to(torch.int64), want // d) and torch.equal(r.to(torch.int64), want % d), d
 
 
-
 @pytest.mark.parametrize("offsets", ["int32", "int64"])
 @pytest.mark.parametrize("layout, channels, h, w", [("contiguous", 3, 14, 11), ("channels_last", 70, 3, 5)])
 def test_triton_window_means_of_several_pixel_tiles(monkeypatch, offsets, layout, channels, h, w):
@@ -298,6 +297,7 @@ def test_triton_window_means_of_several_pixel_tiles(monkeypatch, offsets, layout
     assert window_means.is_contiguous(memory_format=LAYOUTS[layout][1])
     assert rel_l2(window_means, F.avg_pool2d(grad_y, 2, stride=1, padding=1)) < 1e-12
     assert rel_l2(grad_bias, grad_y.sum(dim=(0, 2, 3))) < 1e-12
+
 
 def test_triton_weight_gradient_offsets_in_int64(monkeypatch):
     """d weight computes its offsets in int32 unless a tensor spans 2^31 elements; with the limit
