@@ -117,7 +117,7 @@ all)
   echo "pytest status $?"; tail -n 15 "$OUT/tests.log"
   LARGE_LOG=$(mktemp)  # outside $OUT: only 8 files come back
   echo "=== large_gpu_memory tests, alone" >> "$OUT/tests.log"
-  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 60 "$PY" -m pytest -q -p no:cacheprovider -m large_gpu_memory tests \
+  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 90 "$PY" -m pytest -q -p no:cacheprovider -m large_gpu_memory tests \
     > "$LARGE_LOG" 2>&1
   echo "pytest (large_gpu_memory) status $?" | tee -a "$LARGE_LOG"; tail -n 8 "$LARGE_LOG"
   cat "$LARGE_LOG" >> "$OUT/tests.log"; rm "$LARGE_LOG"

@@ -1,5 +1,6 @@
 """upsample_conv2d on every backend that runs on CPU tensors, against the plain reference."""
 
+import collections
 import math
 
 import pytest
@@ -248,10 +249,10 @@ def test_triton_fold_refuses_weights_past_32_bit_indices():
 
 
 def test_triton_divmod_by_multiply_high_is_exact():
-    """d weight splits pixel indices into (n, i, j) by _divmod's multiply-high, exact for every int32
-    index p >= 0: checked against integer division for divisors around powers of two and the
-    generator's planes, up to 2^31 - 1, where 2p and the magic number use bit 31 (a signed multiply
-    there would be wrong)."""
+    """d weight and the window means split pixel indices into (n, i, j) by _divmod's multiply-high,
+    exact for every int32 index p >= 0: checked against integer division for divisors around powers
+    of two and the generator's planes, up to 2^31 - 1, where 2p and the magic number use bit 31 (a
+    signed multiply there would be wrong); and int64 indices past 2^31, divided in int64."""
     cpu_backend_or_skip("triton", OP)
     import triton
     import triton.language as tl
@@ -261,9 +262,9 @@ def test_triton_divmod_by_multiply_high_is_exact():
     from stylegan_ops.triton.upsample_conv2d import _divmod
 
     @triton.jit
-    def divmod_kernel(P, Q, R, d, magic, shift, BLOCK: tl.constexpr):
+    def divmod_kernel(P, Q, R, d, magic, shift, INDEX: tl.constexpr, BLOCK: tl.constexpr):
         p = tl.load(P + tl.arange(0, BLOCK))
-        q, r = _divmod(p, d, magic, shift)
+        q, r = _divmod(p, d, magic, shift, INDEX)
         tl.store(Q + tl.arange(0, BLOCK), q)
         tl.store(R + tl.arange(0, BLOCK), r)
 
@@ -272,10 +273,12 @@ def test_triton_divmod_by_multiply_high_is_exact():
     for d in (1, 2, 3, 5, 7, 8, 9, 63, 64, 65, 1000, 4096, 65536, 1 << 20, 3 * 10**8, 2**30 + 1, largest):
         p = torch.cat([torch.arange(64), torch.tensor([d - 1, d, d + 1, 2**30, largest - 1, largest]),
                        torch.randint(0, 2**31, (186,), generator=generator)]).clamp(max=largest).to(torch.int32)
-        q, r = torch.empty_like(p), torch.empty_like(p)
-        divmod_kernel[(1,)](p, q, r, d, *triton_upsample._division_magic(d), BLOCK=p.numel())
-        want = p.to(torch.int64)
-        assert torch.equal(q.to(torch.int64), want // d) and torch.equal(r.to(torch.int64), want % d), d
+        p64 = torch.cat([p[:128].to(torch.int64), torch.randint(2**31, 2**42, (128,), generator=generator)])
+        for index, indices in ((tl.int32, p), (tl.int64, p64)):
+            q, r = torch.empty_like(indices), torch.empty_like(indices)
+            divmod_kernel[(1,)](indices, q, r, d, *triton_upsample._division_magic(d), INDEX=index, BLOCK=p.numel())
+            want = indices.to(torch.int64)
+            assert torch.equal(q.to(torch.int64), want // d) and torch.equal(r.to(torch.int64), want % d), (d, index)
 
 
 @pytest.mark.parametrize("offsets", ["int32", "int64"])
@@ -291,7 +294,7 @@ def test_triton_window_means_of_several_pixel_tiles(monkeypatch, offsets, layout
     from stylegan_ops.triton import upsample_conv2d as triton_upsample
 
     if offsets == "int64":
-        monkeypatch.setattr(triton_upsample, "INT32_OFFSETS_BELOW", 0)
+        monkeypatch.setattr(triton_upsample, "INT32_INDICES_BELOW", 0)
     grad_y = LAYOUTS[layout][0](torch.randn(2, channels, 2 * h, 2 * w, dtype=torch.float64))
     window_means, grad_bias = triton_upsample._window_means(grad_y, with_grad_bias=True)
     assert window_means.is_contiguous(memory_format=LAYOUTS[layout][1])
@@ -299,10 +302,13 @@ def test_triton_window_means_of_several_pixel_tiles(monkeypatch, offsets, layout
     assert rel_l2(grad_bias, grad_y.sum(dim=(0, 2, 3))) < 1e-12
 
 
-def test_triton_weight_gradient_offsets_in_int64(monkeypatch):
-    """d weight computes its offsets in int32 unless a tensor spans 2^31 elements; with the limit
-    lowered to 0 the int64 kernel runs here (a layout whose channels are not innermost, and one
-    whose are), and matches the reference as the int32 one does."""
+@pytest.mark.parametrize("indices", ["int32", "int64"])
+def test_triton_kernels_take_their_index_dtype(monkeypatch, indices):
+    """The kernels that index pixels compute their pixel indices (and d weight's and the window
+    means' offsets) in int32 unless a program's pixel indices or a tensor's offsets reach 2^31
+    (_index_dtype; its bounds checked here); with that limit lowered to 0 all four get int64 and
+    run it here (a layout whose channels are not innermost, and one whose are), matching the
+    reference as the int32 kernels do. On a GPU, test_gpu_pixels_past_2_31 runs them past 2^31."""
     cpu_backend_or_skip("triton", OP)
     import triton.language as tl
 
@@ -311,12 +317,32 @@ def test_triton_weight_gradient_offsets_in_int64(monkeypatch):
     def spanning(elements):  # a tensor whose last element lies elements - 1 from its first
         return torch.empty(2, elements // 2, dtype=torch.int8, device="meta")
 
-    assert triton_upsample._offset_dtype(torch.empty(2, 3), spanning(2**31)) == tl.int32
-    assert triton_upsample._offset_dtype(torch.empty(2, 3), spanning(2**31 + 2)) == tl.int64
-    monkeypatch.setattr(triton_upsample, "INT32_OFFSETS_BELOW", 0)
-    assert triton_upsample._offset_dtype(torch.empty(2, 3)) == tl.int64
+    largest_int32_pixels = 2**31 - triton_upsample.PIXEL_OVERHANG
+    assert triton_upsample._index_dtype(largest_int32_pixels, torch.empty(2, 3), spanning(2**31)) == tl.int32
+    assert triton_upsample._index_dtype(largest_int32_pixels + 1) == tl.int64
+    assert triton_upsample._index_dtype(1, torch.empty(2, 3), spanning(2**31 + 2)) == tl.int64
+
+    index = dict(int32=tl.int32, int64=tl.int64)[indices]
+    if index == tl.int64:
+        monkeypatch.setattr(triton_upsample, "INT32_INDICES_BELOW", 0)
+    launched = collections.defaultdict(set)  # kernel name -> the INDEX arguments it was launched with
+
+    class Recorded:
+        def __init__(self, name):
+            self.name, self.kernel = name, getattr(triton_upsample, name)
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                launched[self.name].add(kwargs["INDEX"])
+                return self.kernel[grid](*args, **kwargs)
+            return launch
+
+    names = ("_forward_kernel", "_window_means_kernel", "_grad_x_kernel", "_grad_weight_kernel")
+    for name in names:
+        monkeypatch.setattr(triton_upsample, name, Recorded(name))
     for layout in ("contiguous", "channels_last"):
-        _assert_float64_grads_match_reference("triton", (2, 5, 3, 4, 6), ("weight",), layout=layout)
+        _assert_float64_grads_match_reference("triton", (2, 5, 3, 4, 6), NAMES, layout=layout)
+    assert launched == {name: {index} for name in names}
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -660,3 +686,32 @@ def test_gpu_offsets_past_2_31_elements(gpu_backend):
     (grad_x_ref,) = torch.autograd.grad(y_ref, (last,), grad_y[-1:].float())
     assert rel_l2(y[-1:], y_ref) < 1e-2
     assert rel_l2(grad_x[-1:], grad_x_ref) < 2e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.large_gpu_memory
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_pixels_past_2_31(gpu_backend):
+    """64-bit pixel indices: x of 2049 one-channel images of 1024 x 1024 pixels, the last image's
+    pixels all past 2^31 (bfloat16: x 4 GiB; y, dy and the window means 16 GiB each). x and dy are
+    zero but for that image, so y is the bias elsewhere, dx is zero elsewhere, and d weight and d
+    bias are that image's alone: all against the reference on that image, where an index wrapped
+    in 32 bits would land in the first images instead."""
+    n, h, w = 2049, 1024, 1024
+    x = torch.zeros(n, 1, h, w, device="cuda", dtype=torch.bfloat16)
+    x[-1].normal_()
+    weight = torch.randn(1, 1, 3, 3, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(1, device="cuda", dtype=torch.bfloat16)
+    inputs = [t.requires_grad_() for t in (x, weight, bias)]
+    y = so.upsample_conv2d(*inputs, backend=gpu_backend)
+    grad_y = torch.zeros_like(y)
+    grad_y[-1].normal_()
+    grads = torch.autograd.grad(y, inputs, grad_y)
+    last = [t.detach().float().requires_grad_() for t in (x[-1:], weight, bias)]
+    y_ref = upsample_conv2d_reference(*last)
+    grads_ref = torch.autograd.grad(y_ref, last, grad_y[-1:].float())
+    assert rel_l2(y[-1:], y_ref) < 1e-2
+    assert [v.item() for v in torch.aminmax(y[:-1])] == [bias.item()] * 2
+    assert not grads[0][:-1].any()
+    for name, got, want in zip(NAMES, (grads[0][-1:], *grads[1:]), grads_ref):
+        assert rel_l2(got, want) < 2e-2, name

@@ -65,17 +65,17 @@ def _dot(a, b, ACC: tl.constexpr, UPCAST: tl.constexpr):
 @triton.jit
 def _forward_kernel(
     X, WF, BIAS, Y,
-    N, C_in, C_out, H, W,
+    pixels, C_in, C_out, H, W,
     x_n, x_c, x_h, x_w, y_n, y_c, y_h, y_w,
-    HAS_BIAS: tl.constexpr, ACC: tl.constexpr, UPCAST: tl.constexpr, EVEN_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr, ACC: tl.constexpr, UPCAST: tl.constexpr, EVEN_K: tl.constexpr, INDEX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_m, pid_n, phase = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     a, b = phase // 2, phase % 2
-    pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pix = pid_m.to(INDEX) * BLOCK_M + tl.arange(0, BLOCK_M)
     o = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    pix_ok, o_ok = pix < N * H * W, o < C_out
-    n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+    pix_ok, o_ok = pix < pixels, o < C_out
+    n, i, j = _pixel_coordinates(pix, H, W)
     # A tap shifts x by (di, dj): its rows are these pixels' addresses plus one scalar offset, and
     # only the halo flags decide which of them lie outside x. All per-pixel work stays outside the
     # loop, whose body is then the loads' vector addresses and the dot (benchmarks/triton_loop_cost.py).
@@ -104,9 +104,9 @@ def _forward_kernel(
 
 
 @triton.jit
-def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, hw_magic, hw_shift, w_magic, w_shift,
+def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, h_magic, h_shift, w_magic, w_shift,
                          dy_n, dy_c, dy_h, dy_w, a_n, a_c, a_h, a_w,
-                         CHANNELS_INNER: tl.constexpr, SUM_BIAS: tl.constexpr, ACC: tl.constexpr, OFFSET: tl.constexpr,
+                         CHANNELS_INNER: tl.constexpr, SUM_BIAS: tl.constexpr, ACC: tl.constexpr, INDEX: tl.constexpr,
                          PIXEL_TILES: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """A[n, c, r, s] = (dy[r-1, s-1] + dy[r-1, s] + dy[r, s-1] + dy[r, s]) / 4, zeros outside dy's
     H2 x W2, for r <= H2 and s <= W2: avg_pool2d(dy, 2, stride=1, padding=1). A program takes
@@ -122,8 +122,8 @@ def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, hw_magic, hw_sh
     Triton's int64 division and remainder are long sequences; the 4096-element tiles with int64
     pixel indices took 108 registers a thread (bf16, channels_last, 64 channels), 201 in float32,
     and spilled up to 3 KiB a thread at one or two channels (tests/triton_sm90_compile.py). Tiles
-    of 1024 elements and pixel indices split in int32 by _divmod (OFFSET int32, unless a tensor
-    spans 2^31 elements) take 40 to 80 and spill nothing.
+    of 1024 elements and pixel indices split in int32 by _divmod (INDEX int32, unless the tensors
+    or the pixels are too many: _index_dtype) take 40 to 80 and spill nothing.
 
     SUM_BIAS: d bias from the same reads (ATen's sum of dy took 0.051 ms more there): the
     program also sums, in ACC, the pixels dy[r, s] at its windows' bottom right (r < H2, s < W2:
@@ -132,19 +132,15 @@ def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, hw_magic, hw_sh
     channels_1d = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     bias_acc = tl.zeros((BLOCK_P, BLOCK_C) if CHANNELS_INNER else (BLOCK_C, BLOCK_P), ACC)
     for tile in tl.static_range(PIXEL_TILES):
-        pixels_1d = (tl.program_id(0).to(OFFSET) * PIXEL_TILES + tile) * BLOCK_P + tl.arange(0, BLOCK_P)
-        if OFFSET == tl.int32:
-            n_1d, in_sample = _divmod(pixels_1d, (H2 + 1) * (W2 + 1), hw_magic, hw_shift)
-            r_1d, s_1d = _divmod(in_sample, W2 + 1, w_magic, w_shift)
-        else:
-            n_1d, in_sample = pixels_1d // ((H2 + 1) * (W2 + 1)), pixels_1d % ((H2 + 1) * (W2 + 1))
-            r_1d, s_1d = in_sample // (W2 + 1), in_sample % (W2 + 1)
+        pixels_1d = (tl.program_id(0).to(INDEX) * PIXEL_TILES + tile) * BLOCK_P + tl.arange(0, BLOCK_P)
+        row_1d, s_1d = _divmod(pixels_1d, W2 + 1, w_magic, w_shift, INDEX)
+        n_1d, r_1d = _divmod(row_1d, H2 + 1, h_magic, h_shift, INDEX)
         if CHANNELS_INNER:
             pixel, n, r, s, c = pixels_1d[:, None], n_1d[:, None], r_1d[:, None], s_1d[:, None], channels_1d[None, :]
         else:
             pixel, n, r, s, c = pixels_1d[None, :], n_1d[None, :], r_1d[None, :], s_1d[None, :], channels_1d[:, None]
         ok = (pixel < pixels) & (c < C)
-        sample = DY + n * dy_n + c.to(OFFSET) * dy_c
+        sample = DY + n * dy_n + c.to(INDEX) * dy_c
         acc = tl.zeros((BLOCK_P, BLOCK_C) if CHANNELS_INNER else (BLOCK_C, BLOCK_P), ACC)
         for dr in tl.static_range(2):
             for ds in tl.static_range(2):
@@ -154,10 +150,18 @@ def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, hw_magic, hw_sh
                 acc += v
                 if SUM_BIAS and dr == 1 and ds == 1:  # dy[r, s]
                     bias_acc += v
-        tl.store(A + n * a_n + c.to(OFFSET) * a_c + r * a_h + s * a_w, (acc * 0.25).to(A.dtype.element_ty), mask=ok)
+        tl.store(A + n * a_n + c.to(INDEX) * a_c + r * a_h + s * a_w, (acc * 0.25).to(A.dtype.element_ty), mask=ok)
     if SUM_BIAS:
         partial_row = BIAS_PARTIAL + tl.program_id(0).to(tl.int64) * C
         tl.store(partial_row + channels_1d, tl.sum(bias_acc, axis=0 if CHANNELS_INNER else 1), mask=channels_1d < C)
+
+
+@triton.jit
+def _pixel_coordinates(pix, H, W):
+    """(n, i, j) of pixel indices pix = (n * H + i) * W + j, n in int64. Rows first, then samples:
+    no product H * W, which may pass 2^31 where pix is int64 (H and W are int32)."""
+    row = pix // W
+    return (row // H).to(tl.int64), row % H, pix % W
 
 
 @triton.jit
@@ -177,16 +181,17 @@ def _tap_shift(tap, a_h, a_w):
 @triton.jit
 def _grad_x_kernel(
     A, WT, GX, PARTIAL,
-    N, C_in, C_out, H, W, SPLIT_K,
+    pixels, C_in, C_out, H, W, SPLIT_K,
     a_n, a_c, a_h, a_w, gx_n, gx_c, gx_h, gx_w,
-    ACC: tl.constexpr, UPCAST: tl.constexpr, EVEN_K: tl.constexpr,
+    ACC: tl.constexpr, UPCAST: tl.constexpr, EVEN_K: tl.constexpr, INDEX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_m, pid_n, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pix = pid_m.to(INDEX) * BLOCK_M + tl.arange(0, BLOCK_M)
     c = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    pix_ok, c_ok = pix < N * H * W, c < C_in
-    n, i, j = (pix // (H * W)).to(tl.int64), ((pix // W) % H).to(tl.int64), (pix % W).to(tl.int64)
+    pix_ok, c_ok = pix < pixels, c < C_in
+    n, i, j = _pixel_coordinates(pix, H, W)
+    i, j = i.to(tl.int64), j.to(tl.int64)
     a_pixel = A + _window_means_at(n, i, j, a_n, a_h, a_w)
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
     # One loop over (channel block, tap), taps fastest, not a K-loop per tap: Triton pipelines a
@@ -217,49 +222,55 @@ def _grad_x_kernel(
     if SPLIT_K == 1:
         gx_pixel = n * gx_n + i.to(tl.int64) * gx_h + j.to(tl.int64) * gx_w
         tl.store(GX + gx_pixel[:, None] + c[None, :].to(tl.int64) * gx_c, acc.to(GX.dtype.element_ty), mask=ok)
-    else:  # PARTIAL (SPLIT_K, N*H*W, C_in)
-        tl.store(PARTIAL + (split * N * H * W + pix).to(tl.int64)[:, None] * C_in + c[None, :], acc, mask=ok)
+    else:  # PARTIAL (SPLIT_K, pixels, C_in)
+        tl.store(PARTIAL + (split.to(tl.int64) * pixels + pix)[:, None] * C_in + c[None, :], acc, mask=ok)
 
 
 @triton.jit
 def _sum_grad_x_splits_kernel(
-    PARTIAL, GX, N, C_in, H, W, SPLIT_K, p_split, gx_n, gx_c, gx_h, gx_w, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    PARTIAL, GX, pixels, C_in, H, W, SPLIT_K, p_split, gx_n, gx_c, gx_h, gx_w,
+    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """dx from _grad_x_kernel's partials (SPLIT_K, N*H*W, C_in), p_split apart, summed in split
+    """dx from _grad_x_kernel's partials (SPLIT_K, pixels, C_in), p_split apart, summed in split
     order (deterministic) in their dtype and rounded once, written through dx's strides. A
     program's BLOCK_P pixels x BLOCK_C channels load along c; an NCHW dx is stored along the
-    pixels (Triton moves the block between the two layouts through shared memory)."""
+    pixels (Triton moves the block between the two layouts through shared memory). Pixel indices
+    in int32: only few pixels' dx is split (_grad_x_split)."""
     pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    ok = (pix < N * H * W)[:, None] & (c < C_in)[None, :]
+    ok = (pix < pixels)[:, None] & (c < C_in)[None, :]
     partial = PARTIAL + pix.to(tl.int64)[:, None] * C_in + c[None, :]
     acc = tl.zeros((BLOCK_P, BLOCK_C), PARTIAL.dtype.element_ty)
     for _ in range(SPLIT_K):
         acc += tl.load(partial, mask=ok, other=0.0)
         partial += p_split
-    n, i, j = (pix // (H * W)).to(tl.int64), (pix // W) % H, pix % W
+    n, i, j = _pixel_coordinates(pix, H, W)
     gx_pixel = n * gx_n + i.to(tl.int64) * gx_h + j.to(tl.int64) * gx_w
     tl.store(GX + gx_pixel[:, None] + c[None, :].to(tl.int64) * gx_c, acc.to(GX.dtype.element_ty), mask=ok)
 
 
 @triton.jit
-def _divmod(p, d, magic, shift):
-    """(p // d, p % d) for int32 0 <= p < 2**31 by one multiply-high, where Triton's division by a
-    runtime d takes about twenty instructions: with shift = ceil(log2 d) and magic =
-    ceil(2**(31 + shift) / d), below 2**32 (_division_magic passes its 32 bits as an int32),
-    p // d = (2p · magic) >> (32 + shift) for every such p (Granlund and Montgomery, PLDI 1994;
-    Hacker's Delight, 10-9). Unsigned throughout: 2p and magic may have bit 31 set."""
-    q = tl.umulhi(p.to(tl.uint32, bitcast=True) * 2, magic.to(tl.uint32, bitcast=True)) >> shift.to(tl.uint32)
-    q = q.to(tl.int32, bitcast=True)
+def _divmod(p, d, magic, shift, INDEX: tl.constexpr):
+    """(p // d, p % d) for indices p >= 0 of dtype INDEX (_index_dtype). int32, 0 <= p < 2**31: by one
+    multiply-high, where Triton's division by a runtime d takes about twenty instructions: with
+    shift = ceil(log2 d) and magic = ceil(2**(31 + shift) / d), below 2**32 (_division_magic passes
+    its 32 bits as an int32), p // d = (2p · magic) >> (32 + shift) for every such p (Granlund and
+    Montgomery, PLDI 1994; Hacker's Delight, 10-9). Unsigned throughout: 2p and magic may have bit
+    31 set. int64: by int64 division (magic and shift unused)."""
+    if INDEX == tl.int32:
+        q = tl.umulhi(p.to(tl.uint32, bitcast=True) * 2, magic.to(tl.uint32, bitcast=True)) >> shift.to(tl.uint32)
+        q = q.to(tl.int32, bitcast=True)
+    else:
+        q = p.to(tl.int64) // d
     return q, p - q * d
 
 
 @triton.jit
 def _grad_weight_kernel(
     X, A, PARTIAL,
-    N, C_in, C_out, H, W, SPLIT_K, hw_magic, hw_shift, w_magic, w_shift,
+    pixels, C_in, C_out, H, W, SPLIT_K, h_magic, h_shift, w_magic, w_shift,
     x_n, x_c, x_h, x_w, a_n, a_c, a_h, a_w,
-    ACC: tl.constexpr, UPCAST: tl.constexpr, OFFSET: tl.constexpr,
+    ACC: tl.constexpr, UPCAST: tl.constexpr, INDEX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_c, pid_o, pid_z = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -271,20 +282,20 @@ def _grad_weight_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), ACC)
     # K runs over the pixels: each step splits its BLOCK_K pixel indices into (n, i, j), by
     # multiplies (_divmod) rather than divisions, which took a third of the loop's instructions,
-    # and computes their offsets in OFFSET, int32 unless the tensors are too large
-    # (_offset_dtype), a pointer added last: 64-bit offsets took another third. (The forward's and
+    # and computes their offsets in INDEX, int32 unless the tensors or the pixels are too many
+    # (_index_dtype), a pointer added last: 64-bit offsets took another third. (The forward's and
     # dx's loops add a tap's shift to pixel pointers made once, before the loop: no gain there.)
-    for k0 in range(split * BLOCK_K, N * H * W, SPLIT_K * BLOCK_K):
+    for k0 in range(split * BLOCK_K, pixels, SPLIT_K * BLOCK_K):
         pix = k0 + tl.arange(0, BLOCK_K)
-        n, in_sample = _divmod(pix, H * W, hw_magic, hw_shift)
-        i, j = _divmod(in_sample, W, w_magic, w_shift)
-        n, i, j = n.to(OFFSET), i.to(OFFSET), j.to(OFFSET)
-        pix_ok = pix < N * H * W
+        row, j = _divmod(pix, W, w_magic, w_shift, INDEX)
+        n, i = _divmod(row, H, h_magic, h_shift, INDEX)
+        n, i, j = n.to(INDEX), i.to(INDEX), j.to(INDEX)
+        pix_ok = pix < pixels
         x_col = n * x_n + i * x_h + j * x_w
-        xt = tl.load(X + (x_col[None, :] + c[:, None].to(OFFSET) * x_c), mask=c_ok[:, None] & pix_ok[None, :],
+        xt = tl.load(X + (x_col[None, :] + c[:, None].to(INDEX) * x_c), mask=c_ok[:, None] & pix_ok[None, :],
                      other=0.0)
         a_row = a_tap + _window_means_at(n, i, j, a_n, a_h, a_w)
-        at = tl.load(A + (a_row[:, None] + o[None, :].to(OFFSET) * a_c), mask=pix_ok[:, None] & o_ok[None, :],
+        at = tl.load(A + (a_row[:, None] + o[None, :].to(INDEX) * a_c), mask=pix_ok[:, None] & o_ok[None, :],
                      other=0.0)
         acc += _dot(xt, at, ACC, UPCAST)
     out = PARTIAL + ((split * 9 + tap) * C_in).to(tl.int64) * C_out + c[:, None].to(tl.int64) * C_out + o[None, :]
@@ -389,18 +400,23 @@ SUM_BLOCK_P, SUM_BLOCK_C = 32, 32  # _sum_grad_x_splits_kernel's block: pixels x
 _IN_INTERPRETER = interpreted(_forward_kernel)
 
 
-# Offsets below this many elements are computed in int32 (_offset_dtype); a test lowers it to run
-# the int64 kernel on small tensors.
-INT32_OFFSETS_BELOW = 2**31
+# Indices below this are computed in int32 (_index_dtype); a test lowers it to run the int64 kernels
+# on small tensors.
+INT32_INDICES_BELOW = 2**31
+# No program forms pixel indices more than this past the last pixel: a GEMM tile takes up to 256, d
+# weight's loop counter steps up to SPLIT_K * BLOCK_K = 32 * 64 past it (_grad_weight_split), a
+# window-means program takes 4 tiles of up to 1024.
+PIXEL_OVERHANG = 4096
 
 
-def _offset_dtype(*tensors):
-    """d weight's OFFSET: tl.int32 if every element of these tensors lies less than
-    INT32_OFFSETS_BELOW elements from its tensor's start, else tl.int64. Offsets of lanes outside
-    the tensors may then wrap; their loads are masked."""
+def _index_dtype(pixels, *tensors):
+    """The kernels' INDEX: tl.int32 if every pixel index a program forms (below pixels +
+    PIXEL_OVERHANG, masked lanes included) and every element offset of these tensors (d weight's
+    and the window means' offsets are INDEX too) lie below INT32_INDICES_BELOW, else tl.int64.
+    Offsets of lanes outside the tensors may then wrap; their loads are masked."""
     extent = max((sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride())) for t in tensors
                   if t.numel()), default=0)
-    return tl.int32 if extent < INT32_OFFSETS_BELOW else tl.int64
+    return tl.int32 if max(extent, pixels + PIXEL_OVERHANG - 1) < INT32_INDICES_BELOW else tl.int64
 
 
 def _even_k(channels):
@@ -411,7 +427,9 @@ def _even_k(channels):
     return channels % 64 == 0
 
 
-assert all(64 % config.kwargs["BLOCK_K"] == 0 for config in (*_GPU_CONFIGS, _GPU_FIXED, _INTERPRETER_CONFIG))
+assert all(64 % config.kwargs["BLOCK_K"] == 0 and max(config.kwargs.values()) <= PIXEL_OVERHANG
+           for config in (*_GPU_CONFIGS, _GPU_FIXED, _INTERPRETER_CONFIG))
+assert WINDOW_MEANS_TILES * WINDOW_MEANS_ELEMENTS <= PIXEL_OVERHANG
 
 
 def _dtypes(x):
@@ -472,8 +490,8 @@ def forward(x, weight, bias):
         _forward_kernel, _forward_autotuned,
         lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_out, bn), 4),
         x, _fold(weight), bias.contiguous() if bias is not None else x, y,
-        n, c_in, c_out, h, w, *x.stride(), *y.stride(),
-        HAS_BIAS=bias is not None, EVEN_K=_even_k(c_in), **_dtypes(x),
+        n * h * w, c_in, c_out, h, w, *x.stride(), *y.stride(),
+        HAS_BIAS=bias is not None, EVEN_K=_even_k(c_in), INDEX=_index_dtype(n * h * w), **_dtypes(x),
     )
     return y
 
@@ -505,20 +523,15 @@ def _window_means(grad_y, with_grad_bias):
     block_c = min(64 if memory_format == torch.channels_last else 8, next_power_of_2(c))
     block_p = WINDOW_MEANS_ELEMENTS // block_c
     grid = (cdiv(pixels, WINDOW_MEANS_TILES * block_p), cdiv(c, block_c))
-    # int32 pixel indices (split by _divmod) and offsets, unless a tensor spans 2^31 elements or the
-    # last program's pixel indices (masked past ``pixels``) reach 2^31.
-    offset = _offset_dtype(grad_y, window_means)
-    if grid[0] * WINDOW_MEANS_TILES * block_p > INT32_OFFSETS_BELOW:
-        offset = tl.int64
     # Float partials (one row per program along the pixels), summed in a fixed order: deterministic.
     partial = (torch.empty((grid[0], c), device=grad_y.device, dtype=accumulation_dtype(grad_y.dtype))
                if with_grad_bias else window_means)
     if window_means.numel() > 0:
         _window_means_kernel[grid](
-            grad_y, window_means, partial, c, h2, w2, pixels, *_division_magic((h2 + 1) * (w2 + 1)),
-            *_division_magic(w2 + 1), *grad_y.stride(), *window_means.stride(),
-            CHANNELS_INNER=memory_format == torch.channels_last, SUM_BIAS=with_grad_bias,
-            ACC=tl_accumulation_dtype(grad_y.dtype), OFFSET=offset, PIXEL_TILES=WINDOW_MEANS_TILES, BLOCK_P=block_p,
+            grad_y, window_means, partial, c, h2, w2, pixels, *_division_magic(h2 + 1), *_division_magic(w2 + 1),
+            *grad_y.stride(), *window_means.stride(), CHANNELS_INNER=memory_format == torch.channels_last,
+            SUM_BIAS=with_grad_bias, ACC=tl_accumulation_dtype(grad_y.dtype),
+            INDEX=_index_dtype(pixels, grad_y, window_means), PIXEL_TILES=WINDOW_MEANS_TILES, BLOCK_P=block_p,
             BLOCK_C=block_c)
     return window_means, partial.sum(dim=0).to(grad_y.dtype) if with_grad_bias else None
 
@@ -549,12 +562,12 @@ def _grad_x(window_means, x, weight):
     _launch(
         _grad_x_kernel, _grad_x_autotuned,
         lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_in, bn), split_k),
-        window_means, taps, grad_x, partial, n, c_in, c_out, h, w, split_k, *window_means.stride(),
-        *grad_x.stride(), EVEN_K=_even_k(c_out), **_dtypes(x),
+        window_means, taps, grad_x, partial, n * h * w, c_in, c_out, h, w, split_k, *window_means.stride(),
+        *grad_x.stride(), EVEN_K=_even_k(c_out), INDEX=_index_dtype(n * h * w), **_dtypes(x),
     )
     if split_k > 1:
         _sum_grad_x_splits_kernel[(cdiv(n * h * w, SUM_BLOCK_P), cdiv(c_in, SUM_BLOCK_C))](
-            partial, grad_x, n, c_in, h, w, split_k, partial.stride(0), *grad_x.stride(), BLOCK_P=SUM_BLOCK_P,
+            partial, grad_x, n * h * w, c_in, h, w, split_k, partial.stride(0), *grad_x.stride(), BLOCK_P=SUM_BLOCK_P,
             BLOCK_C=SUM_BLOCK_C)
     return grad_x
 
@@ -568,8 +581,8 @@ def _grad_weight(window_means, x, weight):
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
         lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 9 * split_k),
-        x, window_means, partial, n, c_in, c_out, h, w, split_k, *_division_magic(h * w), *_division_magic(w),
-        *x.stride(), *window_means.stride(), OFFSET=_offset_dtype(x, window_means), **_dtypes(x),
+        x, window_means, partial, n * h * w, c_in, c_out, h, w, split_k, *_division_magic(h), *_division_magic(w),
+        *x.stride(), *window_means.stride(), INDEX=_index_dtype(n * h * w, x, window_means), **_dtypes(x),
     )
     memory_format = output_memory_format(weight)  # in another layout autograd would copy it into the weight's
     grad_weight = torch.empty_like(weight, memory_format=memory_format)
