@@ -4,6 +4,8 @@ tests/triton_sm90_compile.py does the work, in a fresh process: this one importe
 TRITON_INTERPRET=1, so its kernels are interpreted, never compiled. Twice: the fixed configs (what
 the GPU suite's tests run) in every dtype, and every autotune config in the benchmark's dtypes
 (what the GPU benchmark's autotuner compiles; a config that fails to compile would end that run).
+Each in as many shares (--shard) as there are cores, up to 4, run side by side: Triton compiles on
+one core, and the autotune configs took 500 s in one process on CI's two.
 """
 
 import os
@@ -23,11 +25,20 @@ def test_triton_kernels_compile_for_sm90(args):
     cpu_backend_or_skip("triton", "upsample_conv2d")  # Triton installed (required in CI)
     env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
     script = Path(__file__).with_name("triton_sm90_compile.py")
-    result = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True,
-                            timeout=1800)
-    print(result.stdout)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
-    assert " 0 failures" in result.stdout and "kernels compiled for sm_90" in result.stdout
+    shards = max(1, min(os.cpu_count() or 1, 4))
+    processes = [subprocess.Popen([sys.executable, str(script), *args, "--shard", f"{shard}/{shards}"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for shard in range(shards)]
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=1800)
+            print(stdout)
+            assert process.returncode == 0, stdout[-6000:] + stderr[-6000:]
+            assert " 0 failures" in stdout and "kernels compiled for sm_90" in stdout
+    finally:  # a failed or timed-out share leaves none of the others running
+        for process in processes:
+            process.kill()
+            process.wait()
 
 
 # Launches the autotuned Triton forward once, on the compile-only driver with Triton's caches in

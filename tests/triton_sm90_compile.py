@@ -11,7 +11,10 @@ compiles every config it would try on the GPU; without it, the one fixed config 
 ``STYLEGAN_OPS_TRITON_AUTOTUNE=0`` runs. Each launch runs twice: the second must compile nothing
 (with ``--autotune``, it launches the autotuner's choice without the autotuner).
 
-    python tests/triton_sm90_compile.py [--autotune] [--dtypes float32,bfloat16] [--verbose]
+    python tests/triton_sm90_compile.py [--autotune] [--dtypes float32,bfloat16] [--shard K/N] [--verbose]
+
+``--shard K/N`` compiles the K-th of N shares of the launches (every N-th of them in order, dtypes
+one after another), so that N processes side by side share the work: Triton compiles on one core.
 
 TRITON_INTERPRET must be unset (Triton reads it when the kernels are decorated). Exits 1 if any
 launch fails to compile or breaks a limit. tests/test_triton_sm90_compile.py runs it.
@@ -189,8 +192,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--autotune", action="store_true", help="compile every autotune config, not the fixed one")
     parser.add_argument("--dtypes", default="float32,float16,bfloat16,float64")
+    parser.add_argument("--shard", default="0/1", help="K/N: only the K-th of N shares of the launches (0 <= K < N)")
     parser.add_argument("--verbose", action="store_true", help="print every compiled kernel")
     args = parser.parse_args(argv)
+    shard, shards = (int(part) for part in args.shard.split("/"))
+    if not 0 <= shard < shards:
+        parser.error(f"--shard {args.shard}: want K/N with 0 <= K < N")
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         parser.error("unset TRITON_INTERPRET: interpreted kernels are never compiled")
     os.environ["STYLEGAN_OPS_TRITON_AUTOTUNE"] = "1" if args.autotune else "0"
@@ -203,24 +210,24 @@ def main(argv=None):
 
     failures = []
     start = time.perf_counter()
-    for dtype_name in args.dtypes.split(","):
-        dtype = getattr(torch, dtype_name)
+    every_launch = [(dtype_name, label, call) for dtype_name in args.dtypes.split(",")
+                    for label, call in launches(getattr(torch, dtype_name))]
+    for dtype_name, label, call in every_launch[shard::shards]:
         compile_only.dtype = dtype_name
-        for label, call in launches(dtype):
-            before = len(compile_only.compiled)
-            try:
-                call()
-                # Again: the launchers then skip the autotuner (stylegan_ops.triton.launch_autotuned) and
-                # must hit a kernel it compiled, with its config; a recompile means they launched another.
-                again = len(compile_only.compiled)
-                call()
-                if len(compile_only.compiled) != again:
-                    failures.append(f"{dtype_name} {label}: a second launch compiled "
-                                    f"{len(compile_only.compiled) - again} more kernels")
-            except Exception as e:  # noqa: BLE001: a failed compile is this script's finding
-                failures.append(f"{dtype_name} {label}: {type(e).__name__}: {e}")
-            print(f"  {dtype_name:8} {label}: {len(compile_only.compiled) - before} compiled "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+        before = len(compile_only.compiled)
+        try:
+            call()
+            # Again: the launchers then skip the autotuner (stylegan_ops.triton.launch_autotuned) and
+            # must hit a kernel it compiled, with its config; a recompile means they launched another.
+            again = len(compile_only.compiled)
+            call()
+            if len(compile_only.compiled) != again:
+                failures.append(f"{dtype_name} {label}: a second launch compiled "
+                                f"{len(compile_only.compiled) - again} more kernels")
+        except Exception as e:  # noqa: BLE001: a failed compile is this script's finding
+            failures.append(f"{dtype_name} {label}: {type(e).__name__}: {e}")
+        print(f"  {dtype_name:8} {label}: {len(compile_only.compiled) - before} compiled "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
 
     # Launches inside the autotuner that break a limit are dropped there (as on a GPU), not raised: check all.
     for record in compile_only.compiled:
