@@ -5,7 +5,7 @@ TRITON_INTERPRET=1, so its kernels are interpreted, never compiled. Twice: the f
 the GPU suite's tests run) in every dtype, and every autotune config in the benchmark's dtypes
 (what the GPU benchmark's autotuner compiles; a config that fails to compile would end that run).
 Each in as many shares (--shard) as there are cores, up to 4, run side by side: Triton compiles on
-one core, and the autotune configs took 500 s in one process on CI's two.
+one core, and the autotune configs took 504 s in one process on a two-core machine like CI's.
 """
 
 import os
