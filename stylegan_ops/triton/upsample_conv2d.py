@@ -158,8 +158,9 @@ def _window_means_kernel(DY, A, BIAS_PARTIAL, C, H2, W2, pixels, h_magic, h_shif
 
 @triton.jit
 def _pixel_coordinates(pix, H, W):
-    """(n, i, j) of pixel indices pix = (n * H + i) * W + j, n in int64. Rows first, then samples:
-    no product H * W, which may pass 2^31 where pix is int64 (H and W are int32)."""
+    """(n, i, j) of pixel indices pix = (n * H + i) * W + j, n in int64, by division (once a
+    program, outside the loops; d weight's loop uses _divmod). Rows first, then samples: no product
+    H * W, which may pass 2^31 where pix is int64 (H and W are int32)."""
     row = pix // W
     return (row // H).to(tl.int64), row % H, pix % W
 
@@ -483,15 +484,15 @@ def _launch(kernel, autotuned, grid_of, *args, **kwargs):
 @on_inputs_device
 def forward(x, weight, bias):
     n, c_in, h, w = x.shape
-    c_out = weight.shape[0]
+    c_out, pixels = weight.shape[0], n * h * w
     y = torch.empty((n, c_out, 2 * h, 2 * w), device=x.device, dtype=x.dtype,
                     memory_format=conv_output_memory_format(x, weight))
     _launch(
         _forward_kernel, _forward_autotuned,
-        lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_out, bn), 4),
+        lambda bm, bn: (cdiv(pixels, bm), cdiv(c_out, bn), 4),
         x, _fold(weight), bias.contiguous() if bias is not None else x, y,
-        n * h * w, c_in, c_out, h, w, *x.stride(), *y.stride(),
-        HAS_BIAS=bias is not None, EVEN_K=_even_k(c_in), INDEX=_index_dtype(n * h * w), **_dtypes(x),
+        pixels, c_in, c_out, h, w, *x.stride(), *y.stride(),
+        HAS_BIAS=bias is not None, EVEN_K=_even_k(c_in), INDEX=_index_dtype(pixels), **_dtypes(x),
     )
     return y
 
@@ -551,7 +552,7 @@ def _grad_x_split(n, c_in, h, w, device):
 
 def _grad_x(window_means, x, weight):
     n, c_in, h, w = x.shape
-    c_out = weight.shape[0]
+    c_out, pixels = weight.shape[0], n * h * w
     grad_x = torch.empty_like(x, memory_format=output_memory_format(x))
     split_k = _grad_x_split(n, c_in, h, w, x.device)
     # SPLIT_K partials, pixel-major: (split, n, i, j, c). With SPLIT_K = 1 the kernel stores into
@@ -561,28 +562,28 @@ def _grad_x(window_means, x, weight):
     taps = weight.permute(2, 3, 1, 0).contiguous()  # (k, l, c, o): tap (k, l)'s matrix, o contiguous
     _launch(
         _grad_x_kernel, _grad_x_autotuned,
-        lambda bm, bn: (cdiv(n * h * w, bm), cdiv(c_in, bn), split_k),
-        window_means, taps, grad_x, partial, n * h * w, c_in, c_out, h, w, split_k, *window_means.stride(),
-        *grad_x.stride(), EVEN_K=_even_k(c_out), INDEX=_index_dtype(n * h * w), **_dtypes(x),
+        lambda bm, bn: (cdiv(pixels, bm), cdiv(c_in, bn), split_k),
+        window_means, taps, grad_x, partial, pixels, c_in, c_out, h, w, split_k, *window_means.stride(),
+        *grad_x.stride(), EVEN_K=_even_k(c_out), INDEX=_index_dtype(pixels), **_dtypes(x),
     )
     if split_k > 1:
-        _sum_grad_x_splits_kernel[(cdiv(n * h * w, SUM_BLOCK_P), cdiv(c_in, SUM_BLOCK_C))](
-            partial, grad_x, n * h * w, c_in, h, w, split_k, partial.stride(0), *grad_x.stride(), BLOCK_P=SUM_BLOCK_P,
+        _sum_grad_x_splits_kernel[(cdiv(pixels, SUM_BLOCK_P), cdiv(c_in, SUM_BLOCK_C))](
+            partial, grad_x, pixels, c_in, h, w, split_k, partial.stride(0), *grad_x.stride(), BLOCK_P=SUM_BLOCK_P,
             BLOCK_C=SUM_BLOCK_C)
     return grad_x
 
 
 def _grad_weight(window_means, x, weight):
     n, c_in, h, w = x.shape
-    c_out = weight.shape[0]
+    c_out, pixels = weight.shape[0], n * h * w
     split_k = _grad_weight_split(n, c_in, c_out, h, w, x.device)
     # (split, 3k + l, c, o), all stored
     partial = torch.empty((split_k, 9, c_in, c_out), device=x.device, dtype=accumulation_dtype(x.dtype))
     _launch(
         _grad_weight_kernel, _grad_weight_autotuned,
         lambda bm, bn: (cdiv(c_in, bm), cdiv(c_out, bn), 9 * split_k),
-        x, window_means, partial, n * h * w, c_in, c_out, h, w, split_k, *_division_magic(h), *_division_magic(w),
-        *x.stride(), *window_means.stride(), INDEX=_index_dtype(n * h * w, x, window_means), **_dtypes(x),
+        x, window_means, partial, pixels, c_in, c_out, h, w, split_k, *_division_magic(h), *_division_magic(w),
+        *x.stride(), *window_means.stride(), INDEX=_index_dtype(pixels, x, window_means), **_dtypes(x),
     )
     memory_format = output_memory_format(weight)  # in another layout autograd would copy it into the weight's
     grad_weight = torch.empty_like(weight, memory_format=memory_format)
