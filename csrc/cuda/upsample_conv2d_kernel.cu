@@ -38,31 +38,16 @@
 // contiguous (NCHW) is copied to channels_last first (channels_contiguous). Outputs are written
 // in the layout asked for, NCHW pixel-fastest.
 //
-// Not tuned on a GPU: tile sizes picked by reasoning about registers and shared memory.
-// Measured (bf16 channels_last, 512 -> 512 channels on 32x32, forward / dx / d weight):
-// 1.1 / 1.7 / 4.7 ms on the first H200 run; 0.57 / 0.81 / 0.61 ms on an H100 after d weight's
-// and the epilogue's bank conflicts were removed and staging went to 16-byte vectors and two
-// blocks per SM, all single-buffered; cuDNN takes 0.20 / 0.21 / 0.31 ms on the upsampled input
-// (benchmarks/results/nvidia-h100-2026-11-26-profile.log); 0.33 / 0.36 / 0.43 ms on the H100 run
-// of 2026-11-27 (nvidia-h100-2026-11-27-profile.log), after: the double buffering (cp.async) of
-// all three; bfloat16 fragments read by shared-memory loads (LDSM) instead of generic ones (nvcc
-// 13.0 made generic wmma.load of the bf16 WMMA builtins; a bf16 stage's multiply part, a warp's 64
-// HMMA, went from 340 SASS instructions to 164 in the forward, 499 to 182 in dx, 332 to 159 in d
-// weight; since then the kernels issue ldmatrix and mma.sync themselves), each source fragment loaded once
-// for the two taps that read it; the bf16 forward's 16-warp blocks of 4 pixel tiles of 32
-// channels (PhaseConvTile): 2.5x less loaded from L2 per multiply-add than one tile of 64; dx's
-// and d weight's 9 taps on A instead of 16 folded ones on dy; split partials summed in one pass
-// (sum_splits_kernel, sum_rows.h). That run's backward also spent 0.32 ms in ATen's
-// avg_pool2d making A; window_means_kernel took 0.029 ms for it on the H100 run at ee707a8
-// (nvidia-h100-2026-11-27b-profile.log), where 0.34 / 0.37 / 0.44 ms went to the three GEMMs and
-// 0.051 ms to d bias, ATen's sum of dy, since summed by window_means_kernel as it reads dy.
-// 0.300 / 0.224 / 0.360 ms at 4153b8f with staging from offset tables, then 0.294 / 0.229 / 0.379
-// at 217f692 (nvidia-h100-2026-11-27d-profile.log) with one barrier a pipeline stage and
-// ldmatrix/mma.sync from conflict-free chunk planes: no faster.
-// Nsight Compute there (-ncu.txt) found no unit near its peak (tensor pipe 35% in the forward, L2
-// 62% in dx and 75% in d weight), occupancy at 25 / 12.5 / 18.75%, d weight's SMs without a block
-// 29% of its cycles (1.45 waves: grad_weight_splits) and the epilogues' shared-memory stores 3.2-
-// to 4-way bank conflicts (TensorCoreMma::store).
+// Where it stands (bf16 channels_last, 512 -> 512 channels on 32x32, forward / dx / d weight):
+// 0.280 / 0.229 / 0.306 ms on the H200 run of 2026-11-28 (benchmarks/results/
+// nvidia-h200-2026-11-28-profile.log) against cuDNN's 0.199 / 0.210 / 0.311 ms on the upsampled
+// input, which ATen's upsampling takes another 0.164 ms to make. Nsight Compute there (-ncu.txt):
+// no shared-memory bank conflicts; d weight in 2.91 waves, bound by L2 (83.8%); the forward keeps
+// the tensor pipe 37.8% busy at 25% occupancy, dx runs at 12.5%. What is left is the GEMMs' own
+// rate (mma.sync at that occupancy); Hopper's wgmma is the next step. Tile sizes were picked by
+// reasoning about registers and shared memory, not searched on a GPU. The measurements that led
+// here, run by run, are in benchmarks/results/HISTORY.md ("The upsample_conv2d CUDA kernels, run
+// by run").
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, ldmatrix and mma.sync emulated as the PTX ISA defines them, with their
