@@ -22,8 +22,10 @@
 #     training step (first timed on 2026-11-27 at 217f692; its first calls took 139 s there, 92.5
 #     of them Triton's autotuning), in two parts (below), then upsample_conv2d, then the
 #     generator's forward (#6's forward goals; last timed at 4153b8f, 1.92x eager, 0.75x
-#     torch.compile), last because it is the part a short call can best lose. Left out:
-#     noise_adain_lrelu, unchanged since the 2026-11-27 runs.
+#     torch.compile), then noise_adain_lrelu on eager, compile and native (#3's goals, last timed on
+#     2026-11-27, before the swept forward and the pixel-range statistics changed), last because it
+#     runs only in what time the others leave (the three parts before the generator's forward took
+#     252 s on 2026-11-28): the two parts a short call can best lose.
 #   `layouts` (layout_timing.py, NCHW against channels_last, ~75 s: layouts.txt) and `ncu` (Nsight
 #     Compute on all of ncu_run.py's cases, 100 s cap each: ncu.txt) replace `bench` when they are
 #     what the kernel work needs next. Nsight Compute runs with --clock-control none, as the device
@@ -57,7 +59,8 @@ case "$MODE" in
   bench) PARTS_CAPS="generator:fwd+bwd:eager,compile,native,native+compile,eager+graph,native+graph:90
                      generator:fwd+bwd:eager,triton,triton+compile,triton+graph:130
                      upsample_conv2d:fwd,fwd+bwd:all:100
-                     generator:fwd:eager,compile,native,native+compile,eager+graph,native+graph:70" ;;
+                     generator:fwd:eager,compile,native,native+compile,eager+graph,native+graph:70
+                     noise_adain_lrelu:fwd,fwd+bwd:eager,compile,native:60" ;;
   *) echo "usage: $0 [all|bench|ncu|layouts]"; exit 2 ;;
 esac
 # The lent machine's torch lives in its `python3` (there may be no `python`).
