@@ -8,15 +8,20 @@ to keep large blocks on its heap (as PyTorch's CUDA caching allocator keeps its 
 otherwise every output is a fresh mmap whose cost (30 us a call here, and in bursts) drowns what
 is measured.
 
-    python benchmarks/triton_launch_cpu_cost.py [--fixed-configs]
+    python benchmarks/triton_launch_cpu_cost.py [--fixed-configs] [--against-register-autograd]
 
-TRITON_INTERPRET must be unset. To compare two versions, run it with each on PYTHONPATH.
+TRITON_INTERPRET must be unset. To compare two versions, run it with each on PYTHONPATH (this VM's
+speed swings up to 2x between processes: alternate the runs, or compare in one process, as
+--against-register-autograd does: noise_adain_lrelu's Triton op forward+backward through its
+autograd kernel, in turns with the kernel ``torch.library.register_autograd`` would make of the
+same formula, called directly, a dispatch fewer; stylegan_ops/ops/_library.py says why ours).
 """
 
 import argparse
 import ctypes
 import ctypes.util
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,6 +45,8 @@ def best_us(call, calls=300, rounds=5):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fixed-configs", action="store_true", help="STYLEGAN_OPS_TRITON_AUTOTUNE=0")
+    parser.add_argument("--against-register-autograd", action="store_true",
+                        help="also time the op's autograd kernel against register_autograd's, in turns")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         parser.error("unset TRITON_INTERPRET: interpreted kernels take another path")
@@ -89,9 +96,33 @@ def main(argv=None):
             lambda: ops.noise_adain_lrelu_triton(xn_grad, noise_map, a, scale, shift, 1e-5, 0.2),
         "library op noise_adain_lrelu_triton_backward":
             lambda: ops.noise_adain_lrelu_triton_backward(y, xn, noise_map, a, scale, shift, mean, rstd, 0.2, False),
+        "library op noise_adain_lrelu_triton, forward and backward through autograd":
+            lambda: torch.autograd.grad(ops.noise_adain_lrelu_triton(xn_grad, noise_map, a, scale, shift, 1e-5, 0.2)[0],
+                                        xn_grad, y),
     }
     for label, call in cases.items():
         print(f"  {label}: {best_us(call):.1f}")
+    if args.against_register_autograd:
+        _against_register_autograd(xn_grad, noise_map, a, scale, shift, y)
+
+
+def _against_register_autograd(x, noise, noise_weight, scale, shift, grad_y):
+    from torch._library.autograd import Info, make_autograd_impl
+
+    module = sys.modules["stylegan_ops.ops.noise_adain_lrelu"]
+    op, backward_op = torch.ops.stylegan_ops.noise_adain_lrelu_triton, torch.ops.stylegan_ops.noise_adain_lrelu_triton_backward
+    generated = make_autograd_impl(op.default, Info(module._autograd_backward(backward_op), module._setup_context))
+    keyset = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU) | torch._C.DispatchKeySet(torch._C.DispatchKey.AutogradCPU)
+    args = (x, noise, noise_weight, scale, shift, 1e-5, 0.2)
+    steps = {"ours (through the op)": lambda: torch.autograd.grad(op(*args)[0], x, grad_y),
+             "register_autograd's (called directly)": lambda: torch.autograd.grad(generated(keyset, *args)[0], x, grad_y)}
+    times = {label: [] for label in steps}
+    for _ in range(15):
+        for label, step in steps.items():
+            times[label].append(best_us(step, calls=30, rounds=2))
+    print("noise_adain_lrelu_triton forward and backward, autograd kernels in turns (15 rounds):")
+    for label, values in times.items():
+        print(f"  {label}: min {min(values):.1f}, median {statistics.median(values):.1f}")
 
 
 def _keep_large_blocks_on_the_heap():

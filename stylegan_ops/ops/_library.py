@@ -57,10 +57,42 @@ def _register_native(name, *, fake_forward, fake_backward, backward_composite):
 
 def _register_triton(name, *, fake_forward, fake_backward, autograd_backward, setup_context):
     """Fake kernels of ``stylegan_ops::<name>_triton`` and ``<name>_triton_backward``, and the forward's
-    autograd, whose backward formula (``autograd_backward(backward_op)``) calls the backward op."""
+    autograd kernel, whose backward formula (``autograd_backward(backward_op)``) calls the backward op.
+
+    The autograd kernel is the pattern of the native ops' C++ ones (csrc/autograd/): the op run
+    below autograd inside an autograd.Function, which saves what backward needs. It replaces the
+    function ``torch.library.register_autograd`` generates, which rebuilds the argument list from
+    the op's schema on every call that records a graph (``torch._library.utils.fill_defaults``:
+    ``schema.arguments`` is a fresh list of pybind objects each time it is read): about 30 us (10%)
+    less a forward+backward of noise_adain_lrelu's Triton op on this project's CPU
+    (``benchmarks/triton_launch_cpu_cost.py --against-register-autograd``). The forward takes ctx
+    and calls setup_context itself, as the generated one does: a Function with a setup_context
+    staticmethod binds its arguments to forward's signature (inspect.signature) on every apply,
+    which costs as much, and gains nothing here: inside an op's autograd kernel such a Function
+    fails under torch.func.grad as well ("could not find kernel for HigherOrderOperator
+    custom_function_call at dispatch key AutogradCPU"; README's torch.func section)."""
     forward_name, backward_name = f"{name}_triton", f"{name}_triton_backward"
     torch.library.register_fake(f"stylegan_ops::{forward_name}")(fake_forward)
     torch.library.register_fake(f"stylegan_ops::{backward_name}")(fake_backward)
-    backward_op = getattr(torch.ops.stylegan_ops, backward_name)
-    torch.library.register_autograd(f"stylegan_ops::{forward_name}", autograd_backward(backward_op),
-                                    setup_context=setup_context)
+    forward_op = getattr(torch.ops.stylegan_ops, forward_name).default
+
+    def below_autograd(*args):
+        with torch._C._AutoDispatchBelowAutograd():
+            return forward_op(*args)
+
+    def forward(ctx, *args):
+        output = below_autograd(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    function = type(f"{forward_name}_autograd", (torch.autograd.Function,), {
+        "forward": staticmethod(forward),
+        "backward": staticmethod(autograd_backward(getattr(torch.ops.stylegan_ops, backward_name))),
+    })
+
+    def autograd_kernel(*args):
+        if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+            return function.apply(*args)
+        return below_autograd(*args)
+
+    _TRITON_OPS.impl(forward_name, autograd_kernel, "Autograd")
