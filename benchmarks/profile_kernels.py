@@ -182,6 +182,10 @@ def main():
     for name, make in CASES.items():
         for backend in ("eager", "native", "triton"):
             profile_case(name, make, backend)
+    # The generator's 8x8 level, where native forward+backward took more GPU time than eager's on
+    # the H200 run of 2026-11-28 (0.168 against 0.127 ms; 32x32 above has the kernels' breakdown):
+    # which of its kernels (the forward's split-K partials and their sum?). Native only: a second.
+    profile_case("upsample_conv2d (8, 512, 512, 8, 8)", lambda: _upsample_inputs(8, 512, 512, 8, 8), "native")
     # Last: the slowest part, the first a time cap would cut; the native training step, which #6's
     # goal is measured on, after the forwards.
     for backend, direction in (("eager", "fwd"), ("native", "fwd"), ("native", "fwd+bwd")):
