@@ -2,8 +2,9 @@
 call (one call from an idle GPU, as the benchmark CLI times it), per backend, forward+backward;
 the CPU side of a call: the operators and CUDA runtime/driver calls with the most CPU time (any
 synchronising call named), the Python functions by own time (cProfile), and a forward call's CPU
-cost layer by layer (public function, registered op, Triton launcher); the same tables for the
-benchmark's generator forward on eager and native, and for its native training step.
+cost layer by layer (public function, registered op, Triton launcher); the same tables for native
+upsample_conv2d at the generator's 8x8 level, for the benchmark's generator forward on eager and
+native, and for its native training step.
 
 The GPU runs showed the gaps this separates: noise_adain_lrelu's kernels take a tenth to a fifth
 of its call time, the Triton backend's a tenth of its forward+backward (0.115 of 1.15 ms on an

@@ -110,12 +110,15 @@ def _against_register_autograd(x, noise, noise_weight, scale, shift, grad_y):
     from torch._library.autograd import Info, make_autograd_impl
 
     module = sys.modules["stylegan_ops.ops.noise_adain_lrelu"]
-    op, backward_op = torch.ops.stylegan_ops.noise_adain_lrelu_triton, torch.ops.stylegan_ops.noise_adain_lrelu_triton_backward
-    generated = make_autograd_impl(op.default, Info(module._autograd_backward(backward_op), module._setup_context))
-    keyset = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU) | torch._C.DispatchKeySet(torch._C.DispatchKey.AutogradCPU)
+    op = torch.ops.stylegan_ops.noise_adain_lrelu_triton
+    backward = module._autograd_backward(torch.ops.stylegan_ops.noise_adain_lrelu_triton_backward)
+    generated = make_autograd_impl(op.default, Info(backward, module._setup_context))
+    keys = torch._C.DispatchKey
+    keyset = torch._C.DispatchKeySet(keys.CPU) | torch._C.DispatchKeySet(keys.AutogradCPU)
     args = (x, noise, noise_weight, scale, shift, 1e-5, 0.2)
     steps = {"ours (through the op)": lambda: torch.autograd.grad(op(*args)[0], x, grad_y),
-             "register_autograd's (called directly)": lambda: torch.autograd.grad(generated(keyset, *args)[0], x, grad_y)}
+             "register_autograd's (called directly)":
+                 lambda: torch.autograd.grad(generated(keyset, *args)[0], x, grad_y)}
     times = {label: [] for label in steps}
     for _ in range(15):
         for label, step in steps.items():
