@@ -126,7 +126,7 @@ all)
   cat "$LARGE_LOG" >> "$OUT/tests.log"; rm "$LARGE_LOG"
 
   step "kernel profile (kernel time against call time)"
-  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 65 "$PY" benchmarks/profile_kernels.py > "$OUT/profile.log" 2>&1
+  STYLEGAN_OPS_TRITON_AUTOTUNE=0 timeout 80 "$PY" benchmarks/profile_kernels.py > "$OUT/profile.log" 2>&1
   grep -E "^== |^ +[0-9.]+ ms +x" "$OUT/profile.log" | head -n 80
 
   step "ceilings"

@@ -1,16 +1,17 @@
 """Where a fused op's time goes on a GPU: its kernels' time (torch.profiler) against the time of a
 call (one call from an idle GPU, as the benchmark CLI times it), per backend, forward+backward;
 the CPU side of a call: the operators and CUDA runtime/driver calls with the most CPU time (any
-synchronising call named), the Python functions by own time (cProfile), and a forward call's CPU
-cost layer by layer (public function, registered op, Triton launcher); the same tables for native
-upsample_conv2d at the generator's 8x8 level, for the benchmark's generator forward on eager and
-native, and for its native training step.
+synchronising call named), the Python functions by own time (cProfile), a forward call's CPU
+cost layer by layer (public function, registered op, Triton launcher), a forward+backward's split
+where autograd comes in, and the autograd engine's cost for one Python or C++ node on CUDA and on
+the CPU; the same tables for native upsample_conv2d at the generator's 8x8 level, for the
+benchmark's generator forward on eager and native, and for its native training step.
 
 The GPU runs showed the gaps this separates: noise_adain_lrelu's kernels take a tenth to a fifth
 of its call time, the Triton backend's a tenth of its forward+backward (0.115 of 1.15 ms on an
 H100); upsample_conv2d's CUDA kernels all of its call.
 
-    python benchmarks/profile_kernels.py   (CUDA only; about 40 s with STYLEGAN_OPS_TRITON_AUTOTUNE=0,
+    python benchmarks/profile_kernels.py   (CUDA only; about 50 s with STYLEGAN_OPS_TRITON_AUTOTUNE=0,
     which the GPU suite sets)
 """
 
@@ -109,7 +110,7 @@ def profile_step(label, step, calls=5):
     cpu.disable()
     torch.cuda.synchronize()
     report = io.StringIO()
-    pstats.Stats(cpu, stream=report).sort_stats("tottime").print_stats(8)
+    pstats.Stats(cpu, stream=report).sort_stats("tottime").print_stats(12)
     print(f"   CPU time of {4 * calls} calls, by function (cProfile):")
     print("\n".join("   " + line for line in report.getvalue().splitlines() if line.strip()))
 
@@ -153,6 +154,13 @@ def layer_costs(name, make):
 
 # What the registered ops take after the public function's tensors: its defaults.
 OP_DEFAULTS = {"noise_adain_lrelu": (1e-5, 0.2), "upsample_conv2d": (None,)}
+# The backward ops' arguments after (grad_y, *the forward's tensors), from the registered forward op's
+# outputs: what the autograd kernels pass them when x and weight (upsample_conv2d) or all but the
+# noise (noise_adain_lrelu) require grad, as in profile_case.
+BACKWARD_ARGS = {
+    "noise_adain_lrelu": lambda outputs: (*outputs[1:], 0.2, False),  # mean, rstd; slope; no d noise
+    "upsample_conv2d": lambda outputs: ([True, True, False],),  # d x, d weight; no bias
+}
 
 
 def _layers(op, args):
@@ -170,6 +178,70 @@ def _layers(op, args):
     }
 
 
+def backward_layer_costs(name, make):
+    """A forward+backward's CPU cost split where autograd comes in, per fused backend: the whole
+    step; the forward recording autograd's graph; the backward alone through autograd (a graph
+    kept with retain_graph); the backward op called directly, and for Triton its launcher. The
+    H200 run of 2026-11-28 had Triton's noise_adain_lrelu forward+backward at 0.967 ms a call for a
+    forward of 118 us CPU, where on a CPU with the compile-only driver of tests/triton_sm90_compile.py
+    the backward op takes about 150 us (benchmarks/triton_launch_cpu_cost.py): these lines say
+    which layer holds the rest on a GPU host."""
+    op, args = make()
+    inputs = [a for a in args if a.requires_grad]
+    plain = [a.detach() for a in args]
+    for backend in ("native", "triton"):
+        y = op(*args, backend=backend)
+        grad_y = torch.randn_like(y)
+        suffix = "_triton" if backend == "triton" else ""
+        forward_op = getattr(torch.ops.stylegan_ops, f"{name}{suffix}")
+        backward_op = getattr(torch.ops.stylegan_ops, f"{name}{suffix}_backward")
+        with torch.no_grad():
+            outputs = forward_op(*plain, *OP_DEFAULTS[name])
+        backward_args = (grad_y, *plain, *BACKWARD_ARGS[name](outputs if isinstance(outputs, tuple) else (outputs,)))
+        layers = {
+            "forward+backward: autograd.grad(so.op(...))":
+                lambda: torch.autograd.grad(op(*args, backend=backend), inputs, grad_y),
+            "forward recording the graph: so.op(...)": lambda: op(*args, backend=backend),
+            "backward through autograd: autograd.grad(y, retain_graph=True)":
+                lambda: torch.autograd.grad(y, inputs, grad_y, retain_graph=True),
+            f"backward op: torch.ops.stylegan_ops.{name}{suffix}_backward": lambda: backward_op(*backward_args),
+        }
+        if backend == "triton":
+            launcher = importlib.import_module(f"stylegan_ops.triton.{name}").backward
+            layers[f"backward launcher: stylegan_ops.triton.{name}.backward"] = lambda: launcher(*backward_args)
+        for layer, call in layers.items():
+            call()
+            _host_us(call)  # discarded, as in layer_costs
+            print(f"   {_host_us(call):8.1f} µs  {backend}: {layer}")
+
+
+class _PassThrough(torch.autograd.Function):
+    """y = x with a backward in Python: an autograd node whose backward needs the GIL."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def autograd_engine_costs():
+    """The autograd engine's own cost for a one-node graph, a Python node (an autograd.Function, as
+    the Triton ops' backward) against a C++ one (clone's), on a CUDA tensor (the engine runs its
+    backward on the device's worker thread, which takes the GIL for a Python node) against a CPU
+    tensor (run on the calling thread)."""
+    for device in ("cuda", "cpu"):
+        x = torch.ones(8, device=device, requires_grad=True)
+        grad = torch.ones(8, device=device)
+        for kind, forward in (("Python autograd.Function", _PassThrough.apply), ("C++ node (clone)", torch.clone)):
+            call = lambda: torch.autograd.grad(forward(x), x, grad)  # noqa: E731
+            call()
+            _host_us(call)
+            print(f"   {_host_us(call):8.1f} µs  {device}: {kind}")
+
+
 def main():
     if not torch.cuda.is_available():
         sys.exit("profile_kernels.py needs a CUDA device")
@@ -180,6 +252,10 @@ def main():
     for name, make in CASES.items():
         print(f"== {name}: CPU cost of one forward call, layer by layer (GPU kept busy)")
         layer_costs(name, make)
+        print(f"== {name}: CPU cost of one forward+backward, layer by layer (GPU kept busy)")
+        backward_layer_costs(name, make)
+    print("== the autograd engine: CPU cost of autograd.grad through one node (GPU kept busy)")
+    autograd_engine_costs()
     for name, make in CASES.items():
         for backend in ("eager", "native", "triton"):
             profile_case(name, make, backend)
