@@ -20,8 +20,7 @@ import torch
 from setuptools import setup
 from torch.utils import cpp_extension
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-CSRC = os.path.join("csrc")
+CSRC = "csrc"
 
 
 def _cuda_home():

@@ -1,0 +1,39 @@
+"""The sdist carries what a build from it and its tests need.
+
+``python -m build`` (and ``pip install`` of an sdist) builds the wheel from the sdist, not from the
+checkout. setuptools puts in an sdist only the sources setup.py lists, not the headers they
+include: before MANIFEST.in, every header of csrc/ was missing and such a build failed at its first
+``#include``; the tests' helpers (conftest.py, reference.py, the CUDA emulation) were missing too.
+"""
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _expected_files():
+    """The package, csrc/, tests/ and the benchmark scripts, as paths relative to the root, less
+    what MANIFEST.in excludes (bytecode, built extensions)."""
+    patterns = ["stylegan_ops/**/*.py", "csrc/**/*", "tests/**/*", "benchmarks/*.py", "benchmarks/*.sh",
+                "benchmarks/README.md", "setup.py", "pyproject.toml", "README.md", "MANIFEST.in"]
+    files = {path for pattern in patterns for path in ROOT.glob(pattern) if path.is_file()}
+    return {path.relative_to(ROOT).as_posix() for path in files
+            if "__pycache__" not in path.parts and path.suffix not in (".pyc", ".so")}
+
+
+def test_sdist_carries_the_sources_headers_tests_and_benchmark_scripts(tmp_path):
+    # STYLEGAN_OPS_CUDA=0: setup.py decides on CUDA when it runs, and an sdist needs no toolkit.
+    env = dict(os.environ, STYLEGAN_OPS_CUDA="0")
+    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path), "sdist",
+                    "--dist-dir", str(tmp_path)], cwd=ROOT, env=env, check=True, capture_output=True)
+    (archive,) = tmp_path.glob("stylegan_ops-*.tar.gz")
+    with tarfile.open(archive) as sdist:
+        carried = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    expected = _expected_files()
+    assert {"csrc/cuda/runtime.h", "csrc/upsample_conv2d.h", "tests/conftest.py"} <= expected  # the walk works
+    assert sorted(expected - carried) == []
+    assert not [name for name in carried if name.startswith("benchmarks/results/")]  # logs and plots stay out
