@@ -514,6 +514,27 @@ Row<acc_t> filled_row(acc_t value) {
   return row;
 }
 
+// Lanes [0, count) of the vector at p, the others 0, and the store of those lanes, for any count:
+// a row's k-th vector holds count - k * size() of its channels, past size() or below 1. ATen's
+// partial loadu and store copy count elements with memcpy in its portable code (any torch) and in
+// its AVX2 code before torch 2.14, so a count outside [1, size()] must not reach them: it overran
+// their buffer (a segfault in the channels_last generator test on torch 2.11).
+template <typename acc_t>
+C10_ALWAYS_INLINE Vectorized<acc_t> load_lanes(const acc_t* p, int64_t count) {
+  using Vec = Vectorized<acc_t>;
+  if (count >= Vec::size()) return Vec::loadu(p);
+  return count > 0 ? Vec::loadu(p, count) : Vec(acc_t(0));
+}
+
+template <typename acc_t>
+C10_ALWAYS_INLINE void store_lanes(const Vectorized<acc_t>& v, acc_t* p, int64_t count) {
+  if (count >= Vectorized<acc_t>::size()) {
+    v.store(p);
+  } else if (count > 0) {
+    v.store(p, count);
+  }
+}
+
 // count <= kBlockChannels channels from p, stride apart, as op-math vectors; missing lanes are 0.
 // load_row and store_row run once a pixel: always inlined (left to GCC, store_row became a call
 // in the backward, 25% slower at 8x8 planes).
@@ -524,7 +545,7 @@ C10_ALWAYS_INLINE Row<acc_t> load_row(const scalar_t* p, int64_t stride, int64_t
   Row<acc_t> row;
   if (in_place<scalar_t, acc_t>(stride)) {
     const acc_t* in = reinterpret_cast<const acc_t*>(p);
-    for (int64_t k = 0; k < int64_t(row.size()); ++k) row[k] = Vec::loadu(in + k * L, count - k * L);
+    for (int64_t k = 0; k < int64_t(row.size()); ++k) row[k] = load_lanes(in + k * L, count - k * L);
     return row;
   }
   acc_t values[kBlockChannels] = {};
@@ -539,7 +560,7 @@ C10_ALWAYS_INLINE void store_row(const Row<acc_t>& row, int64_t count, scalar_t*
   constexpr int64_t L = Vectorized<acc_t>::size();
   if (in_place<scalar_t, acc_t>(stride)) {
     acc_t* out = reinterpret_cast<acc_t*>(p);
-    for (int64_t k = 0; k < int64_t(row.size()); ++k) row[k].store(out + k * L, count - k * L);
+    for (int64_t k = 0; k < int64_t(row.size()); ++k) store_lanes(row[k], out + k * L, count - k * L);
     return;
   }
   acc_t values[kBlockChannels];
