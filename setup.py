@@ -15,12 +15,23 @@ Environment:
 import glob
 import os
 import platform
+import re
 
 import torch
 from setuptools import setup
 from torch.utils import cpp_extension
 
 CSRC = "csrc"
+# The oldest torch the project is tested with (README's quick start). Older ones fail when the
+# package is imported (torch 2.6: torch.library.infer_schema refuses list[bool] annotations, and
+# torch._C._any_requires_grad does not exist), so the build refuses them up front.
+MIN_TORCH = (2, 11)
+
+
+def _check_torch_version():
+    if tuple(int(part) for part in re.match(r"(\d+)\.(\d+)", torch.__version__).groups()) < MIN_TORCH:
+        raise SystemExit(f"stylegan_ops needs torch >= {'.'.join(map(str, MIN_TORCH))}, found {torch.__version__}: "
+                         "install a newer torch first (the build uses the installed one: --no-build-isolation)")
 
 
 def _cuda_home():
@@ -79,6 +90,7 @@ def _cpu_vector_flags():
 
 
 def _extension():
+    _check_torch_version()
     build_cuda, reason = _cuda_decision()
     vector_flags, vector_reason = _cpu_vector_flags()
     print(f"stylegan_ops: CPU kernels vectorised for {vector_reason}", flush=True)
