@@ -517,8 +517,8 @@ Row<acc_t> filled_row(acc_t value) {
 // Lanes [0, count) of the vector at p, the others 0, and the store of those lanes, for any count:
 // a row's k-th vector holds count - k * size() of its channels, past size() or below 1. ATen's
 // partial loadu and store copy count elements with memcpy in its portable code (any torch) and in
-// its AVX2 code before torch 2.14, so a count outside [1, size()] must not reach them: it overran
-// their buffer (a segfault in the channels_last generator test on torch 2.11).
+// torch 2.11's AVX2 code (2.14's masks them), so a count outside [1, size()] must not reach them: it
+// overran their buffer (a segfault in the channels_last generator test on torch 2.11).
 template <typename acc_t>
 C10_ALWAYS_INLINE Vectorized<acc_t> load_lanes(const acc_t* p, int64_t count) {
   using Vec = Vectorized<acc_t>;
