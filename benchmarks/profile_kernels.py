@@ -141,15 +141,19 @@ def layer_costs(name, make):
     difference between two lines is that layer's own cost."""
     op, args = make()
     plain = [a.detach() for a in args]
-    layers = _layers(op, plain)
     with torch.no_grad():
-        for layer, call in layers.items():
-            call()  # compiled, autotuned
-            # One discarded measurement first: the 2026-11-27 H100 run's first line, the native
-            # public function, took 72 us against 24 us for the registered op under it, where
-            # call_cpu_cost.py gives that wrapper about 9 us of CPU; a cold start, most likely.
-            _host_us(call)
-            print(f"   {_host_us(call):8.1f} µs  {layer}")
+        _print_host_costs(_layers(op, plain))
+
+
+def _print_host_costs(calls):
+    """A line per labelled call: its CPU microseconds (_host_us) after a first call (Triton compiles,
+    autotunes) and one discarded measurement: the 2026-11-27 H100 run's first line, the native
+    public function, took 72 us against 24 us for the registered op under it, where
+    call_cpu_cost.py gives that wrapper about 9 us of CPU; a cold start, most likely."""
+    for label, call in calls.items():
+        call()
+        _host_us(call)
+        print(f"   {_host_us(call):8.1f} µs  {label}")
 
 
 # What the registered ops take after the public function's tensors: its defaults.
@@ -158,8 +162,8 @@ OP_DEFAULTS = {"noise_adain_lrelu": (1e-5, 0.2), "upsample_conv2d": (None,)}
 # outputs: what the autograd kernels pass them when x and weight (upsample_conv2d) or all but the
 # noise (noise_adain_lrelu) require grad, as in profile_case.
 BACKWARD_ARGS = {
-    "noise_adain_lrelu": lambda outputs: (*outputs[1:], 0.2, False),  # mean, rstd; slope; no d noise
-    "upsample_conv2d": lambda outputs: ([True, True, False],),  # d x, d weight; no bias
+    "noise_adain_lrelu": lambda outputs: (*outputs[1:], 0.2, False),  # (y, mean, rstd) -> mean, rstd; no d noise
+    "upsample_conv2d": lambda y: ([True, True, False],),  # d x, d weight; no bias
 }
 
 
@@ -197,7 +201,7 @@ def backward_layer_costs(name, make):
         backward_op = getattr(torch.ops.stylegan_ops, f"{name}{suffix}_backward")
         with torch.no_grad():
             outputs = forward_op(*plain, *OP_DEFAULTS[name])
-        backward_args = (grad_y, *plain, *BACKWARD_ARGS[name](outputs if isinstance(outputs, tuple) else (outputs,)))
+        backward_args = (grad_y, *plain, *BACKWARD_ARGS[name](outputs))
         layers = {
             "forward+backward: autograd.grad(so.op(...))":
                 lambda: torch.autograd.grad(op(*args, backend=backend), inputs, grad_y),
@@ -209,10 +213,7 @@ def backward_layer_costs(name, make):
         if backend == "triton":
             launcher = importlib.import_module(f"stylegan_ops.triton.{name}").backward
             layers[f"backward launcher: stylegan_ops.triton.{name}.backward"] = lambda: launcher(*backward_args)
-        for layer, call in layers.items():
-            call()
-            _host_us(call)  # discarded, as in layer_costs
-            print(f"   {_host_us(call):8.1f} µs  {backend}: {layer}")
+        _print_host_costs({f"{backend}: {layer}": call for layer, call in layers.items()})
 
 
 class _PassThrough(torch.autograd.Function):
@@ -235,11 +236,9 @@ def autograd_engine_costs():
     for device in ("cuda", "cpu"):
         x = torch.ones(8, device=device, requires_grad=True)
         grad = torch.ones(8, device=device)
-        for kind, forward in (("Python autograd.Function", _PassThrough.apply), ("C++ node (clone)", torch.clone)):
-            call = lambda: torch.autograd.grad(forward(x), x, grad)  # noqa: E731
-            call()
-            _host_us(call)
-            print(f"   {_host_us(call):8.1f} µs  {device}: {kind}")
+        _print_host_costs({f"{device}: {kind}": lambda forward=forward: torch.autograd.grad(forward(x), x, grad)
+                           for kind, forward in (("Python autograd.Function", _PassThrough.apply),
+                                                 ("C++ node (clone)", torch.clone))})
 
 
 def main():
