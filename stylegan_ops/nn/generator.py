@@ -200,8 +200,10 @@ class Generator(nn.Module):
         ones): one batched GEMM per run of blocks of one width (a batch of GEMMs shares its sizes;
         the ws may differ per block, under style mixing and truncation cutoffs), batched over the
         run's (block, scale or bias) halves. Two concatenations gather all blocks' weights and
-        biases, split into the runs' rows; a run adds two kernels (one repeats its ws, one GEMM),
-        where the blocks on their own take two GEMMs each. Splits and one unbind per run, not
+        biases, split into the runs' rows; one more repeats every block's w, for its scale and its bias
+        half, and a run adds its GEMM, where the blocks on their own take two GEMMs each. The ws are
+        repeated before the transpose, not after: torch 2.11's export of a repeat of the transposed
+        (strided) ws leaves a guard it cannot prove for a dynamic batch (``Min(8*N, 16*N) == 8*N``). Splits and one unbind per run, not
         slices: the backward of a split is one concatenation and that of an unbind one stack, where
         each slice's backward fills a zero tensor of the whole and copies into it, and autograd adds
         those up (about 50 more kernels a training step at 256 px).
@@ -221,11 +223,11 @@ class Generator(nn.Module):
         skipped = [block.conv.bias for block in self.blocks if _skips_conv_bias(block)]
         bias_runs = torch.cat([t for pair in biases for t in pair] + skipped).split(
             rows + [sum(bias.numel() for bias in skipped)])
-        ws_runs = ws.transpose(0, 1).split([end - first for first, end, _ in runs])  # (blocks, N, w_dim) each
+        ws_runs = ws.repeat_interleave(2, dim=1).transpose(0, 1).split(
+            [2 * (end - first) for first, end, _ in runs])  # (2 blocks, N, w_dim) each
         styles = []
         for (_, _, channels), weight, bias, ws_run in zip(runs, weight_runs, bias_runs, ws_runs):
-            # Each block's w twice, for its scale and its bias half: (2 blocks, N, w_dim).
-            out = torch.baddbmm(bias.view(-1, 1, channels), ws_run.repeat_interleave(2, dim=0),
+            out = torch.baddbmm(bias.view(-1, 1, channels), ws_run,
                                 weight.view(-1, channels, self.w_dim).transpose(1, 2))  # (2 blocks, N, C)
             halves = out.unbind(0)  # scale, bias, scale, bias, ...
             styles += list(zip(halves[0::2], halves[1::2]))
