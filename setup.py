@@ -13,10 +13,12 @@ Environment:
 """
 
 import glob
+import importlib.util
 import os
 import platform
 import re
 
+import setuptools
 import torch
 from setuptools import setup
 from torch.utils import cpp_extension
@@ -26,12 +28,26 @@ CSRC = "csrc"
 # package is imported (torch 2.6: torch.library.infer_schema refuses list[bool] annotations, and
 # torch._C._any_requires_grad does not exist), so the build refuses them up front.
 MIN_TORCH = (2, 11)
+# setuptools builds wheels (pip's editable ones too) itself from 70.1; an older one needs the `wheel`
+# package. With --no-build-isolation pip installs no build requirements: in a fresh Python 3.11 venv
+# (setuptools 65.5, no wheel; torch 2.11 accepts that) pip failed with "invalid command 'bdist_wheel'".
+SETUPTOOLS_WITH_BDIST_WHEEL = (70, 1)
 
 
-def _check_torch_version():
-    if tuple(int(part) for part in re.match(r"(\d+)\.(\d+)", torch.__version__).groups()) < MIN_TORCH:
+def _major_minor(version):
+    return tuple(int(part) for part in re.match(r"(\d+)\.(\d+)", version).groups())
+
+
+def _check_build_requirements():
+    """Refuses, with what to install, the builds that would fail later and less clearly."""
+    installed_note = "(the build uses the installed one: --no-build-isolation)"
+    if _major_minor(torch.__version__) < MIN_TORCH:
         raise SystemExit(f"stylegan_ops needs torch >= {'.'.join(map(str, MIN_TORCH))}, found {torch.__version__}: "
-                         "install a newer torch first (the build uses the installed one: --no-build-isolation)")
+                         f"install a newer torch first {installed_note}")
+    if _major_minor(setuptools.__version__) < SETUPTOOLS_WITH_BDIST_WHEEL and importlib.util.find_spec("wheel") is None:
+        raise SystemExit(f"stylegan_ops needs setuptools >= {'.'.join(map(str, SETUPTOOLS_WITH_BDIST_WHEEL))} (or the "
+                         f"wheel package) to build a wheel, as pip install does; found setuptools {setuptools.__version__} "
+                         f"without wheel: pip install -U setuptools {installed_note}")
 
 
 def _cuda_home():
@@ -90,7 +106,7 @@ def _cpu_vector_flags():
 
 
 def _extension():
-    _check_torch_version()
+    _check_build_requirements()
     build_cuda, reason = _cuda_decision()
     vector_flags, vector_reason = _cpu_vector_flags()
     print(f"stylegan_ops: CPU kernels vectorised for {vector_reason}", flush=True)

@@ -90,7 +90,11 @@ ncu_summary() {
 }
 
 step "environment"
-{ nvidia-smi; "$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; } > "$OUT/env.txt" 2>&1
+# setuptools and wheel: what the build below can rely on (setup.py wants setuptools >= 70.1 or wheel).
+{ nvidia-smi; "$PY" -c "import importlib.metadata as metadata, torch, triton
+installed = {d.metadata['Name'].lower(): d.version for d in metadata.distributions()}
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__,
+      'setuptools', installed.get('setuptools'), 'wheel', installed.get('wheel'))"; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
 step "build"

@@ -12,6 +12,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,3 +39,16 @@ def test_sdist_carries_the_sources_headers_tests_and_benchmark_scripts(tmp_path)
     assert {"csrc/cuda/runtime.h", "csrc/upsample_conv2d.h", "tests/conftest.py"} <= expected  # the walk works
     assert sorted(expected - carried) == []
     assert not [name for name in carried if name.startswith("benchmarks/results/")]  # logs and plots stay out
+
+
+@pytest.mark.parametrize("module, found", [("torch", "2.10.0"), ("setuptools", "65.5.0")])
+def test_build_refuses_a_too_old_torch_or_setuptools_with_a_message(module, found):
+    """A build against an older torch would fail at import; one with a setuptools older than 70.1 and
+    no wheel package fails inside pip with "invalid command 'bdist_wheel'" (a fresh Python 3.11 venv
+    has 65.5 and no wheel): setup.py says what to install instead."""
+    run_setup = (f"import runpy, sys, {module}; {module}.__version__ = {found!r}; sys.modules['wheel'] = None; "
+                 "sys.argv = ['setup.py', '--name']; runpy.run_path('setup.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", run_setup], cwd=ROOT, env=dict(os.environ, STYLEGAN_OPS_CUDA="0"),
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"stylegan_ops needs {module} >= " in result.stderr and f" {found}" in result.stderr
