@@ -1,4 +1,5 @@
-"""The sdist carries what a build from it and its tests need.
+"""The sdist carries what a build from it and its tests need; setup.py refuses, with a message, the
+torch and setuptools a build would fail with later.
 
 ``python -m build`` (and ``pip install`` of an sdist) builds the wheel from the sdist, not from the
 checkout. setuptools puts in an sdist only the sources setup.py lists, not the headers they

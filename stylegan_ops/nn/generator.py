@@ -203,10 +203,10 @@ class Generator(nn.Module):
         biases, split into the runs' rows; one more repeats every block's w, for its scale and its bias
         half, and a run adds its GEMM, where the blocks on their own take two GEMMs each. The ws are
         repeated before the transpose, not after: torch 2.11's export of a repeat of the transposed
-        (strided) ws leaves a guard it cannot prove for a dynamic batch (``Min(8*N, 16*N) == 8*N``). Splits and one unbind per run, not
-        slices: the backward of a split is one concatenation and that of an unbind one stack, where
-        each slice's backward fills a zero tensor of the whole and copies into it, and autograd adds
-        those up (about 50 more kernels a training step at 256 px).
+        (strided) ws leaves a guard it cannot prove for a dynamic batch, ``Min(8*N, 16*N) == 8*N``.
+        Splits and one unbind per run, not slices: the backward of a split is one concatenation and
+        that of an unbind one stack, where each slice's backward fills a zero tensor of the whole and
+        copies into it, and autograd adds those up (about 50 more kernels a training step at 256 px).
 
         The conv biases that the blocks leave out (``_skips_conv_bias``) join the biases' concatenation
         unread: its backward hands each its exact gradient, zero, at no cost of its own, where adding
