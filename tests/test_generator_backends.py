@@ -4,8 +4,10 @@ graph (GPU), converting seed models, and DistributedDataParallel (two CPU proces
 
 import collections
 import copy
+import functools
 import json
 import os
+import weakref
 import zipfile
 
 import pytest
@@ -143,6 +145,61 @@ def test_path_length_penalty_gradients_match_eager(backend):
 @pytest.mark.parametrize("gpu_backend", ["native", "triton"])
 def test_gpu_path_length_penalty_gradients_match_eager(gpu_backend):
     _assert_path_length_penalty_matches_eager(gpu_backend, "cuda")
+
+
+def _checkpointed_step(G, ws, use_reentrant):
+    """A training step of G's synthesis network with random noise, under activation checkpointing
+    (use_reentrant: False or True, checkpoint's two kinds) or without it (None): its image, the
+    gradients of the ws and of every synthesis parameter, and whether each block's output is still
+    alive when the forward ends (before backward)."""
+    outputs = []
+    hooks = [block.register_forward_hook(lambda module, args, out: outputs.append(weakref.ref(out)))
+             for block in G.blocks]
+    try:
+        torch.manual_seed(3)  # the noise draws; checkpoint replays them in its recomputation
+        ws = ws.detach().requires_grad_()
+        synthesize = functools.partial(G.synthesize, noise_mode="random")
+        if use_reentrant is None:
+            img = synthesize(ws)
+        else:
+            img = torch.utils.checkpoint.checkpoint(synthesize, ws, use_reentrant=use_reentrant)
+        alive = [ref() is not None for ref in outputs[:G.num_ws]]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    G.zero_grad(set_to_none=True)
+    img.backward(grad_image(img))  # not autograd.grad, which reentrant checkpointing refuses
+    synthesis_parameters = [p for name, p in G.named_parameters() if not name.startswith("mapping.")]
+    return img, [ws.grad] + [p.grad for p in synthesis_parameters], alive
+
+
+def _assert_checkpointing_recomputes_the_step(backend, device, use_reentrant):
+    G = make_generator(backend=backend).to(device)
+    ws = torch.randn(2, G.num_ws, 16, generator=torch.Generator().manual_seed(2)).to(device)
+    img, grads, alive = _checkpointed_step(G, ws, use_reentrant=None)
+    assert all(alive)
+    img_checkpointed, grads_checkpointed, alive = _checkpointed_step(G, ws, use_reentrant)
+    assert not any(alive)
+    assert torch.equal(img_checkpointed, img)
+    assert all(torch.equal(a, b) for a, b in zip(grads_checkpointed, grads))
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_activation_checkpointing_recomputes_the_step_bitwise_and_frees_the_activations(backend, use_reentrant):
+    """torch.utils.checkpoint around the synthesis network, trading a second forward for the
+    activations: after its forward no block's output is alive (the fused ops' saved inputs go
+    through the saved-tensor hooks that non-reentrant checkpointing drops them by; the reentrant
+    kind runs the forward without grad), where a plain forward keeps every one for backward; and
+    the backward's recomputation, the noise draws replayed, gives bitwise the plain step's image and
+    gradients (the fused ops draw no random numbers and compute reproducibly)."""
+    _assert_checkpointing_recomputes_the_step(backend, "cpu", use_reentrant)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_backend", ["native", "triton"])
+def test_gpu_activation_checkpointing_recomputes_the_step_bitwise(gpu_backend):
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):  # the plain convs' too
+        _assert_checkpointing_recomputes_the_step(gpu_backend, "cuda", use_reentrant=False)
 
 
 def test_torch_compile_fullgraph(backend):
