@@ -32,6 +32,11 @@ MIN_TORCH = (2, 11)
 # package. With --no-build-isolation pip installs no build requirements: in a fresh Python 3.11 venv
 # (setuptools 65.5, no wheel; torch 2.11 accepts that) pip failed with "invalid command 'bdist_wheel'".
 SETUPTOOLS_WITH_BDIST_WHEEL = (70, 1)
+# PEP 639's license expression (the License-Expression field) from setuptools 77, which deprecates
+# pyproject's older `license = { text = ... }` table, and whose releases after 2027-02-18 refuse it;
+# setuptools before 77 takes no expression, only the older License field: pyproject.toml leaves the
+# license to this file, which gives each the form it takes.
+SETUPTOOLS_WITH_LICENSE_EXPRESSION = (77, 0)
 
 
 def _major_minor(version):
@@ -146,7 +151,14 @@ def _extension():
     )
 
 
+def _license():
+    if _major_minor(setuptools.__version__) >= SETUPTOOLS_WITH_LICENSE_EXPRESSION:
+        return {"license_expression": "MIT"}
+    return {"license": "MIT"}
+
+
 setup(
     ext_modules=[_extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
+    **_license(),
 )

@@ -1,5 +1,6 @@
 """The sdist carries what a build from it and its tests need; setup.py refuses, with a message, the
-torch and setuptools a build would fail with later.
+torch and setuptools a build would fail with later, and gives the license in the form the installed
+setuptools takes.
 
 ``python -m build`` (and ``pip install`` of an sdist) builds the wheel from the sdist, not from the
 checkout. setuptools puts in an sdist only the sources setup.py lists, not the headers they
@@ -8,6 +9,7 @@ include: before MANIFEST.in, every header of csrc/ was missing and such a build 
 """
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -22,7 +24,7 @@ def _expected_files():
     """The package, csrc/, tests/ and the benchmark scripts, as paths relative to the root, less
     what MANIFEST.in excludes (bytecode, built extensions)."""
     patterns = ["stylegan_ops/**/*.py", "csrc/**/*", "tests/**/*", "benchmarks/*.py", "benchmarks/*.sh",
-                "benchmarks/README.md", "setup.py", "pyproject.toml", "README.md", "MANIFEST.in"]
+                "benchmarks/README.md", "setup.py", "pyproject.toml", "README.md", "MANIFEST.in", "LICENSE"]
     files = {path for pattern in patterns for path in ROOT.glob(pattern) if path.is_file()}
     return {path.relative_to(ROOT).as_posix() for path in files
             if "__pycache__" not in path.parts and path.suffix not in (".pyc", ".so")}
@@ -53,3 +55,19 @@ def test_build_refuses_a_too_old_torch_or_setuptools_with_a_message(module, foun
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert f"stylegan_ops needs {module} >= " in result.stderr and f" {found}" in result.stderr
+
+
+def test_metadata_names_the_license_in_the_form_the_installed_setuptools_takes(tmp_path):
+    """MIT as PEP 639's License-Expression where setuptools takes one (77 on; it deprecates
+    pyproject's `license = { text = ... }` table, and its releases after 2027-02-18 refuse it), as
+    the older License field before; CI's second stage builds with setuptools 70.1, the oldest
+    setup.py accepts. The LICENSE file goes with it either way."""
+    import setuptools
+
+    result = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)], cwd=ROOT,
+                            env=dict(os.environ, STYLEGAN_OPS_CUDA="0"), check=True, capture_output=True, text=True)
+    assert "license" not in result.stderr.lower()  # no deprecation warning about it
+    (pkg_info,) = tmp_path.glob("*.egg-info/PKG-INFO")
+    fields = re.findall(r"^(License[-A-Za-z]*): (.*)$", pkg_info.read_text(), flags=re.MULTILINE)
+    expression = tuple(int(part) for part in setuptools.__version__.split(".")[:2]) >= (77, 0)
+    assert fields == [("License-Expression" if expression else "License", "MIT"), ("License-File", "LICENSE")]
