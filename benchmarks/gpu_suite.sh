@@ -14,18 +14,19 @@
 #     Triton kernels' racecheck reports are Triton's own reduction lowering, triton-lang/triton#7264,
 #     see benchmarks/results/HISTORY.md): 450 s at most.
 #   run(command="bash benchmarks/gpu_suite.sh bench", timeout_s=420), right after it
-#     the benchmark CLI in bfloat16 (the dtype of the GPU goals), each part under its own cap
-#     (bench.json, bench.png, bench.log), all of them ending by BENCH_END seconds into the call
-#     (400 unless set: give the call's timeout 20 s more, for the merge; with less device time
-#     left, `BENCH_END=300 bash benchmarks/gpu_suite.sh bench` and timeout_s=320 cut the last
-#     parts short or skip them, and the parts that ran still come back). First the generator's
+#     the benchmark CLI in bfloat16 (the dtype of the GPU goals; one float32 part last), each part
+#     under its own cap (bench.json, bench.png, bench.log), all of them ending by BENCH_END seconds
+#     into the call (400 unless set: give the call's timeout 20 s more, for the merge; with less
+#     device time left, `BENCH_END=300 bash benchmarks/gpu_suite.sh bench` and timeout_s=320 cut
+#     the last parts short or skip them, and the parts that ran still come back). First the generator's
 #     training step (first timed on 2026-11-27 at 217f692; its first calls took 139 s there, 92.5
 #     of them Triton's autotuning), in two parts (below), then upsample_conv2d, then the
 #     generator's forward (#6's forward goals; last timed at 4153b8f, 1.92x eager, 0.75x
 #     torch.compile), then noise_adain_lrelu on eager, compile and native (#3's goals, last timed on
-#     2026-11-27, before the swept forward and the pixel-range statistics changed), last because it
-#     runs only in what time the others leave (the three parts before the generator's forward took
-#     252 s on 2026-11-28): the two parts a short call can best lose.
+#     2026-11-27, before the swept forward and the pixel-range statistics changed), then float32
+#     upsample_conv2d (Triton's 3xTF32), last because they run only in what time the others leave
+#     (the three parts before the generator's forward took 252 s on 2026-11-28): the parts a short
+#     call can best lose.
 #   `layouts` (layout_timing.py, NCHW against channels_last, ~75 s: layouts.txt) and `ncu` (Nsight
 #     Compute on all of ncu_run.py's cases, 100 s cap each: ncu.txt) replace `bench` when they are
 #     what the kernel work needs next. Nsight Compute runs with --clock-control none, as the device
@@ -50,17 +51,21 @@ MODE=${1:-all}
 SANITIZERS_END=450
 case "$MODE" in
   all|ncu|layouts) ;;
-  # op:directions:backends:cap in seconds. The generator's training step in two runs, each with
+  # op:directions:backends:dtype:cap in seconds. The generator's training step in two runs, each with
   # eager (the reference of errors and speedups): the backends of #6's goals, then Triton's (its
   # autotuning took 92.5 s of the 210 s cap on 2026-11-27), so that a cap cutting the second
   # loses only its own numbers (a case's records are written once all its backends are timed).
   # The generator's parts also time their backends' steps replayed from a CUDA graph (+graph, added
   # after the 2026-11-28 run, not yet run on a GPU: a few seconds of captures and replays a part).
-  bench) PARTS_CAPS="generator:fwd+bwd:eager,compile,native,native+compile,eager+graph,native+graph:90
-                     generator:fwd+bwd:eager,triton,triton+compile,triton+graph:130
-                     upsample_conv2d:fwd,fwd+bwd:all:100
-                     generator:fwd:eager,compile,native,native+compile,eager+graph,native+graph:70
-                     noise_adain_lrelu:fwd,fwd+bwd:eager,compile,native:60" ;;
+  # Last, float32 upsample_conv2d (one shape timed, on 2026-11-26): eager's cuDNN on TF32 as torch
+  # leaves it by default (allow_tf32), native on the CUDA cores, Triton as 3xTF32 (changed after
+  # the run of 2026-11-28).
+  bench) PARTS_CAPS="generator:fwd+bwd:eager,compile,native,native+compile,eager+graph,native+graph:bfloat16:90
+                     generator:fwd+bwd:eager,triton,triton+compile,triton+graph:bfloat16:130
+                     upsample_conv2d:fwd,fwd+bwd:all:bfloat16:100
+                     generator:fwd:eager,compile,native,native+compile,eager+graph,native+graph:bfloat16:70
+                     noise_adain_lrelu:fwd,fwd+bwd:eager,compile,native:bfloat16:60
+                     upsample_conv2d:fwd+bwd:eager,native,triton:float32:60" ;;
   *) echo "usage: $0 [all|bench|ncu|layouts]"; exit 2 ;;
 esac
 # The lent machine's torch lives in its `python3` (there may be no `python`).
@@ -159,23 +164,24 @@ all)
   sanitize racecheck $(( SANITIZERS_END - SECONDS )) native
   ;;
 bench)
-  step "benchmark CLI (bfloat16, one capped run per part)"
+  step "benchmark CLI (bfloat16, then float32 upsample_conv2d; one capped run per part)"
   MERGE=()
   index=0
   BENCH_END=${BENCH_END:-400}
   for part in $PARTS_CAPS; do
-    IFS=: read -r op directions backends cap <<< "$part"
+    IFS=: read -r op directions backends dtype cap <<< "$part"
     left=$((BENCH_END - SECONDS))
     [ "$left" -lt "$cap" ] && cap=$left
     if [ "$cap" -lt 20 ]; then
-      echo "bench $op $directions $backends skipped: ${left}s left before BENCH_END=$BENCH_END" | tee -a "$OUT/bench.log"
+      echo "bench $op $directions $backends $dtype skipped: ${left}s left before BENCH_END=$BENCH_END" |
+        tee -a "$OUT/bench.log"
       continue
     fi
     json="$PARTS/$((index += 1))-$op.json"
     [ "$backends" = all ] && backends=$("$PY" -c "from stylegan_ops.bench import BACKENDS; print(','.join(BACKENDS))")
     timeout "$cap" "$PY" -m stylegan_ops.bench --ops "$op" --directions "$directions" --backends "$backends" \
-      --dtypes bfloat16 --json "$json" >> "$OUT/bench.log" 2>&1
-    echo "bench $op $directions $backends status $?" | tee -a "$OUT/bench.log"
+      --dtypes "$dtype" --json "$json" >> "$OUT/bench.log" 2>&1
+    echo "bench $op $directions $backends $dtype status $?" | tee -a "$OUT/bench.log"
     MERGE+=("$json")
   done
   "$PY" -m stylegan_ops.bench --merge "${MERGE[@]}" --json "$OUT/bench.json" --plot "$OUT/bench.png" \

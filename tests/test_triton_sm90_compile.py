@@ -79,3 +79,31 @@ def test_a_later_process_takes_the_autotuners_choice_from_the_cache(tmp_path):
     first, second = compiled
     assert len(first) == len(_GPU_CONFIGS)
     assert second == first[:1]
+
+
+# Compiles the fixed-config float32 GEMM kernels of a forward and backward for sm_90 and prints
+# each kernel's GMMA a main-loop iteration (benchmarks/triton_loop_cost.py reads them from the SASS).
+FLOAT32_LOOPS = """
+from triton_loop_cost import gemm_loops
+
+for record, instructions, mma in gemm_loops((2, 64, 64, 8, 8), "float32", autotune=False):
+    print(record.kernel, mma)
+"""
+
+
+def test_float32_gemms_run_on_the_tensor_cores():
+    """float32 multiplies as 3xTF32 (stylegan_ops/triton/upsample_conv2d.py's _dot): the main loop
+    of each GEMM kernel, forward, dx and d weight, issues tensor-core instructions (GMMA), where
+    input_precision="ieee" left every multiply-add to a CUDA-core FFMA. The interpreter, where the
+    numerical tests run, multiplies float32 exactly whatever the precision asked for; the 3xTF32
+    numbers themselves are checked by the GPU tests' float32 tolerances."""
+    cpu_backend_or_skip("triton", "upsample_conv2d")
+    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    env["PYTHONPATH"] = os.pathsep.join([str(benchmarks), str(Path(__file__).parent), *sys.path])
+    result = subprocess.run([sys.executable, "-c", FLOAT32_LOOPS], env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    mma = dict(line.split() for line in result.stdout.splitlines())
+    assert sorted(mma) == ["_forward_kernel", "_grad_weight_kernel", "_grad_x_kernel"]
+    assert all(int(count) > 0 for count in mma.values()), mma
