@@ -57,9 +57,9 @@ case "$MODE" in
   # loses only its own numbers (a case's records are written once all its backends are timed).
   # The generator's parts also time their backends' steps replayed from a CUDA graph (+graph, added
   # after the 2026-11-28 run, not yet run on a GPU: a few seconds of captures and replays a part).
-  # Last, float32 upsample_conv2d (one shape timed, on 2026-11-26): eager's cuDNN on TF32 as torch
-  # leaves it by default (allow_tf32), native on the CUDA cores, Triton as 3xTF32 (changed after
-  # the run of 2026-11-28).
+  # Last, float32 upsample_conv2d (one shape timed, on 2026-11-26): exact against exact, as the
+  # bench turns TF32 off on CUDA (eager's cuDNN), native on the CUDA cores, Triton as 3xTF32
+  # (changed after the run of 2026-11-28).
   bench) PARTS_CAPS="generator:fwd+bwd:eager,compile,native,native+compile,eager+graph,native+graph:bfloat16:90
                      generator:fwd+bwd:eager,triton,triton+compile,triton+graph:bfloat16:130
                      upsample_conv2d:fwd,fwd+bwd:all:bfloat16:100
