@@ -18,12 +18,22 @@ import pytest
 from conftest import cpu_backend_or_skip
 
 
+def _compiling_env(*import_paths):
+    """This process's environment for a child that compiles Triton kernels: without TRITON_INTERPRET
+    (read when the kernels are decorated), and with ``import_paths`` (for a ``python -c`` child, the
+    folders of the modules it imports) ahead of this process's sys.path."""
+    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    if import_paths:
+        env["PYTHONPATH"] = os.pathsep.join([*map(str, import_paths), *sys.path])
+    return env
+
+
 @pytest.mark.parametrize(
     "args", [[], ["--autotune", "--dtypes", "bfloat16,float32"]], ids=["fixed-configs", "autotune-configs"]
 )
 def test_triton_kernels_compile_for_sm90(args):
     cpu_backend_or_skip("triton", "upsample_conv2d")  # Triton installed (required in CI)
-    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    env = _compiling_env()
     script = Path(__file__).with_name("triton_sm90_compile.py")
     shards = max(1, min(os.cpu_count() or 1, 4))
     processes = [subprocess.Popen([sys.executable, str(script), *args, "--shard", f"{shard}/{shards}"], env=env,
@@ -67,9 +77,7 @@ def test_a_later_process_takes_the_autotuners_choice_from_the_cache(tmp_path):
     cpu_backend_or_skip("triton", "upsample_conv2d")
     from stylegan_ops.triton.upsample_conv2d import _GPU_CONFIGS
 
-    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
-    env |= {"STYLEGAN_OPS_TRITON_AUTOTUNE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
-                                                                              *sys.path])}
+    env = _compiling_env(Path(__file__).parent) | {"STYLEGAN_OPS_TRITON_AUTOTUNE": "1"}
     compiled = []
     for _ in range(2):
         result = subprocess.run([sys.executable, "-c", TUNE_ONCE, str(tmp_path)], env=env, capture_output=True,
@@ -98,9 +106,7 @@ def test_float32_gemms_run_on_the_tensor_cores():
     numerical tests run, multiplies float32 exactly whatever the precision asked for; the 3xTF32
     numbers themselves are checked by the GPU tests' float32 tolerances."""
     cpu_backend_or_skip("triton", "upsample_conv2d")
-    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
-    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
-    env["PYTHONPATH"] = os.pathsep.join([str(benchmarks), str(Path(__file__).parent), *sys.path])
+    env = _compiling_env(Path(__file__).resolve().parents[1] / "benchmarks", Path(__file__).parent)
     result = subprocess.run([sys.executable, "-c", FLOAT32_LOOPS], env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
