@@ -3,6 +3,8 @@
 import importlib
 import importlib.util
 import json
+import pathlib
+import re
 
 import pytest
 import torch
@@ -243,6 +245,36 @@ def test_results_table_compares_graphed_fused_backends_with_eager_in_a_graph(tmp
             "| eager+graph vs compile | native+graph vs eager | native+graph vs compile | native+graph vs eager+graph |"
             ) in text
     assert "| generator | (8, 256) | bfloat16 | fwd+bwd | 12.000 | 8.000 | 2.000 | 1.50x |  | 6.00x |  | 4.00x |" in text
+
+
+# The benchmark tables of the documents are results_table.py's output for the committed results
+# each document names beside them: none typed or edited by hand, none left stale by a change to the
+# JSON or to the tables' form; and every committed result has its tables in one of them.
+DOCUMENTS = ("README.md", "benchmarks/results/HISTORY.md")
+TABLE_COMMAND = r"results_table\.py\s+(benchmarks/results/\S+?\.json)"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_documented_benchmark_tables_are_generated_from_committed_results(document):
+    text = pathlib.Path(document).read_text()
+    sources = sorted(set(re.findall(TABLE_COMMAND, text)))
+    assert sources, f"{document} names no results JSON"
+    generated = {block.strip() for path in sources for block in _results_table().table(path).split("\n\n")
+                 if block.strip()}
+    missing = [block.splitlines()[0] for block in generated if block not in text]
+    assert not missing, f"{document} lacks these blocks of results_table.py's output: {missing}"
+    # results_table.py's tables open with these headers; the documents' other tables do not.
+    tables = {block.strip() for block in re.split(r"\n\s*\n", text)
+              if block.startswith(("| op | shape |", "| op | dtype |"))}
+    assert len(tables) > len(sources) and not tables - generated, \
+        f"{document} has benchmark tables that no JSON it names generates"
+
+
+def test_every_committed_result_has_its_tables_in_a_document():
+    named = {path for document in DOCUMENTS for path in re.findall(TABLE_COMMAND, pathlib.Path(document).read_text())}
+    committed = {str(path) for path in pathlib.Path("benchmarks/results").glob("*.json")
+                 if not path.name.endswith("-ceilings.json")}  # the device's ceilings, no benchmark records
+    assert committed == named
 
 
 def test_compiled_and_graphed_backends_time_the_generator_only():
