@@ -73,6 +73,25 @@ def test_tensor_core_gemm_kernels_stage_a_vector_in_few_instructions(library):
         assert loops and all(length / vectors <= 36 for length, vectors in loops), (name, loops)
 
 
+def test_float32_phase_convolutions_multiply_as_3xtf32_without_spilling(library):
+    """float32's forward and dx multiply on the tensor cores as 3xTF32 (TensorCoreMma, split_tf32 in
+    csrc/cuda/upsample_conv2d_kernel.cu): three m16n8k8 TF32 products (HMMA.1688.F32.TF32) a tile
+    and k-step, where the forward's main loop issued 2048 FFMA a stage on the CUDA cores. The
+    split, done with cvt.rna.tf32.f32 (5 or 6 instructions on sm_90), took 1646 instructions a
+    stage and 255 registers with 48 (forward) and 120 (dx) bytes of spills; in integer operations
+    1005, 171 and 183 registers, no spills."""
+    usage = resource_usage(library)
+    kernels = instructions(library, lambda name: "phase_conv_kernelIf" in name)
+    assert len(kernels) == 2, sorted(kernels)  # forward and dx
+    for name, code in kernels.items():
+        counts = opcode_counts(code)
+        tf32 = counts["HMMA.1688.F32.TF32"]
+        assert tf32 > 0 and tf32 % 3 == 0 and counts["HMMA"] == tf32, (name, tf32, counts["HMMA"])
+        assert counts["FFMA"] < tf32, (name, counts["FFMA"])
+        registers, stack = usage[name]
+        assert stack == 0, (name, registers, stack)
+
+
 # The kernels with 16-byte vector paths: the noise_adain_lrelu per-plane kernels and upsample_conv2d's
 # window_means_kernel of vector width > 1 (template argument Li8E, Li4E or Li2E after the scalar
 # type), and every phase_conv_kernel.

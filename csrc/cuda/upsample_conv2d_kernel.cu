@@ -1,7 +1,8 @@
 // upsample_conv2d on CUDA: implicit GEMMs over phase grids, on tensor cores for float16 and
-// bfloat16 (ldmatrix and mma.sync, float32 accumulation) and on CUDA cores for float32 and float64
-// (exact: no TF32). With Wf[a,b,t,u] the folded weights (2x2 taps per output phase: fold_taps
-// below) and "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
+// bfloat16 (ldmatrix and mma.sync, float32 accumulation) and for float32's forward and dx (3xTF32:
+// exact to float32 tolerance, whatever torch's TF32 flags; TensorCoreMma), on CUDA cores for
+// float64 and float32's d weight (exact). With Wf[a,b,t,u] the folded weights (2x2 taps per output
+// phase: fold_taps below) and "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
 //
 //   forward  y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u} Σ_c Wf[a,b,t,u][o, c] · x[n, c] shifted by (a-1+t, b-1+u)
 //   dx       dx[n, c, i, j]      = 4 Σ_{k,l} Σ_o W[o, c, k, l] · A[n, o, 2i+2-k, 2j+2-l]
@@ -45,9 +46,11 @@
 // no shared-memory bank conflicts; d weight in 2.91 waves, bound by L2 (83.8%); the forward keeps
 // the tensor pipe 37.8% busy at 25% occupancy, dx runs at 12.5%. What is left is the GEMMs' own
 // rate (mma.sync at that occupancy); Hopper's wgmma is the next step. Tile sizes were picked by
-// reasoning about registers and shared memory, not searched on a GPU. The measurements that led
-// here, run by run, are in benchmarks/results/HISTORY.md ("The upsample_conv2d CUDA kernels, run
-// by run").
+// reasoning about registers and shared memory, not searched on a GPU. float32's forward, on the
+// CUDA cores until after that run, issued 2577 SASS instructions a warp a stage in its main loop
+// (2048 FFMA); as 3xTF32 1005, 192 of them HMMA (tests/sass_report.py): not yet timed. The
+// measurements that led here, run by run, are in benchmarks/results/HISTORY.md ("The
+// upsample_conv2d CUDA kernels, run by run").
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, ldmatrix and mma.sync emulated as the PTX ISA defines them, with their
@@ -223,10 +226,11 @@ struct CudaCoreMma {
 // same names, fragments and all): ldmatrix (row r of 8x8 matrix j from lane 8j + r's address,
 // row_of(8j + r): a function of the lane, so that the emulation reads every lane's rows without
 // an exchange; register j of lane l gets row l / 4, elements 2 (l % 4), 2 (l % 4) + 1, or with
-// kTrans that column), and mma_tiles, mma.sync m16n8k16 (float accumulation) on each m16n8 tile
-// of a warp's C (one call, so that the emulation exchanges a warp's registers once for them all),
-// and store_shared, a lane's floats into shared memory at an address that is a function of the
-// lane (so that the emulation sees a warp's addresses and checks their banks, as ldmatrix's).
+// kTrans that column), and mma_tiles, mma.sync m16n8k16 or, on float32 registers, m16n8k8 of TF32
+// (float accumulation) on each m16n8 tile of a warp's C (one call, so that the emulation exchanges
+// a warp's registers once for them all), and store_shared, a lane's floats into shared memory at
+// an address that is a function of the lane (so that the emulation sees a warp's addresses and
+// checks their banks, as ldmatrix's).
 #if !defined(STYLEGAN_OPS_EMULATE_CUDA) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
 template <int kCount, bool kTrans, typename RowOf>
 __device__ inline void ldmatrix(unsigned (&r)[kCount], const RowOf& row_of) {
@@ -266,13 +270,30 @@ __device__ inline void mma_m16n8k16(float (&d)[4], const unsigned (&a)[4], const
   }
 }
 
-// c[i][j] += a[i] b[j]: A's m16 tiles i by B's n8 tiles j.
+// TF32 operands: float32 registers of which the tensor cores read the sign, the exponent and the
+// 10 high mantissa bits.
+__device__ inline void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2],
+                                        const float (&c)[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%10, %11, %12, %13};"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+}
+
+// c[i][j] += a[i] b[j]: A's m16 tiles i by B's n8 tiles j (k16 of a 16-bit T, k8 of TF32 for float).
 template <typename T, int kM, int kN>
 __device__ inline void mma_tiles(float (&c)[kM][kN][4], const unsigned (&a)[kM][4], const unsigned (&b)[kN][2]) {
 #pragma unroll
   for (int i = 0; i < kM; ++i)
 #pragma unroll
-    for (int j = 0; j < kN; ++j) mma_m16n8k16<T>(c[i][j], a[i], b[j], c[i][j]);
+    for (int j = 0; j < kN; ++j) {
+      if constexpr (std::is_same_v<T, float>) {
+        mma_m16n8k8_tf32(c[i][j], a[i], b[j], c[i][j]);
+      } else {
+        mma_m16n8k16<T>(c[i][j], a[i], b[j], c[i][j]);
+      }
+    }
 }
 
 // kCount floats (1, or 2 as one 8-byte access) of each lane into shared memory at address_of(lane).
@@ -288,22 +309,54 @@ __device__ inline void store_shared(const float (&v)[kCount], const AddressOf& a
 }
 #endif
 
-// Tensor cores (float16/bfloat16 operands, float32 accumulation, K = 16; sm_80+): a warp's C is
-// M/16 x N/8 m16n8k16 tiles. Fragments load by ldmatrix from Planes, a matrix a chunk of 8 rows:
-// A row-major as rows m (x4: m 0-7 and 8-15 of k 0-7, then of k 8-15: the mma's a0..a3),
-// column-major transposed from rows k; B column-major as rows n (x2: k 0-7, 8-15: b0, b1),
-// row-major transposed from rows k (x4: b0, b1 of n 0-7, then of n 8-15).
+// A float32 operand split for 3xTF32 (split_tf32): a = big + small exactly, big a with its 13 low
+// mantissa bits cleared (a TF32 value), small the rest, |small| < 2^-10 |a|, of which the tensor
+// cores read the TF32 part (less than 2^-10 of small lost). The TF32 products a_big b_big + a_big
+// b_small + a_small b_big, accumulated in float, miss a_small b_small and the small parts' lost
+// bits, each under 2^-20 of |a b|: exact to float32 tolerance where one TF32 product (up to 2^-9
+// off) is not. Integer operations: cvt.rna.tf32.f32 (round to nearest) is no sm_90 instruction
+// (ptxas made 5 or 6 of one), and a truncated big cannot round past FLT_MAX to inf. A non-finite a
+// keeps its bits in big (inf, and NaN with its payload), and has small = 0 and big_finite = 0, so
+// that the two cross products stay finite and a_big b_big alone carries inf and NaN as the plain
+// product would (with small = a - big, an inf gave inf - inf = NaN, and a finite a times an
+// infinite b_big in a cross product gave 0 · inf = NaN where a = big).
+__device__ inline void split_tf32(unsigned a, unsigned& big, unsigned& big_finite, unsigned& small) {
+  const bool finite = (a & 0x7f800000u) != 0x7f800000u;  // an exponent of all ones: ±inf or NaN
+  const unsigned truncated = a & ~0x1fffu;
+  big = finite ? truncated : a;
+  big_finite = finite ? truncated : 0u;
+  small = finite ? __float_as_uint(__uint_as_float(a) - __uint_as_float(truncated)) : 0u;  // exact
+}
+
+// Tensor cores (sm_80+, float32 accumulation): a warp's C is M/16 x N/8 m16n8kK tiles, K = 16 for
+// float16/bfloat16 operands, K = 8 for float32 ones, multiplied as 3xTF32 (split_tf32). Fragments
+// load by ldmatrix from Planes, a matrix a chunk of 8 rows (8 16-bit elements or 4 floats, 16
+// bytes either way): A row-major as rows m (x4: m 0-7 and 8-15 of k's first chunk, then of its
+// second: the mma's a0..a3), column-major transposed from rows k; B column-major as rows n (x2:
+// k's two chunks: b0, b1), row-major transposed from rows k (x4: b0, b1 of n 0-7, then of n 8-15).
+// ldmatrix transposes 16-bit elements: float32 operands are row-major A and column-major B only.
 template <typename T, typename Shape>
 struct TensorCoreMma {
-  static_assert(Shape::K == 16 && Shape::M % 16 == 0 && (Shape::N == 8 || (Shape::N == 16 && Shape::kBRowMajor)),
+  static constexpr bool kTf32x3 = std::is_same_v<T, float>;
+  static constexpr int kVec = Planes<T>::kVec;  // elements of a chunk: half a k-step
+  static_assert(Shape::K == 2 * kVec && Shape::M % 16 == 0 && (Shape::N == 8 || (Shape::N == 16 && Shape::kBRowMajor)),
                 "the fragment shapes the kernels use");
+  static_assert(!kTf32x3 || (!Shape::kAColMajor && !Shape::kBRowMajor), "float32: no transposed loads");
   static constexpr int kMTiles = Shape::M / 16, kNTiles = Shape::N / 8;
-  struct FragA {
-    unsigned r[kMTiles][4];
+  // The registers: the operand's (r), or for 3xTF32 the big parts (r), big where finite and the
+  // small parts (split_tf32).
+  template <int kTiles, int kRegs>
+  struct Parts {
+    unsigned r[kTiles][kRegs];
   };
-  struct FragB {
-    unsigned r[kNTiles][2];
+  template <int kTiles, int kRegs>
+  struct Tf32x3Parts {
+    unsigned r[kTiles][kRegs], finite[kTiles][kRegs], small[kTiles][kRegs];
   };
+  template <int kTiles, int kRegs>
+  using Fragment = std::conditional_t<kTf32x3, Tf32x3Parts<kTiles, kRegs>, Parts<kTiles, kRegs>>;
+  using FragA = Fragment<kMTiles, 4>;
+  using FragB = Fragment<kNTiles, 2>;
   struct FragC {
     float v[kMTiles][kNTiles][4];
   };
@@ -315,7 +368,17 @@ struct TensorCoreMma {
 #pragma unroll
         for (int e = 0; e < 4; ++e) c.v[i][j][e] = 0.0f;
   }
-  // Lane l = 8q + r addresses row r of matrix q, whose m (or n) half is q % 2 and k half q / 2 (B
+  // The float32 registers ldmatrix loaded into f.r, split in place (16-bit ones stay as loaded).
+  template <int kTiles, int kRegs>
+  static __device__ void split(Tf32x3Parts<kTiles, kRegs>& f) {
+#pragma unroll
+    for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+      for (int e = 0; e < kRegs; ++e) split_tf32(f.r[i][e], f.r[i][e], f.finite[i][e], f.small[i][e]);
+  }
+  template <int kTiles, int kRegs>
+  static __device__ void split(Parts<kTiles, kRegs>&) {}
+  // Lane l = 8q + r addresses row r of matrix q, whose m (or n) half is q % 2 and k chunk q / 2 (B
   // row-major: k half q % 2, n half q / 2).
   static __device__ void load_a(FragA& a, Planes<const T> tile) {
 #pragma unroll
@@ -323,9 +386,10 @@ struct TensorCoreMma {
       if constexpr (Shape::kAColMajor) {
         ldmatrix<4, true>(a.r[i], [&](int l) { return tile.at(l / 16 * 8 + l % 8, 16 * i + l / 8 % 2 * 8); });
       } else {
-        ldmatrix<4, false>(a.r[i], [&](int l) { return tile.at(16 * i + l / 8 % 2 * 8 + l % 8, l / 16 * 8); });
+        ldmatrix<4, false>(a.r[i], [&](int l) { return tile.at(16 * i + l / 8 % 2 * 8 + l % 8, l / 16 * kVec); });
       }
     }
+    split(a);
   }
   static __device__ void load_b(FragB& b, Planes<const T> tile) {
     if constexpr (Shape::kBRowMajor) {
@@ -334,10 +398,18 @@ struct TensorCoreMma {
 #pragma unroll
       for (int e = 0; e < 4; ++e) b.r[e / 2][e % 2] = regs[e];
     } else {  // .x2 reads lanes 0-15's addresses (16-31 repeat them)
-      ldmatrix<2, false>(b.r[0], [&](int l) { return tile.at(l % 8, l / 8 % 2 * 8); });
+      ldmatrix<2, false>(b.r[0], [&](int l) { return tile.at(l % 8, l / 8 % 2 * kVec); });
     }
+    split(b);
   }
-  static __device__ void mma(FragC& c, const FragA& a, const FragB& b) { mma_tiles<T>(c.v, a.r, b.r); }
+  // 3xTF32: the two cross products, then the product of the big parts.
+  static __device__ void mma(FragC& c, const FragA& a, const FragB& b) {
+    if constexpr (kTf32x3) {
+      mma_tiles<T>(c.v, a.small, b.finite);
+      mma_tiles<T>(c.v, a.finite, b.small);
+    }
+    mma_tiles<T>(c.v, a.r, b.r);
+  }
   // C staged at p, row-major (leading dimension kRowLd) or column-major (kColLd), kStagedElems
   // floats either way. Lane l = 4g + t holds rows g and g + 8, columns 2t and 2t + 1, of each
   // m16n8 tile, so a store of one register of every lane puts 8 rows' lanes 4 apart along a
@@ -374,16 +446,21 @@ struct TensorCoreMma {
 };
 
 // The warp GEMM for storage type T accumulating in Acc: tensor cores for the 16-bit types (k-step
-// 16). The host pass, sm_80+ device passes and the CPU emulation see them; older device targets
-// (only built when TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
+// 16) and, as 3xTF32, for float32 in the forward and dx (k-step 8: row-major A, column-major B);
+// CUDA cores for float64 and for float32's d weight (grad_weight_kernel reads both operands
+// transposed, which ldmatrix cannot do to 32-bit elements). The host pass, sm_80+ device passes and
+// the CPU emulation see the tensor cores; older device targets (only built when
+// TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 constexpr bool kTensorCores = true;
 #else
 constexpr bool kTensorCores = false;
 #endif
 template <typename T, typename Acc, typename Shape>
-using WarpMma = std::conditional_t<kTensorCores && sizeof(T) == 2 && Shape::K == 16, TensorCoreMma<T, Shape>,
-                                   CudaCoreMma<T, Acc, Shape>>;
+using WarpMma = std::conditional_t<kTensorCores && ((sizeof(T) == 2 && Shape::K == 16) ||
+                                                    (std::is_same_v<T, float> && Shape::K == 8 &&
+                                                     !Shape::kAColMajor && !Shape::kBRowMajor)),
+                                   TensorCoreMma<T, Shape>, CudaCoreMma<T, Acc, Shape>>;
 
 // f(std::true_type{}) if b, else f(std::false_type{}): a block-uniform flag made a compile-time
 // constant in f, which is instantiated for each value.
@@ -506,12 +583,12 @@ struct Taps<1> {
 // source phases: the more pixels share a weight stage, the less traffic from L2, which bounds
 // these kernels (Triton's forward, at 64 multiply-adds per element loaded, moved 5 TB/s on the
 // H100). The 16-bit forward runs 16 warps, one block per SM, on 32 channels of 4 tiles (144 per
-// element; 58 with one tile of 64 channels); float32/float64, whose CUDA-core accumulators need
-// up to 255 registers, run 8 warps on 2 tiles. dx's four source phases make a tile the larger
-// load: 4 warps on 64 channels of 2 tiles, of whose halo tiles only the 289 of 400 pixels that
-// Taps<1>::reads are loaded (64 per element, each worth 16/9 of a phase-form one), take 86 KiB,
-// two blocks per SM; every block stays within the 99 KiB a block may have on sm_86 and sm_89
-// (GeForce RTX 30 and 40).
+// element; 58 with one tile of 64 channels); float32 (3xTF32: three registers an operand element
+// of a fragment) and float64 (CUDA cores) need up to 255 registers and run 8 warps on 2 tiles.
+// dx's four source phases make a tile the larger load: 4 warps on 64 channels of 2 tiles, of whose
+// halo tiles only the 289 of 400 pixels that Taps<1>::reads are loaded (64 per element, each worth
+// 16/9 of a phase-form one), take 86 KiB, two blocks per SM; every block stays within the 99 KiB a
+// block may have on sm_86 and sm_89 (GeForce RTX 30 and 40).
 template <typename T, int kSrcPhases, int kDstPhases>
 struct PhaseConvTile {
   // Fragments of 32 channels x 8 pixels (one tile row); A the weights [m][k], B the tile [pixel][k].

@@ -6,15 +6,16 @@
 // one too: that is only equivalent because every warp of those kernels reaches each
 // __syncwarp the same number of times. __shfl_down_sync exchanges through a per-warp buffer
 // between two warp barriers, so all 32 lanes must call it together (as the kernels do).
-// The tensor-core instructions the kernels issue as PTX, ldmatrix and mma.sync m16n8k16 (through
-// mma_tiles, a warp's tiles in one call), are emulated lane by lane as the PTX ISA defines their
-// fragments (which lane holds which elements; mma's operands exchanged through the warp's
-// buffers), with their rules checked: ldmatrix rows 16-byte aligned in the dynamic shared memory,
-// and, a rule of the kernels' own, the 8 rows of every matrix on 8 different bank groups (no
-// bank conflict), and none either in store_shared, the epilogues' stores of mma's sums. What this
-// cannot check: that the hardware agrees with this reading of the ISA (the GPU-marked tests do),
-// the kernels' other inline PTX (vector stores run their plain C++ twins here), memory-model
-// races between blocks, and anything about speed.
+// The tensor-core instructions the kernels issue as PTX, ldmatrix and mma.sync m16n8k16 and
+// m16n8k8 of TF32 (through mma_tiles, a warp's tiles in one call), are emulated lane by lane as
+// the PTX ISA defines their fragments (which lane holds which elements; mma's operands exchanged
+// through the warp's buffers; TF32 operands read with their 13 low bits dropped, the least a
+// tensor core may read of a float32 register), with their rules checked: ldmatrix rows 16-byte
+// aligned in the dynamic shared memory, and, a rule of the kernels' own, the 8 rows of every
+// matrix on 8 different bank groups (no bank conflict), and none either in store_shared, the
+// epilogues' stores of mma's sums. What this cannot check: that the hardware agrees with this
+// reading of the ISA (the GPU-marked tests do), the kernels' other inline PTX (vector stores run
+// their plain C++ twins here), memory-model races between blocks, and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
 // only when __pipeline_wait_prior lets their group complete, as late as the GPU may land them,
 // so a kernel that reads a stage before waiting for it reads stale data here too; a copy still
@@ -143,7 +144,7 @@ inline void __pipeline_wait_prior(size_t prior) {
   }
 }
 
-// ---- tensor cores: ldmatrix and mma.sync m16n8k16 ------------------------------------------------
+// ---- tensor cores: ldmatrix, mma.sync m16n8k16 and m16n8k8 (TF32) --------------------------------
 using __half = at::Half;
 using __nv_bfloat16 = at::BFloat16;
 inline float __half2float(__half v) { return float(v); }
@@ -238,15 +239,43 @@ void store_shared(const float (&v)[kCount], const AddressOf& address_of) {
   std::memcpy(address_of(int(lane())), v, kBytes);
 }
 
+inline float __uint_as_float(unsigned bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+inline unsigned __float_as_uint(float value) {
+  unsigned bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
+namespace cuda_emulation {
+// Element `half` of a register holding mma operands of type T: a 16-bit T's half, or for float its
+// TF32 part (sign, exponent and 10 mantissa bits: the 13 low bits dropped).
+template <typename T>
+float mma_operand(unsigned bits, int half) {
+  if constexpr (std::is_same_v<T, float>) {
+    return __uint_as_float(bits & ~0x1fffu);
+  } else {
+    return unpack<T>(bits, half);
+  }
+}
+}  // namespace cuda_emulation
+
 // mma_tiles: c[i][j] += a[i] b[j] for kM x kN tiles, each mma.sync.aligned.m16n8k16.row.col.f32.
-// {T}.{T}.f32 (a 16x16 A of 16-bit T by a 16x8 B, in float) with the PTX ISA's fragments: for
-// lane l, g = l / 4 and t = l % 4, A's registers hold (g, 2t..2t+1), (g+8, 2t..2t+1),
-// (g, 2t+8..2t+9), (g+8, 2t+8..2t+9), B's (2t..2t+1, g) and (2t+8..2t+9, g) (row, column), C's
-// (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
+// {T}.{T}.f32 (a 16x16 A of 16-bit T by a 16x8 B, in float) or, for float registers,
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 (a 16x8 A of TF32 by an 8x8 B), with the PTX
+// ISA's fragments: for lane l, g = l / 4 and t = l % 4, A's registers hold (g, 2t..2t+1),
+// (g+8, 2t..2t+1), (g, 2t+8..2t+9), (g+8, 2t+8..2t+9), B's (2t..2t+1, g) and (2t+8..2t+9, g) (row,
+// column); TF32's one element a register: A's (g, t), (g+8, t), (g, t+4), (g+8, t+4), B's (t, g)
+// and (t+4, g); C's (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1) either way. Products summed in
+// float, k in order.
 template <typename T, int kM, int kN>
 void mma_tiles(float (&c)[kM][kN][4], const unsigned (&a)[kM][4], const unsigned (&b)[kN][2]) {
   using namespace cuda_emulation;
   static_assert(4 * kM + 2 * kN <= kMmaRegisters, "the exchange holds a lane's registers");
+  constexpr int kPerRegister = std::is_same_v<T, float> ? 1 : 2, kHalfK = 4 * kPerRegister, kK = 2 * kHalfK;
   Warp& warp = this_warp();
   const unsigned l = lane();
   auto& operands = warp.operands[warp.mma_calls[l]++ % 2];
@@ -257,15 +286,17 @@ void mma_tiles(float (&c)[kM][kN][4], const unsigned (&a)[kM][4], const unsigned
   for (int i = 0; i < kM; ++i) {
     for (int j = 0; j < kN; ++j) {
       const auto a_at = [&](int row, int k) {  // tile i's (row, k), from the lane and register holding it
-        return unpack<T>(operands[row % 8 * 4 + k % 8 / 2][4 * i + row / 8 + 2 * (k / 8)], k % 2);
+        const unsigned bits = operands[row % 8 * 4 + k % kHalfK / kPerRegister][4 * i + row / 8 + 2 * (k / kHalfK)];
+        return mma_operand<T>(bits, k % kPerRegister);
       };
       const auto b_at = [&](int k, int n) {
-        return unpack<T>(operands[n * 4 + k % 8 / 2][4 * kM + 2 * j + k / 8], k % 2);
+        const unsigned bits = operands[n * 4 + k % kHalfK / kPerRegister][4 * kM + 2 * j + k / kHalfK];
+        return mma_operand<T>(bits, k % kPerRegister);
       };
       for (int e = 0; e < 4; ++e) {
         const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
         float sum = c[i][j][e];
-        for (int k = 0; k < 16; ++k) sum += a_at(row, k) * b_at(k, col);
+        for (int k = 0; k < kK; ++k) sum += a_at(row, k) * b_at(k, col);
         c[i][j][e] = sum;
       }
     }
