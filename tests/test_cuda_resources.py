@@ -76,10 +76,10 @@ def test_tensor_core_gemm_kernels_stage_a_vector_in_few_instructions(library):
 def test_float32_phase_convolutions_multiply_as_3xtf32_without_spilling(library):
     """float32's forward and dx multiply on the tensor cores as 3xTF32 (TensorCoreMma, split_tf32 in
     csrc/cuda/upsample_conv2d_kernel.cu): three m16n8k8 TF32 products (HMMA.1688.F32.TF32) a tile
-    and k-step, where the forward's main loop issued 2048 FFMA a stage on the CUDA cores. The
-    split, done with cvt.rna.tf32.f32 (5 or 6 instructions on sm_90), took 1646 instructions a
-    stage and 255 registers with 48 (forward) and 120 (dx) bytes of spills; in integer operations
-    1005, 171 and 183 registers, no spills."""
+    and k-step, where the forward's main loop issued 2048 FFMA a stage on the CUDA cores. With
+    both parts of the split converted by cvt.rna.tf32.f32 that loop took 1646 instructions a stage
+    and the kernels 255 registers with 48 (forward) and 120 (dx) bytes of spills; split with a mask
+    and a subtraction, 1005, and 171 and 183 registers without spills."""
     usage = resource_usage(library)
     kernels = instructions(library, lambda name: "phase_conv_kernelIf" in name)
     assert len(kernels) == 2, sorted(kernels)  # forward and dx
