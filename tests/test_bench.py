@@ -259,8 +259,8 @@ def test_documented_benchmark_tables_are_generated_from_committed_results(docume
     text = pathlib.Path(document).read_text()
     sources = sorted(set(re.findall(TABLE_COMMAND, text)))
     assert sources, f"{document} names no results JSON"
-    generated = {block.strip() for path in sources for block in _results_table().table(path).split("\n\n")
-                 if block.strip()}
+    table = _results_table().table
+    generated = {block.strip() for path in sources for block in table(path).split("\n\n") if block.strip()}
     missing = [block.splitlines()[0] for block in generated if block not in text]
     assert not missing, f"{document} lacks these blocks of results_table.py's output: {missing}"
     # results_table.py's tables open with these headers; the documents' other tables do not.
