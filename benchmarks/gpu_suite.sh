@@ -59,7 +59,7 @@ case "$MODE" in
   # after the 2026-11-28 run, not yet run on a GPU: a few seconds of captures and replays a part).
   # Last, float32 upsample_conv2d (one shape timed, on 2026-11-26): exact against exact, as the
   # bench turns TF32 off on CUDA (eager's cuDNN), native and Triton as 3xTF32 (both changed after
-  # the run of 2026-11-28; native's d weight on the CUDA cores).
+  # the run of 2026-11-28).
   bench) PARTS_CAPS="generator:fwd+bwd:eager,compile,native,native+compile,eager+graph,native+graph:bfloat16:90
                      generator:fwd+bwd:eager,triton,triton+compile,triton+graph:bfloat16:130
                      upsample_conv2d:fwd,fwd+bwd:all:bfloat16:100

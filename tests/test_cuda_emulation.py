@@ -4,11 +4,11 @@ Each .cu file is compiled with the host compiler against tests/cuda_emulation/cu
 (a thread block as CPU threads, warp shuffles through a per-warp buffer) and checked against
 the plain references: every tile, halo, tap, channel block, pixel split, vector width and layout
 index of the forward and backward kernels runs here, without a GPU. upsample_conv2d's
-float16/bfloat16, and float32's forward and dx (3xTF32), go through its ldmatrix and mma.sync,
-emulated lane by lane as the PTX ISA defines their fragments, with their alignment rules checked
-and every ldmatrix, and every epilogue store of the accumulators (store_shared), free of bank
-conflicts; whether the hardware agrees, like the speed of anything, is left to the GPU-marked
-tests.
+float16/bfloat16 and float32 (3xTF32) go through its ldmatrix (d weight's float32 operands: word
+loads, load_shared) and mma.sync, emulated lane by lane as the PTX ISA defines their fragments,
+with their alignment rules checked and every ldmatrix, every word load and every epilogue store
+of the accumulators (store_shared) free of bank conflicts; whether the hardware agrees, like the
+speed of anything, is left to the GPU-marked tests.
 """
 
 import math

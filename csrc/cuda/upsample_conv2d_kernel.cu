@@ -1,8 +1,8 @@
 // upsample_conv2d on CUDA: implicit GEMMs over phase grids, on tensor cores for float16 and
-// bfloat16 (ldmatrix and mma.sync, float32 accumulation) and for float32's forward and dx (3xTF32:
-// exact to float32 tolerance, whatever torch's TF32 flags; TensorCoreMma), on CUDA cores for
-// float64 and float32's d weight (exact). With Wf[a,b,t,u] the folded weights (2x2 taps per output
-// phase: fold_taps below) and "x shifted by (di, dj)" meaning x[i + di, j + dj], zero outside:
+// bfloat16 (ldmatrix and mma.sync, float32 accumulation) and for float32 (3xTF32: exact to float32
+// tolerance, whatever torch's TF32 flags; TensorCoreMma), on CUDA cores for float64 (exact). With
+// Wf[a,b,t,u] the folded weights (2x2 taps per output phase: fold_taps below) and "x shifted by
+// (di, dj)" meaning x[i + di, j + dj], zero outside:
 //
 //   forward  y[n, o, 2i+a, 2j+b] = bias[o] + Σ_{t,u} Σ_c Wf[a,b,t,u][o, c] · x[n, c] shifted by (a-1+t, b-1+u)
 //   dx       dx[n, c, i, j]      = 4 Σ_{k,l} Σ_o W[o, c, k, l] · A[n, o, 2i+2-k, 2j+2-l]
@@ -46,11 +46,11 @@
 // no shared-memory bank conflicts; d weight in 2.91 waves, bound by L2 (83.8%); the forward keeps
 // the tensor pipe 37.8% busy at 25% occupancy, dx runs at 12.5%. What is left is the GEMMs' own
 // rate (mma.sync at that occupancy); Hopper's wgmma is the next step. Tile sizes were picked by
-// reasoning about registers and shared memory, not searched on a GPU. float32's forward, on the
-// CUDA cores until after that run, issued 2577 SASS instructions a warp a stage in its main loop
-// (2048 FFMA); as 3xTF32 1005, 192 of them HMMA (tests/sass_report.py): not yet timed. The
-// measurements that led here, run by run, are in benchmarks/results/HISTORY.md ("The
-// upsample_conv2d CUDA kernels, run by run").
+// reasoning about registers and shared memory, not searched on a GPU. float32's GEMMs, on the
+// CUDA cores until after that run, issued 2577 (forward) and 4090 (d weight) SASS instructions a
+// warp a stage in their main loops; as 3xTF32 1005 and 2603, 192 of them HMMA a stage
+// (tests/sass_report.py): not yet timed. The measurements that led here, run by run, are in
+// benchmarks/results/HISTORY.md ("The upsample_conv2d CUDA kernels, run by run").
 //
 // STYLEGAN_OPS_EMULATE_CUDA compiles this file for the CPU against tests/cuda_emulation/ (CUDA
 // threads as CPU threads, ldmatrix and mma.sync emulated as the PTX ISA defines them, with their
@@ -228,9 +228,9 @@ struct CudaCoreMma {
 // an exchange; register j of lane l gets row l / 4, elements 2 (l % 4), 2 (l % 4) + 1, or with
 // kTrans that column), and mma_tiles, mma.sync m16n8k16 or, on float32 registers, m16n8k8 of TF32
 // (float accumulation) on each m16n8 tile of a warp's C (one call, so that the emulation exchanges
-// a warp's registers once for them all), and store_shared, a lane's floats into shared memory at
-// an address that is a function of the lane (so that the emulation sees a warp's addresses and
-// checks their banks, as ldmatrix's).
+// a warp's registers once for them all), and store_shared and load_shared, a lane's floats into
+// and a word out of shared memory at an address that is a function of the lane (so that the
+// emulation sees a warp's addresses and checks their banks, as ldmatrix's).
 #if !defined(STYLEGAN_OPS_EMULATE_CUDA) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
 template <int kCount, bool kTrans, typename RowOf>
 __device__ inline void ldmatrix(unsigned (&r)[kCount], const RowOf& row_of) {
@@ -307,6 +307,12 @@ __device__ inline void store_shared(const float (&v)[kCount], const AddressOf& a
     *to = v[0];
   }
 }
+
+// One 32-bit word of each lane from shared memory at address_of(lane).
+template <typename AddressOf>
+__device__ inline unsigned load_shared(const AddressOf& address_of) {
+  return *reinterpret_cast<const unsigned*>(address_of(int(threadIdx.x % kWarp)));
+}
 #endif
 
 // A float32 operand split for 3xTF32 (split_tf32): a = big + small exactly, big a with its 13 low
@@ -336,14 +342,17 @@ __device__ inline void split_tf32(unsigned a, unsigned& big, unsigned& big_finit
 // bytes either way): A row-major as rows m (x4: m 0-7 and 8-15 of k's first chunk, then of its
 // second: the mma's a0..a3), column-major transposed from rows k; B column-major as rows n (x2:
 // k's two chunks: b0, b1), row-major transposed from rows k (x4: b0, b1 of n 0-7, then of n 8-15).
-// ldmatrix transposes 16-bit elements: float32 operands are row-major A and column-major B only.
+// ldmatrix transposes only 16-bit elements: transposed float32 operands (d weight's, both) load an
+// element a load_shared instead (kWordLoads, below).
 template <typename T, typename Shape>
 struct TensorCoreMma {
   static constexpr bool kTf32x3 = std::is_same_v<T, float>;
+  static constexpr bool kWordLoads = kTf32x3 && Shape::kAColMajor;
   static constexpr int kVec = Planes<T>::kVec;  // elements of a chunk: half a k-step
   static_assert(Shape::K == 2 * kVec && Shape::M % 16 == 0 && (Shape::N == 8 || (Shape::N == 16 && Shape::kBRowMajor)),
                 "the fragment shapes the kernels use");
-  static_assert(!kTf32x3 || (!Shape::kAColMajor && !Shape::kBRowMajor), "float32: no transposed loads");
+  // The word loads order k their own way (k_row below): both operands must load alike.
+  static_assert(!kTf32x3 || Shape::kAColMajor == Shape::kBRowMajor, "float32: both operands transposed or neither");
   static constexpr int kMTiles = Shape::M / 16, kNTiles = Shape::N / 8;
   // The registers: the operand's (r), or for 3xTF32 the big parts (r), big where finite and the
   // small parts (split_tf32).
@@ -370,7 +379,7 @@ struct TensorCoreMma {
 #pragma unroll
         for (int e = 0; e < 4; ++e) c.v[i][j][e] = 0.0f;
   }
-  // The float32 registers ldmatrix loaded into f.r, split in place (16-bit ones stay as loaded).
+  // The float32 registers loaded into f.r, split in place (16-bit ones stay as loaded).
   template <int kTiles, int kRegs>
   static __device__ void split(Tf32x3Parts<kTiles, kRegs>& f) {
 #pragma unroll
@@ -380,12 +389,26 @@ struct TensorCoreMma {
   }
   template <int kTiles, int kRegs>
   static __device__ void split(Parts<kTiles, kRegs>&) {}
+  // kWordLoads: lane l = 4g + t holds A's (m, k) = (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4)
+  // (m16n8k8's a0..a3) and B's (k, n) = (t, g), (t + 4, g) (b0, b1), each operand's k along the
+  // rows (pixels) of its tile, a row 4 words of a chunk plane. Read in order (k = t from row t),
+  // lane (g + 4, t) would share a bank with lane (g, t + 1): channel g + 4 lies in the next chunk
+  // plane, whose words start 4 banks further (a plane of 8j rows and its pad chunk: 4 words modulo
+  // 32, as d weight's tiles are), as row t + 1's do. k is a sum's index, so both operands read
+  // k = t from row 2t and k = t + 4 from row 2t + 1: lane l's word 8t + 4e + 4 (g / 4) + g % 4
+  // (modulo 32) for row 2t + e, on 32 banks for each e.
+  static __device__ int k_row(int l, int e) { return 2 * (l % 4) + e; }
   // Lane l = 8q + r addresses row r of matrix q, whose m (or n) half is q % 2 and k chunk q / 2 (B
   // row-major: k half q % 2, n half q / 2).
   static __device__ void load_a(FragA& a, Planes<const T> tile) {
 #pragma unroll
     for (int i = 0; i < kMTiles; ++i) {
-      if constexpr (Shape::kAColMajor) {
+      if constexpr (kWordLoads) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          a.r[i][e] = load_shared([&](int l) { return tile.at(k_row(l, e / 2), 16 * i + l / 4 + e % 2 * 8); });
+        }
+      } else if constexpr (Shape::kAColMajor) {
         ldmatrix<4, true>(a.r[i], [&](int l) { return tile.at(l / 16 * 8 + l % 8, 16 * i + l / 8 % 2 * 8); });
       } else {
         ldmatrix<4, false>(a.r[i], [&](int l) { return tile.at(16 * i + l / 8 % 2 * 8 + l % 8, l / 16 * kVec); });
@@ -394,7 +417,12 @@ struct TensorCoreMma {
     split(a);
   }
   static __device__ void load_b(FragB& b, Planes<const T> tile) {
-    if constexpr (Shape::kBRowMajor) {
+    if constexpr (kWordLoads) {
+#pragma unroll
+      for (int j = 0; j < kNTiles; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) b.r[j][e] = load_shared([&](int l) { return tile.at(k_row(l, e), 8 * j + l / 4); });
+    } else if constexpr (Shape::kBRowMajor) {
       unsigned regs[4];
       ldmatrix<4, true>(regs, [&](int l) { return tile.at(l / 8 % 2 * 8 + l % 8, l / 16 * 8); });
 #pragma unroll
@@ -448,10 +476,8 @@ struct TensorCoreMma {
 };
 
 // The warp GEMM for storage type T accumulating in Acc: tensor cores for the 16-bit types (k-step
-// 16) and, as 3xTF32, for float32 in the forward and dx (k-step 8: row-major A, column-major B);
-// CUDA cores for float64 and for float32's d weight (grad_weight_kernel reads both operands
-// transposed, which ldmatrix cannot do to 32-bit elements). The host pass, sm_80+ device passes and
-// the CPU emulation see the tensor cores; older device targets (only built when
+// 16) and, as 3xTF32, for float32 (k-step 8); CUDA cores for float64. The host pass, sm_80+ device
+// passes and the CPU emulation see the tensor cores; older device targets (only built when
 // TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 constexpr bool kTensorCores = true;
@@ -459,10 +485,8 @@ constexpr bool kTensorCores = true;
 constexpr bool kTensorCores = false;
 #endif
 template <typename T, typename Acc, typename Shape>
-using WarpMma = std::conditional_t<kTensorCores && ((sizeof(T) == 2 && Shape::K == 16) ||
-                                                    (std::is_same_v<T, float> && Shape::K == 8 &&
-                                                     !Shape::kAColMajor && !Shape::kBRowMajor)),
-                                   TensorCoreMma<T, Shape>, CudaCoreMma<T, Acc, Shape>>;
+using WarpMma = std::conditional_t<kTensorCores && !std::is_same_v<T, double>, TensorCoreMma<T, Shape>,
+                                   CudaCoreMma<T, Acc, Shape>>;
 
 // f(std::true_type{}) if b, else f(std::false_type{}): a block-uniform flag made a compile-time
 // constant in f, which is instantiated for each value.
@@ -879,19 +903,20 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
 // with A's phase (k mod 2, l mod 2) shifted by (1 if k = 0, 1 if l = 0), as in dx.
 // Block: 64 channels c of x x 64 channels o of A, one filter column l and its three taps k (a warp
 // pair each, one warp per 32 channels c), over its share of the pixel tiles (kRows rows x 16
-// columns; a tile row is one 16-pixel k-step). C_k[c][o] += X[c][pixel] · A_k[pixel][o], both read
-// from pixel-major tiles, [pixel][c] and [pixel][o]: channels contiguous, as channels_last stores
-// them, so that 16-byte vectors of either go straight to shared memory through cp.async,
-// pipelined (the next tile loads while this one is multiplied). A's tile is the block's
-// column phase l mod 2, shifted by its column shift, in both row phases: phase 0's rows i0 ..
-// i0 + kRows (tap 2 reads them from tile row r on, tap 0 from r + 1), phase 1's rows i0 .. i0 +
-// kRows - 1 (tap 1). x's tile needs no halo: every shift is A's.
+// columns; a tile row is one 16-pixel k-step in the 16-bit types, two 8-pixel ones in float32).
+// C_k[c][o] += X[c][pixel] · A_k[pixel][o], both read from pixel-major tiles, [pixel][c] and
+// [pixel][o]: channels contiguous, as channels_last stores them, so that 16-byte vectors of either
+// go straight to shared memory through cp.async, pipelined (the next tile loads while this one is
+// multiplied). A's tile is the block's column phase l mod 2, shifted by its column shift, in both
+// row phases: phase 0's rows i0 .. i0 + kRows (tap 2 reads them from tile row r on, tap 0 from
+// r + 1), phase 1's rows i0 .. i0 + kRows - 1 (tap 1). x's tile needs no halo: every shift is A's.
 // Only pixels of x are summed, the zero padding skipped (as the CPU kernel and Triton's do, and
 // eager's float32 oneDNN convolution), so a non-finite dy on the border meets no 0: A's tile is
 // zero in the columns past x's last one (the column shift is the block's own), and tile rows past
 // x's last one are skipped, a whole k-step (block-uniform): A's phase 0 row H is tap 0's for x's
 // row H - 1 and would be tap 2's for row H.
-// A warp's fragments are 16 x 16: one ldmatrix (x4) for each operand, two m16n8k16 products.
+// A warp's fragments are 16 x 16: in the 16-bit types one ldmatrix (x4) for each operand, two
+// m16n8k16 products; in float32 (16 x 16 x 8) 4 and 4 load_shared, 2 x 3 m16n8k8 TF32 products.
 // Per pixel a block loads its 64 channels of x and (2 kRows + 1) / kRows times its 64 of A (2.25
 // in 16 bits): a pixel tile's three blocks load 9.75 elements per pixel and channel for its 9
 // taps, where the phase form's four blocks (x with its halo, one phase of dy) loaded 10.75 for 16
@@ -899,11 +924,13 @@ __global__ void __launch_bounds__(PhaseConvTile<typename Native<scalar_t>::type,
 // Writes float partials [split][tap 3k + l][c][o], the 4 applied.
 template <typename T>
 struct GradWeightTile {
-  using Gemm = GemmShape<16, 16, 16, /*kAColMajor=*/true, /*kBRowMajor=*/true>;
-  static constexpr int kBC = 64, kBO = 64;  // x channels, A channels per block
-  static constexpr int kTaps = 3;           // a filter column's
+  static constexpr int kTW = 16;  // pixels per tile row
+  // k-steps of the tensor cores (16 16-bit elements, 8 floats); float64's CUDA cores take a row at once.
+  using Gemm = GemmShape<16, 16, sizeof(T) == 8 ? kTW : 32 / int(sizeof(T)), /*kAColMajor=*/true, /*kBRowMajor=*/true>;
+  static constexpr int kKSteps = kTW / Gemm::K;  // a tile row's
+  static constexpr int kBC = 64, kBO = 64;       // x channels, A channels per block
+  static constexpr int kTaps = 3;                // a filter column's
   static constexpr int kWarps = 2 * kTaps, kThreads = kWarps * kWarp;
-  static constexpr int kTW = Gemm::K;               // pixels per tile row: one k-step
   static constexpr int kRows = 8 / int(sizeof(T));  // tile rows: about the same shared memory for every T
   static constexpr int kARows = 2 * kRows + 1;      // A's tile rows: phase 0's kRows + 1, phase 1's kRows
   // The tiles as Planes of rows (pixels) of 16-byte chunks of channels: x's rows [row][col], A's
@@ -912,10 +939,11 @@ struct GradWeightTile {
   static constexpr int kPixels = kRows * kTW, kAPixels = kARows * kTW;
   static constexpr int kXPlane = Planes<T>::plane_elems(kPixels), kAPlane = Planes<T>::plane_elems(kAPixels);
   static constexpr int kXElems = Planes<T>::tile_elems(kPixels, kBC), kAElems = Planes<T>::tile_elems(kAPixels, kBO);
-  // A stage (x tile, then A's) rounded up to 128 bytes, 26.25 KiB in the 16-bit types, three of
-  // them in flight (pipelined: 78.75 KiB, 157.5 KiB for the two blocks an SM holds); two in the
-  // CUDA-core paths: 57 KiB (float32), 66 KiB (float64).
-  static constexpr int kStages = sizeof(T) == 2 ? 3 : 2;
+  // A stage (x tile, then A's) rounded up to 128 bytes, 26.25 KiB in the 16-bit types, 28.5 in
+  // float32, three of them in flight on the tensor cores (pipelined: 78.75 and 85.5 KiB, 157.5 and
+  // 171 for the two blocks an SM holds); two in float64's CUDA-core path: 66 KiB.
+  static constexpr bool kTensorCoreTypes = sizeof(T) <= 4;
+  static constexpr int kStages = kTensorCoreTypes ? 3 : 2;
   static constexpr int kStageElems = int(round_up(kXElems + kAElems, 128 / int(sizeof(T))));
   static constexpr size_t kSharedBytes = kStages * size_t(kStageElems) * sizeof(T);
   // Beside them, in static shared memory, the tiles' pixel offsets (x_pixel_offsets, a_pixel_offsets).
@@ -924,9 +952,10 @@ struct GradWeightTile {
   // 16-bit: two blocks per SM (12 warps), up to 168 registers a thread: nvcc takes 128 and spills
   // nothing (tests/test_cuda_resources.py). Three (18 warps) would cap it at 96 (16384 registers
   // per SM quarter over 5 warps), where it spilled 48 bytes, reloaded 15 times a stage, and their
-  // stages would need 236 KiB of the H100's 228. The float32/float64 CUDA-core paths (exactness,
-  // not speed) need up to 255 registers: one block.
-  static constexpr int kBlocksPerSM = sizeof(T) == 2 ? 2 : 1;
+  // stages would need 236 KiB of the H100's 228. float32 (3xTF32: three registers an operand
+  // element) takes 142. float64's CUDA-core path (exactness, not speed) needs up to 255 registers:
+  // one block.
+  static constexpr int kBlocksPerSM = kTensorCoreTypes ? 2 : 1;
 };
 
 template <typename scalar_t>
@@ -1050,22 +1079,26 @@ __global__ void __launch_bounds__(GradWeightTile<typename Native<scalar_t>::type
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       if (r >= rows) break;
-      typename Mma::FragA fa[kCFrags];
 #pragma unroll
-      for (int m = 0; m < kCFrags; ++m) {
-        Mma::load_a(fa[m], x_planes.offset(r * kTW, (half * kCFrags + m) * Gemm::M));
-      }
+      for (int step = 0; step < Tile::kKSteps; ++step) {
+        const int k0 = step * Gemm::K;  // the k-step's first pixel in the tile row
+        typename Mma::FragA fa[kCFrags];
 #pragma unroll
-      for (int f = 0; f < kOFrags; ++f) {
-        typename Mma::FragB fb;
-        Mma::load_b(fb, a_planes.offset((a_row0 + r) * kTW, f * Gemm::N));
+        for (int m = 0; m < kCFrags; ++m) {
+          Mma::load_a(fa[m], x_planes.offset(r * kTW + k0, (half * kCFrags + m) * Gemm::M));
+        }
 #pragma unroll
-        for (int m = 0; m < kCFrags; ++m) Mma::mma(acc[m][f], fa[m], fb);
+        for (int f = 0; f < kOFrags; ++f) {
+          typename Mma::FragB fb;
+          Mma::load_b(fb, a_planes.offset((a_row0 + r) * kTW + k0, f * Gemm::N));
+#pragma unroll
+          for (int m = 0; m < kCFrags; ++m) Mma::mma(acc[m][f], fa[m], fb);
+        }
       }
     }
   });
 
-  // A warp's fragment, staged row-major (Mma::kRowLd: in the 16-bit types its stores without bank
+  // A warp's fragment, staged row-major (Mma::kRowLd: on the tensor cores its stores without bank
   // conflicts, and the loads below, two rows of 16 words 24 apart, on 8 banks twice), goes out a
   // row of 16 o at a time.
   acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * Mma::kStagedElems;  // the stages are read

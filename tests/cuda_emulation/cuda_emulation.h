@@ -13,7 +13,8 @@
 // tensor core may read of a float32 register), with their rules checked: ldmatrix rows 16-byte
 // aligned in the dynamic shared memory, and, a rule of the kernels' own, the 8 rows of every
 // matrix on 8 different bank groups (no bank conflict), and none either in store_shared, the
-// epilogues' stores of mma's sums. What this cannot check: that the hardware agrees with this
+// epilogues' stores of mma's sums, or in load_shared, the word loads of transposed float32
+// operands. What this cannot check: that the hardware agrees with this
 // reading of the ISA (the GPU-marked tests do), the kernels' other inline PTX (vector stores run
 // their plain C++ twins here), memory-model races between blocks, and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
@@ -201,42 +202,55 @@ void ldmatrix(unsigned (&r)[kCount], const RowOf& row_of) {
   }
 }
 
-// store_shared: kCount floats of each lane into shared memory at address_of(lane), one access of
-// 4 kCount bytes (st.shared.f32 or .v2.f32). Shared memory serves 128 bytes a wavefront, the
-// lanes of a warp 32 / kCount at a time: a rule of the kernels' own, those lanes' distinct
-// addresses fall on distinct banks (no bank conflict), checked here with the accesses' alignment.
+namespace cuda_emulation {
+// The rule of store_shared and load_shared, a warp's accesses of kCount 4-byte words a lane at
+// address_of(lane) (one st.shared / ld.shared, .f32 or .v2.f32): shared memory serves 128 bytes a
+// wavefront, the lanes of a warp 32 / kCount at a time, and a rule of the kernels' own is that
+// those lanes' distinct words fall on distinct banks (no bank conflict; lanes of one word share
+// it). Checked by lane 0 for the warp, with the accesses' alignment; `op` names the access.
 template <int kCount, typename AddressOf>
-void store_shared(const float (&v)[kCount], const AddressOf& address_of) {
-  using namespace cuda_emulation;
-  static_assert(kCount == 1 || kCount == 2, "one or two floats");
+void check_shared_access(const AddressOf& address_of, const char* op) {
   constexpr unsigned kBytes = 4 * kCount, kLanesAtOnce = kWarp / kCount;
-  const auto offset = [&](int l) {  // of lane l's access from the dynamic shared memory, or -1 outside it
-    const auto* p = reinterpret_cast<const unsigned char*>(static_cast<const void*>(address_of(l)));
-    return p < dynamic_smem || p + kBytes > dynamic_smem + dynamic_smem_bytes || (p - dynamic_smem) % kBytes != 0
-               ? std::ptrdiff_t(-1) : p - dynamic_smem;
-  };
-  if (lane() == 0) {
-    for (unsigned first = 0; first < unsigned(kWarp); first += kLanesAtOnce) {
-      std::ptrdiff_t bank_word[32];  // the word each bank serves in this wavefront, or -1
-      std::fill(std::begin(bank_word), std::end(bank_word), std::ptrdiff_t(-1));
-      for (unsigned l = first; l < first + kLanesAtOnce; ++l) {
-        const std::ptrdiff_t at = offset(int(l));
-        if (at < 0) {
-          report_violation("store_shared: an address outside the dynamic shared memory or not aligned");
-          return;
+  if (lane() != 0) return;
+  for (unsigned first = 0; first < unsigned(kWarp); first += kLanesAtOnce) {
+    std::ptrdiff_t bank_word[32];  // the word each bank serves in this wavefront, or -1
+    std::fill(std::begin(bank_word), std::end(bank_word), std::ptrdiff_t(-1));
+    for (unsigned l = first; l < first + kLanesAtOnce; ++l) {
+      const auto* p = reinterpret_cast<const unsigned char*>(static_cast<const void*>(address_of(int(l))));
+      if (p < dynamic_smem || p + kBytes > dynamic_smem + dynamic_smem_bytes || (p - dynamic_smem) % kBytes != 0) {
+        report_violation(std::string(op) + ": an address outside the dynamic shared memory or not aligned");
+        return;
+      }
+      for (unsigned w = 0; w < unsigned(kCount); ++w) {
+        const std::ptrdiff_t word = (p - dynamic_smem) / 4 + w;
+        std::ptrdiff_t& served = bank_word[word % 32];
+        if (served >= 0 && served != word) {
+          report_violation(std::string(op) + ": two words of one wavefront on the same bank (a bank conflict)");
         }
-        for (unsigned w = 0; w < unsigned(kCount); ++w) {
-          const std::ptrdiff_t word = at / 4 + w;
-          std::ptrdiff_t& served = bank_word[word % 32];
-          if (served >= 0 && served != word) {
-            report_violation("store_shared: two addresses of one wavefront on the same bank (a bank conflict)");
-          }
-          served = word;
-        }
+        served = word;
       }
     }
   }
-  std::memcpy(address_of(int(lane())), v, kBytes);
+}
+}  // namespace cuda_emulation
+
+// store_shared: kCount floats of each lane into shared memory at address_of(lane) (the epilogues'
+// stores of mma's sums).
+template <int kCount, typename AddressOf>
+void store_shared(const float (&v)[kCount], const AddressOf& address_of) {
+  static_assert(kCount == 1 || kCount == 2, "one or two floats");
+  cuda_emulation::check_shared_access<kCount>(address_of, "store_shared");
+  std::memcpy(address_of(int(cuda_emulation::lane())), v, 4 * kCount);
+}
+
+// load_shared: a 32-bit word of each lane from shared memory at address_of(lane) (transposed
+// float32 operands).
+template <typename AddressOf>
+unsigned load_shared(const AddressOf& address_of) {
+  cuda_emulation::check_shared_access<1>(address_of, "load_shared");
+  unsigned word;
+  std::memcpy(&word, address_of(int(cuda_emulation::lane())), sizeof(word));
+  return word;
 }
 
 inline float __uint_as_float(unsigned bits) {
