@@ -5,7 +5,8 @@ synchronising call named), the Python functions by own time (cProfile), a forwar
 cost layer by layer (public function, registered op, Triton launcher), a forward+backward's split
 where autograd comes in, and the autograd engine's cost for one Python or C++ node on CUDA and on
 the CPU; the same tables for native upsample_conv2d at the generator's 8x8 level, for the
-benchmark's generator forward on eager and native, and for its native training step.
+benchmark's generator forward on eager and native and for its native training step, and last for
+every backend's float32 upsample_conv2d at 32x32.
 
 The GPU runs showed the gaps this separates: noise_adain_lrelu's kernels take a tenth to a fifth
 of its call time, the Triton backend's a tenth of its forward+backward (0.115 of 1.15 ms on an
@@ -36,8 +37,8 @@ CASES = {
 }
 
 
-def _randn(*shape, grad=True, channels_last=False):
-    t = torch.randn(*shape, device="cuda", dtype=torch.bfloat16)
+def _randn(*shape, grad=True, channels_last=False, dtype=torch.bfloat16):
+    t = torch.randn(*shape, device="cuda", dtype=dtype)
     if channels_last:
         t = t.contiguous(memory_format=torch.channels_last)
     return t.requires_grad_(grad)
@@ -49,8 +50,9 @@ def _noise_inputs(n, c, h, w, channels_last=False):
     return so.noise_adain_lrelu, args
 
 
-def _upsample_inputs(n, c_in, c_out, h, w):
-    return so.upsample_conv2d, (_randn(n, c_in, h, w, channels_last=True), _randn(c_out, c_in, 3, 3))
+def _upsample_inputs(n, c_in, c_out, h, w, dtype=torch.bfloat16):
+    return so.upsample_conv2d, (_randn(n, c_in, h, w, channels_last=True, dtype=dtype),
+                                _randn(c_out, c_in, 3, 3, dtype=dtype))
 
 
 def profile_case(name, make, backend):
@@ -262,10 +264,18 @@ def main():
     # the H200 run of 2026-11-28 (0.168 against 0.127 ms; 32x32 above has the kernels' breakdown):
     # which of its kernels (the forward's split-K partials and their sum?). Native only: a second.
     profile_case("upsample_conv2d (8, 512, 512, 8, 8)", lambda: _upsample_inputs(8, 512, 512, 8, 8), "native")
-    # Last: the slowest part, the first a time cap would cut; the native training step, which #6's
-    # goal is measured on, after the forwards.
+    # The generator: the slowest part; the native training step, which #6's goal is measured on,
+    # after the forwards.
     for backend, direction in (("eager", "fwd"), ("native", "fwd"), ("native", "fwd+bwd")):
         profile_generator(backend, direction)
+    # Last, the first a time cap would cut (Triton compiles its float32 kernels on its first call):
+    # float32 at 32x32, exact against exact as the benchmark compares them (cuDNN without TF32),
+    # whose part of the bench times whole calls only; the native forward, dx and d weight have
+    # multiplied as 3xTF32 on the tensor cores since the 2026-11-28 run.
+    torch.backends.cudnn.allow_tf32 = False
+    for backend in ("eager", "native", "triton"):
+        profile_case("upsample_conv2d (8, 512, 512, 32, 32) float32",
+                     lambda: _upsample_inputs(8, 512, 512, 32, 32, dtype=torch.float32), backend)
 
 
 if __name__ == "__main__":
