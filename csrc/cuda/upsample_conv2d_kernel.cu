@@ -476,16 +476,19 @@ struct TensorCoreMma {
 };
 
 // The warp GEMM for storage type T accumulating in Acc: tensor cores for the 16-bit types (k-step
-// 16) and, as 3xTF32, for float32 (k-step 8); CUDA cores for float64. The host pass, sm_80+ device
-// passes and the CPU emulation see the tensor cores; older device targets (only built when
-// TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path.
+// 16) and, as 3xTF32, for float32 (k-step 8): kTensorCoreType; CUDA cores for float64. The host
+// pass, sm_80+ device passes and the CPU emulation see the tensor cores; older device targets (only
+// built when TORCH_CUDA_ARCH_LIST names them) keep the CUDA-core path, at the tensor cores'
+// residency (launch bounds, as the host sizes grids for them).
+template <typename T>
+constexpr bool kTensorCoreType = !std::is_same_v<T, double>;
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 constexpr bool kTensorCores = true;
 #else
 constexpr bool kTensorCores = false;
 #endif
 template <typename T, typename Acc, typename Shape>
-using WarpMma = std::conditional_t<kTensorCores && !std::is_same_v<T, double>, TensorCoreMma<T, Shape>,
+using WarpMma = std::conditional_t<kTensorCores && kTensorCoreType<T>, TensorCoreMma<T, Shape>,
                                    CudaCoreMma<T, Acc, Shape>>;
 
 // f(std::true_type{}) if b, else f(std::false_type{}): a block-uniform flag made a compile-time
@@ -942,8 +945,7 @@ struct GradWeightTile {
   // A stage (x tile, then A's) rounded up to 128 bytes, 26.25 KiB in the 16-bit types, 28.5 in
   // float32, three of them in flight on the tensor cores (pipelined: 78.75 and 85.5 KiB, 157.5 and
   // 171 for the two blocks an SM holds); two in float64's CUDA-core path: 66 KiB.
-  static constexpr bool kTensorCoreTypes = sizeof(T) <= 4;
-  static constexpr int kStages = kTensorCoreTypes ? 3 : 2;
+  static constexpr int kStages = kTensorCoreType<T> ? 3 : 2;
   static constexpr int kStageElems = int(round_up(kXElems + kAElems, 128 / int(sizeof(T))));
   static constexpr size_t kSharedBytes = kStages * size_t(kStageElems) * sizeof(T);
   // Beside them, in static shared memory, the tiles' pixel offsets (x_pixel_offsets, a_pixel_offsets).
@@ -955,7 +957,7 @@ struct GradWeightTile {
   // stages would need 236 KiB of the H100's 228. float32 (3xTF32: three registers an operand
   // element) takes 142. float64's CUDA-core path (exactness, not speed) needs up to 255 registers:
   // one block.
-  static constexpr int kBlocksPerSM = kTensorCoreTypes ? 2 : 1;
+  static constexpr int kBlocksPerSM = kTensorCoreType<T> ? 2 : 1;
 };
 
 template <typename scalar_t>

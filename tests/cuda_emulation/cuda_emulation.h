@@ -14,9 +14,9 @@
 // aligned in the dynamic shared memory, and, a rule of the kernels' own, the 8 rows of every
 // matrix on 8 different bank groups (no bank conflict), and none either in store_shared, the
 // epilogues' stores of mma's sums, or in load_shared, the word loads of transposed float32
-// operands. What this cannot check: that the hardware agrees with this
-// reading of the ISA (the GPU-marked tests do), the kernels' other inline PTX (vector stores run
-// their plain C++ twins here), memory-model races between blocks, and anything about speed.
+// operands. What this cannot check: that the hardware agrees with this reading of the ISA (the
+// GPU-marked tests do), the kernels' other inline PTX (vector stores run their plain C++ twins
+// here), memory-model races between blocks, and anything about speed.
 // Asynchronous copies (__pipeline_memcpy_async) are queued per thread and land in shared memory
 // only when __pipeline_wait_prior lets their group complete, as late as the GPU may land them,
 // so a kernel that reads a stage before waiting for it reads stale data here too; a copy still
