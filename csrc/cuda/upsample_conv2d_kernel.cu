@@ -929,7 +929,8 @@ template <typename T>
 struct GradWeightTile {
   static constexpr int kTW = 16;  // pixels per tile row
   // k-steps of the tensor cores (16 16-bit elements, 8 floats); float64's CUDA cores take a row at once.
-  using Gemm = GemmShape<16, 16, sizeof(T) == 8 ? kTW : 32 / int(sizeof(T)), /*kAColMajor=*/true, /*kBRowMajor=*/true>;
+  static constexpr int kK = kTensorCoreType<T> ? 32 / int(sizeof(T)) : kTW;
+  using Gemm = GemmShape<16, 16, kK, /*kAColMajor=*/true, /*kBRowMajor=*/true>;
   static constexpr int kKSteps = kTW / Gemm::K;  // a tile row's
   static constexpr int kBC = 64, kBO = 64;       // x channels, A channels per block
   static constexpr int kTaps = 3;                // a filter column's
