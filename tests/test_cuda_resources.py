@@ -38,18 +38,23 @@ def _is_tensor_core_gemm(name):
     return any(k in name for k in GEMM_KERNELS) and any(t in name for t in HALF_TYPES)
 
 
+def _register_budget(name):
+    """The registers a thread that a GEMM kernel's __launch_bounds__ residency leaves: d weight two
+    blocks of 6 warps, dx two of 4 and float32's forward one of 8 (up to 255), the 16-bit forward
+    one of 16."""
+    if "grad_weight_kernel" in name:
+        return 168
+    if "ELi4ELi1EE" in name or "phase_conv_kernelIf" in name:  # dx: phase_conv_kernel<scalar_t, 4, 1>
+        return 255
+    return 128
+
+
 def test_tensor_core_gemm_kernels_fit_their_residency(library):
     usage = resource_usage(library)
     checked = {name: regs_stack for name, regs_stack in usage.items() if _is_tensor_core_gemm(name)}
     assert len(checked) == 6, sorted(usage)  # phase_conv (forward, dx) and grad_weight, in fp16 and bf16
     for name, (registers, stack) in checked.items():
-        if "grad_weight_kernel" in name:
-            budget = (168, 0)
-        elif "ELi4ELi1EE" in name:  # dx: phase_conv_kernel<scalar_t, 4, 1>
-            budget = (255, 0)
-        else:
-            budget = (128, 0)
-        assert registers <= budget[0] and stack <= budget[1], (name, registers, stack)
+        assert registers <= _register_budget(name) and stack == 0, (name, registers, stack)
 
 
 def test_tensor_core_gemm_kernels_read_shared_memory_with_shared_loads(library):
@@ -83,7 +88,7 @@ def test_float32_gemms_multiply_as_3xtf32_without_spilling(library):
     weight's operands, read transposed, load a word a lane from shared memory (load_shared: LDS,
     not a generic LD); its main loop went from 4090 instructions a stage (2529 multiplying on the
     CUDA cores, 157 registers, one block an SM) to 2603 (990), 142 registers, within the 168 of its
-    two blocks of 6 warps an SM."""
+    two blocks of 6 warps an SM (_register_budget)."""
     usage = resource_usage(library)
     kernels = instructions(library, lambda name: any(f"{kernel}If" in name for kernel in GEMM_KERNELS))
     assert len(kernels) == 3, sorted(kernels)  # forward, dx, d weight
@@ -94,7 +99,7 @@ def test_float32_gemms_multiply_as_3xtf32_without_spilling(library):
         assert counts["FFMA"] < tf32, (name, counts["FFMA"])
         assert counts["LD"] == 0, (name, counts["LD"])
         registers, stack = usage[name]
-        assert stack == 0 and ("grad_weight_kernel" not in name or registers <= 168), (name, registers, stack)
+        assert registers <= _register_budget(name) and stack == 0, (name, registers, stack)
 
 
 # The kernels with 16-byte vector paths: the noise_adain_lrelu per-plane kernels and upsample_conv2d's
